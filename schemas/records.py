@@ -1,0 +1,81 @@
+"""Records the pipeline writes: Kafka messages downstream of stage 1 and database rows.
+
+No record carries the raw vehicle id: ``vehicle`` is a keyed-HMAC pseudonym.
+Times are UTC-aware datetimes; distances in metres; speeds in km/h.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+__all__ = ["SegmentPass", "HarshEvent", "DeadLetter", "HarshEventType", "RECORD_SCHEMA_VERSION"]
+
+RECORD_SCHEMA_VERSION = 1
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+HarshEventType = Literal["harsh_brake", "harsh_accel", "harsh_corner"]
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class SegmentPass(_Record):
+    """One vehicle's traversal of one road segment (topic ``segment.passes``, key = segment).
+
+    Natural key: (``vehicle``, ``segment_id``, ``entry_time``): a replay writes the same key.
+    """
+
+    schema_version: Literal[1] = RECORD_SCHEMA_VERSION
+    vehicle: str = Field(min_length=8, max_length=64, description="keyed-HMAC pseudonym")
+    segment_id: str
+    entry_time: AwareDatetime
+    exit_time: AwareDatetime
+    entry_offset_m: Finite = Field(ge=0, description="distance along the segment at entry, m")
+    exit_offset_m: Finite = Field(ge=0, description="distance along the segment at exit, m")
+    covered_m: Finite = Field(ge=0, description="distance driven on the segment in this pass, m")
+    mean_speed_kmh: Finite = Field(ge=0)
+    n_samples: int = Field(ge=0)
+    fs_hz: Finite = Field(gt=0, description="inferred inertial sample rate")
+    iri_m_per_km: Finite | None = Field(default=None, ge=0, description="IRI estimate of this pass, m/km; None when the pass is too short or too slow")
+    roughness_rms_mps2: Finite | None = Field(default=None, ge=0, description="RMS of band-passed vertical acceleration")
+    max_vertical_mps2: Finite = Field(ge=0, description="largest |band-passed vertical acceleration|")
+    n_harsh_events: int = Field(ge=0)
+    confidence: Finite = Field(ge=0, le=1, description="0..1, lowered at low sample rates and short coverage")
+    powertrain: str | None = None
+    model_year: int | None = None
+
+
+class HarshEvent(_Record):
+    """A harsh braking, acceleration or cornering event placed on a segment.
+
+    Natural key: (``vehicle``, ``start_time``, ``type``).
+    """
+
+    schema_version: Literal[1] = RECORD_SCHEMA_VERSION
+    vehicle: str = Field(min_length=8, max_length=64)
+    type: HarshEventType
+    start_time: AwareDatetime
+    duration_s: Finite = Field(gt=0)
+    peak_mps2: Finite = Field(description="signed peak acceleration, m/s² (braking negative)")
+    speed_kmh: Finite = Field(ge=0, description="speed at the start of the event")
+    segment_id: str
+    offset_m: Finite = Field(ge=0, description="distance along the segment, m")
+    lat_deg: Finite
+    lon_deg: Finite
+
+
+class DeadLetter(_Record):
+    """Envelope written to ``vehicle.frames.dlq`` for a message the worker could not use."""
+
+    reason: str
+    error_type: str
+    source_topic: str
+    partition: int
+    offset: int
+    key_b64: str | None = None
+    original_b64: str = Field(description="the message value, base64, byte for byte")
+    failed_at: datetime
+    worker: str | None = None
