@@ -1,0 +1,189 @@
+"""``roadsense`` command line: a thin layer over importable functions.
+
+Catches only ``RoadsenseError``: prints its type and message and exits 1. Anything else
+is a bug and shows its traceback.
+
+    roadsense demo [--vehicles N] [--seed S]      the whole pipeline on the SQY network
+    roadsense stack up|down|status [--timescale]  the local Kafka + PostgreSQL (+ TimescaleDB tier)
+    roadsense simulate --vehicles N --seed S --out DIR
+    roadsense replay TRACES... [--frame-s 2] [--speedup 0]
+    roadsense worker                              one stage-1 worker (until SIGTERM)
+    roadsense score TRACES... --network FILE --out DIR
+    roadsense top [--limit 10]                    roughest segments and harshest spots
+    roadsense db migrate
+    roadsense schemas [--out schemas/json]        regenerate the JSON Schema files
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from schemas._errors import RoadsenseError
+
+__all__ = ["main"]
+
+
+def _settings(**overrides):
+    from pipeline.localenv import local_settings
+
+    return local_settings(**overrides)
+
+
+def cmd_stack(args: argparse.Namespace) -> int:
+    from pipeline import stack
+
+    argv = [args.action] + (["--timescale"] if args.timescale else [])
+    return stack.main(argv) or 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from simulator import cli as sim_cli
+
+    return sim_cli.generate_from_args(args)
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from pipeline.topics import ensure_topics
+    from simulator.replay import replay
+
+    s = _settings()
+    ensure_topics(s)
+    n = replay(args.traces, s.kafka_bootstrap, s.frames_topic, frame_s=args.frame_s, speedup=args.speedup, progress=True)
+    print(f"replayed {n}")
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from pipeline.app import run_worker
+
+    s = _settings()
+    run_worker(s, loglevel=args.loglevel)
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from pipeline.offline import score_traces, write_outputs
+    from pipeline.pseudonym import Pseudonymiser
+    from roadnet import load_network
+
+    s = _settings()
+    net = load_network(args.network)
+    run = score_traces(args.traces, net, pseudonymise=Pseudonymiser(s.pseudonym_key.get_secret_value()),
+                       frame_s=args.frame_s, progress=True)
+    files = write_outputs(run, net, args.out)
+    print(f"{run.n_vehicles} vehicles, {run.n_frames} frames -> {len(run.passes)} passes, "
+          f"{len(run.events)} harsh events, {len(run.scores)} segments scored")
+    if run.dead_letters:
+        print(f"{len(run.dead_letters)} frames rejected, first: {run.dead_letters[0][1]}", file=sys.stderr)
+    for f in files:
+        print(f"  {f}")
+    return 0
+
+
+def cmd_top(args: argparse.Namespace) -> int:
+    from pipeline import db, queries
+    from pipeline.report import print_top
+
+    s = _settings()
+    with db.connect(s.pg_dsn.get_secret_value()) as conn:
+        print_top(conn, limit=args.limit)
+    return 0
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    from pipeline import db
+    from roadnet import load_network
+
+    s = _settings()
+    with db.connect(s.pg_dsn.get_secret_value(), autocommit=True) as conn:
+        applied = db.migrate(conn)
+        db.load_network(conn, load_network(s.network_path))
+    print(f"applied {len(applied)} migration(s)")
+    return 0
+
+
+def cmd_schemas(args: argparse.Namespace) -> int:
+    from schemas.generate import write_json_schemas
+
+    for p in write_json_schemas(args.out):
+        print(p)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from pipeline.demo import run_demo
+
+    return run_demo(vehicles=args.vehicles, seed=args.seed, out=Path(args.out), frame_s=args.frame_s)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="roadsense", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    d = sub.add_parser("demo", help="simulate a fleet over SQY and run it through the whole pipeline")
+    d.add_argument("--vehicles", type=int, default=40)
+    d.add_argument("--seed", type=int, default=7)
+    d.add_argument("--frame-s", type=float, default=2.0)
+    d.add_argument("--out", default="out/demo")
+    d.set_defaults(func=cmd_demo)
+
+    st = sub.add_parser("stack", help="the local Kafka + PostgreSQL stack")
+    st.add_argument("action", choices=["up", "down", "status", "clean"])
+    st.add_argument("--timescale", action="store_true", help="also the TimescaleDB (PGlite) tier")
+    st.set_defaults(func=cmd_stack)
+
+    sm = sub.add_parser("simulate", help="generate trace files with ground truth")
+    from simulator.cli import add_generate_arguments
+
+    add_generate_arguments(sm)
+    sm.set_defaults(func=cmd_simulate)
+
+    r = sub.add_parser("replay", help="replay trace files into Kafka")
+    r.add_argument("traces", nargs="+")
+    r.add_argument("--frame-s", type=float, default=2.0)
+    r.add_argument("--speedup", type=float, default=0.0, help="0 = as fast as possible")
+    r.set_defaults(func=cmd_replay)
+
+    w = sub.add_parser("worker", help="run a stage-1 worker")
+    w.add_argument("--loglevel", default="info")
+    w.set_defaults(func=cmd_worker)
+
+    sc = sub.add_parser("score", help="score trace files offline (no Kafka, no database)")
+    sc.add_argument("traces", nargs="+")
+    sc.add_argument("--network", default=None, help="road network GeoJSON (default: SQY Plaisir)")
+    sc.add_argument("--out", required=True)
+    sc.add_argument("--frame-s", type=float, default=2.0)
+    sc.set_defaults(func=cmd_score)
+
+    t = sub.add_parser("top", help="roughest segments and harshest spots from the database")
+    t.add_argument("--limit", type=int, default=10)
+    t.set_defaults(func=cmd_top)
+
+    dbp = sub.add_parser("db", help="database maintenance")
+    dbp.add_argument("action", choices=["migrate"])
+    dbp.set_defaults(func=cmd_db)
+
+    js = sub.add_parser("schemas", help="write JSON Schema files generated from schemas/")
+    js.add_argument("--out", default=str(Path(__file__).resolve().parent.parent / "schemas" / "json"))
+    js.set_defaults(func=cmd_schemas)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except RoadsenseError as exc:
+        print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,131 @@
+"""``roadsense demo``: the whole pipeline on the real SQY network, end to end.
+
+stack up -> migrations + road network in the database -> simulate a fleet (trace files
+with ground truth) -> replay into Kafka -> one stage-1 worker until the consumer group has
+caught up -> the roughest segments and harshest spots, read back from the database.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from schemas._errors import RoadsenseError
+
+__all__ = ["run_demo", "wait_until_consumed"]
+
+
+def wait_until_consumed(bootstrap: str, group: str, topic: str, *, total: int, proc: subprocess.Popen | None = None,
+                        timeout_s: float = 900.0, progress: bool = True) -> None:
+    """Block until ``group`` has committed every message of ``topic`` (or fail clearly)."""
+    from tqdm import tqdm
+
+    from pipeline.topics import group_lag
+
+    bar = tqdm(total=total, desc="worker", unit="frame", disable=not progress)
+    deadline = time.monotonic() + timeout_s
+    done = 0
+    try:
+        while True:
+            if proc is not None and proc.poll() is not None:
+                raise RoadsenseError(f"the worker exited early with code {proc.returncode}; see its log")
+            try:
+                lag, end = group_lag(bootstrap, group, topic)
+            except Exception:  # group not created yet while the worker joins
+                lag, end = total, total
+            now_done = max(0, end - lag)
+            bar.update(max(0, now_done - done))
+            done = max(done, now_done)
+            if end >= total and lag == 0:
+                return
+            if time.monotonic() > deadline:
+                raise RoadsenseError(f"the worker did not catch up within {timeout_s:.0f}s (lag {lag})")
+            time.sleep(1.0)
+    finally:
+        bar.close()
+
+
+def run_demo(*, vehicles: int = 40, seed: int = 7, out: Path = Path("out/demo"), frame_s: float = 2.0) -> int:
+    from pipeline import db, stack
+    from pipeline.localenv import local_settings
+    from pipeline.report import print_top
+    from pipeline.topics import ensure_topics
+    from roadnet import load_network
+    from simulator.fleet import simulate_fleet
+    from simulator.io import write_fleet
+    from simulator.replay import replay
+
+    t0 = time.monotonic()
+    print("1/6 starting the local stack (Kafka KRaft + PostgreSQL) ...", flush=True)
+    stack.up()
+    s = local_settings(frame_s=frame_s)
+    net = load_network(s.network_path)
+    print(f"    road network: {net.name}, {len(net)} directed segments, {net.total_length_m / 1000:.0f} km "
+          f"({net.attribution})")
+
+    print("2/6 database: migrations and road network ...", flush=True)
+    with db.connect(s.pg_dsn.get_secret_value(), autocommit=True) as conn:
+        db.migrate(conn)
+        db.load_network(conn, net)
+
+    print(f"3/6 simulating {vehicles} vehicles (seed {seed}) ...", flush=True)
+    out = Path(out)
+    fleet = simulate_fleet(net, n_vehicles=vehicles, seed=seed, progress=True)
+    files = write_fleet(fleet, out, net=net)
+    traces = [f for f in files if f.name.startswith("traces")]
+
+    print("4/6 replaying the traces into Kafka ...", flush=True)
+    ensure_topics(s)
+    sent = replay(traces, s.kafka_bootstrap, s.frames_topic, frame_s=frame_s, speedup=0.0, progress=True)
+    n_frames = sent[0] if isinstance(sent, tuple) else int(sent)
+
+    print("5/6 running a stage-1 worker until every frame is processed ...", flush=True)
+    log_path = Path(s.data_dir).parent / "worker-demo.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    env.update({
+        "ROADSENSE_KAFKA_BOOTSTRAP": s.kafka_bootstrap,
+        "ROADSENSE_PG_DSN": s.pg_dsn.get_secret_value(),
+        "ROADSENSE_PSEUDONYM_KEY": s.pseudonym_key.get_secret_value(),
+        "ROADSENSE_DATA_DIR": str(s.data_dir),
+    })
+    from pipeline.topics import group_lag
+
+    try:
+        _, end_before = group_lag(s.kafka_bootstrap, s.app_id, s.frames_topic)
+    except Exception:
+        end_before = n_frames
+    with log_path.open("ab") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "worker"], env=env, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            wait_until_consumed(s.kafka_bootstrap, s.app_id, s.frames_topic, total=end_before, proc=proc)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+    print("6/6 results, read back from the database:\n", flush=True)
+    with db.connect(s.pg_dsn.get_secret_value(), autocommit=True) as conn:
+        db.refresh(conn)
+        print_top(conn, limit=10)
+    dsn_hidden = stack.connection_info().pg_dsn.split("@")[-1]
+    print(f"""
+Done in {time.monotonic() - t0:.0f} s.
+  traces and ground truth : {out.resolve()}  (personal data in real life: raw traces stay private)
+  database                : postgresql://roadsense@{dsn_hidden}  (password in {stack.stack_dir()}/password)
+  worker log              : {log_path}
+Query it:
+  .venv/bin/roadsense top --limit 20
+  psql "$(.venv/bin/python -c 'from pipeline.stack import connection_info as c; print(c().pg_dsn)')" \\
+       -c "SELECT * FROM segment_scores ORDER BY iri_m_per_km DESC NULLS LAST LIMIT 10"
+  .venv/bin/roadsense score {traces[0]} --out out/score   # the same computation offline
+Road geometry © OpenStreetMap contributors, ODbL 1.0.
+Stop the stack with: .venv/bin/roadsense stack down""")
+    return 0

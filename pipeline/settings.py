@@ -1,0 +1,45 @@
+"""Settings of the pipeline, from environment variables (prefix ``ROADSENSE_``).
+
+One frozen model; secrets are ``SecretStr`` and never printed. The local stack's defaults
+point at ``roadsense stack up``; docker-compose sets the same variables.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from roadnet import DEFAULT_NETWORK
+
+__all__ = ["Settings", "load_settings"]
+
+
+class Settings(BaseSettings):
+    """Pipeline configuration; every field can be set as ``ROADSENSE_<FIELD>``."""
+
+    model_config = SettingsConfigDict(env_prefix="ROADSENSE_", frozen=True, extra="ignore")
+
+    kafka_bootstrap: str = Field(default="127.0.0.1:19092", description="host:port of a Kafka broker")
+    pg_dsn: SecretStr = Field(default=SecretStr(""), description="libpq DSN of the results database")
+    pseudonym_key: SecretStr = Field(default=SecretStr(""), description="HMAC key for vehicle pseudonyms (>= 32 chars)")
+    network_path: Path = Field(default=DEFAULT_NETWORK, description="road network GeoJSON")
+    app_id: str = "roadsense"
+    frames_topic: str = "vehicle.frames"
+    dlq_topic: str = "vehicle.frames.dlq"
+    passes_topic: str = "segment.passes"
+    alerts_topic: str = "road.alerts"
+    partitions: int = Field(default=4, ge=1, description="partitions of the keyed topics and tables")
+    frame_s: float = Field(default=2.0, gt=0, le=60, description="seconds of samples per frame message")
+    store: str = Field(default="rocksdb://", description="Faust table store: rocksdb:// or memory://")
+    data_dir: Path = Field(default=Path(".stack/worker"), description="Faust data dir (RocksDB tables)")
+    trim_m: float = Field(default=300.0, ge=0, description="privacy trim at trip start and end, m")
+    db_timeout_s: float = Field(default=10.0, gt=0)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment, with explicit overrides (for tests and the CLI)."""
+    return Settings(**overrides)  # type: ignore[arg-type]

@@ -1,0 +1,138 @@
+"""agents.passes: per-vehicle processing, chunk invariance, privacy trim, duplicates."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from agents.passes import PassParams, VehicleState, nominal_rate_hz, process_frame
+from roadnet import load_network, to_wgs84
+from schemas.frame import Frame, FrameArrays
+
+
+@pytest.fixture(scope="module")
+def net():
+    return load_network()
+
+
+def _drive(net, *, seed=0, fs=100.0, fix_hz=1.0, sigma_m=3.0, speed_kmh=40.0, min_len_m=2500.0):
+    """A constant-speed drive along a real route, with its true segment sequence."""
+    rng = np.random.default_rng(seed)
+    big = np.flatnonzero(net.length_m > 50)
+    while True:
+        a, b = rng.choice(big, 2, replace=False)
+        route = net.route(int(net.to_node[a]), int(net.from_node[b]))
+        segs = [int(a), *route, int(b)]
+        if net.length_m[segs].sum() >= min_len_m:
+            break
+    lengths = net.length_m[segs]
+    cum = np.concatenate([[0.0], np.cumsum(lengths)])
+    v = speed_kmh / 3.6
+    t = 1.7e9 + np.arange(0.0, cum[-1] / v, 1.0 / fs)
+    s = (t - t[0]) * v
+    k = np.clip(np.searchsorted(cum, s, side="right") - 1, 0, len(segs) - 1)
+    x, y = net.point_at(np.asarray(segs)[k], s - cum[k])
+    az = 9.81 + 0.3 * rng.standard_normal(t.size)
+    ax = 0.05 * rng.standard_normal(t.size)
+    ay = 0.05 * rng.standard_normal(t.size)
+    step = int(round(fs / fix_hz))
+    fi = np.arange(0, t.size, step)
+    fx = x[fi] + sigma_m * rng.standard_normal(fi.size)
+    fy = y[fi] + sigma_m * rng.standard_normal(fi.size)
+    lon, lat = to_wgs84(fx, fy)
+    trace = dict(t=t, v=np.full(t.size, speed_kmh), ax=ax, ay=ay, az=az, ft=t[fi], lat=lat, lon=lon)
+    return trace, segs
+
+
+def _frames(tr, frame_s):
+    t = tr["t"]
+    k = np.floor((t - t[0]) / frame_s).astype(int)
+    kf = np.floor((tr["ft"] - t[0]) / frame_s).astype(int)
+    out = []
+    last = k[-1]
+    for seq, j in enumerate(np.unique(k)):
+        m = k == j
+        mf = kf == j
+        out.append(FrameArrays.from_model(Frame(
+            schema_version=1, vehicle_id="VF1TEST0000000001", seq=seq, trip_end=bool(j == last),
+            t_s=t[m].tolist(), speed_kmh=tr["v"][m].tolist(), accel_long_mps2=tr["ax"][m].tolist(),
+            accel_lat_mps2=tr["ay"][m].tolist(), accel_vert_mps2=tr["az"][m].tolist(),
+            fix_t_s=tr["ft"][mf].tolist(), fix_lat_deg=tr["lat"][mf].tolist(), fix_lon_deg=tr["lon"][mf].tolist(),
+        )))
+    return out
+
+
+def _run(net, frames, params=PassParams()):
+    st = None
+    passes, events = [], []
+    for f in frames:
+        res = process_frame(None if st is None else VehicleState.from_bytes(st), f, net, vehicle="p" * 32, params=params)
+        st = res.state.to_bytes()
+        passes += res.passes
+        events += res.events
+    return passes, events
+
+
+class TestNominalRate:
+    @pytest.mark.parametrize("fs", [5, 10, 20, 25, 50, 100, 200])
+    def test_snaps(self, fs):
+        t = np.arange(0, 2, 1 / fs) + np.random.default_rng(1).normal(0, 1e-4, int(2 * fs))
+        assert nominal_rate_hz(np.sort(t)) == fs
+
+    def test_odd_rate_kept(self):
+        assert nominal_rate_hz(np.arange(0, 2, 1 / 33.0)) == pytest.approx(33.0)
+
+
+class TestProcessFrame:
+    def test_passes_follow_the_true_route(self, net):
+        tr, segs = _drive(net, seed=3)
+        passes, _ = _run(net, _frames(tr, 2.0))
+        assert passes, "no pass emitted"
+        got = [net.index_of(p.segment_id) for p in passes]
+        # every emitted pass is on the true route, in route order
+        pos = [segs.index(g) for g in got]
+        assert pos == sorted(pos)
+        # the privacy trim removes about 300 m at each end; everything between is there
+        covered = sum(p.covered_m for p in passes)
+        total = net.length_m[segs].sum()
+        assert covered > total - 2 * 300 - 2 * max(net.length_m[segs[0]], net.length_m[segs[-1]]) - 200
+        assert all(p.vehicle == "p" * 32 for p in passes)
+        assert all(p.iri_m_per_km is None or p.iri_m_per_km >= 0 for p in passes)
+
+    def test_same_output_for_any_framing(self, net):
+        tr, _ = _drive(net, seed=5)
+        ref = _run(net, _frames(tr, 2.0))
+        for fs in (0.5, 1.0, 5.0):
+            got = _run(net, _frames(tr, fs))
+            assert [p.model_dump() for p in got[0]] == [p.model_dump() for p in ref[0]], f"frame_s={fs}"
+            assert got[1] == ref[1]
+
+    def test_privacy_trim_drops_trip_ends(self, net):
+        tr, _ = _drive(net, seed=3)
+        frames = _frames(tr, 2.0)
+        trimmed, _ = _run(net, frames, PassParams(trim_m=300.0))
+        untrimmed, _ = _run(net, frames, PassParams(trim_m=0.0))
+        assert len(untrimmed) > len(trimmed)
+        t0, t1 = tr["t"][0], tr["t"][-1]
+        # no trimmed pass starts within 300 m (at 40 km/h: 27 s) of either end
+        for p in trimmed:
+            assert p.entry_time.timestamp() - t0 > 300 / (40 / 3.6) - 1
+            assert t1 - p.exit_time.timestamp() > 300 / (40 / 3.6) - 1
+
+    def test_replayed_frame_is_a_noop(self, net):
+        tr, _ = _drive(net, seed=3)
+        frames = _frames(tr, 2.0)
+        st = None
+        for f in frames[:20]:
+            st = process_frame(st, f, net, vehicle="p" * 32).state
+        again = process_frame(st, frames[10], net, vehicle="p" * 32)
+        assert again.duplicate and again.passes == [] and again.state is st
+
+    def test_state_is_small(self, net):
+        tr, _ = _drive(net, seed=3)
+        st = None
+        sizes = []
+        for f in _frames(tr, 2.0):
+            st = process_frame(st, f, net, vehicle="p" * 32).state
+            sizes.append(len(st.to_bytes()))
+        assert max(sizes) < 60_000, max(sizes)
