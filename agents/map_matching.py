@@ -1,0 +1,850 @@
+"""Hidden-Markov-model map matching of GPS fixes to directed road segments.
+
+After Newson & Krumm (2009), "Hidden Markov map matching through noise and sparseness":
+
+- **states** of fix *k* are its candidates: the (at most ``max_candidates``) nearest
+  directed segments within the search radius, each with the projection of the fix on it
+  (one bulk ``STRtree`` query per call, distances and projections vectorised);
+- **emission**: Gaussian in the fix-to-segment distance (``sigma_m``, or the fix's own
+  horizontal accuracy), times a von Mises term in the heading difference when the fix
+  has a heading (the two directions of a two-way street are separate segments);
+- **transition**: exponential in ``|route distance - straight-line distance|`` (scale
+  ``max(beta_m, sigma)``), the straight line joining the two *candidates' points* rather
+  than the two noisy fixes (Newson & Krumm use the fixes): with the fixes, a loop or a
+  U-turn costs no more than a forward move whenever the noise inflates the straight line,
+  and at sigma = 15 m the matched path came out 1.5-2x longer than the driven one; with
+  the candidates' points it is within a few percent. U-turns onto the opposite
+  direction pay ``uturn_penalty_m`` more. Routes longer than the vehicle could have
+  driven (``max_speed_mps``) are impossible;
+- **decoding**: Viterbi in log space, one vectorised (K, K) step per fix.
+
+Chains and breaks. A fix with no candidate, or that no candidate path can reach, is held
+back as a possible outlier; if a later fix connects to the chain it is dropped
+(``segment == -1``) and the chain goes on. After more than ``max_outlier_fixes`` such fixes
+in a row, or a time gap over ``max_gap_s``, the chain ends and a new one starts at the next
+fix with candidates (``break_before=True``): no path is ever invented across a break.
+
+Streaming. :func:`match_online` decides a fix as soon as every surviving Viterbi path
+agrees on it, or when it is more than ``max_lag_fixes`` fixes behind the newest fix (then
+the best path's choice is pinned). All decisions depend on the fix sequence only, never on
+how it was cut into calls, so :func:`match` (one call with ``final=True``) equals any
+chunked online run. The carried :class:`MatchState` holds only the undecided window and
+serialises to bytes (``to_bytes`` / ``from_bytes``) for a Faust table.
+
+Inputs are metric: ``x_m``, ``y_m`` in EPSG:2154 metres (``roadnet.to_metric``).
+"""
+
+from __future__ import annotations
+
+import struct
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+import shapely
+
+from agents._routes import Router
+from roadnet import RoadNetwork
+
+__all__ = [
+    "MatchParams",
+    "MatchResult",
+    "MatchState",
+    "match",
+    "match_online",
+    "path_length_m",
+]
+
+
+# --------------------------------------------------------------------------- parameters
+@dataclass(frozen=True, kw_only=True)
+class MatchParams:
+    """Parameters of the HMM matcher (metres, seconds, degrees).
+
+    Defaults were chosen with ``bench/map_matching.py`` (synthetic drives on the Plaisir
+    network, 1 Hz and 0.2 Hz, sigma 3 to 15 m), see the notes per field.
+
+    Parameters
+    ----------
+    sigma_m : float
+        GPS position noise, metres (standard deviation per axis), used when a fix has no
+        horizontal accuracy of its own. 5 m is typical of phone/telematics GNSS in town.
+    search_radius_m : float
+        Candidate search radius, metres; the radius used for a fix is
+        ``max(search_radius_m, 4 * sigma)`` with its own sigma.
+    max_candidates : int
+        At most this many nearest segments per fix (K). A junction of four two-way
+        streets already puts 8 directed segments at the same distance, hence 12.
+    beta_m : float
+        Scale (metres) of the exponential transition model in
+        ``|route - straight-line distance|``; the scale used is ``max(beta_m, sigma)`` of
+        the two fixes. 10 m: at sigma 5 m, 5 to 10 m are equal (share 0.947 vs 0.948);
+        at sigma 15 m, 10 to 20 m beat 5 m (0.80 vs 0.77), 2 m is worse everywhere.
+    uturn_penalty_m : float
+        Extra route length (metres) charged to a U-turn from a segment onto its
+        opposite-direction twin: noise alone then rarely flips the direction.
+    heading_sigma_deg : float
+        Spread of the heading term, degrees (von Mises with kappa = 1/sigma²); only for
+        fixes with a finite heading.
+    max_speed_mps : float
+        A transition whose route is longer than ``max_speed_mps * dt`` plus the
+        positional slack (3 sigma of each fix) is impossible. 60 m/s = 216 km/h.
+    max_detour_m : float
+        A route may also not exceed ``2 * straight + max_detour_m`` (metres); bounds the
+        route searches across long gaps.
+    max_gap_s : float
+        A time gap (seconds) above which the chain is broken without trying to connect.
+        Tunnels of tens of seconds stay below it and connect when a route exists.
+    max_lag_fixes : int
+        Online decision lag: a fix is decided at the latest when it is more than this
+        many fixes behind the newest fix.
+    max_outlier_fixes : int
+        At most this many consecutive fixes can be dropped as outliers inside a chain;
+        one more and the chain breaks.
+    """
+
+    sigma_m: float = 5.0
+    search_radius_m: float = 50.0
+    max_candidates: int = 12
+    beta_m: float = 10.0
+    uturn_penalty_m: float = 20.0
+    heading_sigma_deg: float = 30.0
+    max_speed_mps: float = 60.0
+    max_detour_m: float = 200.0
+    max_gap_s: float = 60.0
+    max_lag_fixes: int = 5
+    max_outlier_fixes: int = 3
+
+    def __post_init__(self) -> None:
+        for name in (
+            "sigma_m",
+            "search_radius_m",
+            "beta_m",
+            "uturn_penalty_m",
+            "heading_sigma_deg",
+            "max_speed_mps",
+            "max_detour_m",
+            "max_gap_s",
+        ):
+            v = getattr(self, name)
+            if not (np.isfinite(v) and (v > 0 or (v == 0 and name == "uturn_penalty_m"))):
+                raise ValueError(f"{name}={v!r} must be a positive finite number")
+        for name in ("max_candidates", "max_lag_fixes", "max_outlier_fixes"):
+            v = getattr(self, name)
+            if int(v) != v or v < (1 if name == "max_candidates" else 0):
+                raise ValueError(f"{name}={v!r} must be a non-negative integer (>= 1 for K)")
+
+
+# --------------------------------------------------------------------------- result
+_EMPTY_I = np.empty(0, np.int64)
+
+
+@dataclass(frozen=True, eq=False)
+class MatchResult:
+    """Decided fixes, in time order (all arrays aligned).
+
+    Attributes
+    ----------
+    t_s : (n,) float, the fixes' times, seconds
+    fix_index : (n,) int64, index of each fix in the whole input sequence (across calls)
+    segment : (n,) int64, index into the network arrays; -1 = unmatched (outlier or off
+        the network)
+    offset_m : (n,) float, metres along ``segment`` from its start (NaN when unmatched);
+        non-decreasing between consecutive matched fixes on the same segment
+    break_before : (n,) bool, True on the first fix of a new chain: do not connect it to
+        the previous matched fix
+    via : tuple of n int64 arrays, the segments driven strictly between the previous
+        matched fix of the same chain and this one (empty on the same segment, on the
+        first fix of a chain and on unmatched fixes)
+
+    The driven path between consecutive matched fixes ``p`` and ``k`` is: ``segment[p]``
+    from ``offset_m[p]`` to its end, every segment of ``via[k]``, then ``segment[k]`` from
+    its start to ``offset_m[k]`` (or just ``offset_m[p]..offset_m[k]`` when both are on the
+    same segment and ``via[k]`` is empty); see :func:`path_length_m`.
+    """
+
+    t_s: np.ndarray
+    fix_index: np.ndarray
+    segment: np.ndarray
+    offset_m: np.ndarray
+    break_before: np.ndarray
+    via: tuple[np.ndarray, ...]
+
+    def __len__(self) -> int:
+        return len(self.t_s)
+
+    @classmethod
+    def empty(cls) -> MatchResult:
+        """A result with no fixes."""
+        return cls(
+            np.empty(0), _EMPTY_I.copy(), _EMPTY_I.copy(), np.empty(0), np.empty(0, bool), ()
+        )
+
+    @classmethod
+    def concat(cls, parts: list[MatchResult] | tuple[MatchResult, ...]) -> MatchResult:
+        """Join the results of consecutive online calls."""
+        parts = [p for p in parts if len(p)]
+        if not parts:
+            return cls.empty()
+        return cls(
+            np.concatenate([p.t_s for p in parts]),
+            np.concatenate([p.fix_index for p in parts]),
+            np.concatenate([p.segment for p in parts]),
+            np.concatenate([p.offset_m for p in parts]),
+            np.concatenate([p.break_before for p in parts]),
+            tuple(v for p in parts for v in p.via),
+        )
+
+    def equals(self, other: MatchResult) -> bool:
+        """True when both results hold exactly the same decisions."""
+        return (
+            len(self) == len(other)
+            and np.array_equal(self.t_s, other.t_s)
+            and np.array_equal(self.fix_index, other.fix_index)
+            and np.array_equal(self.segment, other.segment)
+            and np.array_equal(self.offset_m, other.offset_m, equal_nan=True)
+            and np.array_equal(self.break_before, other.break_before)
+            and all(np.array_equal(a, b) for a, b in zip(self.via, other.via))
+        )
+
+
+def path_length_m(
+    net: RoadNetwork, seg_a: int, off_a: float, via: np.ndarray, seg_b: int, off_b: float
+) -> float:
+    """Length (m) of the driven path between two consecutive matched fixes.
+
+    Parameters
+    ----------
+    net : RoadNetwork
+    seg_a, off_a : segment index and offset (m) of the earlier fix
+    via : int array, the segments driven in between (``MatchResult.via`` of the later fix)
+    seg_b, off_b : segment index and offset (m) of the later fix
+
+    Returns
+    -------
+    float, metres: ``off_b - off_a`` on the same segment with no ``via``, else the rest of
+    ``seg_a`` + the ``via`` segments + ``off_b``.
+
+    Examples
+    --------
+    >>> from roadnet import load_network
+    >>> net = load_network()
+    >>> path_length_m(net, 0, 2.0, [], 0, 7.5)
+    5.5
+    """
+    via = np.asarray(via, np.int64)
+    if seg_a == seg_b and len(via) == 0:
+        return float(max(off_b - off_a, 0.0))
+    return float(net.length_m[seg_a] - off_a + net.length_m[via].sum() + off_b)
+
+
+# --------------------------------------------------------------------------- state
+_MAGIC = b"RSMM"
+_VERSION = 1
+# Field name, dtype; the order is the wire order.
+_FIELDS: tuple[tuple[str, str], ...] = (
+    ("meta", "<i8"),  # version, n_segments, n_seen, had_chain, chain_active, has_anchor
+    ("last_t", "<f8"),  # (1,) time of the newest fix seen, -inf before any
+    ("anchor_i", "<i8"),  # (2,) fix index, segment   (zeros without anchor)
+    ("anchor_f", "<f8"),  # (6,) t, x, y, sigma, projected offset, emitted (clamped) offset
+    ("step_i", "<i8"),  # (S*5,) fix index, break, n_cand, n_prev, n_outliers
+    ("step_f", "<f8"),  # (S*4,) t, x, y, sigma
+    ("cand_i", "<i8"),  # (2*C,) segments then back-pointers, step after step
+    ("cand_f", "<f8"),  # (3*C,) offsets, emission, score
+    ("trans", "<f8"),  # sum over steps of n_prev*n_cand, row-major
+    ("out_i", "<i8"),  # fix indices of the dropped outliers held by the steps
+    ("out_f", "<f8"),  # their times
+    ("pend_i", "<i8"),  # (P,) fix indices of the held-back fixes
+    ("pend_f", "<f8"),  # (P*5,) t, x, y, heading (NaN = none), accuracy (NaN = none)
+)
+
+
+@dataclass(frozen=True, eq=False)
+class MatchState:
+    """The undecided window of an online match, carried between calls (``zi``/``zf`` style).
+
+    Holds at most ``max_lag_fixes + 1`` undecided chain steps (candidates, scores,
+    back-pointers, transition matrices), the last decided matched fix (the anchor) and up
+    to ``max_outlier_fixes`` held-back fixes: a few kilobytes. Build it only through
+    :func:`match_online` or :meth:`from_bytes`.
+    """
+
+    arrays: dict[str, np.ndarray] = field(repr=False)
+
+    @property
+    def n_seen(self) -> int:
+        """Number of fixes consumed so far (the next fix gets this ``fix_index``)."""
+        return int(self.arrays["meta"][2])
+
+    @property
+    def n_undecided(self) -> int:
+        """Fixes consumed but not yet emitted."""
+        a = self.arrays
+        return int(len(a["step_i"]) // 5 + len(a["out_i"]) + len(a["pend_i"]))
+
+    def to_bytes(self) -> bytes:
+        """Compact binary encoding (little-endian arrays, no pickle)."""
+        parts = [_MAGIC, struct.pack("<H", _VERSION)]
+        for name, dt in _FIELDS:
+            a = np.ascontiguousarray(self.arrays[name], dtype=dt)
+            parts.append(struct.pack("<I", a.size))
+            parts.append(a.tobytes())
+        return b"".join(parts)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> MatchState:
+        """Decode :meth:`to_bytes` output; ``ValueError`` if it is not one."""
+        mv = memoryview(bytes(data))
+        if bytes(mv[:4]) != _MAGIC or len(mv) < 6:
+            raise ValueError("data is not a MatchState encoding (bad magic)")
+        (version,) = struct.unpack_from("<H", mv, 4)
+        if version != _VERSION:
+            raise ValueError(f"MatchState encoding version={version}, expected {_VERSION}")
+        pos = 6
+        arrays: dict[str, np.ndarray] = {}
+        for name, dt in _FIELDS:
+            if pos + 4 > len(mv):
+                raise ValueError(f"MatchState encoding truncated at field {name!r}")
+            (n,) = struct.unpack_from("<I", mv, pos)
+            pos += 4
+            nbytes = n * np.dtype(dt).itemsize
+            if pos + nbytes > len(mv):
+                raise ValueError(f"MatchState encoding truncated in field {name!r}")
+            arrays[name] = np.frombuffer(mv[pos : pos + nbytes], dtype=dt).astype(dt[1:])
+            pos += nbytes
+        if pos != len(mv):
+            raise ValueError("MatchState encoding has trailing bytes")
+        return cls(arrays)
+
+
+# --------------------------------------------------------------------------- internals
+@dataclass
+class _Fix:
+    """One input fix with its candidates."""
+
+    idx: int
+    t: float
+    x: float
+    y: float
+    heading: float
+    acc: float
+    sigma: float
+    seg: np.ndarray  # (K,) candidate segments
+    off: np.ndarray  # (K,) projection offsets, m
+    emis: np.ndarray  # (K,) emission log-likelihoods
+
+
+@dataclass
+class _Step:
+    """One fix inside the chain's undecided window (a Viterbi column)."""
+
+    idx: int
+    t: float
+    x: float
+    y: float
+    sigma: float
+    brk: bool
+    seg: np.ndarray
+    off: np.ndarray
+    emis: np.ndarray
+    trans: np.ndarray  # (n_prev, K) log transition from the previous column (0 x K at start)
+    score: np.ndarray  # (K,) best log score of a path ending here (normalised, max 0)
+    back: np.ndarray  # (K,) best previous candidate
+    outliers: list[tuple[int, float]] = field(default_factory=list)
+
+
+def _validate(
+    t_s: object, x_m: object, y_m: object, heading_deg: object, accuracy_m: object
+) -> tuple[np.ndarray, ...]:
+    """Arrays of equal length, numeric, strictly increasing finite t, finite x/y."""
+    out = []
+    for name, v in (("t_s", t_s), ("x_m", x_m), ("y_m", y_m)):
+        a = np.asarray(v)
+        if a.dtype.kind not in "biuf":
+            raise TypeError(f"{name} must be numeric, got dtype {a.dtype}")
+        if a.ndim != 1:
+            raise ValueError(f"{name} must be 1-D, got shape {a.shape}")
+        out.append(a.astype(float))
+    t, x, y = out
+    n = len(t)
+    opt = []
+    for name, v in (("heading_deg", heading_deg), ("accuracy_m", accuracy_m)):
+        if v is None:
+            opt.append(np.full(n, np.nan))
+            continue
+        a = np.asarray(v)
+        if a.dtype.kind not in "biuf":
+            raise TypeError(f"{name} must be numeric, got dtype {a.dtype}")
+        if a.ndim != 1:
+            raise ValueError(f"{name} must be 1-D, got shape {a.shape}")
+        opt.append(a.astype(float))
+    for name, a in (("x_m", x), ("y_m", y), ("heading_deg", opt[0]), ("accuracy_m", opt[1])):
+        if len(a) != n:
+            raise ValueError(f"{name} has length {len(a)}, expected len(t_s)={n}")
+    if not np.isfinite(t).all():
+        raise ValueError("t_s must be finite")
+    if n > 1 and not (np.diff(t) > 0).all():
+        k = int(np.flatnonzero(np.diff(t) <= 0)[0])
+        raise ValueError(f"t_s must be strictly increasing: t_s[{k + 1}]={t[k + 1]!r} <= {t[k]!r}")
+    for name, a in (("x_m", x), ("y_m", y)):
+        if not np.isfinite(a).all():
+            k = int(np.flatnonzero(~np.isfinite(a))[0])
+            raise ValueError(f"{name} must be finite: {name}[{k}]={a[k]!r}")
+    acc = opt[1]
+    bad = np.isfinite(acc) & ~(acc > 0)
+    if bad.any():
+        k = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"accuracy_m must be > 0 (or NaN for none): accuracy_m[{k}]={acc[k]!r}")
+    return t, x, y, opt[0], acc
+
+
+def _candidates(
+    net: RoadNetwork,
+    x: np.ndarray,
+    y: np.ndarray,
+    heading: np.ndarray,
+    sigma: np.ndarray,
+    params: MatchParams,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Candidates of many fixes with one bulk STRtree query.
+
+    Returns
+    -------
+    ptr : (n+1,) int, candidates of fix i are ``[ptr[i], ptr[i+1])`` in the arrays below
+    seg, off, emis : candidate segment, projection offset (m), emission log-likelihood;
+        per fix sorted by distance (then segment index), at most ``max_candidates``.
+    """
+    n = len(x)
+    pts = shapely.points(x, y)
+    radius = np.maximum(params.search_radius_m, 4.0 * sigma)
+    fi, seg = net.tree.query(pts, predicate="dwithin", distance=radius)
+    geoms = net.geom_m[seg]
+    d = shapely.distance(geoms, pts[fi])
+    order = np.lexsort((seg, d, fi))
+    fi, seg, d = fi[order], seg[order], d[order]
+    first = np.searchsorted(fi, np.arange(n))
+    rank = np.arange(len(fi)) - first[fi]
+    keep = rank < params.max_candidates
+    fi, seg, d = fi[keep], seg[keep].astype(np.int64), d[keep]
+    off = np.asarray(shapely.line_locate_point(net.geom_m[seg], pts[fi]), float)
+    s = sigma[fi]
+    emis = -0.5 * (d / s) ** 2
+    hd = heading[fi]
+    has = np.isfinite(hd)
+    if has.any():
+        seg_h = net.heading_at(seg[has], off[has])
+        delta = np.radians(hd[has] - seg_h)
+        kappa = 1.0 / np.radians(params.heading_sigma_deg) ** 2
+        emis[has] += kappa * (np.cos(delta) - 1.0)
+    ptr = np.searchsorted(fi, np.arange(n + 1))
+    return ptr, seg, off, emis
+
+
+class _Matcher:
+    """The online machinery: consumes fixes one at a time, emits decided fixes."""
+
+    def __init__(self, net: RoadNetwork, params: MatchParams, state: MatchState | None):
+        self.net = net
+        self.p = params
+        self.router = Router(net)
+        self.out: list[tuple[int, float, int, float, bool, np.ndarray]] = []
+        self.n_seen = 0
+        self.last_t = -np.inf
+        self.had_chain = False
+        self.active = False
+        self.anchor: _Step | None = None  # last decided matched fix (projected offset)
+        self.anchor_off_out = np.nan  # its emitted offset (clamped non-decreasing)
+        self.window: list[_Step] = []
+        self.pending: list[_Fix] = []
+        if state is not None:
+            self._load(state)
+
+    # ----------------------------------------------------------------- state I/O
+    def _load(self, state: MatchState) -> None:
+        a = state.arrays
+        meta = a["meta"]
+        if int(meta[0]) != _VERSION:
+            raise ValueError(f"state has version {int(meta[0])}, expected {_VERSION}")
+        if int(meta[1]) != len(self.net):
+            raise ValueError(
+                f"state was built on a network of {int(meta[1])} segments, not {len(self.net)}"
+            )
+        self.n_seen = int(meta[2])
+        self.had_chain = bool(meta[3])
+        self.active = bool(meta[4])
+        self.last_t = float(a["last_t"][0])
+        if meta[5]:
+            (fix, seg), (t, x, y, sig, off, off_out) = a["anchor_i"], a["anchor_f"]
+            self.anchor = self._single(int(fix), t, x, y, sig, int(seg), off)
+            self.anchor_off_out = float(off_out)
+        si = a["step_i"].reshape(-1, 5)
+        sf = a["step_f"].reshape(-1, 4)
+        n_c = int(si[:, 2].sum()) if len(si) else 0
+        ci, cf = a["cand_i"], a["cand_f"]
+        c = t_pos = o_pos = 0
+        for (fix, brk, k, kp, no), (t, x, y, sig) in zip(si, sf):
+            k, kp, no = int(k), int(kp), int(no)
+            sl = slice(c, c + k)
+            self.window.append(
+                _Step(
+                    int(fix), float(t), float(x), float(y), float(sig), bool(brk),
+                    ci[sl].copy(), cf[sl].copy(), cf[n_c + c : n_c + c + k].copy(),
+                    a["trans"][t_pos : t_pos + kp * k].reshape(kp, k).copy(),
+                    cf[2 * n_c + c : 2 * n_c + c + k].copy(),
+                    ci[n_c + c : n_c + c + k].copy(),
+                    [(int(i), float(tt)) for i, tt in zip(a["out_i"][o_pos : o_pos + no],
+                                                          a["out_f"][o_pos : o_pos + no])],
+                )
+            )
+            c += k
+            t_pos += kp * k
+            o_pos += no
+        pf = a["pend_f"].reshape(-1, 5)
+        for i, (t, x, y, h, acc) in zip(a["pend_i"], pf):
+            self.pending.append(self._raw_fix(int(i), t, x, y, h, acc))
+
+    def _dump(self) -> MatchState:
+        W = self.window
+        anc = self.anchor
+        step_i = [(s.idx, s.brk, len(s.seg), s.trans.shape[0], len(s.outliers)) for s in W]
+        step_f = [(s.t, s.x, s.y, s.sigma) for s in W]
+        cat = lambda xs, dt: np.concatenate(xs).astype(dt) if xs else np.empty(0, dt)  # noqa: E731
+        arrays = {
+            "meta": np.array(
+                [_VERSION, len(self.net), self.n_seen, self.had_chain, self.active,
+                 anc is not None],
+                np.int64,
+            ),
+            "last_t": np.array([self.last_t]),
+            "anchor_i": np.array([anc.idx, anc.seg[0]] if anc else [0, 0], np.int64),
+            "anchor_f": np.array(
+                [anc.t, anc.x, anc.y, anc.sigma, anc.off[0], self.anchor_off_out]
+                if anc
+                else [0.0] * 6
+            ),
+            "step_i": np.array(step_i, np.int64).reshape(-1),
+            "step_f": np.array(step_f, float).reshape(-1),
+            "cand_i": cat([s.seg for s in W] + [s.back for s in W], np.int64),
+            "cand_f": cat([s.off for s in W] + [s.emis for s in W] + [s.score for s in W], float),
+            "trans": cat([s.trans.reshape(-1) for s in W], float),
+            "out_i": np.array([i for s in W for i, _ in s.outliers], np.int64),
+            "out_f": np.array([t for s in W for _, t in s.outliers], float),
+            "pend_i": np.array([f.idx for f in self.pending], np.int64),
+            "pend_f": np.array(
+                [(f.t, f.x, f.y, f.heading, f.acc) for f in self.pending], float
+            ).reshape(-1),
+        }
+        return MatchState(arrays)
+
+    # ----------------------------------------------------------------- helpers
+    @staticmethod
+    def _single(idx: int, t: float, x: float, y: float, sig: float, seg: int, off: float) -> _Step:
+        return _Step(
+            idx, float(t), float(x), float(y), float(sig), False,
+            np.array([seg], np.int64), np.array([float(off)]), np.zeros(1),
+            np.zeros((0, 1)), np.zeros(1), np.zeros(1, np.int64),
+        )
+
+    def _raw_fix(self, idx: int, t: float, x: float, y: float, h: float, acc: float) -> _Fix:
+        sig = float(acc) if np.isfinite(acc) else self.p.sigma_m
+        return _Fix(idx, float(t), float(x), float(y), float(h), float(acc), sig,
+                    _EMPTY_I, np.empty(0), np.empty(0))
+
+    def _tol(self, sig_a: float, sig_b: float) -> float:
+        """Backward jitter (m) accepted on one segment before it counts as a loop."""
+        return 2.0 * max(sig_a, sig_b)
+
+    def _limit(self, a: _Step, f: _Fix | _Step, straight: float) -> float:
+        """Longest plausible route (m) between the fixes ``a`` and ``f``."""
+        dt = f.t - a.t
+        slack = 3.0 * (a.sigma + f.sigma)
+        detour = 2.0 * straight + self.p.max_detour_m
+        return min(self.p.max_speed_mps * dt, detour) + slack
+
+    def _transition(self, a: _Step, f: _Fix) -> np.ndarray:
+        """(len(a.seg), len(f.seg)) log transition probabilities; -inf = impossible."""
+        net = self.net
+        straight = float(np.hypot(f.x - a.x, f.y - a.y))
+        limit = self._limit(a, f, straight)
+        sa, oa, sb, ob = a.seg, a.off, f.seg, f.off
+        rest = net.length_m[sa] - oa
+        d = self.router.distances(net.to_node[sa], net.from_node[sb], limit)
+        route = rest[:, None] + d + ob[None, :]
+        tol = self._tol(a.sigma, f.sigma)
+        fwd = (sa[:, None] == sb[None, :]) & (ob[None, :] >= oa[:, None] - tol)
+        route = np.where(fwd, np.maximum(ob[None, :] - oa[:, None], 0.0), route)
+        # Straight line between the candidates' points (not the noisy fixes): a detour,
+        # loop or U-turn then costs its extra length, whatever the GPS noise.
+        xa, ya = net.point_at(sa, oa)
+        xb, yb = net.point_at(sb, ob)
+        gc = np.hypot(xb[None, :] - xa[:, None], yb[None, :] - ya[:, None])
+        uturn = net.reverse[sa][:, None] == sb[None, :]
+        dev = np.abs(route - gc) + self.p.uturn_penalty_m * uturn
+        logt = -dev / max(self.p.beta_m, a.sigma, f.sigma)
+        logt[~(route <= limit)] = -np.inf
+        return logt
+
+    def _emit(self, f: _Fix | _Step, seg: int = -1, off: float = np.nan,
+              brk: bool = False, via: np.ndarray = _EMPTY_I) -> None:
+        self.out.append((f.idx, f.t, seg, off, brk, via))
+
+    # ----------------------------------------------------------------- consumption
+    def feed(self, fix: _Fix) -> None:
+        """Consume one fix (and whatever it releases)."""
+        queue = deque([fix])
+        while queue:
+            f = queue.popleft()
+            again = self._step(f)
+            queue.extendleft(reversed(again))
+            self._decide()
+
+    def _step(self, f: _Fix) -> list[_Fix]:
+        """Add one fix; returns fixes to re-feed after a break."""
+        if not self.active:
+            if len(f.seg) == 0:
+                self._emit(f)
+                return []
+            self.active = True
+            step = _Step(f.idx, f.t, f.x, f.y, f.sigma, self.had_chain, f.seg, f.off, f.emis,
+                         np.zeros((0, len(f.seg))), f.emis - f.emis.max(),
+                         np.zeros(len(f.seg), np.int64))
+            self.had_chain = True
+            self.window.append(step)
+            return []
+        front = self.window[-1] if self.window else self.anchor
+        assert front is not None
+        if f.t - front.t > self.p.max_gap_s:
+            return self._break([*self.pending, f])
+        if len(f.seg):
+            trans = self._transition(front, f)
+            tot = front.score[:, None] + trans
+            back = np.argmax(tot, axis=0)
+            best = tot[back, np.arange(len(f.seg))]
+            if np.isfinite(best).any():
+                score = best + f.emis
+                score -= score.max()
+                self.window.append(
+                    _Step(f.idx, f.t, f.x, f.y, f.sigma, False, f.seg, f.off, f.emis, trans,
+                          score, back, [(p.idx, p.t) for p in self.pending])
+                )
+                self.pending = []
+                return []
+        self.pending.append(f)
+        if len(self.pending) > self.p.max_outlier_fixes:
+            return self._break(self.pending)
+        return []
+
+    def _break(self, refeed: list[_Fix]) -> list[_Fix]:
+        """End the chain: decide everything on the best path; re-feed ``refeed``."""
+        if self.window:
+            self._commit(len(self.window) - 1, int(np.argmax(self.window[-1].score)))
+        self.active = False
+        self.anchor = None
+        self.pending = []
+        return list(refeed)
+
+    def finish(self) -> None:
+        """Flush: end the chain, re-feeding held-back fixes until none is left."""
+        while self.window or self.pending:
+            again = self._break(self.pending)
+            for f in again:
+                self.feed(f)
+        self.active = False
+        self.anchor = None
+
+    # ----------------------------------------------------------------- decisions
+    def _decide(self) -> None:
+        W = self.window
+        if not W:
+            return
+        # Convergence: all paths alive at the newest column share one candidate.
+        alive = np.flatnonzero(np.isfinite(W[-1].score))
+        conv = (len(W) - 1, int(alive[0])) if len(alive) == 1 else None
+        j = len(W) - 1
+        while conv is None and j > 0:
+            alive = np.unique(W[j].back[alive])
+            j -= 1
+            if len(alive) == 1:
+                conv = (j, int(alive[0]))
+        if conv is not None:
+            self._commit(*conv)
+        # Lag: anything more than max_lag_fixes behind the newest fix is decided now.
+        W = self.window
+        newest = self.n_seen - 1
+        n_old = sum(1 for s in W if newest - s.idx > self.p.max_lag_fixes)
+        if n_old:
+            path = self._backtrack(len(W) - 1, int(np.argmax(W[-1].score)))
+            self._commit(n_old - 1, path[n_old - 1])
+
+    def _backtrack(self, j: int, c: int) -> list[int]:
+        """Candidate indices of the best path ending at column ``j``, candidate ``c``."""
+        path = [c]
+        for s in range(j, 0, -1):
+            path.append(int(self.window[s].back[path[-1]]))
+        path.reverse()
+        return path
+
+    def _commit(self, j: int, c: int) -> None:
+        """Decide columns ``0..j`` on the path ending at candidate ``c`` of column ``j``."""
+        W = self.window
+        path = self._backtrack(j, c)
+        for s, ci in zip(W[: j + 1], path):
+            for idx, t in s.outliers:
+                self.out.append((idx, t, -1, np.nan, False, _EMPTY_I))
+            seg, off = int(s.seg[ci]), float(s.off[ci])
+            out_off = off
+            via = _EMPTY_I
+            a = self.anchor
+            if a is not None and not s.brk:
+                sa, oa = int(a.seg[0]), float(a.off[0])
+                if seg == sa and off >= oa - self._tol(a.sigma, s.sigma):
+                    out_off = max(off, self.anchor_off_out)
+                else:
+                    straight = float(np.hypot(s.x - a.x, s.y - a.y))
+                    via = self.router.path(
+                        int(self.net.to_node[sa]), int(self.net.from_node[seg]),
+                        self._limit(a, s, straight),
+                    )
+            self._emit(s, seg, out_off, s.brk, via)
+            self.anchor = self._single(s.idx, s.t, s.x, s.y, s.sigma, seg, off)
+            self.anchor_off_out = out_off
+        # Pin: later columns may only continue the decided path.
+        rest = W[j + 1 :]
+        self.window = rest
+        prev = np.full(len(W[j].seg), -np.inf)
+        prev[c] = 0.0
+        for s in rest:
+            tot = prev[:, None] + s.trans
+            s.back = np.argmax(tot, axis=0)
+            s.score = tot[s.back, np.arange(len(s.seg))] + s.emis
+            s.score -= s.score.max()
+            prev = s.score
+
+    def result(self) -> MatchResult:
+        out = sorted(self.out, key=lambda r: r[0])
+        if not out:
+            return MatchResult.empty()
+        idx, t, seg, off, brk, via = zip(*out)
+        return MatchResult(
+            np.array(t, float), np.array(idx, np.int64), np.array(seg, np.int64),
+            np.array(off, float), np.array(brk, bool), tuple(via),
+        )
+
+
+# --------------------------------------------------------------------------- public API
+def match_online(
+    net: RoadNetwork,
+    t_s: object,
+    x_m: object,
+    y_m: object,
+    heading_deg: object = None,
+    accuracy_m: object = None,
+    *,
+    state: MatchState | None = None,
+    params: MatchParams = MatchParams(),
+    final: bool = False,
+) -> tuple[MatchResult, MatchState]:
+    """Match the next chunk of one vehicle's fixes; decisions come with a bounded lag.
+
+    Parameters
+    ----------
+    net : RoadNetwork
+    t_s : (n,) float array
+        Fix times, seconds, strictly increasing (also across calls).
+    x_m, y_m : (n,) float arrays
+        Fix positions, EPSG:2154 metres (``roadnet.to_metric``).
+    heading_deg : (n,) float array, optional
+        GPS course over ground, degrees clockwise from north; NaN where unknown.
+    accuracy_m : (n,) float array, optional
+        Horizontal accuracy (1 sigma), metres; NaN where unknown (then ``params.sigma_m``).
+    state : MatchState, optional
+        The state returned by the previous call for this vehicle; None to start.
+    params : MatchParams
+        Must be the same for all calls of one vehicle.
+    final : bool
+        True at the end of the trace: decide every pending fix.
+
+    Returns
+    -------
+    result : MatchResult
+        The fixes decided by this call (possibly from earlier calls), in time order.
+    state : MatchState
+        To pass to the next call.
+
+    Raises
+    ------
+    ValueError
+        On unequal lengths, non-increasing or non-finite ``t_s`` (also w.r.t. the state),
+        non-finite ``x_m``/``y_m``, non-positive ``accuracy_m``, or a state built on a
+        different network.
+    TypeError
+        On non-numeric input.
+
+    Examples
+    --------
+    >>> from roadnet import load_network
+    >>> net = load_network()
+    >>> x, y = net.point_at([10, 10, 10], [5.0, 15.0, 25.0])
+    >>> r1, st = match_online(net, [0.0, 1.0], x[:2], y[:2])
+    >>> r2, st = match_online(net, [2.0], x[2:], y[2:], state=st, final=True)
+    >>> MatchResult.concat([r1, r2]).segment.tolist()
+    [10, 10, 10]
+    """
+    t, x, y, hd, acc = _validate(t_s, x_m, y_m, heading_deg, accuracy_m)
+    m = _Matcher(net, params, state)
+    if len(t) and not t[0] > m.last_t:
+        raise ValueError(f"t_s must be strictly increasing across calls: t_s[0]={t[0]!r} "
+                         f"<= last time in state {m.last_t!r}")
+    # Candidates of the held-back fixes and of the new ones: one bulk query.
+    pend = m.pending
+    allx = np.concatenate([[f.x for f in pend], x])
+    ally = np.concatenate([[f.y for f in pend], y])
+    allh = np.concatenate([[f.heading for f in pend], hd])
+    sig = np.where(np.isfinite(acc), acc, params.sigma_m)
+    alls = np.concatenate([[f.sigma for f in pend], sig])
+    ptr, seg, off, emis = _candidates(net, allx, ally, allh, alls, params)
+    for k, f in enumerate(pend):
+        sl = slice(ptr[k], ptr[k + 1])
+        f.seg, f.off, f.emis = seg[sl], off[sl], emis[sl]
+    base = len(pend)
+    for i in range(len(t)):
+        sl = slice(ptr[base + i], ptr[base + i + 1])
+        f = _Fix(m.n_seen, float(t[i]), float(x[i]), float(y[i]), float(hd[i]), float(acc[i]),
+                 float(alls[base + i]), seg[sl], off[sl], emis[sl])
+        m.n_seen += 1
+        m.last_t = f.t
+        m.feed(f)
+    if final:
+        m.finish()
+    return m.result(), m._dump()
+
+
+def match(
+    net: RoadNetwork,
+    t_s: object,
+    x_m: object,
+    y_m: object,
+    heading_deg: object = None,
+    accuracy_m: object = None,
+    *,
+    params: MatchParams = MatchParams(),
+) -> MatchResult:
+    """Match a whole trace (offline); equals :func:`match_online` in any chunking.
+
+    Parameters and errors as in :func:`match_online` (without ``state`` and ``final``).
+
+    Returns
+    -------
+    MatchResult
+        One row per input fix, in time order.
+
+    Examples
+    --------
+    >>> from roadnet import load_network
+    >>> net = load_network()
+    >>> x, y = net.point_at([10, 10, 10], [5.0, 15.0, 25.0])
+    >>> r = match(net, [0.0, 1.0, 2.0], x + 3.0, y)
+    >>> r.segment.tolist(), r.break_before.tolist()
+    ([10, 10, 10], [False, False, False])
+    """
+    return match_online(net, t_s, x_m, y_m, heading_deg, accuracy_m, params=params, final=True)[0]

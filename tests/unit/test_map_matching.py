@@ -1,0 +1,479 @@
+"""Tests of agents.map_matching on synthetic drives over the real Plaisir network.
+
+A drive follows a route of the network at ~13 m/s, slowing to a third near turns, and is
+sampled at a fix rate with Gaussian noise (seeded). Two shares are measured against the
+truth, both along the true path every 1 m of driven distance:
+
+- *path share*: the share of driven distance whose segment is on the matched path (the
+  segments of the matched fixes and their ``via``): did the matcher find the roads;
+- *timed share*: the share where the matched position at the same time (interpolated
+  along the matched path between fixes) is on the true segment; this one is also limited
+  by the along-track GPS noise (segments of the drives average ~46 m).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.sparse.csgraph import connected_components
+
+from agents.map_matching import (
+    MatchParams,
+    MatchResult,
+    MatchState,
+    match,
+    match_online,
+    path_length_m,
+)
+
+
+# --------------------------------------------------------------------------- drives
+def _main_nodes(net):
+    _, lab = connected_components(net.graph, directed=True, connection="strong")
+    return np.flatnonzero(lab == np.argmax(np.bincount(lab)))
+
+
+def _random_route(net, rng, min_m=1500.0, max_m=4000.0):
+    nodes = _main_nodes(net)
+    while True:
+        a, b = rng.choice(nodes, 2, replace=False)
+        r = net.route(int(a), int(b))
+        if r and min_m <= net.length_m[r].sum() <= max_m:
+            return np.asarray(r, np.int64)
+
+
+def _drive(net, route, *, rng, sigma_m=5.0, rate_hz=1.0, speed_mps=13.0):
+    """Fixes along ``route``; returns a dict with the fixes and the 1 m truth grid."""
+    route = np.asarray(route, np.int64)
+    lengths = net.length_m[route]
+    cum = np.concatenate([[0.0], np.cumsum(lengths)])
+    s = np.arange(0.0, cum[-1], 1.0)
+    k = np.clip(np.searchsorted(cum, s, "right") - 1, 0, len(route) - 1)
+    h_end = net.heading_at(route, lengths)
+    h_start = net.heading_at(route, np.zeros(len(route)))
+    turn = np.abs((h_start[1:] - h_end[:-1] + 180.0) % 360.0 - 180.0)
+    turn_s = cum[1:-1][turn > 30.0]
+    v = np.full(len(s), speed_mps)
+    if len(turn_s):
+        d = np.min(np.abs(s[:, None] - turn_s[None, :]), axis=1)
+        v = speed_mps * (0.35 + 0.65 * np.clip(d / 40.0, 0.0, 1.0))
+    t = np.concatenate([[0.0], np.cumsum(1.0 / v[:-1])])
+    tf = np.arange(0.0, t[-1], 1.0 / rate_hz)
+    sf = np.interp(tf, t, s)
+    kf = np.clip(np.searchsorted(cum, sf, "right") - 1, 0, len(route) - 1)
+    x, y = net.point_at(route[kf], sf - cum[kf])
+    x = x + rng.normal(0.0, sigma_m, len(x)) if sigma_m else x
+    y = y + rng.normal(0.0, sigma_m, len(y)) if sigma_m else y
+    return {"t": tf, "x": x, "y": y, "seg": route[kf], "off": sf - cum[kf],
+            "grid_t": t, "grid_seg": route[k], "route": route}
+
+
+def _timed_share(net, d, r):
+    """Share of the 1 m truth grid whose matched segment at the same time is right."""
+    gt, gseg = d["grid_t"], d["grid_seg"]
+    inside = (gt >= r.t_s[0]) & (gt <= r.t_s[-1])
+    gt, gseg = gt[inside], gseg[inside]
+    got = np.full(len(gt), -1)
+    m = np.flatnonzero(r.segment >= 0)
+    for p, k in zip(m[:-1], m[1:]):
+        if r.break_before[k]:
+            continue
+        sa, oa, sb, ob, via = r.segment[p], r.offset_m[p], r.segment[k], r.offset_m[k], r.via[k]
+        if sa == sb and len(via) == 0:
+            segs, lens = np.array([sa]), np.array([max(ob - oa, 0.0)])
+        else:
+            segs = np.concatenate([[sa], via, [sb]])
+            lens = np.concatenate([[net.length_m[sa] - oa], net.length_m[via], [ob]])
+        lo, hi = np.searchsorted(gt, [r.t_s[p], r.t_s[k]])
+        frac = (gt[lo:hi] - r.t_s[p]) / (r.t_s[k] - r.t_s[p]) * lens.sum()
+        j = np.minimum(np.searchsorted(np.cumsum(lens), frac, "right"), len(segs) - 1)
+        got[lo:hi] = segs[j]
+    got[gt >= r.t_s[m[-1]]] = r.segment[m[-1]]
+    return float(np.mean(got == gseg))
+
+
+def _path_share(net, d, r):
+    """Share of the driven distance whose segment is on the matched path."""
+    matched = set(r.segment[r.segment >= 0].tolist())
+    for v in r.via:
+        matched.update(v.tolist())
+    route = d["route"]
+    on = np.array([s in matched for s in route])
+    return float(net.length_m[route][on].sum() / net.length_m[route].sum())
+
+
+def _nearest_segment(net, x, y):
+    """The baseline: each fix on its nearest segment (no direction, no continuity)."""
+    import shapely
+
+    return np.asarray(net.tree.query_nearest(shapely.points(x, y), return_distance=False,
+                                             all_matches=False)[1], np.int64)
+
+
+def _extend(net, route, back_m=200.0, ahead_m=200.0):
+    """Prepend/append straight-ish approach segments (longest, no U-turn) to a route."""
+    route = [int(s) for s in route]
+    got = 0.0
+    while got < back_m:
+        first = route[0]
+        ins = np.flatnonzero((net.to_node == net.from_node[first]) & (net.reverse != first)
+                             & (net.from_node != net.to_node[first]))
+        ins = [int(i) for i in ins if i not in route]
+        if not ins:
+            break
+        best = max(ins, key=lambda i: net.length_m[i])
+        route.insert(0, best)
+        got += net.length_m[best]
+    got = 0.0
+    while got < ahead_m:
+        last = route[-1]
+        outs = [int(i) for i in net.out_segments[int(net.to_node[last])]
+                if i != net.reverse[last] and net.to_node[i] != net.from_node[last]
+                and i not in route]
+        if not outs:
+            break
+        best = max(outs, key=lambda i: net.length_m[i])
+        route.append(best)
+        got += net.length_m[best]
+    return np.asarray(route, np.int64)
+
+
+def _roundabout_route(net, ring_seg):
+    """Enter the one-way ring of ``ring_seg``, drive at least half of it, leave."""
+    ow = net.reverse < 0
+    ring = [int(ring_seg)]
+    while True:
+        nxt = [int(i) for i in net.out_segments[int(net.to_node[ring[-1]])] if ow[i]]
+        nxt = [i for i in nxt if net.route(int(net.to_node[i]), int(net.from_node[ring[0]]))
+               or net.to_node[i] == net.from_node[ring[0]]]
+        # follow the ring: the successor that closes the cycle soonest
+        nxt.sort(key=lambda i: net.length_m[i])
+        cand = None
+        for i in nxt:
+            back = net.route(int(net.to_node[i]), int(net.from_node[ring[0]]))
+            closes = net.to_node[i] == net.from_node[ring[0]]
+            if closes or (back and set(back) <= set(np.flatnonzero(ow))):
+                cand = i
+                break
+        if cand is None:
+            raise AssertionError("not a ring")
+        if net.to_node[cand] == net.from_node[ring[0]]:
+            ring.append(cand)
+            break
+        ring.append(cand)
+        if len(ring) > 30:
+            raise AssertionError("ring too long")
+    nodes = [int(net.from_node[s]) for s in ring]
+    ringset = set(ring)
+    entries = [(k, int(e)) for k, n in enumerate(nodes)
+               for e in np.flatnonzero(net.to_node == n) if int(e) not in ringset]
+    k_in, e = entries[0]
+    m = len(ring)
+    for step in range(m // 2, m):
+        k_out = (k_in + step) % m
+        exits = [int(x) for x in net.out_segments[nodes[k_out]]
+                 if int(x) not in ringset and x != net.reverse[e]]
+        if exits:
+            seq = [ring[(k_in + j) % m] for j in range(step)]
+            return _extend(net, [e, *seq, exits[0]], 150.0, 150.0), set(ring)
+    raise AssertionError("no exit found")
+
+
+def _fix_accuracy(segment, truth, mask=None):
+    ok = segment == truth
+    return float(ok[mask].mean() if mask is not None else ok.mean())
+
+
+# --------------------------------------------------------------------------- tests
+class TestMatch:
+    def test_empty(self, plaisir_net):
+        r = match(plaisir_net, [], [], [])
+        assert len(r) == 0 and r.via == () and r.segment.dtype == np.int64
+
+    def test_noise_free_exact(self, plaisir_net):
+        net = plaisir_net
+        rng = np.random.default_rng(11)
+        d = _drive(net, _random_route(net, rng), rng=rng, sigma_m=0.0)
+        r = match(net, d["t"], d["x"], d["y"])
+        assert np.array_equal(r.fix_index, np.arange(len(d["t"])))
+        # Within 2 m of a junction the two segments are a geometric tie.
+        ends = np.minimum(d["off"], net.length_m[d["seg"]] - d["off"]) < 2.0
+        assert np.array_equal(r.segment[~ends], d["seg"][~ends])
+        assert _fix_accuracy(r.segment, d["seg"]) >= 0.95
+        good = r.segment == d["seg"]
+        np.testing.assert_allclose(r.offset_m[good], d["off"][good], atol=1e-6)
+        assert not r.break_before.any()
+        # The reconstructed path has the driven length.
+        total = sum(path_length_m(net, r.segment[k - 1], r.offset_m[k - 1], r.via[k],
+                                  r.segment[k], r.offset_m[k]) for k in range(1, len(r)))
+        driven = np.interp(d["t"][-1], d["grid_t"], np.arange(len(d["grid_t"])))
+        driven -= np.interp(d["t"][0], d["grid_t"], np.arange(len(d["grid_t"])))
+        assert total == pytest.approx(driven, abs=2.0)
+
+    @pytest.mark.parametrize(
+        ("sigma_m", "rate_hz", "path_min", "timed_min"),
+        [
+            (5.0, 1.0, 0.97, 0.90),  # the 1 Hz target of issue 3
+            (15.0, 1.0, 0.90, 0.72),  # the noisy target of issue 3
+            (5.0, 0.2, 0.95, 0.88),  # sparse fixes, 5 s apart
+        ],
+    )
+    def test_noisy_drives(self, plaisir_net, sigma_m, rate_hz, path_min, timed_min):
+        net = plaisir_net
+        rng = np.random.default_rng(2024)
+        paths, timed = [], []
+        for _ in range(4):
+            d = _drive(net, _random_route(net, rng), rng=rng, sigma_m=sigma_m, rate_hz=rate_hz)
+            r = match(net, d["t"], d["x"], d["y"], params=MatchParams(sigma_m=sigma_m))
+            assert not r.break_before.any()
+            paths.append(_path_share(net, d, r))
+            timed.append(_timed_share(net, d, r))
+        assert np.mean(paths) >= path_min, paths
+        assert np.mean(timed) >= timed_min, timed
+
+    def test_tunnel_gap_connects(self, plaisir_net):
+        net = plaisir_net
+        rng = np.random.default_rng(5)
+        d = _drive(net, _random_route(net, rng, 2000.0, 3000.0), rng=rng, sigma_m=3.0)
+        keep = (d["t"] < 60.0) | (d["t"] >= 90.0)  # 30 s without fixes
+        r = match(net, d["t"][keep], d["x"][keep], d["y"][keep], params=MatchParams(sigma_m=3.0))
+        assert not r.break_before.any() and (r.segment >= 0).all()
+        k = int(np.flatnonzero(r.t_s >= 90.0)[0])
+        # The path across the gap follows the true route.
+        driven = set(d["seg"][(d["t"] >= 59.0) & (d["t"] <= 91.0)].tolist())
+        across = {int(r.segment[k - 1]), *r.via[k].tolist(), int(r.segment[k])}
+        assert len(across & driven) >= 0.8 * len(driven)
+
+    def test_leaving_network_breaks(self, plaisir_net):
+        net = plaisir_net
+        rng = np.random.default_rng(6)
+        d = _drive(net, _random_route(net, rng, 2000.0, 3000.0), rng=rng, sigma_m=3.0)
+        x, y = d["x"].copy(), d["y"].copy()
+        off = (d["t"] >= 40.0) & (d["t"] < 80.0)  # 40 s in a car park far from any road
+        x[off], y[off] = 700_000.0, 6_900_000.0
+        r = match(net, d["t"], x, y, params=MatchParams(sigma_m=3.0))
+        assert (r.segment[off] == -1).all()
+        assert (r.segment[~off] >= 0).all()
+        first_back = int(np.flatnonzero(~off & (d["t"] >= 80.0))[0])
+        assert r.break_before.sum() == 1 and r.break_before[first_back]
+        assert len(r.via[first_back]) == 0  # no invented path across the break
+
+    def test_leaving_to_nearby_field_breaks(self, plaisir_net):
+        net = plaisir_net
+        rng = np.random.default_rng(16)
+        d = _drive(net, _random_route(net, rng, 2000.0, 3000.0), rng=rng, sigma_m=3.0)
+        x, y = d["x"].copy(), d["y"].copy()
+        off = (d["t"] >= 40.0) & (d["t"] < 90.0)
+        x[off] += 300.0  # 300 m aside
+        r = match(net, d["t"], x, y, params=MatchParams(sigma_m=3.0))
+        first_back = int(np.flatnonzero(d["t"] >= 90.0)[0])
+        assert r.break_before[first_back] or r.break_before[off].any()
+        assert all(len(r.via[k]) == 0 for k in np.flatnonzero(r.break_before))
+
+    def test_single_outlier_dropped(self, plaisir_net):
+        net = plaisir_net
+        rng = np.random.default_rng(7)
+        d = _drive(net, _random_route(net, rng), rng=rng, sigma_m=3.0)
+        x, y = d["x"].copy(), d["y"].copy()
+        k = 50
+        x[k] += 200.0
+        r = match(net, d["t"], x, y, params=MatchParams(sigma_m=3.0))
+        assert r.segment[k] == -1 and np.isnan(r.offset_m[k]) and len(r.via[k]) == 0
+        assert not r.break_before.any()
+        assert (np.delete(r.segment, k) >= 0).all()
+        # The path across the outlier is the true one.
+        assert r.segment[k + 1] == d["seg"][k + 1] or r.segment[k + 1] in d["route"]
+
+    def test_u_turn_at_dead_end(self, plaisir_net):
+        net = plaisir_net
+        two_way = np.flatnonzero(net.reverse >= 0)
+        outdeg = np.array([len(o) for o in net.out_segments])
+        dead = two_way[(outdeg[net.to_node[two_way]] == 1) & (net.length_m[two_way] > 120.0)]
+        a = int(dead[np.argmax(net.length_m[dead])])
+        route = _extend(net, [a], 150.0, 0.0)
+        route = np.concatenate([route, [net.reverse[a]]])
+        rng = np.random.default_rng(8)
+        d = _drive(net, route, rng=rng, sigma_m=5.0, speed_mps=8.0)
+        r = match(net, d["t"], d["x"], d["y"])
+        back = d["seg"] == net.reverse[a]
+        assert _fix_accuracy(r.segment, d["seg"], back) >= 0.85
+        assert _fix_accuracy(r.segment, d["seg"], d["seg"] == a) >= 0.85
+
+    def test_heading_picks_direction(self, plaisir_net):
+        net = plaisir_net
+        two_way = np.flatnonzero((net.reverse >= 0) & (net.length_m > 100.0))
+        a = int(two_way[0])
+        off = np.array([40.0, 41.0])  # nearly stationary: movement cannot tell
+        x, y = net.point_at(np.array([a, a]), off)
+        for seg in (a, int(net.reverse[a])):
+            o = off if seg == a else net.length_m[seg] - off[::-1]
+            h = net.heading_at(np.array([seg, seg]), o)
+            xs, ys = net.point_at(np.array([seg, seg]), o)
+            r = match(net, [0.0, 1.0], xs, ys, heading_deg=h)
+            assert (r.segment == seg).all()
+
+    @pytest.mark.parametrize("ring_seg", [3954, 3927, 4125])  # primary roundabouts
+    def test_roundabout_beats_nearest_segment(self, plaisir_net, ring_seg):
+        net = plaisir_net
+        route, ring = _roundabout_route(net, ring_seg)
+        rng = np.random.default_rng(ring_seg)
+        d = _drive(net, route, rng=rng, sigma_m=5.0, speed_mps=9.0)
+        r = match(net, d["t"], d["x"], d["y"])
+        base = _nearest_segment(net, d["x"], d["y"])
+        hmm_acc = _fix_accuracy(r.segment, d["seg"])
+        base_acc = _fix_accuracy(base, d["seg"])
+        assert _path_share(net, d, r) >= 0.95
+        assert hmm_acc >= base_acc + 0.1, (hmm_acc, base_acc)
+        in_ring = np.isin(d["seg"], list(ring))
+        assert _fix_accuracy(r.segment, d["seg"], in_ring) > _fix_accuracy(base, d["seg"], in_ring)
+
+    @pytest.mark.parametrize(
+        "seg",
+        [
+            3421,  # D 30 dual carriageway, the other direction 8.7 m away
+            3435,  # D 11 dual carriageway, 6.4 m
+            4708,  # N 12 slip road (trunk_link) along the trunk, 5 m
+        ],
+    )
+    def test_parallel_roads_beat_nearest_segment(self, plaisir_net, seg):
+        net = plaisir_net
+        route = _extend(net, [seg], 150.0, 150.0)
+        rng = np.random.default_rng(seg)
+        d = _drive(net, route, rng=rng, sigma_m=5.0, speed_mps=15.0)
+        r = match(net, d["t"], d["x"], d["y"])
+        base = _nearest_segment(net, d["x"], d["y"])
+        on = d["seg"] == seg
+        hmm_acc = _fix_accuracy(r.segment, d["seg"], on)
+        base_acc = _fix_accuracy(base, d["seg"], on)
+        assert hmm_acc >= 0.95
+        assert hmm_acc >= base_acc + 0.1, (hmm_acc, base_acc)
+
+    def test_accuracy_column_used(self, plaisir_net):
+        net = plaisir_net
+        rng = np.random.default_rng(9)
+        d = _drive(net, _random_route(net, rng), rng=rng, sigma_m=12.0)
+        acc = np.full(len(d["t"]), 12.0)
+        r1 = match(net, d["t"], d["x"], d["y"], accuracy_m=acc)
+        r2 = match(net, d["t"], d["x"], d["y"], params=MatchParams(sigma_m=12.0))
+        assert r1.equals(r2)
+
+    def test_read_only_input(self, plaisir_net):
+        rng = np.random.default_rng(10)
+        d = _drive(plaisir_net, _random_route(plaisir_net, rng), rng=rng)
+        for a in (d["t"], d["x"], d["y"]):
+            a.setflags(write=False)
+        r = match(plaisir_net, d["t"], d["x"], d["y"])
+        assert len(r) == len(d["t"])
+
+    @pytest.mark.parametrize(
+        ("kwargs", "exc", "pattern"),
+        [
+            ({"t_s": [0.0, 1.0], "x_m": [1.0], "y_m": [1.0, 2.0]}, ValueError, "x_m"),
+            ({"t_s": [0.0, 0.0], "x_m": [1.0, 1.0], "y_m": [1.0, 2.0]}, ValueError, "t_s"),
+            ({"t_s": [1.0, 0.5], "x_m": [1.0, 1.0], "y_m": [1.0, 2.0]}, ValueError, "t_s"),
+            ({"t_s": [0.0, np.nan], "x_m": [1.0, 1.0], "y_m": [1.0, 2.0]}, ValueError, "t_s"),
+            ({"t_s": [0.0, 1.0], "x_m": [1.0, np.inf], "y_m": [1.0, 2.0]}, ValueError, "x_m"),
+            ({"t_s": [0.0, 1.0], "x_m": [1.0, 1.0], "y_m": [np.nan, 2.0]}, ValueError, "y_m"),
+            ({"t_s": [0.0, 1.0], "x_m": [1.0, 1.0], "y_m": [1.0, 2.0],
+              "heading_deg": [1.0]}, ValueError, "heading_deg"),
+            ({"t_s": [0.0, 1.0], "x_m": [1.0, 1.0], "y_m": [1.0, 2.0],
+              "accuracy_m": [1.0, -2.0]}, ValueError, "accuracy_m"),
+            ({"t_s": ["a", "b"], "x_m": [1.0, 1.0], "y_m": [1.0, 2.0]}, TypeError, "t_s"),
+        ],
+    )
+    def test_bad_input(self, plaisir_net, kwargs, exc, pattern):
+        with pytest.raises(exc, match=pattern):
+            match(plaisir_net, **kwargs)
+
+    def test_bad_params(self):
+        with pytest.raises(ValueError, match="sigma_m"):
+            MatchParams(sigma_m=0.0)
+        with pytest.raises(ValueError, match="max_lag_fixes"):
+            MatchParams(max_lag_fixes=-1)
+
+    def test_path_length_m(self, plaisir_net):
+        net = plaisir_net
+        assert path_length_m(net, 3, 1.0, [], 3, 4.0) == pytest.approx(3.0)
+        via = np.array([5, 6])
+        expect = net.length_m[3] - 1.0 + net.length_m[5] + net.length_m[6] + 2.0
+        assert path_length_m(net, 3, 1.0, via, 7, 2.0) == pytest.approx(expect)
+
+
+@pytest.fixture(scope="module")
+def eventful(plaisir_net):
+    """A noisy drive with an outlier, an excursion off the network and a tunnel gap."""
+    net = plaisir_net
+    rng = np.random.default_rng(12)
+    d = _drive(net, _random_route(net, rng, 3000.0, 4000.0), rng=rng, sigma_m=8.0)
+    x, y = d["x"].copy(), d["y"].copy()
+    x[30] += 200.0
+    off = (d["t"] >= 100.0) & (d["t"] < 130.0)
+    x[off] += 5000.0
+    keep = (d["t"] < 160.0) | (d["t"] >= 185.0)
+    hd = np.full(len(x), np.nan)
+    hd[::7] = 0.0  # a few (wrong) headings, to exercise the term
+    return d["t"][keep], x[keep], y[keep], hd[keep]
+
+
+class TestMatchOnline:
+    @pytest.mark.parametrize("chunk", [1, 3, 7, 10_000])
+    def test_chunked_equals_offline(self, plaisir_net, eventful, chunk):
+        net = plaisir_net
+        t, x, y, hd = eventful
+        whole = match(net, t, x, y, hd)
+        assert whole.break_before.any() and (whole.segment == -1).any()
+        parts, state = [], None
+        n = len(t)
+        for i in range(0, n, chunk):
+            sl = slice(i, i + chunk)
+            r, state = match_online(net, t[sl], x[sl], y[sl], hd[sl], state=state,
+                                    final=i + chunk >= n)
+            parts.append(r)
+        assert MatchResult.concat(parts).equals(whole)
+
+    def test_lag_is_bounded(self, plaisir_net, eventful):
+        net = plaisir_net
+        t, x, y, hd = eventful
+        p = MatchParams()
+        state = None
+        for i in range(len(t)):
+            r, state = match_online(net, t[i : i + 1], x[i : i + 1], y[i : i + 1], state=state)
+            assert state.n_undecided <= p.max_lag_fixes + 1 + p.max_outlier_fixes + 1
+            assert len(state.to_bytes()) < 20_000
+
+    def test_state_round_trip(self, plaisir_net, eventful):
+        net = plaisir_net
+        t, x, y, hd = eventful
+        whole = match(net, t, x, y, hd)
+        parts, state = [], None
+        for i in range(0, len(t), 25):
+            sl = slice(i, i + 25)
+            if state is not None:
+                state = MatchState.from_bytes(state.to_bytes())
+            r, state = match_online(net, t[sl], x[sl], y[sl], hd[sl], state=state,
+                                    final=i + 25 >= len(t))
+            parts.append(r)
+        assert MatchResult.concat(parts).equals(whole)
+
+    def test_empty_call_keeps_state(self, plaisir_net, eventful):
+        t, x, y, _ = eventful
+        r1, st = match_online(plaisir_net, t[:10], x[:10], y[:10])
+        r2, st2 = match_online(plaisir_net, [], [], [], state=st)
+        assert len(r2) == 0 and st2.to_bytes() == st.to_bytes()
+
+    def test_time_must_increase_across_calls(self, plaisir_net, eventful):
+        t, x, y, _ = eventful
+        _, st = match_online(plaisir_net, t[:10], x[:10], y[:10])
+        with pytest.raises(ValueError, match="t_s"):
+            match_online(plaisir_net, t[5:8], x[5:8], y[5:8], state=st)
+
+    def test_state_from_other_network(self, plaisir_net, centre_net, eventful):
+        t, x, y, _ = eventful
+        _, st = match_online(plaisir_net, t[:10], x[:10], y[:10])
+        with pytest.raises(ValueError, match="network"):
+            match_online(centre_net, t[10:12], x[10:12], y[10:12], state=st)
+
+    @pytest.mark.parametrize("data", [b"", b"nope", b"RSMM\x01\x00\x05"])
+    def test_bad_state_bytes(self, data):
+        with pytest.raises(ValueError):
+            MatchState.from_bytes(data)
