@@ -24,6 +24,7 @@ Minimum duration 0.3 s: shorter spikes are impacts or sensor artefacts, not mano
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 from scipy import signal
@@ -77,6 +78,7 @@ class HarshDetectorState:
         return cls(zi=zi, open_runs={k: (float(a), float(b), bool(c)) for k, (a, b, c) in d.get("open", {}).items()})
 
 
+@lru_cache(maxsize=32)
 def _lowpass_sos(fs: float, cutoff_hz: float) -> np.ndarray:
     # At very low sample rates the cutoff would sit above Nyquist: clamp it below.
     wn = min(cutoff_hz, 0.45 * fs)

@@ -55,8 +55,7 @@ def run_demo(*, vehicles: int = 40, seed: int = 7, out: Path = Path("out/demo"),
     from pipeline.report import print_top
     from pipeline.topics import ensure_topics
     from roadnet import load_network
-    from simulator.fleet import simulate_fleet
-    from simulator.io import write_fleet
+    from simulator import simulate_fleet, write_fleet
     from simulator.replay import replay
 
     t0 = time.monotonic()
@@ -74,9 +73,11 @@ def run_demo(*, vehicles: int = 40, seed: int = 7, out: Path = Path("out/demo"),
 
     print(f"3/6 simulating {vehicles} vehicles (seed {seed}) ...", flush=True)
     out = Path(out)
-    fleet = simulate_fleet(net, n_vehicles=vehicles, seed=seed, progress=True)
-    files = write_fleet(fleet, out, net=net)
-    traces = [f for f in files if f.name.startswith("traces")]
+    fleet = simulate_fleet(net, n_vehicles=vehicles, seed=seed)
+    traces_path = write_fleet(fleet, out, format="parquet")
+    traces = [traces_path]
+    n_samples = sum(len(tr.t_s) for tr in fleet.traces.values())
+    print(f"    {n_samples:,} samples at 100 Hz -> {traces_path} (ground truth beside it)")
 
     print("4/6 replaying the traces into Kafka ...", flush=True)
     ensure_topics(s)

@@ -1,0 +1,14 @@
+# roadsense worker / simulator / CLI image (used by docker-compose.yml)
+FROM python:3.11.11-slim-bookworm
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY agents agents
+COPY pipeline pipeline
+COPY roadnet roadnet
+COPY schemas schemas
+COPY simulator simulator
+COPY sql sql
+RUN pip install --no-cache-dir .
+ENV ROADSENSE_STORE=rocksdb:// ROADSENSE_DATA_DIR=/var/lib/roadsense
+ENTRYPOINT ["roadsense"]
+CMD ["worker"]

@@ -1,0 +1,92 @@
+"""pipeline.stage1: bad input becomes a dead letter with a reason; pseudonyms; envelopes."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import orjson
+import pytest
+
+from pipeline.pseudonym import Pseudonymiser
+from pipeline.stage1 import FrameHandler, dead_letter
+from roadnet import load_network
+from schemas._errors import RoadsenseError
+from schemas.records import DeadLetter
+
+KEY = "k" * 40
+GOOD = {
+    "schema_version": 1, "vehicle_id": "VF1AAAAAAAAAAAAAA", "seq": 0,
+    "t_s": [1.7e9, 1.7e9 + 0.01], "speed_kmh": [30.0, 30.0], "accel_long_mps2": [0.0, 0.1],
+    "accel_lat_mps2": [0.0, 0.0], "accel_vert_mps2": [9.8, 9.81],
+    "fix_t_s": [1.7e9], "fix_lat_deg": [48.82], "fix_lon_deg": [1.95],
+}
+
+
+@pytest.fixture(scope="module")
+def handler():
+    return FrameHandler(net=load_network(), pseudonymise=Pseudonymiser(KEY))
+
+
+def _with(**changes):
+    d = dict(GOOD)
+    d.update(changes)
+    return orjson.dumps(d)
+
+
+BAD = [
+    (b"\x00\x01 not json", "not JSON"),
+    (b"[1, 2]", "not a JSON object"),
+    (_with(schema_version=99), "unknown schema_version 99"),
+    (orjson.dumps({k: v for k, v in GOOD.items() if k != "speed_kmh"}), "speed_kmh: Field required"),
+    (_with(seq="three"), "seq: Input should be a valid integer"),
+    (_with(speed_kmh=[30.0, "fast"]), "speed_kmh.1"),
+    (json.dumps({**GOOD, "accel_vert_mps2": [9.8, float("nan")]}).encode(), "accel_vert_mps2.1: Input should be a finite number"),
+    (json.dumps({**GOOD, "t_s": [1.7e9, float("inf")]}).encode(), "t_s.1: Input should be a finite number"),
+    (_with(speed_kmh=[30.0]), "speed_kmh has 1 values, t_s has 2"),
+    (_with(t_s=[1.7e9, 1.7e9 - 1]), "not strictly increasing"),
+    (_with(fix_lat_deg=[148.0]), "fix_lat_deg.0"),
+    (_with(surprise=1), "surprise: Extra inputs are not permitted"),
+]
+
+
+class TestDeadLetters:
+    @pytest.mark.parametrize("raw, reason", BAD, ids=[r for _, r in BAD])
+    def test_bad_input_is_a_dead_letter_with_reason(self, handler, raw, reason):
+        out = handler.handle(raw, lambda k: None)
+        assert out.dead_letter is not None
+        assert reason in out.dead_letter[1]
+        assert out.state is None and not out.passes
+
+    def test_good_frame_gives_state_keyed_by_pseudonym(self, handler):
+        out = handler.handle(_with(), lambda k: None)
+        assert out.dead_letter is None
+        assert out.state_key == Pseudonymiser(KEY)("VF1AAAAAAAAAAAAAA")
+        assert b"VF1AAAAAAAAAAAAAA" not in out.state
+
+    def test_corrupt_state_is_a_dead_letter_not_a_crash(self, handler):
+        out = handler.handle(_with(), lambda k: b"garbage")
+        assert out.dead_letter is not None and "processing failed" in out.dead_letter[1]
+
+    def test_envelope_keeps_original_bytes(self):
+        raw = b"\xff\xfe raw"
+        env = DeadLetter.model_validate_json(
+            dead_letter(raw, b"VIN", "SchemaError", "not JSON", topic="vehicle.frames", partition=2, offset=41)
+        )
+        assert base64.b64decode(env.original_b64) == raw
+        assert (env.partition, env.offset, env.reason) == (2, 41, "not JSON")
+
+
+class TestPseudonymiser:
+    def test_deterministic_and_keyed(self):
+        a, b = Pseudonymiser(KEY), Pseudonymiser("z" * 40)
+        assert a("VIN1") == a("VIN1") != a("VIN2")
+        assert a("VIN1") != b("VIN1")
+        assert len(a("VIN1")) == 32 and "VIN1" not in a("VIN1")
+
+    def test_short_key_refused(self):
+        with pytest.raises(RoadsenseError, match="too short"):
+            Pseudonymiser("short")
+
+    def test_repr_hides_key(self):
+        assert KEY not in repr(Pseudonymiser(KEY))
