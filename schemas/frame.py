@@ -40,13 +40,16 @@ class Frame(BaseModel):
     accel_long_mps2: list[Finite]
     accel_lat_mps2: list[Finite]
     accel_vert_mps2: list[Finite]
-    brake_pedal_pct: list[Annotated[float, Field(allow_inf_nan=False, ge=0, le=100)]] | None = None
+    brake_pedal_pct: list[Annotated[float, Field(allow_inf_nan=False, ge=0, le=100)] | None] | None = Field(
+        default=None, description="%, null where a sample has none")
     abs_engaged: list[bool] | None = None
     fix_t_s: list[Finite] = Field(default_factory=list, description="GPS fix times, s since the epoch")
     fix_lat_deg: list[Annotated[float, Field(allow_inf_nan=False, ge=-90, le=90)]] = Field(default_factory=list)
     fix_lon_deg: list[Annotated[float, Field(allow_inf_nan=False, ge=-180, le=180)]] = Field(default_factory=list)
-    fix_heading_deg: list[Annotated[float, Field(allow_inf_nan=False, ge=0, le=360)]] | None = None
-    fix_accuracy_m: list[Annotated[float, Field(allow_inf_nan=False, ge=0)]] | None = None
+    fix_heading_deg: list[Annotated[float, Field(allow_inf_nan=False, ge=0, le=360)] | None] | None = Field(
+        default=None, description="degrees, null where a fix has none (e.g. standing still)")
+    fix_accuracy_m: list[Annotated[float, Field(allow_inf_nan=False, ge=0)] | None] | None = Field(
+        default=None, description="m, null where a fix has none")
     powertrain: PowertrainType | None = None
     soc_pct: Annotated[float, Field(allow_inf_nan=False, ge=0, le=100)] | None = None
     model_year: int | None = Field(default=None, ge=1950, le=2100)
@@ -73,7 +76,7 @@ class Frame(BaseModel):
 
 @dataclass(frozen=True, slots=True)
 class FrameArrays:
-    """A validated frame as NumPy arrays (float64 unless stated)."""
+    """A validated frame as NumPy arrays (float64 unless stated; NaN where a value is null)."""
 
     vehicle_id: str
     seq: int

@@ -730,11 +730,13 @@ def iter_frames(
     fbounds = np.searchsorted(fpos, np.arange(len(k) + 1))
     gap_after = np.concatenate([t[starts[1:]] - t[ends[:-1] - 1] > TRIP_GAP_S, [True]])
 
-    def opt_list(a: np.ndarray | None, lo: int, hi: int) -> list[float] | None:
+    def opt_list(a: np.ndarray | None, lo: int, hi: int) -> list[float | None] | None:
         if a is None:
             return None
         v = a[lo:hi]
-        return None if np.isnan(v).any() else v.tolist()
+        if np.isnan(v).all() and v.size:
+            return None
+        return np.where(np.isnan(v), None, v).tolist() if np.isnan(v).any() else v.tolist()
 
     for j, (lo, hi) in enumerate(zip(starts, ends)):
         flo, fhi = fbounds[j], fbounds[j + 1]

@@ -266,7 +266,8 @@ class TestFramesOf:
             assert (k == k[0]).all()
             if f.fix_t_s:
                 assert np.floor((f.fix_t_s[0] - tr.t_s[0]) / 2.0) == k[0]
-        assert frames[0].fix_heading_deg is None  # the first fix has no heading
+        assert frames[0].fix_heading_deg[0] is None  # the first fix has no heading: null, others kept
+        assert all(h is not None for h in frames[0].fix_heading_deg[1:])
         assert frames[1].fix_heading_deg is not None
         assert frames[-1].soc_pct == tr.soc_pct[-1]
         assert frames[0].powertrain == "ELECTRIC" and frames[0].model_year == 2021
