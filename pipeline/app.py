@@ -26,6 +26,7 @@ import faust
 
 from agents.passes import PassParams
 from pipeline import db, sink
+from pipeline.exceptions import SinkError
 from pipeline.pseudonym import Pseudonymiser
 from pipeline.settings import Settings
 from pipeline.stage1 import FrameHandler, dead_letter
@@ -101,21 +102,36 @@ def create_app(settings: Settings) -> faust.App:
                 await stream.ack(event)
                 continue
             if out.passes or out.events:
-                await _with_retry(lambda: asyncio.to_thread(write, out.passes, out.events))
+                refused = await _with_retry(lambda: asyncio.to_thread(write, out.passes, out.events))
+                if refused is not None:  # the database rejected these rows: not retriable
+                    env = dead_letter(raw, msg.key, "SinkError", f"database refused the results: {refused}",
+                                      topic=msg.topic, partition=msg.partition, offset=msg.offset, worker=worker_name)
+                    await (await dlq.send(key=msg.key, value=env))
+                    await stream.ack(event)
+                    continue
             if out.state is not None:
                 key = out.state_key.encode()  # type: ignore[union-attr]
                 states.data[key] = out.state
                 await states.send_changelog(msg.partition, key, out.state)
-            for p in out.passes:
-                await passes_topic.send(key=p.segment_id.encode(), value=p.model_dump_json().encode())
+            sent = [await passes_topic.send(key=p.segment_id.encode(), value=p.model_dump_json().encode())
+                    for p in out.passes]
+            for fut in sent:
+                await fut
             await stream.ack(event)
 
-    async def _with_retry(make) -> None:
-        for attempt in range(10_000):
+    async def _with_retry(make) -> SinkError | None:
+        """Run a database write until it succeeds; a non-retriable refusal is returned."""
+        for attempt in range(10_000_000):
             try:
                 await make()
-                return
-            except Exception as exc:  # database down: wait, never drop, never ack
+                return None
+            except SinkError as exc:
+                if not exc.retriable:
+                    return exc
+                delay = DB_RETRY_S[min(attempt, len(DB_RETRY_S) - 1)]
+                log.error("database unavailable (%s); retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+            except Exception as exc:  # connection lost: wait, never drop, never ack
                 delay = DB_RETRY_S[min(attempt, len(DB_RETRY_S) - 1)]
                 log.error("database write failed (%s); retrying in %.1fs", exc, delay)
                 conn = conn_box.pop("conn", None)
@@ -125,6 +141,7 @@ def create_app(settings: Settings) -> faust.App:
                     except Exception:
                         pass
                 await asyncio.sleep(delay)
+        raise RuntimeError("unreachable")
 
     app.roadsense_handler = handler  # type: ignore[attr-defined]
     return app

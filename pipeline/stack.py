@@ -6,6 +6,8 @@ started from the machine's packages (ARCHITECTURE.md, "Real components and how t
     python -m pipeline.stack up [--timescale]     start what is not running (idempotent)
     python -m pipeline.stack status               one line per component
     python -m pipeline.stack down                 stop what `up` started
+    python -m pipeline.stack prepare              fetch jars / node_modules only (setup.sh)
+    python -m pipeline.stack env                  connection settings as shell exports
     python -m pipeline.stack clean                `down`, then delete the state directory
 
 All state lives in ONE directory, ``<repo>/.stack/`` by default (``ROADSENSE_STACK_DIR``
@@ -38,11 +40,11 @@ PGlite (TimescaleDB)   15433    ``ROADSENSE_PGLITE_PORT``
 =====================  =======  =========================
 
 Other variables: ``ROADSENSE_KAFKA_HEAP`` (JVM heap options, default ``-Xmx512m -Xms128m``),
-``ROADSENSE_PGLITE_DB`` (PGlite data dir, default in-memory ``memory://``).
+``ROADSENSE_KAFKA_AUTO_CREATE_TOPICS`` (``true``/``false``, default ``true``; read at broker
+start), ``ROADSENSE_PGLITE_DB`` (PGlite data dir, default in-memory ``memory://``).
 
-Exceptions::
-
-    StackError (RuntimeError)   a component is missing, cannot start, or a port is taken
+Errors raise ``StackError`` (``pipeline.exceptions``: a ``RoadsenseError`` and a
+``RuntimeError``) with what to do and the component's log tail.
 """
 
 from __future__ import annotations
@@ -67,10 +69,13 @@ import subprocess
 import sys
 import time
 import uuid
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import psycopg
+
+from pipeline.exceptions import StackError  # RoadsenseError + RuntimeError; re-exported here
 
 __all__ = [
     "ComponentStatus",
@@ -82,6 +87,7 @@ __all__ = [
     "main",
     "pglite_down",
     "pglite_up",
+    "prepare",
     "stack_dir",
     "status",
     "up",
@@ -112,10 +118,6 @@ KAFKA_START_TIMEOUT_S = 90.0
 PG_START_TIMEOUT_S = 60.0
 PGLITE_START_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 30.0
-
-
-class StackError(RuntimeError):
-    """A stack component is missing, cannot start or stop, or its port is taken."""
 
 
 # --------------------------------------------------------------------------------------
@@ -449,12 +451,20 @@ log4j.logger.org.apache.kafka.clients.NetworkClient=WARN
 """
 
 
+def _kafka_auto_create() -> str:
+    raw = os.environ.get("ROADSENSE_KAFKA_AUTO_CREATE_TOPICS", "true").strip().lower()
+    if raw not in ("true", "false"):
+        raise StackError(f"ROADSENSE_KAFKA_AUTO_CREATE_TOPICS={raw!r}: use true or false")
+    return raw
+
+
 def _kafka_configure() -> Path:
     kdir = _kafka_dir()
     props = string.Template(KAFKA_PROPERTIES_TEMPLATE.read_text()).substitute(
         kafka_port=kafka_port(),
         controller_port=kafka_controller_port(),
         log_dirs=kdir / "data",
+        auto_create_topics=_kafka_auto_create(),
     )
     _write_if_changed(kdir / "server.properties", props)
     _write_if_changed(kdir / "log4j.properties", _LOG4J)
@@ -490,15 +500,18 @@ def _kafka_format(java: str, libs: Path, props: Path) -> None:
 
 def _kafka_ready(bootstrap: str, timeout_s: float) -> bool:
     """True once the broker answers a metadata request listing itself."""
-    from kafka import KafkaAdminClient  # lazy: only needed while starting
-    from kafka.errors import KafkaError
+    with warnings.catch_warnings():
+        # kafka-python 3.0.12 calls the deprecated importlib.resources.read_text while
+        # importing; with pytest's `-W error` that import would fail.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from kafka import KafkaAdminClient  # lazy: only needed while starting
+        from kafka.errors import KafkaError
 
     try:
         admin = KafkaAdminClient(
             bootstrap_servers=bootstrap,
             client_id="roadsense-stack",
             request_timeout_ms=int(timeout_s * 1000),
-            api_version_auto_timeout_ms=int(timeout_s * 1000),
         )
     except KafkaError:
         return False
@@ -701,9 +714,11 @@ def _pg_running(bindir: Path, data: Path) -> int | None:
     if out.returncode != 0:
         return None
     try:
-        return int((data / "postmaster.pid").read_text().split()[0])
+        pid = int((data / "postmaster.pid").read_text().split()[0])
     except (OSError, ValueError, IndexError):
         return None
+    # pg_ctl's kill(pid, 0) check counts an unreaped (zombie) postmaster as running.
+    return pid if _pid_alive(pid, "postgres") else None
 
 
 def _pg_initdb(bindir: Path, root: Path) -> None:
@@ -766,10 +781,13 @@ def _pg_connect_ok(dsn: str) -> bool:
         return False
 
 
+def _pg_admin_dsn() -> str:
+    """The owner's login to the `postgres` maintenance database."""
+    return connection_info().pg_dsn.rsplit("/", 1)[0] + "/postgres"
+
+
 def _pg_ensure_database() -> None:
-    info = connection_info()
-    admin_dsn = info.pg_dsn.rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin_dsn, autocommit=True, connect_timeout=10) as conn:
+    with psycopg.connect(_pg_admin_dsn(), autocommit=True, connect_timeout=10) as conn:
         exists = conn.execute(
             "SELECT 1 FROM pg_database WHERE datname = %s", (PG_DATABASE,)
         ).fetchone()
@@ -785,12 +803,13 @@ def pg_up(timeout_s: float = PG_START_TIMEOUT_S) -> None:
     address = f"{HOST}:{pg_port()}"
     pid = _pg_running(bindir, data)
     if pid is not None:
-        if not _pg_connect_ok(connection_info().pg_dsn):
+        if not _pg_connect_ok(_pg_admin_dsn()):
             raise StackError(
                 f"postgres: our cluster (pid {pid}) runs but {address} does not accept the "
                 f"roadsense login; was ROADSENSE_PG_PORT changed? Run `down` first.\n"
                 f"{_tail(root / 'postgresql.log')}"
             )
+        _pg_ensure_database()
         log.info("postgres: already running on %s (pid %d)", address, pid)
         return
     _check_ports_free("postgres", {"ROADSENSE_PG_PORT": pg_port()})
@@ -807,7 +826,7 @@ def pg_up(timeout_s: float = PG_START_TIMEOUT_S) -> None:
     except StackError as exc:
         raise StackError(f"{exc}\npostgresql.log:\n{_tail(logfile)}") from None
     deadline = t0 + timeout_s
-    while not _pg_connect_ok(connection_info().pg_dsn.rsplit("/", 1)[0] + "/postgres"):
+    while not _pg_connect_ok(_pg_admin_dsn()):
         if time.monotonic() > deadline:
             raise StackError(
                 f"postgres: started but {address} refuses the roadsense login after "
@@ -963,6 +982,18 @@ def pglite_status() -> ComponentStatus:
 # --------------------------------------------------------------------------------------
 
 
+def prepare(*, timescale_tier: bool = True) -> None:
+    """Fetch what `up` needs (Kafka jars, PGlite node_modules) without starting anything."""
+    with _locked():
+        _java()
+        _kafka_dir().mkdir(parents=True, exist_ok=True)
+        _ensure_kafka_jars()
+        _pg_bindir()
+        if timescale_tier:
+            _require("node", "apt-get install -y nodejs  (Node 20+)")
+            _ensure_pglite_modules()
+
+
 def up(*, timescale_tier: bool = False) -> ConnectionInfo:
     """Start Kafka and PostgreSQL (and PGlite if `timescale_tier`); idempotent.
 
@@ -1015,6 +1046,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_up = sub.add_parser("up", help="start Kafka and PostgreSQL (idempotent)")
     p_up.add_argument("--timescale", action="store_true",
                       help="also start the TimescaleDB test tier (PGlite)")  # fmt: skip
+    sub.add_parser("prepare", help="fetch the Kafka jars and PGlite node_modules only")
     sub.add_parser("down", help="stop what `up` started")
     sub.add_parser("status", help="show each component")
     sub.add_parser("env", help="print connection settings as shell exports")
@@ -1032,6 +1064,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                   f"{stack_dir() / 'password'})")  # fmt: skip
             if args.timescale:
                 print(f"pglite dsn:      {_hide_password(info.pglite_dsn)}")
+        elif args.command == "prepare":
+            prepare()
         elif args.command == "down":
             down()
         elif args.command == "status":

@@ -1,0 +1,220 @@
+"""The whole pipeline through the real broker and the real database.
+
+A simulated fleet is replayed into Kafka (kafka-python), a real stage-1 Faust worker
+process consumes it and writes to PostgreSQL; the result must equal the offline scorer's
+on the same traces, a second replay must change nothing, and bad messages must reach
+the dead-letter topic with their reasons while the good ones around them are processed.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import orjson
+import psycopg
+import pytest
+
+from agents.scores import segment_scores
+from pipeline import db
+from pipeline.demo import wait_until_consumed
+from pipeline.offline import score_traces
+from pipeline.pseudonym import Pseudonymiser
+from pipeline.settings import Settings
+from pipeline.topics import ensure_topics
+from roadnet import load_network
+from schemas.records import DeadLetter
+
+pytestmark = pytest.mark.integration
+
+KEY = "integration-test-pseudonym-key-0123456789"
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def net():
+    return load_network()
+
+
+@pytest.fixture(scope="module")
+def fleet_dir(tmp_path_factory, net):
+    from simulator import simulate_fleet, write_fleet
+
+    out = tmp_path_factory.mktemp("fleet")
+    fleet = simulate_fleet(net, n_vehicles=6, seed=20261128, trip_km=(2.0, 4.0), departure_spread_s=600)
+    write_fleet(fleet, out, format="parquet")
+    return out
+
+
+@pytest.fixture(scope="module")
+def offline(fleet_dir, net):
+    return score_traces([fleet_dir], net, pseudonymise=Pseudonymiser(KEY), frame_s=2.0)
+
+
+@pytest.fixture(scope="module")
+def test_db(stack, net):
+    """A fresh database on the local PostgreSQL, migrated, with the road network loaded."""
+    name = f"rs_it_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(stack.pg_dsn, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    dsn = stack.pg_dsn.rsplit("/", 1)[0] + f"/{name}"
+    with db.connect(dsn, autocommit=True) as conn:
+        db.migrate(conn)
+        db.load_network(conn, net)
+    yield dsn
+    with psycopg.connect(stack.pg_dsn, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="module")
+def settings(stack, test_db, tmp_path_factory):
+    tag = uuid.uuid4().hex[:8]
+    return Settings(
+        kafka_bootstrap=stack.kafka_bootstrap,
+        pg_dsn=test_db,
+        pseudonym_key=KEY,
+        app_id=f"rs-it-{tag}",
+        frames_topic=f"it.{tag}.vehicle.frames",
+        dlq_topic=f"it.{tag}.vehicle.frames.dlq",
+        passes_topic=f"it.{tag}.segment.passes",
+        alerts_topic=f"it.{tag}.road.alerts",
+        partitions=4,
+        data_dir=tmp_path_factory.mktemp("worker"),
+    )
+
+
+def _env(s: Settings) -> dict[str, str]:
+    env = dict(os.environ)
+    for name, value in s.model_dump().items():
+        v = value.get_secret_value() if hasattr(value, "get_secret_value") else value
+        env[f"ROADSENSE_{name.upper()}"] = str(v)
+    return env
+
+
+def _run_worker_until_consumed(s: Settings, total: int, log: Path) -> None:
+    with log.open("ab") as fh:
+        proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "worker"], env=_env(s), cwd=REPO,
+                                stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            wait_until_consumed(s.kafka_bootstrap, s.app_id, s.frames_topic, total=total, proc=proc,
+                                timeout_s=300, progress=False)
+        except Exception:
+            print(log.read_text()[-5000:])
+            raise
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+BAD_MESSAGES = [
+    (b"this is not json", "not JSON"),
+    (b'{"schema_version": 7, "vehicle_id": "X"}', "unknown schema_version 7"),
+    (b'{"schema_version": 1, "vehicle_id": "VF1BAD", "seq": 0}', "t_s: Field required"),
+    (b'{"schema_version": 1, "vehicle_id": "VF1BAD", "seq": 0, "t_s": [1.0], "speed_kmh": ["x"],'
+     b' "accel_long_mps2": [0], "accel_lat_mps2": [0], "accel_vert_mps2": [0]}', "speed_kmh.0"),
+    (b'{"schema_version": 1, "vehicle_id": "VF1BAD", "seq": 0, "t_s": [1.0], "speed_kmh": [1],'
+     b' "accel_long_mps2": [NaN], "accel_lat_mps2": [0], "accel_vert_mps2": [0]}', "finite number"),
+    (b'{"schema_version": 1, "vehicle_id": "VF1BAD", "seq": 0, "t_s": [1.0], "speed_kmh": [1],'
+     b' "accel_long_mps2": [Infinity], "accel_lat_mps2": [0], "accel_vert_mps2": [0]}', "finite number"),
+]
+
+
+def _produce_raw(bootstrap: str, topic: str, messages: list[bytes]) -> None:
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    for i, m in enumerate(messages):
+        producer.send(topic, key=f"VF1BAD{i}".encode(), value=m)
+    producer.flush(timeout=30)
+    producer.close()
+
+
+def _consume_all(bootstrap: str, topic: str, n: int) -> list[bytes]:
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                             enable_auto_commit=False, consumer_timeout_ms=10_000)
+    out = []
+    for rec in consumer:
+        out.append(rec.value)
+        if len(out) >= n:
+            break
+    consumer.close()
+    return out
+
+
+def _db_passes(dsn: str) -> list[tuple]:
+    with db.connect(dsn) as conn:
+        return conn.execute(
+            "SELECT vehicle, segment_id, entry_time, exit_time, n_samples, iri_m_per_km, n_harsh_events "
+            "FROM segment_passes ORDER BY vehicle, entry_time, segment_id"
+        ).fetchall()
+
+
+@pytest.fixture(scope="module")
+def first_run(settings, offline, fleet_dir, test_db, tmp_path_factory):
+    """Bad messages around a replayed fleet, one worker until everything is consumed."""
+    from simulator.replay import replay
+
+    s = settings
+    ensure_topics(s)
+    assert offline.passes, "the fixture fleet produced no pass offline"
+    _produce_raw(s.kafka_bootstrap, s.frames_topic, [m for m, _ in BAD_MESSAGES[:3]])
+    sent = replay([fleet_dir], s.kafka_bootstrap, s.frames_topic, frame_s=2.0, speedup=0.0, progress=False)
+    _produce_raw(s.kafka_bootstrap, s.frames_topic, [m for m, _ in BAD_MESSAGES[3:]])
+    total = sent.frames + len(BAD_MESSAGES)
+    logs = tmp_path_factory.mktemp("logs")
+    _run_worker_until_consumed(s, total, logs / "worker1.log")
+    return {"sent": sent, "total": total, "rows": _db_passes(test_db), "logs": logs}
+
+
+def test_replay_gives_exactly_the_offline_passes(first_run, offline):
+    assert first_run["sent"].frames == offline.n_frames
+    expected = sorted(
+        (p.vehicle, p.segment_id, p.entry_time, p.exit_time, p.n_samples, p.iri_m_per_km, p.n_harsh_events)
+        for p in offline.passes
+    )
+    assert len(first_run["rows"]) == len(offline.passes)
+    assert sorted(first_run["rows"]) == expected
+
+
+def test_bad_messages_reach_the_dead_letter_topic_with_reasons(first_run, settings):
+    s = settings
+    dlq = [DeadLetter.model_validate_json(v) for v in _consume_all(s.kafka_bootstrap, s.dlq_topic, len(BAD_MESSAGES))]
+    assert len(dlq) == len(BAD_MESSAGES)
+    reasons = sorted(d.reason for d in dlq)
+    for _, expected_reason in BAD_MESSAGES:
+        assert any(expected_reason in r for r in reasons), (expected_reason, reasons)
+    assert all(d.source_topic == s.frames_topic for d in dlq)
+
+
+def test_database_scores_equal_offline_scores(first_run, offline, test_db):
+    with db.connect(test_db) as conn:
+        db.refresh(conn)
+        got = {r[0]: r[1:] for r in conn.execute(
+            "SELECT segment_id, n_passes, n_vehicles, iri_m_per_km, iri_p25_m_per_km, iri_p75_m_per_km, level "
+            "FROM segment_scores"
+        ).fetchall()}
+    want = {s.segment_id: s for s in segment_scores(offline.passes, offline.events)}
+    assert set(got) == set(want)
+    for seg, s in want.items():
+        n_passes, n_veh, iri, p25, p75, level = got[seg]
+        assert (n_passes, n_veh, level) == (s.n_passes, s.n_vehicles, s.level)
+        for a, b in ((iri, s.iri_m_per_km), (p25, s.iri_p25), (p75, s.iri_p75)):
+            assert (a is None and b is None) or a == pytest.approx(b, rel=1e-9, abs=1e-9)
+
+
+def test_replaying_again_changes_nothing(first_run, settings, fleet_dir, test_db):
+    from simulator.replay import replay
+
+    s = settings
+    again = replay([fleet_dir], s.kafka_bootstrap, s.frames_topic, frame_s=2.0, speedup=0.0, progress=False)
+    _run_worker_until_consumed(s, first_run["total"] + again.frames, first_run["logs"] / "worker2.log")
+    assert _db_passes(test_db) == first_run["rows"]
