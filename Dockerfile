@@ -8,7 +8,8 @@ COPY roadnet roadnet
 COPY schemas schemas
 COPY simulator simulator
 COPY sql sql
-RUN pip install --no-cache-dir .
+# editable: pipeline/db.py finds the migrations in /app/sql beside the packages
+RUN pip install --no-cache-dir -e .
 ENV ROADSENSE_STORE=rocksdb:// ROADSENSE_DATA_DIR=/var/lib/roadsense
 ENTRYPOINT ["roadsense"]
 CMD ["worker"]

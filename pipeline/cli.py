@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -102,6 +103,10 @@ def cmd_db(args: argparse.Namespace) -> int:
     with db.connect(s.pg_dsn.get_secret_value(), autocommit=True) as conn:
         applied = db.migrate(conn)
         db.load_network(conn, load_network(s.network_path))
+        grafana_password = os.environ.get("ROADSENSE_GRAFANA_PASSWORD")
+        if grafana_password:
+            # the dashboards' login, a member of the read-only role (sql/006)
+            db.ensure_login(conn, "roadsense_grafana", grafana_password)
     print(f"applied {len(applied)} migration(s)")
     return 0
 
