@@ -17,6 +17,7 @@ the state's ``last_seq`` (if the changelog got through) makes the replay a no-op
 from __future__ import annotations
 
 import asyncio
+import atexit
 import logging
 import os
 import socket
@@ -30,6 +31,7 @@ from pipeline.exceptions import SinkError
 from pipeline.pseudonym import Pseudonymiser
 from pipeline.settings import Settings
 from pipeline.stage1 import FrameHandler, dead_letter
+from pipeline.stats import WorkerStats
 from roadnet import load_network
 
 __all__ = ["create_app", "run_worker"]
@@ -72,6 +74,8 @@ def create_app(settings: Settings) -> faust.App:
         partitions=settings.partitions,
         help="per-vehicle processing state (agents.passes.VehicleState), key = pseudonym",
     )
+    stats = WorkerStats(settings.stats_file)
+    atexit.register(stats.dump)
     dsn = settings.pg_dsn.get_secret_value()
     worker_name = f"{socket.gethostname()}:{os.getpid()}"
     conn_box: dict[str, object] = {}
@@ -100,6 +104,7 @@ def create_app(settings: Settings) -> faust.App:
                 fut = await dlq.send(key=msg.key, value=env)
                 await fut
                 await stream.ack(event)
+                stats.record(kafka_ts_ms=_ts_ms(msg), samples=0, passes=0, vehicle=None, dead=True)
                 continue
             if out.passes or out.events:
                 refused = await _with_retry(lambda: asyncio.to_thread(write, out.passes, out.events))
@@ -118,6 +123,8 @@ def create_app(settings: Settings) -> faust.App:
             for fut in sent:
                 await fut
             await stream.ack(event)
+            stats.record(kafka_ts_ms=_ts_ms(msg), samples=out.n_samples, passes=len(out.passes),
+                         vehicle=out.state_key, dead=False)
 
     async def _with_retry(make) -> SinkError | None:
         """Run a database write until it succeeds; a non-retriable refusal is returned."""
@@ -145,6 +152,11 @@ def create_app(settings: Settings) -> faust.App:
 
     app.roadsense_handler = handler  # type: ignore[attr-defined]
     return app
+
+
+def _ts_ms(msg) -> float | None:
+    ts = getattr(msg, "timestamp", None)
+    return None if ts is None else float(ts) * 1000.0
 
 
 def run_worker(settings: Settings, *, loglevel: str = "info") -> None:

@@ -38,6 +38,7 @@ class Settings(BaseSettings):
     trim_m: float = Field(default=300.0, ge=0, description="privacy trim at trip start and end, m")
     db_timeout_s: float = Field(default=10.0, gt=0)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    stats_file: Path | None = Field(default=None, description="if set, the worker keeps JSON counters and latencies here")
 
 
 def load_settings(**overrides: object) -> Settings:

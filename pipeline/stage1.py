@@ -36,6 +36,7 @@ class Outcome:
     passes: list[SegmentPass] = field(default_factory=list)
     events: list[HarshEvent] = field(default_factory=list)
     duplicate: bool = False
+    n_samples: int = 0
     dead_letter: tuple[str, str] | None = None  # (error type, reason)
 
 
@@ -72,7 +73,8 @@ class FrameHandler:
         if res.duplicate:
             self.stats["duplicates"] += 1
             return Outcome(state_key=key, duplicate=True)
-        return Outcome(state_key=key, state=res.state.to_bytes(), passes=res.passes, events=res.events)
+        return Outcome(state_key=key, state=res.state.to_bytes(), passes=res.passes, events=res.events,
+                       n_samples=int(frame.t_s.size))
 
 
 def dead_letter(

@@ -1,0 +1,454 @@
+"""Throughput, latency, scaling and state size of the stream path, in one run.
+
+    .venv/bin/python bench/throughput.py [--vehicles 1000] [--frame-s 2] [--quick]
+
+One topic is pre-loaded with frames of a simulated fleet (100 Hz, the real SQY network),
+then, on that same topic:
+
+1. raw: a plain aiokafka consumer that only reads and decodes (orjson) the messages;
+2. naive: a per-event Faust agent doing the pipeline's work one message at a time
+   (``bench/naive_app.py``);
+3. pipeline: ``roadsense worker`` end to end into PostgreSQL, with 1 and with 2 worker
+   processes in one consumer group (results compared row for row);
+
+then latency at half the pipeline's sustained rate (a paced replay on a second topic),
+and the state per active vehicle over 10,000 simulated vehicles. Ends with one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from pipeline import db, stack  # noqa: E402
+from pipeline.settings import Settings  # noqa: E402
+from pipeline.topics import ensure_topics, group_lag  # noqa: E402
+
+KEY = "bench-throughput-pseudonym-key-0123456789"
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+# ------------------------------------------------------------------------------ helpers
+def settings_for(info, tag: str, dsn: str, *, frames_topic: str, partitions: int, data_dir: Path,
+                 stats_file: Path | None) -> Settings:
+    return Settings(
+        kafka_bootstrap=info.kafka_bootstrap, pg_dsn=dsn, pseudonym_key=KEY, app_id=f"bench-{tag}",
+        frames_topic=frames_topic, dlq_topic=f"{frames_topic}.dlq.{tag}", passes_topic=f"{frames_topic}.passes.{tag}",
+        alerts_topic=f"{frames_topic}.alerts.{tag}", partitions=partitions, data_dir=data_dir, stats_file=stats_file,
+    )
+
+
+def env_of(s: Settings) -> dict[str, str]:
+    env = dict(os.environ)
+    for name, value in s.model_dump().items():
+        if value is None:
+            continue
+        v = value.get_secret_value() if hasattr(value, "get_secret_value") else value
+        env[f"ROADSENSE_{name.upper()}"] = str(v)
+    return env
+
+
+def fresh_db(info, net) -> str:
+    import psycopg
+
+    name = f"rs_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(info.pg_dsn, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    dsn = info.pg_dsn.rsplit("/", 1)[0] + f"/{name}"
+    with db.connect(dsn, autocommit=True) as conn:
+        db.migrate(conn)
+        db.load_network(conn, net)
+    return dsn
+
+
+def drop_db(info, dsn: str) -> None:
+    import psycopg
+
+    name = dsn.rsplit("/", 1)[1]
+    with psycopg.connect(info.pg_dsn, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def proc_cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def proc_peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024.0
+    return float("nan")
+
+
+def run_consumers(cmds: list[list[str]], env: dict[str, str], s: Settings, total: int, logdir: Path,
+                  timeout_s: float) -> dict:
+    """Start worker processes, time them from first progress to zero lag; stop them."""
+    procs = []
+    for i, cmd in enumerate(cmds):
+        fh = (logdir / f"{s.app_id}-{i}.log").open("wb")
+        procs.append(subprocess.Popen(cmd, env=env, cwd=REPO, stdout=fh, stderr=subprocess.STDOUT,
+                                      start_new_session=True))
+    t_start = time.monotonic()
+    t_first = None
+    done_first = 0
+    cpu0: dict[int, float] = {}
+    try:
+        while True:
+            for p in procs:
+                if p.poll() is not None:
+                    raise RuntimeError(f"worker exited with {p.returncode}; see {logdir}")
+            _check_logs(logdir, s.app_id)
+            try:
+                lag, end = group_lag(s.kafka_bootstrap, s.app_id, s.frames_topic)
+            except Exception:
+                lag, end = total, total
+            done = end - lag
+            if t_first is None and done > 0:
+                t_first, done_first = time.monotonic(), done
+                cpu0 = {p.pid: proc_cpu_s(p.pid) for p in procs}
+            if lag == 0 and end >= total:
+                t_end = time.monotonic()
+                break
+            if time.monotonic() - t_start > timeout_s:
+                raise RuntimeError(f"not consumed within {timeout_s}s (lag {lag})")
+            time.sleep(0.5)
+        cpu = sum(proc_cpu_s(p.pid) - cpu0.get(p.pid, 0.0) for p in procs)
+        rss = max(proc_peak_rss_mb(p.pid) for p in procs)
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                p.kill()
+    elapsed = max(t_end - (t_first or t_start), 1e-6)
+    return {"elapsed_s": elapsed, "messages": total - done_first, "cpu_s": cpu, "peak_rss_mb": rss}
+
+
+async def raw_consume(bootstrap: str, topic: str, total: int) -> dict:
+    import orjson
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=f"bench-raw-{uuid.uuid4().hex[:6]}",
+                                auto_offset_reset="earliest", enable_auto_commit=False,
+                                max_partition_fetch_bytes=8 * 1024 * 1024, fetch_max_bytes=64 * 1024 * 1024)
+    await consumer.start()
+    n = samples = 0
+    t0 = None
+    try:
+        while n < total:
+            batch = await consumer.getmany(timeout_ms=1000, max_records=5000)
+            if t0 is None and batch:
+                t0 = time.perf_counter()
+            for records in batch.values():
+                for r in records:
+                    doc = orjson.loads(r.value)
+                    samples += len(doc.get("t_s", ()))
+                    n += 1
+        elapsed = time.perf_counter() - (t0 or time.perf_counter())
+    finally:
+        await consumer.stop()
+    return {"messages": n, "samples": samples, "elapsed_s": elapsed}
+
+
+def db_rows(dsn: str) -> list[tuple]:
+    with db.connect(dsn) as conn:
+        return conn.execute(
+            "SELECT vehicle, segment_id, entry_time, exit_time, n_samples, iri_m_per_km, n_harsh_events "
+            "FROM segment_passes ORDER BY 1, 3, 2").fetchall()
+
+
+def state_size(net, n_vehicles: int, frames_each: int, frame_s: float, seed: int) -> dict:
+    """Serialised state of ``n_vehicles`` active vehicles after ``frames_each`` frames."""
+    from agents.passes import process_frame
+    from pipeline.pseudonym import Pseudonymiser
+    from schemas.frame import FrameArrays
+    from schemas.tracefile import iter_frames
+    from simulator import simulate_fleet
+
+    pseudo = Pseudonymiser(KEY)
+    sizes = []
+    t0 = time.perf_counter()
+    chunk = 500
+    for start in range(0, n_vehicles, chunk):
+        fleet = simulate_fleet(net, n_vehicles=min(chunk, n_vehicles - start), seed=seed + start,
+                               trip_km=(1.0, 1.5), departure_spread_s=0)
+        for vid, tr in fleet.traces.items():
+            st = None
+            for k, f in enumerate(iter_frames(tr, vid, frame_s=frame_s)):
+                if k >= frames_each or f.trip_end:
+                    break
+                st = process_frame(st, FrameArrays.from_model(f), net, vehicle=pseudo(vid)).state
+            if st is not None:
+                sizes.append(len(st.to_bytes()))
+    sizes = np.asarray(sizes)
+    return {"vehicles": int(sizes.size), "mean_bytes": float(sizes.mean()), "p99_bytes": float(np.percentile(sizes, 99)),
+            "max_bytes": int(sizes.max()), "total_mb": float(sizes.sum() / 1e6), "elapsed_s": time.perf_counter() - t0}
+
+
+# --------------------------------------------------------------------------------- main
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--vehicles", type=int, default=1000)
+    ap.add_argument("--trip-km", type=float, nargs=2, default=(1.0, 1.5))
+    ap.add_argument("--frame-s", type=float, default=2.0)
+    ap.add_argument("--partitions", type=int, default=4)
+    ap.add_argument("--naive-max", type=int, default=6000, help="frames the naive agent is timed on")
+    ap.add_argument("--state-vehicles", type=int, default=10_000)
+    ap.add_argument("--seed", type=int, default=515)
+    ap.add_argument("--quick", action="store_true", help="small sizes, for checking the bench itself")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.vehicles, args.naive_max, args.state_vehicles = 60, 1000, 200
+
+    from roadnet import load_network
+    from simulator import simulate_fleet, write_fleet
+    from simulator.replay import replay
+
+    info = stack.up()
+    net = load_network()
+    work = Path(tempfile.mkdtemp(prefix="rs-bench-"))
+    tag = uuid.uuid4().hex[:6]
+    topic = f"bench.{tag}.frames"
+    out: dict = {"machine": f"{platform.node()} {os.cpu_count()} cores", "frame_s": args.frame_s,
+                 "vehicles_simulated": args.vehicles, "partitions": args.partitions}
+
+    log(f"simulating {args.vehicles} vehicles ...")
+    fleet = simulate_fleet(net, n_vehicles=args.vehicles, seed=args.seed, trip_km=tuple(args.trip_km),
+                           departure_spread_s=120)
+    traces = write_fleet(fleet, work / "fleet", format="parquet")
+    base = settings_for(info, tag, info.pg_dsn, frames_topic=topic, partitions=args.partitions,
+                        data_dir=work / "w", stats_file=None)
+    ensure_topics(base)
+    t = time.perf_counter()
+    sent = replay([traces], info.kafka_bootstrap, topic, frame_s=args.frame_s, progress=False)
+    out["preload"] = {"frames": sent.frames, "samples": sent.samples, "produce_s": time.perf_counter() - t}
+    samples_per_msg = sent.samples / sent.frames
+    log(f"pre-loaded {sent.frames} frames ({sent.samples} samples, {samples_per_msg:.0f}/frame)")
+
+    # 1. raw client limit
+    raw = asyncio.run(raw_consume(info.kafka_bootstrap, topic, sent.frames))
+    out["raw"] = {**raw, "messages_per_s": raw["messages"] / raw["elapsed_s"],
+                  "samples_per_s": raw["samples"] / raw["elapsed_s"]}
+    log(f"raw: {out['raw']['messages_per_s']:.0f} msg/s")
+
+    # 2. naive per-event agent, on the first naive_max frames of a copy of the topic
+    naive_topic = f"bench.{tag}.naive"
+    s2 = settings_for(info, tag + "n", "", frames_topic=naive_topic, partitions=args.partitions,
+                      data_dir=work / "naive", stats_file=work / "naive.json")
+    ensure_topics(s2)
+    sub = _copy_prefix(info.kafka_bootstrap, topic, naive_topic, args.naive_max)
+    dsn2 = fresh_db(info, net)
+    s2 = s2.model_copy(update={"pg_dsn": dsn2})
+    r2 = run_consumers([[sys.executable, str(REPO / "bench" / "naive_app.py")]], env_of(s2), s2, sub, work,
+                       timeout_s=3600)
+    drop_db(info, dsn2)
+    out["naive"] = {**r2, "messages_per_s": r2["messages"] / r2["elapsed_s"],
+                    "samples_per_s": r2["messages"] * samples_per_msg / r2["elapsed_s"]}
+    log(f"naive: {out['naive']['messages_per_s']:.0f} msg/s")
+
+    # 3. the pipeline, 1 and 2 workers, same topic
+    results = {}
+    rows = {}
+    for n_workers in (1, 2):
+        dsn = fresh_db(info, net)
+        s3 = settings_for(info, f"{tag}p{n_workers}", dsn, frames_topic=topic, partitions=args.partitions,
+                          data_dir=work / f"p{n_workers}", stats_file=None)
+        cmds = []
+        envs = env_of(s3)
+        for i in range(n_workers):
+            cmds.append([sys.executable, "-m", "pipeline.cli", "worker"])
+        # each worker its own data dir (RocksDB) and stats file
+        r = _run_workers(cmds, s3, sent.frames, work, n_workers)
+        rows[n_workers] = db_rows(dsn)
+        drop_db(info, dsn)
+        results[n_workers] = {**r, "messages_per_s": r["messages"] / r["elapsed_s"],
+                              "samples_per_s": r["messages"] * samples_per_msg / r["elapsed_s"],
+                              "passes": len(rows[n_workers])}
+        log(f"pipeline x{n_workers}: {results[n_workers]['messages_per_s']:.0f} msg/s")
+    out["pipeline_1"], out["pipeline_2"] = results[1], results[2]
+    out["identical_results_1_vs_2"] = rows[1] == rows[2]
+    p1 = results[1]
+    out["cpu_s_per_million_samples"] = p1["cpu_s"] / (p1["messages"] * samples_per_msg / 1e6)
+
+    # latency at half the sustained rate: a paced replay of a part of the fleet
+    lat = _latency_run(info, net, fleet, work, tag, args, rate_samples_per_s=0.5 * p1["samples_per_s"])
+    out["latency"] = lat
+
+    # state per active vehicle
+    log(f"state size over {args.state_vehicles} vehicles ...")
+    out["state"] = state_size(net, args.state_vehicles, frames_each=8, frame_s=args.frame_s, seed=args.seed + 1)
+
+    headline = {
+        "samples_per_s_pipeline": p1["samples_per_s"],
+        "messages_per_s_pipeline": p1["messages_per_s"],
+        "samples_per_s_raw": out["raw"]["samples_per_s"],
+        "samples_per_s_naive": out["naive"]["samples_per_s"],
+        "ratio_to_raw": p1["samples_per_s"] / out["raw"]["samples_per_s"],
+        "ratio_to_naive": p1["samples_per_s"] / out["naive"]["samples_per_s"],
+        "vehicles_real_time_100hz": p1["samples_per_s"] / 100.0,
+        "p50_latency_s": lat["p50_s"],
+        "p99_latency_s": lat["p99_s"],
+        "frame_s": args.frame_s,
+        "scaling_2_workers": results[2]["samples_per_s"] / p1["samples_per_s"],
+        "identical_results_2_workers": out["identical_results_1_vs_2"],
+        "cpu_s_per_million_samples": out["cpu_s_per_million_samples"],
+        "peak_rss_mb_1_worker": p1["peak_rss_mb"],
+        "state_bytes_per_vehicle": out["state"]["mean_bytes"],
+        "state_vehicles": out["state"]["vehicles"],
+    }
+    (work / "throughput.json").write_text(json.dumps(out, indent=2, default=str))
+    log(json.dumps(out, indent=2, default=str))
+    print(json.dumps(headline))
+    return 0
+
+
+def _check_logs(logdir: Path, app_id: str) -> None:
+    """A crashed Faust agent stalls its partitions while the process lives: fail fast."""
+    for f in logdir.glob(f"{app_id}-*.log"):
+        text = f.read_text(errors="replace")
+        if "Crashed reason=" in text:
+            raise RuntimeError(f"an agent crashed, see {f}:\n" + text[text.index("Crashed reason="):][:2000])
+
+
+def _copy_prefix(bootstrap: str, src: str, dst: str, n: int) -> int:
+    """Copy the first ``n`` messages of ``src`` (keys kept) into ``dst``; returns the count."""
+    from kafka import KafkaConsumer, KafkaProducer
+
+    consumer = KafkaConsumer(src, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                             enable_auto_commit=False, consumer_timeout_ms=10_000)
+    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=10, batch_size=256 * 1024,
+                             max_request_size=4 * 1024 * 1024)
+    k = 0
+    for rec in consumer:
+        producer.send(dst, key=rec.key, value=rec.value)
+        k += 1
+        if k >= n:
+            break
+    producer.flush()
+    producer.close()
+    consumer.close()
+    return k
+
+
+def _run_workers(cmds, s: Settings, total: int, work: Path, n: int) -> dict:
+    # Workers of one group must not share a RocksDB dir: give each its own via a wrapper env.
+    procs_env = []
+    for i in range(n):
+        si = s.model_copy(update={"data_dir": Path(f"{s.data_dir}-{i}"), "stats_file": work / f"{s.app_id}-{i}.json"})
+        procs_env.append(env_of(si))
+    if n == 1:
+        return run_consumers(cmds, procs_env[0], s, total, work, timeout_s=3600)
+    return _run_multi(cmds, procs_env, s, total, work)
+
+
+def _run_multi(cmds, envs, s, total, work) -> dict:
+    # same as run_consumers, each process with its own environment
+    procs = []
+    for i, (cmd, env) in enumerate(zip(cmds, envs)):
+        fh = (work / f"{s.app_id}-{i}.log").open("wb")
+        procs.append(subprocess.Popen(cmd, env=env, cwd=REPO, stdout=fh, stderr=subprocess.STDOUT,
+                                      start_new_session=True))
+    t_first = None
+    done_first = 0
+    t_start = time.monotonic()
+    cpu0 = {}
+    try:
+        while True:
+            for p in procs:
+                if p.poll() is not None:
+                    raise RuntimeError(f"worker exited with {p.returncode}; see {work}")
+            _check_logs(work, s.app_id)
+            try:
+                lag, end = group_lag(s.kafka_bootstrap, s.app_id, s.frames_topic)
+            except Exception:
+                lag, end = total, total
+            done = end - lag
+            if t_first is None and done > 0:
+                t_first, done_first = time.monotonic(), done
+                cpu0 = {p.pid: proc_cpu_s(p.pid) for p in procs}
+            if lag == 0 and end >= total:
+                t_end = time.monotonic()
+                break
+            if time.monotonic() - t_start > 3600:
+                raise RuntimeError("not consumed within an hour")
+            time.sleep(0.5)
+        cpu = sum(proc_cpu_s(p.pid) - cpu0.get(p.pid, 0.0) for p in procs)
+        rss = max(proc_peak_rss_mb(p.pid) for p in procs)
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                p.kill()
+    return {"elapsed_s": max(t_end - (t_first or t_start), 1e-6), "messages": total - done_first, "cpu_s": cpu,
+            "peak_rss_mb": rss}
+
+
+def _latency_run(info, net, fleet, work: Path, tag: str, args, *, rate_samples_per_s: float) -> dict:
+    """Replay at a paced rate while one worker runs; latencies from the worker's stats file."""
+    from simulator.replay import replay
+
+    topic = f"bench.{tag}.latency"
+    dsn = fresh_db(info, net)
+    stats_file = work / "latency-stats.json"
+    s = settings_for(info, tag + "l", dsn, frames_topic=topic, partitions=args.partitions,
+                     data_dir=work / "lat", stats_file=stats_file)
+    ensure_topics(s)
+    fleet_samples = sum(len(tr.t_s) for tr in fleet.traces.values())
+    span_s = max(tr.t_s[-1] for tr in fleet.traces.values()) - min(tr.t_s[0] for tr in fleet.traces.values())
+    natural_rate = fleet_samples / span_s  # samples/s when replayed in real time
+    speedup = max(rate_samples_per_s / natural_rate, 0.01)
+    fh = (work / "latency-worker.log").open("wb")
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "worker"], env=env_of(s), cwd=REPO,
+                            stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        time.sleep(8.0)  # let the worker join the group before the paced replay starts
+        t = time.perf_counter()
+        sent = replay([work / "fleet"], info.kafka_bootstrap, topic, frame_s=args.frame_s, speedup=speedup,
+                      progress=False)
+        replay_s = time.perf_counter() - t
+        while True:
+            lag, end = group_lag(s.kafka_bootstrap, s.app_id, topic)
+            if lag == 0 and end >= sent.frames:
+                break
+            time.sleep(0.5)
+        time.sleep(1.0)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    drop_db(info, dsn)
+    doc = json.loads(stats_file.read_text())
+    lat = np.asarray(doc["latency_s"])
+    return {"target_samples_per_s": rate_samples_per_s, "achieved_samples_per_s": sent.samples / replay_s,
+            "speedup": speedup, "frames": sent.frames, "p50_s": float(np.percentile(lat, 50)),
+            "p99_s": float(np.percentile(lat, 99)), "n": int(lat.size)}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

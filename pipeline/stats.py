@@ -1,0 +1,70 @@
+"""Worker counters and end-to-end latencies, written to a JSON file for benches and ops.
+
+Latency of a frame = the time its offset is acknowledged (its results already committed in
+the database) minus the Kafka timestamp of the message (CreateTime, set by the producer).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import orjson
+
+__all__ = ["WorkerStats"]
+
+
+class WorkerStats:
+    """Counters plus a bounded reservoir of recent latencies (seconds)."""
+
+    def __init__(self, path: Path | None, *, keep: int = 200_000, every: int = 500) -> None:
+        self.path = path
+        self.every = every
+        self.keep = keep
+        self.latency_s: list[float] = []
+        self.frames = 0
+        self.samples = 0
+        self.dead_letters = 0
+        self.passes = 0
+        self.first_t = None
+        self.vehicles: set[str] = set()
+
+    def record(self, *, kafka_ts_ms: float | None, samples: int, passes: int, vehicle: str | None, dead: bool) -> None:
+        now = time.time()
+        if self.first_t is None:
+            self.first_t = now
+        self.frames += 1
+        self.samples += samples
+        self.passes += passes
+        self.dead_letters += int(dead)
+        if vehicle is not None:
+            self.vehicles.add(vehicle)
+        if kafka_ts_ms:
+            self.latency_s.append(now - kafka_ts_ms / 1000.0)
+            if len(self.latency_s) > self.keep:
+                del self.latency_s[: len(self.latency_s) - self.keep]
+        if self.path is not None and self.frames % self.every == 0:
+            self.dump()
+
+    def dump(self) -> None:
+        if self.path is None:
+            return
+        lat = np.asarray(self.latency_s, float)
+        doc = {
+            "pid": os.getpid(),
+            "frames": self.frames,
+            "samples": self.samples,
+            "passes": self.passes,
+            "dead_letters": self.dead_letters,
+            "vehicles": len(self.vehicles),
+            "first_t": self.first_t,
+            "last_t": time.time(),
+            "latency_p50_s": float(np.percentile(lat, 50)) if lat.size else None,
+            "latency_p99_s": float(np.percentile(lat, 99)) if lat.size else None,
+            "latency_s": lat[-20000:].round(4).tolist(),
+        }
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_bytes(orjson.dumps(doc))
+        tmp.replace(self.path)
