@@ -58,6 +58,7 @@ def settings_for(info, tag: str, dsn: str, *, frames_topic: str, partitions: int
 
 def env_of(s: Settings) -> dict[str, str]:
     env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO)  # the checkout this bench belongs to, not another install
     for name, value in s.model_dump().items():
         if value is None:
             continue
