@@ -18,6 +18,21 @@ After Newson & Krumm (2009), "Hidden Markov map matching through noise and spars
   driven (``max_speed_mps``) are impossible;
 - **decoding**: Viterbi in log space, one vectorised (K, K) step per fix.
 
+Odometer. When the trip distance at each fix is known (``odometer_m``, integrated from the
+speed signal), it replaces the straight line: the transition is exponential in
+``|route - odometer distance|`` (scale ``max(odo_beta_m, sigma)``); a stop then pins no
+detour into a side street, and a parallel road of another length loses. Fixes less than
+``stop_odo_m`` of odometer from the newest step are merged into it (a stop adds evidence,
+not decision lag). Decided fixes are then placed where the odometer says along the
+decided path: per chain, with ``s`` the path position of a fix's projection (metres from
+the chain's first segment start), the offset ``c = s - odometer`` is a robust mean over
+the fix, its ``smooth_back_fixes`` predecessors and ``smooth_ahead_fixes`` successors, and
+the fix is emitted at ``odometer + c`` (moved at most ``smooth_max_shift_m``, never before
+the previous emitted fix): possibly onto the previous or next segment of the path, with
+``segment``/``offset_m``/``via`` changed to match. The path itself does not change. The
+along-road GPS noise at segment boundaries averages out (bench: share of driven distance
+on the true segment 0.937 -> 0.981 at sigma 5 m, 0.876 -> 0.931 at 15 m).
+
 Chains and breaks. A fix with no candidate, or that no candidate path can reach, is held
 back as a possible outlier; if a later fix connects to the chain it is dropped
 (``segment == -1``) and the chain goes on. After more than ``max_outlier_fixes`` such fixes
@@ -26,10 +41,12 @@ fix with candidates (``break_before=True``): no path is ever invented across a b
 
 Streaming. :func:`match_online` decides a fix as soon as every surviving Viterbi path
 agrees on it, or when it is more than ``max_lag_fixes`` fixes behind the newest fix (then
-the best path's choice is pinned). All decisions depend on the fix sequence only, never on
-how it was cut into calls, so :func:`match` (one call with ``final=True``) equals any
-chunked online run. The carried :class:`MatchState` holds only the undecided window and
-serialises to bytes (``to_bytes`` / ``from_bytes``) for a Faust table.
+the best path's choice is pinned; fixes merged into a stop do not count). With an
+odometer, a decided fix is emitted once ``smooth_ahead_fixes`` later fixes of its chain
+are decided. All decisions depend on the fix sequence only, never on how it was cut into
+calls, so :func:`match` (one call with ``final=True``) equals any chunked online run.
+The carried :class:`MatchState` holds only the undecided window and serialises to bytes
+(``to_bytes`` / ``from_bytes``) for a Faust table.
 
 Inputs are metric: ``x_m``, ``y_m`` in EPSG:2154 metres (``roadnet.to_metric``).
 """
@@ -74,7 +91,8 @@ class MatchParams:
         ``max(search_radius_m, 4 * sigma)`` with its own sigma.
     max_candidates : int
         At most this many nearest segments per fix (K). A junction of four two-way
-        streets already puts 8 directed segments at the same distance, hence 12.
+        streets already puts 8 directed segments at the same distance; at sigma 15 m
+        16 finds the true road more often than 12 (share 0.920 vs 0.904 with odometer).
     beta_m : float
         Scale (metres) of the exponential transition model in
         ``|route - straight-line distance|``; the scale used is ``max(beta_m, sigma)`` of
@@ -101,11 +119,34 @@ class MatchParams:
     max_outlier_fixes : int
         At most this many consecutive fixes can be dropped as outliers inside a chain;
         one more and the chain breaks.
+    odo_beta_m : float
+        With an odometer: scale (metres) of the exponential transition model in
+        ``|route - odometer distance|``; the scale used is ``max(odo_beta_m, sigma)`` of
+        the two fixes. 5-10 m equal, 20 m worse at sigma 5 m (0.954 vs 0.968).
+    smooth_back_fixes, smooth_ahead_fixes : int
+        With an odometer: the along-path offset ``c`` (path position minus odometer) of a
+        decided fix is estimated over its own residual, those of up to
+        ``smooth_back_fixes`` earlier and ``smooth_ahead_fixes`` later decided fixes of
+        the chain. A fix is emitted once ``smooth_ahead_fixes`` later fixes of its chain
+        are decided (or the chain ends): the online lag grows by that many fixes.
+        20/10: 10/5 loses 0.2 points at sigma 5 m and 0.5 at 15 m, 30/15 gains nothing
+        (the path length drifts from the odometer: scale error, corners).
+    smooth_max_shift_m : float
+        With an odometer: a fix is moved at most this far (metres) along the path from
+        its projection, whatever the estimate says.
+    stop_odo_m : float
+        With an odometer: a fix less than this far (metres of odometer) from the newest
+        chain step is at the same place: its emission is added to that step's instead of
+        opening a new one, and it is decided with it. Stops at junctions then neither
+        count towards the decision lag nor pin the path before the vehicle moves on.
+    max_stop_fixes : int
+        At most this many fixes are merged into one step (bounds the state during long
+        stops); the next one opens a new step.
     """
 
     sigma_m: float = 5.0
     search_radius_m: float = 50.0
-    max_candidates: int = 12
+    max_candidates: int = 16
     beta_m: float = 10.0
     uturn_penalty_m: float = 20.0
     heading_sigma_deg: float = 30.0
@@ -114,6 +155,12 @@ class MatchParams:
     max_gap_s: float = 60.0
     max_lag_fixes: int = 5
     max_outlier_fixes: int = 3
+    odo_beta_m: float = 10.0
+    smooth_back_fixes: int = 20
+    smooth_ahead_fixes: int = 10
+    smooth_max_shift_m: float = 50.0
+    stop_odo_m: float = 1.0
+    max_stop_fixes: int = 120
 
     def __post_init__(self) -> None:
         for name in (
@@ -125,11 +172,15 @@ class MatchParams:
             "max_speed_mps",
             "max_detour_m",
             "max_gap_s",
+            "odo_beta_m",
+            "smooth_max_shift_m",
+            "stop_odo_m",
         ):
             v = getattr(self, name)
             if not (np.isfinite(v) and (v > 0 or (v == 0 and name == "uturn_penalty_m"))):
                 raise ValueError(f"{name}={v!r} must be a positive finite number")
-        for name in ("max_candidates", "max_lag_fixes", "max_outlier_fixes"):
+        for name in ("max_candidates", "max_lag_fixes", "max_outlier_fixes",
+                     "smooth_back_fixes", "smooth_ahead_fixes", "max_stop_fixes"):
             v = getattr(self, name)
             if int(v) != v or v < (1 if name == "max_candidates" else 0):
                 raise ValueError(f"{name}={v!r} must be a non-negative integer (>= 1 for K)")
@@ -240,22 +291,35 @@ def path_length_m(
 
 # --------------------------------------------------------------------------- state
 _MAGIC = b"RSMM"
-_VERSION = 1
+_VERSION = 2
 # Field name, dtype; the order is the wire order.
 _FIELDS: tuple[tuple[str, str], ...] = (
-    ("meta", "<i8"),  # version, n_segments, n_seen, had_chain, chain_active, has_anchor
-    ("last_t", "<f8"),  # (1,) time of the newest fix seen, -inf before any
+    ("meta", "<i8"),  # version, n_segments, n_seen, had_chain, chain_active, has_anchor,
+    #                   odometer mode (-1 unknown, 0 without, 1 with), smoothed chain has
+    #                   an emitted fix, absolute index of the first path piece
+    ("last_t", "<f8"),  # (2,) time and odometer of the newest fix seen (-inf before any)
     ("anchor_i", "<i8"),  # (2,) fix index, segment   (zeros without anchor)
-    ("anchor_f", "<f8"),  # (6,) t, x, y, sigma, projected offset, emitted (clamped) offset
-    ("step_i", "<i8"),  # (S*5,) fix index, break, n_cand, n_prev, n_outliers
-    ("step_f", "<f8"),  # (S*4,) t, x, y, sigma
+    ("anchor_f", "<f8"),  # (7,) t, x, y, sigma, projected offset, emitted offset, odometer
+    ("step_i", "<i8"),  # (S*6,) fix index, break, n_cand, n_prev, n_outliers, n_followers
+    ("step_f", "<f8"),  # (S*5,) t, x, y, sigma, odometer
     ("cand_i", "<i8"),  # (2*C,) segments then back-pointers, step after step
     ("cand_f", "<f8"),  # (3*C,) offsets, emission, score
     ("trans", "<f8"),  # sum over steps of n_prev*n_cand, row-major
     ("out_i", "<i8"),  # fix indices of the dropped outliers held by the steps
     ("out_f", "<f8"),  # their times
+    ("fol_i", "<i8"),  # fix indices of the fixes merged into the steps (stops)
+    ("fol_f", "<f8"),  # (F*2,) their times and odometers
     ("pend_i", "<i8"),  # (P,) fix indices of the held-back fixes
-    ("pend_f", "<f8"),  # (P*5,) t, x, y, heading (NaN = none), accuracy (NaN = none)
+    ("pend_f", "<f8"),  # (P*6,) t, x, y, heading, accuracy (NaN = none), odometer
+    # With an odometer: decided fixes waiting for their smoothing window, the path pieces
+    # from the last emitted fix on, the residuals of the last emitted fixes.
+    ("held_i", "<i8"),  # (H*4,) fix index, absolute path piece (-1 = unmatched), break,
+    #                       own projection
+    ("held_f", "<f8"),  # (H*4,) t, path position, odometer, sigma
+    ("piece_i", "<i8"),  # (Q,) segments of the path pieces
+    ("piece_f", "<f8"),  # (Q,) path position of each piece's start
+    ("hist_f", "<f8"),  # (R*2,) residual (path position - odometer), sigma
+    ("smooth_f", "<f8"),  # (1,) emitted path position of the last emitted fix
 )
 
 
@@ -264,8 +328,10 @@ class MatchState:
     """The undecided window of an online match, carried between calls (``zi``/``zf`` style).
 
     Holds at most ``max_lag_fixes + 1`` undecided chain steps (candidates, scores,
-    back-pointers, transition matrices), the last decided matched fix (the anchor) and up
-    to ``max_outlier_fixes`` held-back fixes: a few kilobytes. Build it only through
+    back-pointers, transition matrices), the last decided matched fix (the anchor), up
+    to ``max_outlier_fixes`` held-back fixes and, with an odometer, the decided fixes
+    waiting for ``smooth_ahead_fixes`` successors with the path pieces they span and the
+    last ``smooth_back_fixes`` residuals: a few kilobytes. Build it only through
     :func:`match_online` or :meth:`from_bytes`.
     """
 
@@ -280,7 +346,8 @@ class MatchState:
     def n_undecided(self) -> int:
         """Fixes consumed but not yet emitted."""
         a = self.arrays
-        return int(len(a["step_i"]) // 5 + len(a["out_i"]) + len(a["pend_i"]))
+        return int(len(a["step_i"]) // 6 + len(a["out_i"]) + len(a["fol_i"])
+                   + len(a["pend_i"]) + len(a["held_i"]) // 4)
 
     def to_bytes(self) -> bytes:
         """Compact binary encoding (little-endian arrays, no pickle)."""
@@ -332,6 +399,7 @@ class _Fix:
     seg: np.ndarray  # (K,) candidate segments
     off: np.ndarray  # (K,) projection offsets, m
     emis: np.ndarray  # (K,) emission log-likelihoods
+    odo: float = np.nan  # odometer, m (NaN without)
 
 
 @dataclass
@@ -351,12 +419,35 @@ class _Step:
     score: np.ndarray  # (K,) best log score of a path ending here (normalised, max 0)
     back: np.ndarray  # (K,) best previous candidate
     outliers: list[tuple[int, float]] = field(default_factory=list)
+    odo: float = np.nan  # odometer, m (NaN without)
+    followers: list[tuple[int, float, float]] = field(default_factory=list)  # idx, t, odo
+
+    @property
+    def t_last(self) -> float:
+        """Time of the newest fix of this step (a merged one, else its own)."""
+        return self.followers[-1][1] if self.followers else self.t
+
+
+@dataclass
+class _Held:
+    """A decided fix waiting for its smoothing window (odometer mode)."""
+
+    idx: int
+    t: float
+    piece: int  # absolute index of its path piece; -1 = unmatched
+    brk: bool
+    s: float = np.nan  # path position of its projection, m
+    odo: float = np.nan
+    sigma: float = np.nan
+    own: bool = False  # s is its own projection (else a stop's, not used to smooth)
 
 
 def _validate(
-    t_s: object, x_m: object, y_m: object, heading_deg: object, accuracy_m: object
+    t_s: object, x_m: object, y_m: object, heading_deg: object, accuracy_m: object,
+    odometer_m: object = None,
 ) -> tuple[np.ndarray, ...]:
-    """Arrays of equal length, numeric, strictly increasing finite t, finite x/y."""
+    """Arrays of equal length, numeric, strictly increasing finite t, finite x/y,
+    finite non-decreasing odometer (NaN array when none)."""
     out = []
     for name, v in (("t_s", t_s), ("x_m", x_m), ("y_m", y_m)):
         a = np.asarray(v)
@@ -368,7 +459,8 @@ def _validate(
     t, x, y = out
     n = len(t)
     opt = []
-    for name, v in (("heading_deg", heading_deg), ("accuracy_m", accuracy_m)):
+    for name, v in (("heading_deg", heading_deg), ("accuracy_m", accuracy_m),
+                    ("odometer_m", odometer_m)):
         if v is None:
             opt.append(np.full(n, np.nan))
             continue
@@ -378,7 +470,8 @@ def _validate(
         if a.ndim != 1:
             raise ValueError(f"{name} must be 1-D, got shape {a.shape}")
         opt.append(a.astype(float))
-    for name, a in (("x_m", x), ("y_m", y), ("heading_deg", opt[0]), ("accuracy_m", opt[1])):
+    for name, a in (("x_m", x), ("y_m", y), ("heading_deg", opt[0]), ("accuracy_m", opt[1]),
+                    ("odometer_m", opt[2])):
         if len(a) != n:
             raise ValueError(f"{name} has length {len(a)}, expected len(t_s)={n}")
     if not np.isfinite(t).all():
@@ -395,7 +488,16 @@ def _validate(
     if bad.any():
         k = int(np.flatnonzero(bad)[0])
         raise ValueError(f"accuracy_m must be > 0 (or NaN for none): accuracy_m[{k}]={acc[k]!r}")
-    return t, x, y, opt[0], acc
+    odo = opt[2]
+    if odometer_m is not None:
+        if not np.isfinite(odo).all():
+            k = int(np.flatnonzero(~np.isfinite(odo))[0])
+            raise ValueError(f"odometer_m must be finite: odometer_m[{k}]={odo[k]!r}")
+        if n > 1 and not (np.diff(odo) >= 0).all():
+            k = int(np.flatnonzero(np.diff(odo) < 0)[0])
+            raise ValueError(f"odometer_m must be non-decreasing: odometer_m[{k + 1}]="
+                             f"{odo[k + 1]!r} < {odo[k]!r}")
+    return t, x, y, opt[0], acc, odo
 
 
 def _candidates(
@@ -440,6 +542,14 @@ def _candidates(
     return ptr, seg, off, emis
 
 
+def _robust_offset(res: np.ndarray, sigma: np.ndarray) -> float:
+    """Robust mean (m) of along-path residuals: the mean of those within 2 sigma of the
+    median (the median alone when none is)."""
+    med = float(np.median(res))
+    keep = np.abs(res - med) <= 2.0 * float(np.median(sigma))
+    return float(res[keep].mean()) if keep.any() else med
+
+
 class _Matcher:
     """The online machinery: consumes fixes one at a time, emits decided fixes."""
 
@@ -450,12 +560,25 @@ class _Matcher:
         self.out: list[tuple[int, float, int, float, bool, np.ndarray]] = []
         self.n_seen = 0
         self.last_t = -np.inf
+        self.last_odo = -np.inf
+        self.odo_mode = -1  # -1 not known yet, 0 without odometer, 1 with
         self.had_chain = False
         self.active = False
         self.anchor: _Step | None = None  # last decided matched fix (projected offset)
         self.anchor_off_out = np.nan  # its emitted offset (clamped non-decreasing)
         self.window: list[_Step] = []
         self.pending: list[_Fix] = []
+        # Odometer mode: decided fixes waiting for their smoothing window, the path pieces
+        # (segment, path position of its start) from the last emitted fix's piece on
+        # (``piece0`` is the absolute index of the first), the residuals of the last
+        # emitted fixes of the chain and the last emitted path position.
+        self.held: list[_Held] = []
+        self.piece_seg: list[int] = []
+        self.piece_start: list[float] = []
+        self.piece0 = 0
+        self.hist: list[tuple[float, float]] = []
+        self.emitted = False
+        self.s_out = np.nan
         if state is not None:
             self._load(state)
 
@@ -472,18 +595,20 @@ class _Matcher:
         self.n_seen = int(meta[2])
         self.had_chain = bool(meta[3])
         self.active = bool(meta[4])
-        self.last_t = float(a["last_t"][0])
+        self.odo_mode, self.emitted, self.piece0 = int(meta[6]), bool(meta[7]), int(meta[8])
+        self.last_t, self.last_odo = (float(v) for v in a["last_t"])
         if meta[5]:
-            (fix, seg), (t, x, y, sig, off, off_out) = a["anchor_i"], a["anchor_f"]
-            self.anchor = self._single(int(fix), t, x, y, sig, int(seg), off)
+            (fix, seg), (t, x, y, sig, off, off_out, odo) = a["anchor_i"], a["anchor_f"]
+            self.anchor = self._single(int(fix), t, x, y, sig, int(seg), off, odo)
             self.anchor_off_out = float(off_out)
-        si = a["step_i"].reshape(-1, 5)
-        sf = a["step_f"].reshape(-1, 4)
+        si = a["step_i"].reshape(-1, 6)
+        sf = a["step_f"].reshape(-1, 5)
         n_c = int(si[:, 2].sum()) if len(si) else 0
         ci, cf = a["cand_i"], a["cand_f"]
-        c = t_pos = o_pos = 0
-        for (fix, brk, k, kp, no), (t, x, y, sig) in zip(si, sf):
-            k, kp, no = int(k), int(kp), int(no)
+        fol_f = a["fol_f"].reshape(-1, 2)
+        c = t_pos = o_pos = f_pos = 0
+        for (fix, brk, k, kp, no, nf), (t, x, y, sig, odo) in zip(si, sf):
+            k, kp, no, nf = int(k), int(kp), int(no), int(nf)
             sl = slice(c, c + k)
             self.window.append(
                 _Step(
@@ -494,33 +619,46 @@ class _Matcher:
                     ci[n_c + c : n_c + c + k].copy(),
                     [(int(i), float(tt)) for i, tt in zip(a["out_i"][o_pos : o_pos + no],
                                                           a["out_f"][o_pos : o_pos + no])],
+                    float(odo),
+                    [(int(i), float(tt), float(oo)) for i, (tt, oo) in
+                     zip(a["fol_i"][f_pos : f_pos + nf], fol_f[f_pos : f_pos + nf])],
                 )
             )
             c += k
             t_pos += kp * k
             o_pos += no
-        pf = a["pend_f"].reshape(-1, 5)
-        for i, (t, x, y, h, acc) in zip(a["pend_i"], pf):
-            self.pending.append(self._raw_fix(int(i), t, x, y, h, acc))
+            f_pos += nf
+        pf = a["pend_f"].reshape(-1, 6)
+        for i, (t, x, y, h, acc, odo) in zip(a["pend_i"], pf):
+            self.pending.append(self._raw_fix(int(i), t, x, y, h, acc, odo))
+        for (i, piece, brk, own), (t, sp, odo, sig) in zip(a["held_i"].reshape(-1, 4),
+                                                           a["held_f"].reshape(-1, 4)):
+            self.held.append(_Held(int(i), float(t), int(piece), bool(brk), float(sp),
+                                   float(odo), float(sig), bool(own)))
+        self.piece_seg = [int(v) for v in a["piece_i"]]
+        self.piece_start = [float(v) for v in a["piece_f"]]
+        self.hist = [(float(r), float(g)) for r, g in a["hist_f"].reshape(-1, 2)]
+        self.s_out = float(a["smooth_f"][0])
 
     def _dump(self) -> MatchState:
         W = self.window
         anc = self.anchor
-        step_i = [(s.idx, s.brk, len(s.seg), s.trans.shape[0], len(s.outliers)) for s in W]
-        step_f = [(s.t, s.x, s.y, s.sigma) for s in W]
+        step_i = [(s.idx, s.brk, len(s.seg), s.trans.shape[0], len(s.outliers),
+                   len(s.followers)) for s in W]
+        step_f = [(s.t, s.x, s.y, s.sigma, s.odo) for s in W]
         cat = lambda xs, dt: np.concatenate(xs).astype(dt) if xs else np.empty(0, dt)  # noqa: E731
         arrays = {
             "meta": np.array(
                 [_VERSION, len(self.net), self.n_seen, self.had_chain, self.active,
-                 anc is not None],
+                 anc is not None, self.odo_mode, self.emitted, self.piece0],
                 np.int64,
             ),
-            "last_t": np.array([self.last_t]),
+            "last_t": np.array([self.last_t, self.last_odo]),
             "anchor_i": np.array([anc.idx, anc.seg[0]] if anc else [0, 0], np.int64),
             "anchor_f": np.array(
-                [anc.t, anc.x, anc.y, anc.sigma, anc.off[0], self.anchor_off_out]
+                [anc.t, anc.x, anc.y, anc.sigma, anc.off[0], self.anchor_off_out, anc.odo]
                 if anc
-                else [0.0] * 6
+                else [0.0] * 7
             ),
             "step_i": np.array(step_i, np.int64).reshape(-1),
             "step_f": np.array(step_f, float).reshape(-1),
@@ -529,26 +667,39 @@ class _Matcher:
             "trans": cat([s.trans.reshape(-1) for s in W], float),
             "out_i": np.array([i for s in W for i, _ in s.outliers], np.int64),
             "out_f": np.array([t for s in W for _, t in s.outliers], float),
+            "fol_i": np.array([i for s in W for i, _, _ in s.followers], np.int64),
+            "fol_f": np.array([(t, o) for s in W for _, t, o in s.followers],
+                              float).reshape(-1),
             "pend_i": np.array([f.idx for f in self.pending], np.int64),
             "pend_f": np.array(
-                [(f.t, f.x, f.y, f.heading, f.acc) for f in self.pending], float
+                [(f.t, f.x, f.y, f.heading, f.acc, f.odo) for f in self.pending], float
             ).reshape(-1),
+            "held_i": np.array([(h.idx, h.piece, h.brk, h.own) for h in self.held],
+                               np.int64).reshape(-1),
+            "held_f": np.array([(h.t, h.s, h.odo, h.sigma) for h in self.held],
+                               float).reshape(-1),
+            "piece_i": np.array(self.piece_seg, np.int64),
+            "piece_f": np.array(self.piece_start, float),
+            "hist_f": np.array(self.hist, float).reshape(-1),
+            "smooth_f": np.array([self.s_out]),
         }
         return MatchState(arrays)
 
     # ----------------------------------------------------------------- helpers
     @staticmethod
-    def _single(idx: int, t: float, x: float, y: float, sig: float, seg: int, off: float) -> _Step:
+    def _single(idx: int, t: float, x: float, y: float, sig: float, seg: int, off: float,
+                odo: float) -> _Step:
         return _Step(
             idx, float(t), float(x), float(y), float(sig), False,
             np.array([seg], np.int64), np.array([float(off)]), np.zeros(1),
-            np.zeros((0, 1)), np.zeros(1), np.zeros(1, np.int64),
+            np.zeros((0, 1)), np.zeros(1), np.zeros(1, np.int64), odo=float(odo),
         )
 
-    def _raw_fix(self, idx: int, t: float, x: float, y: float, h: float, acc: float) -> _Fix:
+    def _raw_fix(self, idx: int, t: float, x: float, y: float, h: float, acc: float,
+                 odo: float) -> _Fix:
         sig = float(acc) if np.isfinite(acc) else self.p.sigma_m
         return _Fix(idx, float(t), float(x), float(y), float(h), float(acc), sig,
-                    _EMPTY_I, np.empty(0), np.empty(0))
+                    _EMPTY_I, np.empty(0), np.empty(0), float(odo))
 
     def _tol(self, sig_a: float, sig_b: float) -> float:
         """Backward jitter (m) accepted on one segment before it counts as a loop."""
@@ -575,17 +726,30 @@ class _Matcher:
         route = np.where(fwd, np.maximum(ob[None, :] - oa[:, None], 0.0), route)
         # Straight line between the candidates' points (not the noisy fixes): a detour,
         # loop or U-turn then costs its extra length, whatever the GPS noise.
-        xa, ya = net.point_at(sa, oa)
-        xb, yb = net.point_at(sb, ob)
-        gc = np.hypot(xb[None, :] - xa[:, None], yb[None, :] - ya[:, None])
         uturn = net.reverse[sa][:, None] == sb[None, :]
-        dev = np.abs(route - gc) + self.p.uturn_penalty_m * uturn
-        logt = -dev / max(self.p.beta_m, a.sigma, f.sigma)
+        if np.isfinite(a.odo) and np.isfinite(f.odo):
+            # Odometer: the route should be as long as the distance driven. On one
+            # segment the signed move is compared (jitter backwards while stopped costs
+            # its length, not zero).
+            route = np.where(fwd, ob[None, :] - oa[:, None], route)
+            dev = np.abs(route - (f.odo - a.odo)) + self.p.uturn_penalty_m * uturn
+            logt = -dev / max(self.p.odo_beta_m, a.sigma, f.sigma)
+        else:
+            # Straight line between the candidates' points (not the noisy fixes): a
+            # detour, loop or U-turn then costs its extra length, whatever the GPS noise.
+            xa, ya = net.point_at(sa, oa)
+            xb, yb = net.point_at(sb, ob)
+            gc = np.hypot(xb[None, :] - xa[:, None], yb[None, :] - ya[:, None])
+            dev = np.abs(route - gc) + self.p.uturn_penalty_m * uturn
+            logt = -dev / max(self.p.beta_m, a.sigma, f.sigma)
         logt[~(route <= limit)] = -np.inf
         return logt
 
     def _emit(self, f: _Fix | _Step, seg: int = -1, off: float = np.nan,
               brk: bool = False, via: np.ndarray = _EMPTY_I) -> None:
+        if self.odo_mode == 1 and seg < 0:
+            self._hold(_Held(f.idx, f.t, -1, False))
+            return
         self.out.append((f.idx, f.t, seg, off, brk, via))
 
     # ----------------------------------------------------------------- consumption
@@ -597,6 +761,7 @@ class _Matcher:
             again = self._step(f)
             queue.extendleft(reversed(again))
             self._decide()
+            self._release(close=False)
 
     def _step(self, f: _Fix) -> list[_Fix]:
         """Add one fix; returns fixes to re-feed after a break."""
@@ -607,14 +772,25 @@ class _Matcher:
             self.active = True
             step = _Step(f.idx, f.t, f.x, f.y, f.sigma, self.had_chain, f.seg, f.off, f.emis,
                          np.zeros((0, len(f.seg))), f.emis - f.emis.max(),
-                         np.zeros(len(f.seg), np.int64))
+                         np.zeros(len(f.seg), np.int64), odo=f.odo)
             self.had_chain = True
             self.window.append(step)
             return []
         front = self.window[-1] if self.window else self.anchor
         assert front is not None
-        if f.t - front.t > self.p.max_gap_s:
+        if f.t - front.t_last > self.p.max_gap_s:
             return self._break([*self.pending, f])
+        if (self.odo_mode == 1 and len(f.seg) and not self.pending
+                and f.odo - front.odo < self.p.stop_odo_m):
+            if not self.window:
+                # At the decided anchor's place: decided with it.
+                front.t = f.t
+                self._hold(_Held(f.idx, f.t, self.piece0 + len(self.piece_seg) - 1, False,
+                                 self.piece_start[-1] + float(front.off[0]), f.odo, f.sigma))
+                return []
+            if len(front.followers) < self.p.max_stop_fixes:
+                self._follow(front, f)
+                return []
         if len(f.seg):
             trans = self._transition(front, f)
             tot = front.score[:, None] + trans
@@ -625,7 +801,7 @@ class _Matcher:
                 score -= score.max()
                 self.window.append(
                     _Step(f.idx, f.t, f.x, f.y, f.sigma, False, f.seg, f.off, f.emis, trans,
-                          score, back, [(p.idx, p.t) for p in self.pending])
+                          score, back, [(p.idx, p.t) for p in self.pending], f.odo)
                 )
                 self.pending = []
                 return []
@@ -634,6 +810,21 @@ class _Matcher:
             return self._break(self.pending)
         return []
 
+    def _follow(self, s: _Step, f: _Fix) -> None:
+        """Merge the fix ``f`` (at the same place) into the newest step ``s``."""
+        # Emission of f for each of s's candidates: its own where it has the segment as a
+        # candidate, else at most that of its farthest candidate (or of the search radius).
+        radius = max(self.p.search_radius_m, 4.0 * f.sigma)
+        floor = (float(f.emis.min()) if len(f.seg) >= self.p.max_candidates
+                 else -0.5 * (radius / f.sigma) ** 2)
+        eq = s.seg[:, None] == f.seg[None, :]
+        has = eq.any(axis=1)
+        extra = np.where(has, f.emis[eq.argmax(axis=1)], floor)
+        s.emis = s.emis + extra
+        s.score = s.score + extra
+        s.score -= s.score.max()
+        s.followers.append((f.idx, f.t, f.odo))
+
     def _break(self, refeed: list[_Fix]) -> list[_Fix]:
         """End the chain: decide everything on the best path; re-feed ``refeed``."""
         if self.window:
@@ -641,6 +832,7 @@ class _Matcher:
         self.active = False
         self.anchor = None
         self.pending = []
+        self._release(close=True)
         return list(refeed)
 
     def finish(self) -> None:
@@ -651,6 +843,7 @@ class _Matcher:
                 self.feed(f)
         self.active = False
         self.anchor = None
+        self._release(close=True)
 
     # ----------------------------------------------------------------- decisions
     def _decide(self) -> None:
@@ -670,8 +863,10 @@ class _Matcher:
             self._commit(*conv)
         # Lag: anything more than max_lag_fixes behind the newest fix is decided now.
         W = self.window
-        newest = self.n_seen - 1
-        n_old = sum(1 for s in W if newest - s.idx > self.p.max_lag_fixes)
+        # Fixes merged into a step (stops) do not count.
+        behind = self.n_seen - 1 - np.array([s.idx for s in W])
+        behind -= np.cumsum([len(s.followers) for s in W][::-1])[::-1]
+        n_old = int(np.sum(behind > self.p.max_lag_fixes))
         if n_old:
             path = self._backtrack(len(W) - 1, int(np.argmax(W[-1].score)))
             self._commit(n_old - 1, path[n_old - 1])
@@ -690,24 +885,33 @@ class _Matcher:
         path = self._backtrack(j, c)
         for s, ci in zip(W[: j + 1], path):
             for idx, t in s.outliers:
-                self.out.append((idx, t, -1, np.nan, False, _EMPTY_I))
-            seg, off = int(s.seg[ci]), float(s.off[ci])
-            out_off = off
-            via = _EMPTY_I
-            a = self.anchor
-            if a is not None and not s.brk:
-                sa, oa = int(a.seg[0]), float(a.off[0])
-                if seg == sa and off >= oa - self._tol(a.sigma, s.sigma):
-                    out_off = max(off, self.anchor_off_out)
+                if self.odo_mode == 1:
+                    self._hold(_Held(idx, t, -1, False))
                 else:
-                    straight = float(np.hypot(s.x - a.x, s.y - a.y))
-                    via = self.router.path(
-                        int(self.net.to_node[sa]), int(self.net.from_node[seg]),
-                        self._limit(a, s, straight),
-                    )
-            self._emit(s, seg, out_off, s.brk, via)
-            self.anchor = self._single(s.idx, s.t, s.x, s.y, s.sigma, seg, off)
-            self.anchor_off_out = out_off
+                    self.out.append((idx, t, -1, np.nan, False, _EMPTY_I))
+            seg, off = int(s.seg[ci]), float(s.off[ci])
+            a = self.anchor
+            cont = a is not None and not s.brk
+            same = cont and seg == int(a.seg[0]) and off >= float(a.off[0]) - self._tol(
+                a.sigma, s.sigma)
+            via = _EMPTY_I
+            if cont and not same:
+                sa = int(a.seg[0])
+                straight = float(np.hypot(s.x - a.x, s.y - a.y))
+                via = self.router.path(
+                    int(self.net.to_node[sa]), int(self.net.from_node[seg]),
+                    self._limit(a, s, straight),
+                )
+            if self.odo_mode == 1:
+                self._extend_path(s, seg, off, cont, same, via)
+                h = self.held[-1]
+                for idx, t, odo in s.followers:
+                    self._hold(_Held(idx, t, h.piece, False, h.s, odo, s.sigma))
+            else:
+                out_off = max(off, self.anchor_off_out) if same else off
+                self._emit(s, seg, out_off, s.brk, via)
+                self.anchor_off_out = out_off
+            self.anchor = self._single(s.idx, s.t, s.x, s.y, s.sigma, seg, off, s.odo)
         # Pin: later columns may only continue the decided path.
         rest = W[j + 1 :]
         self.window = rest
@@ -719,6 +923,76 @@ class _Matcher:
             s.score = tot[s.back, np.arange(len(s.seg))] + s.emis
             s.score -= s.score.max()
             prev = s.score
+        self._release(close=False)
+
+    # ----------------------------------------------------------------- smoothing
+    def _hold(self, h: _Held) -> None:
+        self.held.append(h)
+
+    def _extend_path(self, s: _Step, seg: int, off: float, cont: bool, same: bool,
+                     via: np.ndarray) -> None:
+        """Append the decided fix ``s`` (on ``seg`` at ``off``) to the chain's path."""
+        if not cont:
+            # A new chain: the previous one was closed by the break.
+            self.piece_seg, self.piece_start, self.piece0 = [seg], [0.0], 0
+            self.hist, self.emitted, self.s_out = [], False, np.nan
+        elif not same:
+            base = self.piece_start[-1] + float(self.net.length_m[self.piece_seg[-1]])
+            for v in (*via.tolist(), seg):
+                self.piece_seg.append(int(v))
+                self.piece_start.append(base)
+                base += float(self.net.length_m[v])
+        piece = self.piece0 + len(self.piece_seg) - 1
+        self._hold(_Held(s.idx, s.t, piece, s.brk, self.piece_start[-1] + off, s.odo, s.sigma,
+                         own=True))
+
+    def _release(self, close: bool) -> None:
+        """Emit the held fixes whose smoothing window is complete (all when ``close``)."""
+        if self.odo_mode != 1:
+            return
+        ahead = self.p.smooth_ahead_fixes
+        held = self.held
+        n_own = sum(1 for h in held if h.own)
+        k = 0
+        while k < len(held):
+            h = held[k]
+            if h.piece < 0:
+                self.out.append((h.idx, h.t, -1, np.nan, False, _EMPTY_I))
+                k += 1
+                continue
+            n_own -= h.own
+            if n_own < ahead and not close:
+                break
+            later = [g for g in held[k + 1 :] if g.own][:ahead]
+            self._emit_smoothed(h, later)
+            k += 1
+        self.held = held[k:]
+
+    def _emit_smoothed(self, h: _Held, later: list[_Held]) -> None:
+        """Emit the matched fix ``h`` at its odometer-consistent place on the path."""
+        p = self.p
+        new = [g for g in (h, *later) if g.own]  # a stop's merged fixes repeat its place
+        res = [r for r, _ in self.hist] + [g.s - g.odo for g in new]
+        sig = [g for _, g in self.hist] + [g.sigma for g in new]
+        c = _robust_offset(np.array(res), np.array(sig)) if res else h.s - h.odo
+        starts = self.piece_start
+        end = starts[-1] + float(self.net.length_m[self.piece_seg[-1]])
+        pos = min(max(h.odo + c, h.s - p.smooth_max_shift_m), h.s + p.smooth_max_shift_m)
+        # The path is known from the last emitted fix (never go back past it) to the end
+        # of the newest decided fix's segment.
+        pos = min(max(pos, self.s_out if self.emitted else starts[0]), end)
+        q = min(max(int(np.searchsorted(starts, pos, "right")) - 1, 0), len(starts) - 1)
+        via = np.array(self.piece_seg[1:q], np.int64) if self.emitted else _EMPTY_I
+        seg = self.piece_seg[q]
+        self.out.append((h.idx, h.t, seg, pos - starts[q], h.brk, via))
+        self.emitted = True
+        self.s_out = pos
+        del self.piece_seg[:q]
+        del self.piece_start[:q]
+        self.piece0 += q
+        if h.own:
+            self.hist.append((h.s - h.odo, h.sigma))
+        del self.hist[: max(len(self.hist) - p.smooth_back_fixes, 0)]
 
     def result(self) -> MatchResult:
         out = sorted(self.out, key=lambda r: r[0])
@@ -743,6 +1017,7 @@ def match_online(
     state: MatchState | None = None,
     params: MatchParams = MatchParams(),
     final: bool = False,
+    odometer_m: object = None,
 ) -> tuple[MatchResult, MatchState]:
     """Match the next chunk of one vehicle's fixes; decisions come with a bounded lag.
 
@@ -763,6 +1038,11 @@ def match_online(
         Must be the same for all calls of one vehicle.
     final : bool
         True at the end of the trace: decide every pending fix.
+    odometer_m : (n,) float array, optional
+        Trip distance at each fix, metres (the speed signal integrated), non-decreasing
+        (also across calls). Given in every call of a vehicle or in none. With it the
+        transitions compare routes with the distance driven, and the decided fixes are
+        placed along the path consistently with it (see the module notes).
 
     Returns
     -------
@@ -775,8 +1055,9 @@ def match_online(
     ------
     ValueError
         On unequal lengths, non-increasing or non-finite ``t_s`` (also w.r.t. the state),
-        non-finite ``x_m``/``y_m``, non-positive ``accuracy_m``, or a state built on a
-        different network.
+        non-finite ``x_m``/``y_m``, non-positive ``accuracy_m``, non-finite or decreasing
+        ``odometer_m`` (also w.r.t. the state, or given in some calls only), or a state
+        built on a different network.
     TypeError
         On non-numeric input.
 
@@ -789,12 +1070,29 @@ def match_online(
     >>> r2, st = match_online(net, [2.0], x[2:], y[2:], state=st, final=True)
     >>> MatchResult.concat([r1, r2]).segment.tolist()
     [10, 10, 10]
+
+    With the odometer, the fixes sit where the distance driven puts them:
+
+    >>> r = match(net, [0.0, 1.0, 2.0], x, y, odometer_m=[0.0, 10.0, 20.0])
+    >>> r.offset_m.round(1).tolist()
+    [5.0, 15.0, 25.0]
     """
-    t, x, y, hd, acc = _validate(t_s, x_m, y_m, heading_deg, accuracy_m)
+    t, x, y, hd, acc, odo = _validate(t_s, x_m, y_m, heading_deg, accuracy_m, odometer_m)
     m = _Matcher(net, params, state)
     if len(t) and not t[0] > m.last_t:
         raise ValueError(f"t_s must be strictly increasing across calls: t_s[0]={t[0]!r} "
                          f"<= last time in state {m.last_t!r}")
+    if len(t):
+        mode = int(odometer_m is not None)
+        if m.odo_mode >= 0 and mode != m.odo_mode:
+            raise ValueError(
+                "odometer_m must be given in every call of a vehicle or in none: the state "
+                f"was built {'with' if m.odo_mode else 'without'} it"
+            )
+        if mode and not odo[0] >= m.last_odo:
+            raise ValueError(f"odometer_m must be non-decreasing across calls: odometer_m[0]="
+                             f"{odo[0]!r} < last odometer in state {m.last_odo!r}")
+        m.odo_mode = mode
     # Candidates of the held-back fixes and of the new ones: one bulk query.
     pend = m.pending
     allx = np.concatenate([[f.x for f in pend], x])
@@ -810,9 +1108,11 @@ def match_online(
     for i in range(len(t)):
         sl = slice(ptr[base + i], ptr[base + i + 1])
         f = _Fix(m.n_seen, float(t[i]), float(x[i]), float(y[i]), float(hd[i]), float(acc[i]),
-                 float(alls[base + i]), seg[sl], off[sl], emis[sl])
+                 float(alls[base + i]), seg[sl], off[sl], emis[sl], float(odo[i]))
         m.n_seen += 1
         m.last_t = f.t
+        if m.odo_mode == 1:
+            m.last_odo = f.odo
         m.feed(f)
     if final:
         m.finish()
@@ -828,6 +1128,7 @@ def match(
     accuracy_m: object = None,
     *,
     params: MatchParams = MatchParams(),
+    odometer_m: object = None,
 ) -> MatchResult:
     """Match a whole trace (offline); equals :func:`match_online` in any chunking.
 
@@ -847,4 +1148,5 @@ def match(
     >>> r.segment.tolist(), r.break_before.tolist()
     ([10, 10, 10], [False, False, False])
     """
-    return match_online(net, t_s, x_m, y_m, heading_deg, accuracy_m, params=params, final=True)[0]
+    return match_online(net, t_s, x_m, y_m, heading_deg, accuracy_m, params=params, final=True,
+                        odometer_m=odometer_m)[0]

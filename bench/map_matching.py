@@ -1,19 +1,28 @@
-"""Benchmark of agents.map_matching on synthetic drives over the real Plaisir network.
+"""Benchmark of agents.map_matching on simulated fleets over the real Plaisir network.
 
-Drives follow random shortest routes (1.5-4 km) at ~13 m/s, slowing to a third near
-turns, sampled at 1 Hz or 0.2 Hz with Gaussian noise sigma per axis. Seeds are the
-bench's own (the unit tests use others). Per setting it reports, along the true path
-sampled every 1 m of driven distance:
+Traces come from the project's simulator (``simulator.simulate_fleet``: planned trips,
+stops at junctions, 100 Hz speed with a per-trip speed-sensor scale error, GPS fixes with
+heading, reported accuracy and dropouts). Each trace is matched twice, as the pipeline
+runs it (``agents.passes``): fixes with heading and accuracy, and
 
-- ``share_true``: the matched position *at the same time* (interpolated along the
-  matched path between fixes) is on the true segment; bounded by along-track GPS noise;
-- ``path_share``: the true segment is on the matched path (the roads were found);
-- ``fix_acc``: share of fixes matched to their true segment;
+- *without odometer*: ``match(...)``;
+- *with odometer*: ``match(..., odometer_m=fix_d)``, ``fix_d`` the trip distance at each
+  fix, integrated from the speed signal (trapezoid) and interpolated at the fix times.
 
-and the throughput in fixes matched per second (offline ``match``, one core).
-Prints a table, then ONE JSON line.
+Per setting it reports:
 
-Run: ``.venv/bin/python bench/map_matching.py [--drives N]``
+- ``share_true``: share of the driven distance whose *placed* segment is the true one at
+  that time. Samples (100 Hz) between two consecutive decided matched fixes are placed
+  along the matched path proportionally to trip distance, exactly like
+  ``agents.passes._place_between``, and compared with the simulator's ``truth.passes``;
+  weighted by the distance driven per sample. Samples across a chain break count as wrong;
+- ``path_share``: share of driven distance whose true segment is on the matched path;
+
+and the throughput in fixes matched per second (offline ``match`` with odometer, one
+core). The seeds are the bench's own: the defaults were tuned on another seed and the
+unit tests use others. Prints a table, then ONE JSON line.
+
+Run: ``.venv/bin/python bench/map_matching.py [--vehicles N]``
 """
 
 from __future__ import annotations
@@ -23,118 +32,139 @@ import json
 import time
 
 import numpy as np
-from scipy.sparse.csgraph import connected_components
 
-from agents.map_matching import MatchParams, match
-from roadnet import load_network
+from agents.map_matching import MatchParams, MatchResult, match
+from roadnet import RoadNetwork, load_network, to_metric
+from simulator import simulate_fleet
 
 SEED = 90_210
+SETTINGS = [(3.0, 1.0), (5.0, 1.0), (10.0, 1.0), (15.0, 1.0), (5.0, 0.2)]
 
 
-def main_nodes(net):
-    _, lab = connected_components(net.graph, directed=True, connection="strong")
-    return np.flatnonzero(lab == np.argmax(np.bincount(lab)))
+def trip_distance(t_s: np.ndarray, speed_kmh: np.ndarray) -> np.ndarray:
+    """Trip distance (m) at each sample: trapezoid integral of the speed."""
+    v = np.asarray(speed_kmh, float) / 3.6
+    return np.concatenate([[0.0], np.cumsum(0.5 * (v[1:] + v[:-1]) * np.diff(t_s))])
 
 
-def random_route(net, rng, nodes, min_m=1500.0, max_m=4000.0):
-    while True:
-        a, b = rng.choice(nodes, 2, replace=False)
-        r = net.route(int(a), int(b))
-        if r and min_m <= net.length_m[r].sum() <= max_m:
-            return np.asarray(r, np.int64)
+def place_samples(
+    net: RoadNetwork, r: MatchResult, fix_d: np.ndarray, t: np.ndarray, d: np.ndarray
+) -> np.ndarray:
+    """Segment of each sample as the pipeline places it (-1 where not placed).
 
-
-def drive(net, route, *, rng, sigma_m, rate_hz, speed_mps=13.0):
-    """Noisy fixes along ``route`` and the 1 m truth grid (times, segments)."""
-    lengths = net.length_m[route]
-    cum = np.concatenate([[0.0], np.cumsum(lengths)])
-    s = np.arange(0.0, cum[-1], 1.0)
-    k = np.clip(np.searchsorted(cum, s, "right") - 1, 0, len(route) - 1)
-    h_end = net.heading_at(route, lengths)
-    h_start = net.heading_at(route, np.zeros(len(route)))
-    turn = np.abs((h_start[1:] - h_end[:-1] + 180.0) % 360.0 - 180.0)
-    turn_s = cum[1:-1][turn > 30.0]
-    v = np.full(len(s), speed_mps)
-    if len(turn_s):
-        d = np.min(np.abs(s[:, None] - turn_s[None, :]), axis=1)
-        v = speed_mps * (0.35 + 0.65 * np.clip(d / 40.0, 0.0, 1.0))
-    t = np.concatenate([[0.0], np.cumsum(1.0 / v[:-1])])
-    tf = np.arange(0.0, t[-1], 1.0 / rate_hz)
-    sf = np.interp(tf, t, s)
-    kf = np.clip(np.searchsorted(cum, sf, "right") - 1, 0, len(route) - 1)
-    x, y = net.point_at(route[kf], sf - cum[kf])
-    x = x + rng.normal(0.0, sigma_m, len(x))
-    y = y + rng.normal(0.0, sigma_m, len(y))
-    return {"t": tf, "x": x, "y": y, "seg": route[kf], "grid_t": t, "grid_seg": route[k],
-            "route": route}
-
-
-def timed_share(net, d, r):
-    gt, gseg = d["grid_t"], d["grid_seg"]
-    inside = (gt >= r.t_s[0]) & (gt <= r.t_s[-1])
-    gt, gseg = gt[inside], gseg[inside]
-    got = np.full(len(gt), -1)
+    ``fix_d`` is the trip distance of every fix of ``r``; ``t``, ``d`` the samples' times
+    and trip distances. Mirrors ``agents.passes._place_between``.
+    """
+    got = np.full(len(t), -1, np.int64)
     m = np.flatnonzero(r.segment >= 0)
     for p, k in zip(m[:-1], m[1:]):
         if r.break_before[k]:
             continue
         sa, oa, sb, ob, via = r.segment[p], r.offset_m[p], r.segment[k], r.offset_m[k], r.via[k]
         if sa == sb and len(via) == 0:
-            segs, lens = np.array([sa]), np.array([max(ob - oa, 0.0)])
+            segs, starts, ends = np.array([sa]), np.array([oa]), np.array([max(ob, oa)])
         else:
-            segs = np.concatenate([[sa], via, [sb]])
-            lens = np.concatenate([[net.length_m[sa] - oa], net.length_m[via], [ob]])
-        lo, hi = np.searchsorted(gt, [r.t_s[p], r.t_s[k]])
-        frac = (gt[lo:hi] - r.t_s[p]) / (r.t_s[k] - r.t_s[p]) * lens.sum()
-        j = np.minimum(np.searchsorted(np.cumsum(lens), frac, "right"), len(segs) - 1)
+            segs = np.concatenate([[sa], via, [sb]]).astype(np.int64)
+            starts = np.concatenate([[oa], np.zeros(len(via)), [0.0]])
+            ends = np.concatenate([[net.length_m[sa]], net.length_m[via], [ob]])
+            ends[0] = max(ends[0], oa)
+        cum = np.concatenate([[0.0], np.cumsum(ends - starts)])
+        lo, hi = np.searchsorted(t, [r.t_s[p], r.t_s[k]])
+        da, db = fix_d[p], fix_d[k]
+        if db - da > 0.5:
+            pos = (d[lo:hi] - da) / (db - da) * cum[-1]
+        else:
+            pos = (t[lo:hi] - r.t_s[p]) / (r.t_s[k] - r.t_s[p]) * cum[-1]
+        pos = np.clip(pos, 0.0, cum[-1])
+        j = np.clip(np.searchsorted(cum, pos, "right") - 1, 0, len(segs) - 1)
         got[lo:hi] = segs[j]
-    got[gt >= r.t_s[m[-1]]] = r.segment[m[-1]]
-    return float(np.mean(got == gseg))
+    return got
 
 
-def path_share(net, d, r):
+def true_segments(passes: dict, t: np.ndarray) -> np.ndarray:
+    """The truly driven segment at each time (from ``truth.passes`` of one vehicle)."""
+    i = np.clip(np.searchsorted(passes["entry_t_s"], t, "right") - 1, 0, len(passes["segment"]) - 1)
+    return np.asarray(passes["segment"])[i]
+
+
+def share_true(net, r, fix_d, t, d, passes) -> tuple[float, float]:
+    """(distance on the true segment, distance driven) between the first and last
+    matched fixes, samples placed like the pipeline."""
+    m = np.flatnonzero(r.segment >= 0)
+    if len(m) < 2:
+        return 0.0, 0.0
+    lo, hi = np.searchsorted(t, [r.t_s[m[0]], r.t_s[m[-1]]])
+    got = place_samples(net, r, fix_d, t, d)[lo:hi]
+    w = np.diff(d)[lo:hi]
+    ok = got == true_segments(passes, t[lo:hi])
+    return float(w[ok].sum()), float(w.sum())
+
+
+def path_share(net, r, passes) -> tuple[float, float]:
+    """(driven length on the matched path, driven length)."""
     matched = set(r.segment[r.segment >= 0].tolist())
     for v in r.via:
         matched.update(v.tolist())
-    on = np.array([s in matched for s in d["route"]])
-    return float(net.length_m[d["route"]][on].sum() / net.length_m[d["route"]].sum())
+    segs = np.asarray(passes["segment"])
+    driven = np.asarray(passes["exit_offset_m"]) - np.asarray(passes["entry_offset_m"])
+    on = np.array([s in matched for s in segs.tolist()])
+    return float(driven[on].sum()), float(driven.sum())
+
+
+def run_setting(net, sigma, hz, n_vehicles, seed):
+    fleet = simulate_fleet(net, n_vehicles=n_vehicles, seed=seed, gps_sigma_m=sigma,
+                           gps_rate_hz=hz)
+    params = MatchParams(sigma_m=sigma)
+    acc = {k: np.zeros(2) for k in ("share", "share_no", "path", "path_no")}
+    n_fix, t_odo, t_no, n_breaks = 0, 0.0, 0.0, 0
+    for vid, tr in fleet.traces.items():
+        passes = fleet.truth.passes_of(vid)
+        d = trip_distance(tr.t_s, tr.speed_kmh)
+        fix_d = np.interp(tr.fix_t_s, tr.t_s, d)
+        x, y = to_metric(tr.fix_lon_deg, tr.fix_lat_deg)
+        args = (tr.fix_t_s, x, y, tr.fix_heading_deg, tr.fix_accuracy_m)
+        t0 = time.perf_counter()
+        r = match(net, *args, params=params, odometer_m=fix_d)
+        t1 = time.perf_counter()
+        r_no = match(net, *args, params=params)
+        t2 = time.perf_counter()
+        t_odo += t1 - t0
+        t_no += t2 - t1
+        n_fix += len(tr.fix_t_s)
+        n_breaks += int(r.break_before.sum())
+        acc["share"] += share_true(net, r, fix_d, tr.t_s, d, passes)
+        acc["share_no"] += share_true(net, r_no, fix_d, tr.t_s, d, passes)
+        acc["path"] += path_share(net, r, passes)
+        acc["path_no"] += path_share(net, r_no, passes)
+    out = {k: float(v[0] / v[1]) for k, v in acc.items()}
+    out.update(n_fix=n_fix, t_odo=t_odo, t_no=t_no, breaks=n_breaks)
+    return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--drives", type=int, default=20, help="drives per setting")
+    ap.add_argument("--vehicles", type=int, default=40, help="vehicles (trips) per setting")
     args = ap.parse_args()
     net = load_network()
-    nodes = main_nodes(net)
-    settings = [(3.0, 1.0), (5.0, 1.0), (10.0, 1.0), (15.0, 1.0), (5.0, 0.2)]
     out: dict[str, float] = {}
     n_fix, t_match = 0, 0.0
-    print(f"{'sigma_m':>7} {'rate_hz':>7} {'share_true':>10} {'path_share':>10} "
-          f"{'fix_acc':>7} {'breaks':>6} {'fixes/s':>8}")
-    for sigma, hz in settings:
-        rng = np.random.default_rng([SEED, int(sigma * 10), int(hz * 10)])
-        sh, ps, fa, nb, nf, tm = [], [], [], 0, 0, 0.0
-        params = MatchParams(sigma_m=sigma)
-        for _ in range(args.drives):
-            d = drive(net, random_route(net, rng, nodes), rng=rng, sigma_m=sigma, rate_hz=hz)
-            t0 = time.perf_counter()
-            r = match(net, d["t"], d["x"], d["y"], params=params)
-            tm += time.perf_counter() - t0
-            nf += len(d["t"])
-            sh.append(timed_share(net, d, r))
-            ps.append(path_share(net, d, r))
-            fa.append(float(np.mean(r.segment == d["seg"])))
-            nb += int(r.break_before.sum())
-        n_fix += nf
-        t_match += tm
+    print(f"{'sigma_m':>7} {'rate_hz':>7} {'share_true':>10} {'(no odo)':>8} "
+          f"{'path_share':>10} {'(no odo)':>8} {'breaks':>6} {'fixes/s':>8} {'(no odo)':>8}")
+    for sigma, hz in SETTINGS:
+        seed = SEED + int(sigma * 10) * 100 + int(hz * 10)
+        s = run_setting(net, sigma, hz, args.vehicles, seed)
+        n_fix += s["n_fix"]
+        t_match += s["t_odo"]
         key = f"sigma{sigma:g}_{'1hz' if hz == 1.0 else '0p2hz'}"
-        out[f"share_true_{key}"] = round(float(np.mean(sh)), 4)
-        out[f"path_share_{key}"] = round(float(np.mean(ps)), 4)
-        out[f"fix_acc_{key}"] = round(float(np.mean(fa)), 4)
-        print(f"{sigma:7g} {hz:7g} {np.mean(sh):10.3f} {np.mean(ps):10.3f} "
-              f"{np.mean(fa):7.3f} {nb:6d} {nf / tm:8.0f}")
+        out[f"share_true_{key}"] = round(s["share"], 4)
+        out[f"share_true_noodo_{key}"] = round(s["share_no"], 4)
+        out[f"path_share_{key}"] = round(s["path"], 4)
+        out[f"path_share_noodo_{key}"] = round(s["path_no"], 4)
+        print(f"{sigma:7g} {hz:7g} {s['share']:10.4f} {s['share_no']:8.4f} {s['path']:10.4f} "
+              f"{s['path_no']:8.4f} {s['breaks']:6d} {s['n_fix'] / s['t_odo']:8.0f} "
+              f"{s['n_fix'] / s['t_no']:8.0f}")
     out["fixes_per_s"] = round(n_fix / t_match, 1)
-    out["drives_per_setting"] = args.drives
+    out["vehicles_per_setting"] = args.vehicles
     print(json.dumps(out, sort_keys=True))
 
 
