@@ -276,9 +276,11 @@ def process_frame(
     x, y = to_metric(frame.fix_lon_deg, frame.fix_lat_deg)
     mstate = None if st.match is None else mm.MatchState.from_bytes(st.match)
     n_before = mstate.n_seen if mstate is not None else 0
+    # The odometer (trip distance from the speed signal) lets the matcher smooth the fixes'
+    # along-road noise: segment boundaries land where the wheels were, not where GPS was.
     result, mstate = mm.match_online(
         net, frame.fix_t_s, x, y, frame.fix_heading_deg, frame.fix_accuracy_m,
-        state=mstate, params=params.match, final=frame.trip_end,
+        state=mstate, params=params.match, final=frame.trip_end, odometer_m=fix_d,
     )
     st.match = mstate.to_bytes()
     st.fix_index = np.concatenate([st.fix_index, np.arange(n_before, n_before + len(fix_d))])
