@@ -1,24 +1,58 @@
-"""Harsh braking, acceleration and cornering from longitudinal and lateral acceleration.
+"""Harsh braking, acceleration, cornering and swerves from a vehicle's inertial signals.
 
-Detection is a threshold with hysteresis and a minimum duration on a low-passed signal:
-an event is a run of samples beyond the *release* threshold that reaches the *trigger*
-threshold and lasts at least ``min_duration_s``. The low-pass (causal Butterworth, state
-carried in ``zi``) removes engine and road vibration, which telematics thresholds are not
-meant for. Everything streams: state in, state out, so that chunked input gives the same
-events as one pass.
+Method
+------
+1. **Low-pass** both horizontal axes (and the speed) with a causal 2nd-order Butterworth at
+   ``lowpass_hz`` = 2 Hz: driver manoeuvres (pedal, steering) live below ~1.5 Hz, engine
+   and road vibration, pothole and hump impacts above 5 Hz.
+2. **Grade and orientation compensation.** A body-fixed sensor reads specific force: on a
+   slope θ the longitudinal axis reads ``a + g sin θ``, and a sensor pitched by a few
+   degrees adds ``g sin(pitch)`` (3° = 0.5 m/s²); roll and road camber do the same on the
+   lateral axis. Longitudinal: with the speed, the offset is the slow part (``bias_hz``
+   = 0.2 Hz low-pass) of ``a_x - dv/dt``: whatever the accelerometer reads that the
+   speed does not confirm (grade, pitch, bias). Without the speed, and on the lateral
+   axis always, the offset is a weighted running mean (time constant ``level_tau_s``)
+   over samples where the vehicle stands (weight 1) or drives straight and steady
+   (weight 0.1): there the true horizontal acceleration is ~0, so the reading is the leak.
+3. **Threshold with hysteresis and minimum duration**, per kind on the compensated
+   signals: a *run* is where the signal is beyond the *release* level; it is an event if
+   it reaches the *trigger* level and stays beyond it at least ``min_duration_s``. The
+   event starts at the first trigger crossing and ends at the release.
+4. **Checks.** Braking and acceleration must be confirmed by the speed: the speed change
+   over the run must have the event's sign and be at least ``speed_check_ratio`` of the
+   integral of the acceleration (a sensor artefact or an impact changes no speed). ABS
+   engagement during a braking run makes it harsh whatever the peak, and skips the speed
+   check (wheel speed is unreliable under ABS). Lateral events need ``min_lat_speed_kmh``
+   (a standing car cannot corner).
+5. **Swerve vs corner.** A swerve (evasive lane change) is two adjacent lateral runs of
+   opposite sign (gap <= ``swerve_max_gap_s``), each beyond ``swerve_trigger_mps2`` for
+   ``swerve_min_lobe_s``, each turning the heading by less than ``swerve_max_heading_deg``
+   (heading change = integral of a_lat / v). Any other triggered lateral run is a corner.
 
-Defaults (m/s², ISO 8855 axes, forward and left positive):
+Defaults (m/s², ISO 8855 axes: forward and left positive)
+-------------------------------------------------------------------------------------------
+===================  =======  =======  ====================================================
+kind                 trigger  release  why
+===================  =======  =======  ====================================================
+harsh_brake          -3.0     -2.5     ~0.3 g, the usual insurer/fleet threshold (e.g.
+                                       Geotab, Samsara "harsh braking" presets 0.3 g);
+                                       ordinary stops stay at -1.5 to -2.5 m/s²
+harsh_accel          +2.5     +2.0     ~0.25 g: cars rarely exceed 2 m/s² in normal
+                                       driving (0-50 km/h in 7 s = 2 m/s²)
+harsh_corner         ±3.5     ±2.5     ~0.35 g lateral; comfortable cornering stays under
+                                       3 m/s² (road design assumes 1.5-2.5)
+swerve (each lobe)   ±3.0     ±2.5     an evasive lane change is ~0.3-0.6 g; ordinary lane
+                                       changes 0.5-1.5 m/s²
+===================  =======  =======  ====================================================
 
-=============  =======  =======  ======================================================
-kind           trigger  release  why
-=============  =======  =======  ======================================================
-harsh_brake    -3.0     -2.0     common insurer/telematics threshold (~0.3 g); ordinary
-                                 stops stay within -1.5 to -2.5 m/s²
-harsh_accel    +2.5     +1.5     passenger cars rarely exceed 2 m/s² in normal driving
-harsh_corner   ±3.5     ±2.5     ~0.35 g lateral; comfortable cornering stays under 3
-=============  =======  =======  ======================================================
+``min_duration_s`` = 0.3 s beyond the trigger ("sustained >= 300 ms"): shorter excursions
+are impacts, vibration or sensor artefacts, not manoeuvres. Release levels 0.5 m/s² inside
+the trigger stop a noisy signal from chattering around the threshold.
 
-Minimum duration 0.3 s: shorter spikes are impacts or sensor artefacts, not manoeuvres.
+Everything streams: state in, state out (filter states, open runs, pending lateral runs),
+so chunked input gives the same events as one pass. Events are returned when decided: a
+brake or acceleration when its run ends; a lateral run once ``swerve_max_gap_s`` has
+passed without an opposite lobe (or at ``final``).
 """
 
 from __future__ import annotations
@@ -29,56 +63,136 @@ from functools import lru_cache
 import numpy as np
 from scipy import signal
 
-__all__ = ["HarshParams", "HarshDetectorState", "DetectedEvent", "detect_harsh_events"]
+__all__ = ["HarshParams", "HarshDetectorState", "DetectedEvent", "EVENT_TYPES", "detect_harsh_events"]
+
+EVENT_TYPES = ("harsh_brake", "harsh_accel", "harsh_corner", "swerve")
+_G = 9.81
 
 
 @dataclass(frozen=True, kw_only=True)
 class HarshParams:
-    """Thresholds in m/s², durations in s, low-pass cutoff in Hz."""
+    """Detection options: accelerations in m/s², durations in s, frequencies in Hz.
+
+    See the module docstring for what each default is and why.
+    """
 
     brake_trigger_mps2: float = -3.0
-    brake_release_mps2: float = -2.0
+    brake_release_mps2: float = -2.5
     accel_trigger_mps2: float = 2.5
-    accel_release_mps2: float = 1.5
+    accel_release_mps2: float = 2.0
     corner_trigger_mps2: float = 3.5
     corner_release_mps2: float = 2.5
+    swerve_trigger_mps2: float = 3.0
+    swerve_release_mps2: float = 2.5
     min_duration_s: float = 0.3
+    swerve_min_lobe_s: float = 0.15
+    swerve_max_gap_s: float = 0.5
+    swerve_max_heading_deg: float = 35.0
     lowpass_hz: float = 2.0
+    bias_hz: float = 0.2
+    level_tau_s: float = 30.0
+    straight_lat_mps2: float = 1.2
+    steady_long_mps2: float = 0.8
+    speed_check_ratio: float = 0.5
+    min_lat_speed_kmh: float = 10.0
+
+    def __post_init__(self) -> None:
+        pairs = (
+            ("brake", -self.brake_trigger_mps2, -self.brake_release_mps2),
+            ("accel", self.accel_trigger_mps2, self.accel_release_mps2),
+            ("corner", self.corner_trigger_mps2, self.corner_release_mps2),
+            ("swerve", self.swerve_trigger_mps2, self.swerve_release_mps2),
+        )
+        for name, trig, rel in pairs:
+            if not 0 < rel <= trig:
+                raise ValueError(f"{name}: need 0 < |release| <= |trigger|, got trigger={trig}, release={rel}")
+        if not self.min_duration_s >= 0:
+            raise ValueError(f"min_duration_s={self.min_duration_s} must be >= 0")
 
 
 @dataclass(frozen=True, slots=True)
 class DetectedEvent:
-    """One event; ``start_index`` indexes the samples of the call that closed it (may be < 0
-    when the event began in an earlier call; ``start_t_s`` is always exact)."""
+    """One event.
+
+    Attributes
+    ----------
+    type : 'harsh_brake' | 'harsh_accel' | 'harsh_corner' | 'swerve'
+    start_t_s : time of the first trigger crossing, s (same clock as ``t_s``)
+    duration_s : from the start to the release (swerve: both lobes), s
+    peak_mps2 : signed peak of the compensated, low-passed acceleration, m/s²
+        (swerve: of its larger lobe)
+    start_index : index of the start sample in the call that returned the event (< 0 when
+        it began in an earlier call)
+    speed_kmh : low-passed speed at the start, km/h (NaN without a speed signal)
+    abs_engaged : ABS was engaged during the event
+    """
 
     type: str
     start_t_s: float
     duration_s: float
     peak_mps2: float
     start_index: int
+    speed_kmh: float = float("nan")
+    abs_engaged: bool = False
+
+
+# A run summary (list, JSON-friendly): indices into it.
+_R_START_I, _R_START_T, _R_END_T, _R_TRIG_I, _R_TRIG_T, _R_N_TRIG, _R_N_TRIG2 = range(7)
+_R_PEAK, _R_SUM_A, _R_V0, _R_V1, _R_N_ABS, _R_SUM_V, _R_N, _R_HEAD, _R_SIGN = range(7, 16)
 
 
 @dataclass
 class HarshDetectorState:
-    """Carried between calls: filter state and the runs still open at the chunk's end."""
+    """Carried between calls of one trip: filter states, open and pending runs."""
 
-    zi: np.ndarray | None = None  # (n_sections, 2, 2): one sosfilt state per axis
-    open_runs: dict[str, tuple[float, float, bool]] = field(default_factory=dict)
-    # kind -> (start_t_s, peak_mps2, triggered)
+    zi: np.ndarray | None = None  # low-pass state (n_sections, n_rows, 2)
+    bias_zi: np.ndarray | None = None  # longitudinal offset filter (n_sections, 1, 2)
+    level_zi: np.ndarray | None = None  # weighted-mean filters (4, 1)
+    last_speed_mps: float = float("nan")
+    n_seen: int = 0
+    open_runs: dict[str, list] = field(default_factory=dict)  # channel -> run summary
+    pending_lat: list[list] = field(default_factory=list)  # closed lateral runs awaiting a decision
 
     def to_dict(self) -> dict:
+        def arr(a: np.ndarray | None) -> list | None:
+            return None if a is None else a.tolist()
+
         return {
-            "zi": None if self.zi is None else self.zi.tolist(),
+            "zi": arr(self.zi),
+            "bias_zi": arr(self.bias_zi),
+            "level_zi": arr(self.level_zi),
+            "last_speed_mps": None if not np.isfinite(self.last_speed_mps) else self.last_speed_mps,
+            "n_seen": self.n_seen,
             "open": {k: list(v) for k, v in self.open_runs.items()},
+            "pending_lat": [list(r) for r in self.pending_lat],
         }
 
     @classmethod
     def from_dict(cls, d: dict) -> HarshDetectorState:
-        zi = None if d.get("zi") is None else np.asarray(d["zi"], float)
-        return cls(zi=zi, open_runs={k: (float(a), float(b), bool(c)) for k, (a, b, c) in d.get("open", {}).items()})
+        def arr(x: list | None) -> np.ndarray | None:
+            return None if x is None else np.asarray(x, float)
+
+        last = d.get("last_speed_mps")
+        return cls(
+            zi=arr(d.get("zi")),
+            bias_zi=arr(d.get("bias_zi")),
+            level_zi=arr(d.get("level_zi")),
+            last_speed_mps=float("nan") if last is None else float(last),
+            n_seen=int(d.get("n_seen", 0)),
+            open_runs={k: _run_from_json(v) for k, v in d.get("open", {}).items()},
+            pending_lat=[_run_from_json(r) for r in d.get("pending_lat", [])],
+        )
+
+    def copy(self) -> HarshDetectorState:
+        return HarshDetectorState.from_dict(self.to_dict())
 
 
-@lru_cache(maxsize=32)
+def _run_from_json(run: list) -> list:
+    # JSON has no NaN: serialisers (orjson) write null for a missing speed or trigger time
+    return [float("nan") if x is None else x for x in run]
+
+
+@lru_cache(maxsize=64)
 def _lowpass_sos(fs: float, cutoff_hz: float) -> np.ndarray:
     # At very low sample rates the cutoff would sit above Nyquist: clamp it below.
     wn = min(cutoff_hz, 0.45 * fs)
@@ -94,92 +208,325 @@ def detect_harsh_events(
     state: HarshDetectorState | None = None,
     params: HarshParams = HarshParams(),
     final: bool = False,
+    speed_kmh: np.ndarray | None = None,
+    abs_engaged: np.ndarray | None = None,
 ) -> tuple[list[DetectedEvent], HarshDetectorState]:
     """Detect harsh events in one chunk of a vehicle's samples.
 
     Parameters
     ----------
-    accel_long_mps2, accel_lat_mps2 : (n,) array
-        Longitudinal (forward +) and lateral (left +) acceleration, m/s².
-    t_s : (n,) array
-        Sample times, s (strictly increasing).
+    accel_long_mps2, accel_lat_mps2 : (n,) array_like
+        Longitudinal (forward +) and lateral (left +) acceleration as the sensor reads it
+        (specific force, gravity leaks included), m/s².
+    t_s : (n,) array_like
+        Sample times, s (increasing).
     fs : float
-        Sample rate, Hz.
+        Sample rate, Hz (> 0).
     state : HarshDetectorState, optional
-        From the previous chunk of the same trip; ``None`` starts a trip.
+        From the previous chunk of the same trip; ``None`` starts a trip. Not modified.
+    params : HarshParams
     final : bool
-        Close runs still open at the end (end of trip).
+        End of the trip: close open runs and decide pending ones.
+    speed_kmh : (n,) array_like, optional
+        Vehicle speed, km/h. Enables grade compensation from ``a_x - dv/dt``, the speed
+        check of braking/acceleration and the speed gate of lateral events; give it on
+        every chunk of a trip or on none. NaN samples are not allowed.
+    abs_engaged : (n,) array_like of bool, optional
+        ABS active flag per sample.
 
     Returns
     -------
     events : list of DetectedEvent
-        Events that ended in this chunk (or at its end when ``final``).
+        Events decided in this chunk, by start time.
     state : HarshDetectorState
+        A new state to pass with the next chunk.
+
+    Raises
+    ------
+    ValueError
+        On arrays of different lengths or not 1-D, or ``fs <= 0``.
+    TypeError
+        On non-numeric input.
+
+    Warnings
+    --------
+    NaN accelerations propagate through the filters and suppress detection until the
+    trip ends; drop such samples before calling.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> fs = 50.0
+    >>> t = np.arange(0, 20, 1 / fs)
+    >>> a = np.where((t > 8) & (t < 9.5), -5.0, 0.0)            # 1.5 s at -5 m/s²
+    >>> v = 60.0 + 3.6 * np.cumsum(a) / fs                        # km/h, consistent
+    >>> ev, st = detect_harsh_events(a, np.zeros_like(t), t, fs, speed_kmh=v, final=True)
+    >>> [(e.type, round(e.start_t_s, 1), round(e.peak_mps2, 1)) for e in ev]
+    [('harsh_brake', 8.2, -5.2)]
     """
-    ax = np.asarray(accel_long_mps2, float)
-    ay = np.asarray(accel_lat_mps2, float)
-    t = np.asarray(t_s, float)
-    if not (ax.shape == ay.shape == t.shape) or ax.ndim != 1:
-        raise ValueError(f"accel_long_mps2, accel_lat_mps2 and t_s must be equal 1-D; got {ax.shape}, {ay.shape}, {t.shape}")
+    ax = _as_1d(accel_long_mps2, "accel_long_mps2")
+    ay = _as_1d(accel_lat_mps2, "accel_lat_mps2")
+    t = _as_1d(t_s, "t_s")
+    if not (ax.shape == ay.shape == t.shape):
+        raise ValueError(f"accel_long_mps2, accel_lat_mps2 and t_s must have equal length; got {ax.shape}, {ay.shape}, {t.shape}")
     if not fs > 0:
         raise ValueError(f"{fs=} must be positive")
-    state = HarshDetectorState() if state is None else HarshDetectorState(state.zi, dict(state.open_runs))
-    if ax.size == 0:
-        return ([], state) if not final else _close_all(state, t, [])
-
-    sos = _lowpass_sos(fs, params.lowpass_hz)
-    x = np.vstack([ax, ay])
-    if state.zi is None:
-        # Start at rest on the first value, not from zero (no step artefact).
-        zi = signal.sosfilt_zi(sos)[:, None, :] * x[:, 0][None, :, None]
-    else:
-        zi = state.zi
-    y, zf = signal.sosfilt(sos, x, axis=-1, zi=zi)
-    state.zi = zf
-
+    v = None
+    if speed_kmh is not None:
+        v = _as_1d(speed_kmh, "speed_kmh") / 3.6
+        if v.shape != t.shape:
+            raise ValueError(f"speed_kmh must have the length of t_s; got {v.shape}, expected {t.shape}")
+    ab = None
+    if abs_engaged is not None:
+        ab = np.asarray(abs_engaged, bool).ravel()
+        if ab.shape != t.shape:
+            raise ValueError(f"abs_engaged must have the length of t_s; got {ab.shape}, expected {t.shape}")
+    st = HarshDetectorState() if state is None else state.copy()
+    p = params
     events: list[DetectedEvent] = []
-    kinds = (
-        ("harsh_brake", -y[0], -params.brake_trigger_mps2, -params.brake_release_mps2, -1.0),
-        ("harsh_accel", y[0], params.accel_trigger_mps2, params.accel_release_mps2, 1.0),
-        ("harsh_corner", np.abs(y[1]), params.corner_trigger_mps2, params.corner_release_mps2, 0.0),
-    )
-    for kind, mag, trigger, release, sign in kinds:
-        signed = y[1] if sign == 0.0 else sign * mag
-        above = mag > release
-        # Run boundaries, vectorised: +1 where a run starts, -1 where it ends.
-        edges = np.diff(np.concatenate([[0], above.astype(np.int8), [0]]))
-        starts = np.flatnonzero(edges == 1)
-        ends = np.flatnonzero(edges == -1)  # exclusive
-        carry = state.open_runs.pop(kind, None)
-        for k, (s, e) in enumerate(zip(starts, ends)):
-            seg = mag[s:e]
-            j = int(np.argmax(seg))
-            peak = float(signed[s + j])
-            triggered = bool(seg[j] >= trigger)
-            start_t, start_i = float(t[s]), int(s)
-            if k == 0 and s == 0 and carry is not None:
-                start_t = carry[0]
-                start_i = -1
-                if abs(carry[1]) > abs(peak):
-                    peak = carry[1]
-                triggered = triggered or carry[2]
-            if e == len(mag) and not final:
-                state.open_runs[kind] = (start_t, peak, triggered)
-                continue
-            end_t = float(t[e - 1]) + 1.0 / fs
-            if triggered and end_t - start_t >= params.min_duration_s - 1e-9:
-                events.append(DetectedEvent(kind, start_t, end_t - start_t, peak, start_i))
-        if carry is not None and (len(starts) == 0 or starts[0] != 0):
-            # The open run ended exactly at the previous chunk's edge.
-            end_t = float(t[0])
-            if carry[2] and end_t - carry[0] >= params.min_duration_s - 1e-9:
-                events.append(DetectedEvent(kind, carry[0], end_t - carry[0], carry[1], -1))
+    offset = st.n_seen
+    if ax.size:
+        a_long, a_lat, v_lp = _compensate(ax, ay, v, fs, st, p)
+        chunk = {"t": t, "v": v_lp, "abs": ab, "fs": fs}
+        lat_release = min(p.corner_release_mps2, p.swerve_release_mps2)
+        for ch, mag, trig, rel, trig2 in (
+            ("brake", -a_long, -p.brake_trigger_mps2, -p.brake_release_mps2, None),
+            ("accel", a_long, p.accel_trigger_mps2, p.accel_release_mps2, None),
+            ("latp", a_lat, p.corner_trigger_mps2, lat_release, p.swerve_trigger_mps2),
+            ("latn", -a_lat, p.corner_trigger_mps2, lat_release, p.swerve_trigger_mps2),
+        ):
+            for run in _runs(ch, mag, trig, rel, trig2, chunk, st, offset, final):
+                if ch in ("brake", "accel"):
+                    ev = _long_event(ch, run, p, fs, v is not None, offset)
+                    if ev is not None:
+                        events.append(ev)
+                else:
+                    st.pending_lat.append(run)
+        st.n_seen += ax.size
+        t_now = float(t[-1])
+    else:
+        t_now = -np.inf
+        if final:
+            for ch in list(st.open_runs):
+                run = st.open_runs.pop(ch)
+                if ch in ("brake", "accel"):
+                    ev = _long_event(ch, run, p, fs, v is not None or np.isfinite(st.last_speed_mps), offset)
+                    if ev is not None:
+                        events.append(ev)
+                else:
+                    st.pending_lat.append(run)
+    events.extend(_resolve_lateral(st, p, fs, t_now, final, offset, has_speed=v is not None or np.isfinite(st.last_speed_mps)))
     if final:
-        state.open_runs.clear()
-    events.sort(key=lambda ev: ev.start_t_s)
-    return events, state
+        st.open_runs.clear()
+    events.sort(key=lambda e: (e.start_t_s, e.type))
+    return events, st
 
 
-def _close_all(state: HarshDetectorState, t: np.ndarray, events: list) -> tuple[list, HarshDetectorState]:
-    state.open_runs.clear()
-    return events, state
+def _as_1d(x: object, name: str) -> np.ndarray:
+    a = np.asarray(x)
+    if a.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must be numeric, got dtype {a.dtype}")
+    a = a.astype(float, copy=False)
+    if a.ndim != 1:
+        raise ValueError(f"{name} must be 1-D, got shape {a.shape}")
+    return a
+
+
+def _compensate(
+    ax: np.ndarray, ay: np.ndarray, v: np.ndarray | None, fs: float, st: HarshDetectorState, p: HarshParams
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Low-pass, remove grade/orientation offsets; update the filter states in ``st``."""
+    sos = _lowpass_sos(float(fs), p.lowpass_hz)
+    rows = [ax, ay] if v is None else [ax, ay, v]
+    x = np.vstack(rows)
+    if st.zi is None or st.zi.shape[1] != x.shape[0]:
+        zi = signal.sosfilt_zi(sos)[:, None, :] * x[:, 0][None, :, None]  # start at rest on the first value
+    else:
+        zi = st.zi
+    y, st.zi = signal.sosfilt(sos, x, axis=-1, zi=zi)
+    ylong, ylat = y[0], y[1]
+    v_lp = None if v is None else y[2]
+
+    if v is not None:
+        v_prev = v[0] if not np.isfinite(st.last_speed_mps) else st.last_speed_mps
+        # clipped to what a car can do: a glitch in the speed must not drag the offset
+        dvdt = np.clip(np.diff(np.r_[v_prev, v]) * fs, -12.0, 12.0)
+        st.last_speed_mps = float(v[-1])
+        bsos = _lowpass_sos(float(fs), p.bias_hz)
+        r = (ax - dvdt)[None, :]
+        if st.bias_zi is None:
+            st.bias_zi = signal.sosfilt_zi(bsos)[:, None, :] * r[:, 0][None, :, None]
+        b, st.bias_zi = signal.sosfilt(bsos, r, axis=-1, zi=st.bias_zi)
+        a_long = ylong - b[0]
+
+    # running means over standing (weight 1) or straight, steady driving (weight 0.1)
+    alpha = 1.0 - np.exp(-1.0 / (p.level_tau_s * fs))
+    straight = np.abs(ylat) < p.straight_lat_mps2
+    if v is not None:
+        standing = v < 1.0 / 3.6
+        steady = np.abs(a_long) < 0.3
+        w_lat = np.where(standing, 1.0, np.where(straight & steady, 0.1, 0.0))
+        w_long = np.zeros_like(w_lat)  # unused: the speed gives the longitudinal offset
+    else:
+        w_lat = np.where(straight & (np.abs(ylong) < p.steady_long_mps2), 0.1, 0.0)
+        w_long = w_lat
+    lev_in = np.vstack([w_lat * ylat, w_lat, w_long * ylong, w_long])
+    if st.level_zi is None:
+        prior = 1.0  # as if the trip began with the vehicle at rest on its first reading
+        st.level_zi = (1.0 - alpha) * np.array([[prior * ylat[0]], [prior], [prior * ylong[0]], [prior]])
+    lev, st.level_zi = signal.lfilter([alpha], [1.0, -(1.0 - alpha)], lev_in, axis=-1, zi=st.level_zi)
+    a_lat = ylat - lev[0] / np.maximum(lev[1], 1e-9)
+    if v is None:
+        a_long = ylong - lev[2] / np.maximum(lev[3], 1e-9)
+    return a_long, a_lat, v_lp
+
+
+def _runs(
+    ch: str, mag: np.ndarray, trig: float, rel: float, trig2: float | None, chunk: dict,
+    st: HarshDetectorState, offset: int, final: bool,
+) -> list[list]:  # fmt: skip
+    """Closed runs of ``mag > rel`` (merged with the run carried from the previous chunk);
+    the run still open at the chunk's end goes back into ``st.open_runs``."""
+    t, v, ab, fs = chunk["t"], chunk["v"], chunk["abs"], chunk["fs"]
+    n = mag.size
+    above = mag > rel
+    edges = np.diff(np.r_[0, above.astype(np.int8), 0])
+    starts = np.flatnonzero(edges == 1)
+    ends = np.flatnonzero(edges == -1)
+    carry = st.open_runs.pop(ch, None)
+    out: list[list] = []
+    if carry is not None and (len(starts) == 0 or starts[0] != 0):
+        out.append(carry)  # the carried run ended exactly at the chunk edge
+        carry = None
+    if len(starts) == 0:
+        return out
+    is_trig = mag >= trig
+    is_trig2 = mag >= (trig2 if trig2 is not None else trig)
+    n_trig = _run_sums(is_trig.astype(np.int64), starts, ends)
+    n_trig2 = _run_sums(is_trig2.astype(np.int64), starts, ends)
+    sum_a = _run_sums(mag, starts, ends) / fs
+    vv = v if v is not None else np.full(n, np.nan)
+    sum_v = _run_sums(vv, starts, ends)
+    inv_v = 1.0 / np.maximum(vv, 1.0) if v is not None else np.zeros(n)
+    head = _run_sums(mag * inv_v, starts, ends) / fs
+    n_abs = _run_sums(ab.astype(np.int64), starts, ends) if ab is not None else np.zeros(len(starts), np.int64)
+    trig_idx = np.flatnonzero(is_trig)
+    first_trig = trig_idx[np.minimum(np.searchsorted(trig_idx, starts), max(len(trig_idx) - 1, 0))] if len(trig_idx) else np.full(len(starts), -1)
+    sign = 1.0 if ch in ("accel", "latp") else -1.0
+    for k, (s, e) in enumerate(zip(starts, ends)):
+        j = s + int(np.argmax(mag[s:e]))
+        ft = int(first_trig[k]) if len(trig_idx) and s <= first_trig[k] < e else -1
+        run = [
+            offset + int(s), float(t[s]), float(t[e - 1]) + 1.0 / fs,
+            offset + ft if ft >= 0 else -1, float(t[ft]) if ft >= 0 else float("nan"),
+            int(n_trig[k]), int(n_trig2[k]), sign * float(mag[j]), float(sum_a[k]),
+            float(vv[s]), float(vv[e - 1]), int(n_abs[k]), float(sum_v[k]), int(e - s), float(head[k]), sign,
+        ]  # fmt: skip
+        if k == 0 and s == 0 and carry is not None:
+            run = _merge(carry, run)
+        if e == n and not final:
+            st.open_runs[ch] = run
+        else:
+            out.append(run)
+    return out
+
+
+def _run_sums(x: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Sum of ``x[s:e]`` for each run (sequential cumulative sum: chunk-independent order)."""
+    c = np.concatenate([[0], np.cumsum(x)])
+    return c[ends] - c[starts]
+
+
+def _merge(a: list, b: list) -> list:
+    """Join a run carried from the previous chunk (``a``) with its continuation ``b``."""
+    m = list(a)
+    m[_R_END_T] = b[_R_END_T]
+    if m[_R_TRIG_I] < 0 and b[_R_TRIG_I] >= 0:
+        m[_R_TRIG_I], m[_R_TRIG_T] = b[_R_TRIG_I], b[_R_TRIG_T]
+    for k in (_R_N_TRIG, _R_N_TRIG2, _R_SUM_A, _R_N_ABS, _R_SUM_V, _R_N, _R_HEAD):
+        m[k] = a[k] + b[k]
+    if abs(b[_R_PEAK]) > abs(a[_R_PEAK]):
+        m[_R_PEAK] = b[_R_PEAK]
+    m[_R_V1] = b[_R_V1]
+    return m
+
+
+def _long_event(ch: str, run: list, p: HarshParams, fs: float, has_speed: bool, offset: int) -> DetectedEvent | None:
+    kind = "harsh_brake" if ch == "brake" else "harsh_accel"
+    abs_on = ch == "brake" and run[_R_N_ABS] > 0
+    sustained = run[_R_N_TRIG] / fs >= p.min_duration_s - 1e-9
+    if not (sustained or abs_on):
+        return None
+    if has_speed and not abs_on and np.isfinite(run[_R_V0]):
+        dv = (run[_R_V1] - run[_R_V0]) * run[_R_SIGN]  # speed change in the event's direction
+        if not dv >= p.speed_check_ratio * run[_R_SUM_A]:
+            return None  # the speed does not confirm it: grade, impact or sensor artefact
+    start_i, start_t = (run[_R_TRIG_I], run[_R_TRIG_T]) if run[_R_TRIG_I] >= 0 else (run[_R_START_I], run[_R_START_T])
+    return DetectedEvent(
+        kind, start_t, run[_R_END_T] - start_t, run[_R_PEAK], start_i - offset,
+        _kmh_at_start(run), bool(abs_on),
+    )  # fmt: skip
+
+
+def _kmh_at_start(run: list) -> float:
+    return float(run[_R_V0] * 3.6) if np.isfinite(run[_R_V0]) else float("nan")
+
+
+def _resolve_lateral(
+    st: HarshDetectorState, p: HarshParams, fs: float, t_now: float, final: bool, offset: int, *, has_speed: bool
+) -> list[DetectedEvent]:
+    """Decide closed lateral runs, in time order: swerve pairs, corners, or nothing.
+
+    A run waits until ``swerve_max_gap_s`` after its end has been seen (an opposite lobe
+    could still start) unless ``final``."""
+    pend = sorted(st.pending_lat, key=lambda r: r[_R_START_T])
+    out: list[DetectedEvent] = []
+    keep: list[list] = []
+    open_lat = [r for ch, r in st.open_runs.items() if ch in ("latp", "latn")]
+    i = 0
+    while i < len(pend):
+        r = pend[i]
+        nxt = pend[i + 1] if i + 1 < len(pend) else None
+        if nxt is None and open_lat and open_lat[0][_R_START_T] - r[_R_END_T] <= p.swerve_max_gap_s + 1e-9:
+            keep.extend(pend[i:])  # an adjacent lobe is still open: wait for it
+            break
+        if nxt is None and not final and t_now < r[_R_END_T] + p.swerve_max_gap_s:
+            keep.extend(pend[i:])  # an opposite lobe could still start
+            break
+        if (
+            nxt is not None and nxt[_R_SIGN] != r[_R_SIGN]
+            and nxt[_R_START_T] - r[_R_END_T] <= p.swerve_max_gap_s + 1e-9
+            and _lobe_ok(r, p, fs, has_speed) and _lobe_ok(nxt, p, fs, has_speed)
+        ):  # fmt: skip
+            peak = r[_R_PEAK] if abs(r[_R_PEAK]) >= abs(nxt[_R_PEAK]) else nxt[_R_PEAK]
+            ti, tt = (r[_R_TRIG_I], r[_R_TRIG_T]) if r[_R_TRIG_I] >= 0 else (r[_R_START_I], r[_R_START_T])
+            out.append(DetectedEvent("swerve", tt, nxt[_R_END_T] - tt, peak, ti - offset, _kmh_at_start(r)))
+            i += 2
+            continue
+        ev = _corner(r, p, fs, has_speed, offset)
+        if ev is not None:
+            out.append(ev)
+        i += 1
+    st.pending_lat = keep
+    return out
+
+
+def _lobe_ok(r: list, p: HarshParams, fs: float, has_speed: bool) -> bool:
+    if r[_R_N_TRIG2] / fs < p.swerve_min_lobe_s - 1e-9:
+        return False
+    if has_speed:
+        if r[_R_SUM_V] / max(r[_R_N], 1) * 3.6 < p.min_lat_speed_kmh:
+            return False
+        return bool(np.degrees(r[_R_HEAD]) < p.swerve_max_heading_deg)
+    return (r[_R_END_T] - r[_R_START_T]) <= 1.5  # no speed: a lobe of a lane change is short
+
+
+def _corner(r: list, p: HarshParams, fs: float, has_speed: bool, offset: int) -> DetectedEvent | None:
+    if r[_R_TRIG_I] < 0 or r[_R_N_TRIG] / fs < p.min_duration_s - 1e-9:
+        return None
+    if has_speed and r[_R_SUM_V] / max(r[_R_N], 1) * 3.6 < p.min_lat_speed_kmh:
+        return None
+    # lateral runs are cut at the lower of the corner and swerve releases
+    return DetectedEvent(
+        "harsh_corner", r[_R_TRIG_T], r[_R_END_T] - r[_R_TRIG_T], r[_R_PEAK], r[_R_TRIG_I] - offset, _kmh_at_start(r)
+    )

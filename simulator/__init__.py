@@ -7,8 +7,10 @@ One module per idea, so that each physics model can be replaced on its own:
 - ``drivers``    per-driver speed and acceleration habits
 - ``kinematics`` speed profile and longitudinal/lateral accelerations
 - ``events``     injected harsh braking events and their truth
-- ``roughness``  true IRI per segment
-- ``vertical``   vertical acceleration response to roughness (``vertical_response``)
+- ``profiles``   ISO 8608 profiles, potholes, humps, rail crossings, true ASTM IRI
+- ``roughness``  the network's true road surface (``RoadSurface``: per-segment profiles)
+- ``quarter_car`` vehicle vertical dynamics (families, hold-out families) and the IMU
+- ``vertical``   a vehicle's body response to the route's true profile (``vertical_response``)
 - ``gps``        GPS fixes from the true position
 - ``vehicles``   VINs, powertrain, model year, state of charge
 - ``fleet``      ``simulate_fleet`` ties them together

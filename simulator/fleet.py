@@ -10,24 +10,41 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
 from roadnet import RoadNetwork
 from schemas.tracefile import TRIP_GAP_S, VehicleTrace
 from simulator.drivers import Driver, draw_driver
-from simulator.events import apply_harsh_brakes, measure_harsh_brakes, plan_harsh_brakes
+from simulator.events import (
+    accel_envelope_var,
+    accel_limits,
+    apply_harsh_brakes,
+    measure_harsh_brakes,
+    measure_safety_events,
+    plan_harsh_brakes,
+    plan_safety_events,
+    raise_corners,
+    swerve_lateral,
+)
 from simulator.geometry import locate, route_geometry
 from simulator.gps import gps_fixes
+from simulator.grade import Terrain, draw_terrain, route_grade_rad
+from simulator.hotspots import SafetyScenario
+from simulator.impacts import Impacts, draw_impacts, impact_signals, impacts_on_route
 from simulator.kinematics import (
+    Motion,
     accel_envelope,
     brake_envelope,
     plan_stops,
     sample_motion,
     target_speed_sq,
 )
-from simulator.roughness import segment_iri
+from simulator.mounting import apply_mounting, draw_misalignment_rad
+from simulator.quarter_car import FAMILIES, TRAIN_FAMILIES, VehicleModel
+from simulator.quarter_car import draw_vehicle as draw_dynamics
+from simulator.roughness import RoadSurface, road_surface, slow_for_features
 from simulator.routes import TripPlanner
 from simulator.vehicles import VehicleSpec, draw_vehicle, make_vin, soc_along
 from simulator.vertical import vertical_response
@@ -36,7 +53,7 @@ __all__ = ["Fleet", "Truth", "simulate_fleet", "GRAVITY_MPS2"]
 
 GRAVITY_MPS2 = 9.81
 DEFAULT_START = datetime(2024, 3, 4, 7, 30, tzinfo=UTC)
-_STREAMS = ("spec", "driver", "route", "speed", "events", "vertical", "gps", "sensors")
+_STREAMS = ("spec", "driver", "route", "speed", "events", "vertical", "gps", "sensors", "safety")
 
 Table = dict[str, np.ndarray]
 
@@ -49,11 +66,23 @@ class Truth:
     ----------
     passes : columns ``vehicle_id, trip, seq, segment, segment_id, entry_t_s, exit_t_s,
         entry_offset_m, exit_offset_m``: every segment as driven, in order (epoch seconds, m)
-    segment_id, iri_m_per_km : (n_segments,) the true roughness of every network segment
+    segment_id, iri_m_per_km : (n_segments,) the true ASTM IRI (m/km) of every segment
+        driven in this simulation (NaN for the others; ``surface.iri_m_per_km()`` for all)
     events : columns ``vehicle_id, type, start_t_s, peak_t_s, duration_s, peak_mps2,
-        speed_kmh, segment, segment_id, offset_m, lat_deg, lon_deg`` (harsh events)
+        speed_kmh, segment, segment_id, offset_m, lat_deg, lon_deg, clear, hotspot``
+        (harsh events; ``clear`` False marks a marginal injected event, ``hotspot`` the id
+        of the hotspot that caused it, '' for background)
     vehicles : vehicle id -> what it is (true powertrain, reported signals)
     drivers : vehicle id -> driver parameters
+    impacts : columns ``vehicle_id, t_s, kind, height_m, speed_kmh, segment, offset_m``:
+        every pothole or hump crossing (front axle; empty without a safety scenario)
+    hotspots : the safety scenario's hotspots (empty without one)
+    mounting_rad : vehicle id -> (roll, pitch, yaw) mounting misalignment, rad
+    iso_class, gd0_m3 : (n_segments,) ISO 8608 class and Gd(n0) (m^3) of every segment
+    features : columns ``segment, segment_id, offset_m, kind ('pothole' | 'bump' | 'rail'),
+        height_m (negative: depth), length_m, detail`` of the driven segments
+    dynamics : vehicle id -> its quarter-car model (family, parameters, gain error)
+    surface : the road surface (true profiles; lazily built, cached)
     """
 
     passes: Table
@@ -62,6 +91,14 @@ class Truth:
     events: Table
     vehicles: dict[str, VehicleSpec]
     drivers: dict[str, Driver]
+    impacts: Table = field(default_factory=dict)
+    hotspots: tuple = ()
+    mounting_rad: dict[str, np.ndarray] = field(default_factory=dict)
+    iso_class: np.ndarray = field(default_factory=lambda: np.zeros(0, object))
+    gd0_m3: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    features: Table = field(default_factory=dict)
+    dynamics: dict[str, VehicleModel] = field(default_factory=dict)
+    surface: RoadSurface | None = None
 
     def passes_of(self, vehicle_id: str) -> Table:
         m = self.passes["vehicle_id"] == vehicle_id
@@ -97,6 +134,9 @@ def simulate_fleet(
     harsh_brakes_per_km: float = 0.1,
     accel_noise_mps2: float = 0.05,
     roughness_seed: int | None = None,
+    safety: SafetyScenario | None = None,
+    vehicle_families: Sequence[str] = TRAIN_FAMILIES,
+    road_features: bool = True,
 ) -> Fleet:
     """Simulate ``n_vehicles`` vehicles driving random trips on ``net``.
 
@@ -115,6 +155,19 @@ def simulate_fleet(
     stop_prob : probability of a stop at an intersection
     harsh_brakes_per_km : mean number of injected harsh brakes per km
     accel_noise_mps2 : white noise of the accelerometer, m/s² (per axis)
+    safety : SafetyScenario, optional
+        Issue 6: inject all four harsh event types (background + hotspots, replacing
+        ``harsh_brakes_per_km``), road grade, mounting misalignment and pothole/hump
+        impacts; drivers' ordinary limits are capped by the scenario's comfort limits.
+
+    vehicle_families : quarter-car families the vehicles are drawn from (uniformly), e.g.
+        ``simulator.quarter_car.HOLDOUT_FAMILIES`` for models never used in tuning
+    road_features : potholes, speed humps and rail crossings in the road profiles (off
+        with a safety scenario, which brings its own impacts)
+
+    The vertical acceleration is each vehicle's body response to the true profile of the
+    road under its wheels (:mod:`simulator.roughness`, :mod:`simulator.vertical`): every
+    pass over a segment meets the same road. Drivers slow down for humps and rails.
 
     Returns
     -------
@@ -128,27 +181,41 @@ def simulate_fleet(
         raise ValueError("start must be a timezone-aware datetime (UTC)")
     if not 0 < trip_km[0] <= trip_km[1]:
         raise ValueError(f"{trip_km=} must be (min, max) with 0 < min <= max")
+    families = tuple(vehicle_families)
+    if not families or any(f not in FAMILIES for f in families):
+        raise ValueError(f"{vehicle_families=} must be a non-empty subset of {sorted(FAMILIES)}")
     params = dict(
         n_vehicles=n_vehicles, seed=seed, start=start.astimezone(UTC).isoformat(), fs_hz=fs_hz,
         gps_rate_hz=gps_rate_hz, gps_sigma_m=gps_sigma_m, gps_dropouts_per_h=gps_dropouts_per_h,
         gps_correlation_s=gps_correlation_s, trip_km=list(trip_km), trips_per_vehicle=trips_per_vehicle,
         departure_spread_s=departure_spread_s, stop_prob=stop_prob,
         harsh_brakes_per_km=harsh_brakes_per_km, accel_noise_mps2=accel_noise_mps2,
-        roughness_seed=roughness_seed,
+        roughness_seed=roughness_seed, safety=None if safety is None else repr(safety),
+        vehicle_families=list(families), road_features=road_features,
     )  # fmt: skip
     root = np.random.SeedSequence(seed)
     road_ss, *vehicle_ss = root.spawn(n_vehicles + 1)
     if roughness_seed is not None:
         road_ss = np.random.SeedSequence(roughness_seed)
-    iri = segment_iri(net, np.random.default_rng(road_ss))
+    road_seed = int(roughness_seed) if roughness_seed is not None else int(road_ss.generate_state(1)[0])
+    surface = road_surface(net, seed=road_seed, features=road_features and safety is None)
     planner = TripPlanner(net)
     t_start = start.timestamp()
+    world = None
+    if safety is not None:
+        r_world = np.random.default_rng(np.random.SeedSequence([int(seed), 6]))
+        terrain = draw_terrain(r_world) if safety.grade else None
+        imp = draw_impacts(net, r_world, potholes_per_km=safety.potholes_per_km, bump_prob=safety.bump_prob)
+        world = (safety, terrain, imp)
+    impacts: list[Table] = []
+    mounting: dict[str, np.ndarray] = {}
 
     traces: dict[str, VehicleTrace] = {}
     passes: list[Table] = []
     events: list[Table] = []
     specs: dict[str, VehicleSpec] = {}
     drivers: dict[str, Driver] = {}
+    dynamics: dict[str, VehicleModel] = {}
     for ss in vehicle_ss:
         rngs = dict(zip(_STREAMS, (np.random.default_rng(s) for s in ss.spawn(len(_STREAMS)))))
         vin = make_vin(rngs["spec"])
@@ -156,17 +223,32 @@ def simulate_fleet(
             vin = make_vin(rngs["spec"])
         spec = draw_vehicle(rngs["spec"], vin)
         driver = draw_driver(rngs["driver"])
+        angles = np.zeros(3)
+        if safety is not None:
+            from dataclasses import replace
+
+            driver = replace(
+                driver, decel_mps2=min(driver.decel_mps2, safety.comfort_decel_mps2),
+                accel_mps2=min(driver.accel_mps2, safety.comfort_accel_mps2),
+                lat_mps2=min(driver.lat_mps2, safety.comfort_lat_mps2),
+            )  # fmt: skip
+            if safety.misalignment_sigma_deg > 0:
+                angles = draw_misalignment_rad(rngs["safety"], sigma_deg=safety.misalignment_sigma_deg)
+            mounting[vin] = angles
         specs[vin], drivers[vin] = spec, driver
+        r_vert = rngs["vertical"]
+        dynamics[vin] = draw_dynamics(families[int(r_vert.integers(len(families)))], r_vert)
         t0 = t_start + round(float(rngs["route"].uniform(0.0, departure_spread_s)), 3)
         origin = None
         trips = []
         for trip in range(trips_per_vehicle):
             out = _one_trip(
-                net, planner, iri, spec, driver, rngs, trip=trip, origin=origin, t0=t0,
+                net, planner, surface, spec, driver, rngs, trip=trip, origin=origin, t0=t0,
                 fs_hz=fs_hz, trip_km=trip_km, stop_prob=stop_prob,
                 harsh_brakes_per_km=harsh_brakes_per_km, gps_rate_hz=gps_rate_hz,
                 gps_sigma_m=gps_sigma_m, gps_dropouts_per_h=gps_dropouts_per_h,
                 gps_correlation_s=gps_correlation_s, accel_noise_mps2=accel_noise_mps2,
+                world=world, mounting_rad=angles, dynamics=dynamics[vin],
             )  # fmt: skip
             trips.append(out)
             origin = int(net.to_node[out["route"][-1]])
@@ -176,13 +258,23 @@ def simulate_fleet(
         for out in trips:
             passes.append({"vehicle_id": np.full(len(out["passes"]["segment"]), vin, object), **out["passes"]})
             events.append({"vehicle_id": np.full(len(out["events"]["start_t_s"]), vin, object), **out["events"]})
+            impacts.append({"vehicle_id": np.full(len(out["impacts"]["t_s"]), vin, object), **out["impacts"]})
+    all_passes = _stack(passes)
     truth = Truth(
-        passes=_stack(passes),
+        passes=all_passes,
         segment_id=net.segment_id,
-        iri_m_per_km=iri,
+        iri_m_per_km=surface.iri_m_per_km(all_passes["segment"]),
         events=_stack(events),
         vehicles=specs,
         drivers=drivers,
+        impacts=_stack(impacts),
+        hotspots=() if safety is None else tuple(safety.hotspots),
+        mounting_rad=mounting,
+        iso_class=surface.iso_class,
+        gd0_m3=surface.gd0_m3,
+        features=surface.feature_table(all_passes["segment"]),
+        dynamics=dynamics,
+        surface=surface,
     )
     return Fleet(traces, truth, params, net.name, net.attribution)
 
@@ -193,11 +285,12 @@ def _stack(tables: list[Table]) -> Table:
 
 
 def _one_trip(
-    net: RoadNetwork, planner: TripPlanner, iri: np.ndarray, spec: VehicleSpec, driver: Driver,
+    net: RoadNetwork, planner: TripPlanner, surface: RoadSurface, spec: VehicleSpec, driver: Driver,
     rngs: dict[str, np.random.Generator], *, trip: int, origin: int | None, t0: float,
     fs_hz: float, trip_km: tuple[float, float], stop_prob: float, harsh_brakes_per_km: float,
     gps_rate_hz: float, gps_sigma_m: float, gps_dropouts_per_h: float, gps_correlation_s: float,
-    accel_noise_mps2: float,
+    accel_noise_mps2: float, world: tuple | None = None, mounting_rad: np.ndarray | None = None,
+    dynamics: VehicleModel | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     r_route = rngs["route"]
     route: list[int] = []
@@ -216,26 +309,47 @@ def _one_trip(
     u = target_speed_sq(net, geom, driver, r_speed)
     stops = plan_stops(geom, r_speed, stop_prob=stop_prob)
     u[stops.grid_index] = 0.0
-    u = brake_envelope(u, s, driver.decel_mps2)
-    brakes = plan_harsh_brakes(s, u, rngs["events"], per_km=harsh_brakes_per_km)
-    u = apply_harsh_brakes(s, u, brakes)
-    u = accel_envelope(u, s, driver.accel_mps2)
-    motion = sample_motion(geom, u, stops, fs_hz=fs_hz)
+    u = slow_for_features(u, s, geom.segments, geom.seg_start_m, surface, r_speed)
+    safety_out = None
+    if world is None:
+        u = brake_envelope(u, s, driver.decel_mps2)
+        brakes = plan_harsh_brakes(s, u, rngs["events"], per_km=harsh_brakes_per_km)
+        u = apply_harsh_brakes(s, u, brakes)
+        u = accel_envelope(u, s, driver.accel_mps2)
+        motion = sample_motion(geom, u, stops, fs_hz=fs_hz)
+    else:
+        motion, safety_out = _safety_motion(net, geom, u, stops, driver, rngs["events"], world, t0=t0, fs_hz=fs_hz)
     n = len(motion.t_s)
     t_abs = np.round(t0 + motion.t_s, 6)
 
     k, off = locate(geom, motion.s_m)
     seg = geom.segments[k]
-    az_dyn = vertical_response(motion.s_m, motion.v_mps, seg, iri, fs_hz=fs_hz, rng=rngs["vertical"])
+    x_road, z_road = surface.route_profile(geom.segments, geom.seg_start_m)
+    assert dynamics is not None
+    az_dyn = vertical_response(motion.t_s, motion.s_m, x_road, z_road, dynamics, fs_hz=fs_hz)
 
     # Sensors: bias + white noise, quantised like a real logger.
     r_sens = rngs["sensors"]
     bias = r_sens.normal(0.0, 0.02, 3)
     noise = r_sens.normal(0.0, accel_noise_mps2, (3, n))
     speed_scale = 1.0 + r_sens.normal(0.0, 0.005)
-    ax = np.round(motion.accel_long_mps2 + bias[0] + noise[0], 3)
-    ay = np.round(motion.accel_lat_mps2 + bias[1] + noise[1], 3)
-    az = np.round(GRAVITY_MPS2 + az_dyn + bias[2] + noise[2], 3)
+    if safety_out is None:
+        ax = np.round(motion.accel_long_mps2 + bias[0] + noise[0], 3)
+        ay = np.round(motion.accel_lat_mps2 + bias[1] + noise[1], 3)
+        az = np.round(GRAVITY_MPS2 + az_dyn + bias[2] + noise[2], 3)
+    else:
+        # Specific force in the vehicle frame (gravity through the grade), then the
+        # misaligned sensor, then bias and noise.
+        theta = safety_out["grade_rad"]
+        f = np.vstack([
+            motion.accel_long_mps2 + safety_out["dax"] + GRAVITY_MPS2 * np.sin(theta),
+            motion.accel_lat_mps2,
+            GRAVITY_MPS2 * np.cos(theta) + az_dyn + safety_out["daz"],
+        ])  # fmt: skip
+        f = apply_mounting(f, mounting_rad if mounting_rad is not None else np.zeros(3))
+        ax = np.round(f[0] + bias[0] + noise[0], 3)
+        ay = np.round(f[1] + bias[1] + noise[1], 3)
+        az = np.round(f[2] + bias[2] + noise[2], 3)
     speed_kmh = np.round(np.maximum(motion.v_mps * 3.6 * speed_scale, 0.0), 2)
 
     fixes = gps_fixes(
@@ -279,13 +393,18 @@ def _one_trip(
         "exit_offset_m": exit_off,
     }
 
-    found = measure_harsh_brakes(motion, s[brakes.grid_index])
+    if safety_out is None:
+        found = measure_harsh_brakes(motion, s[brakes.grid_index])
+        for e in found:
+            e.update(type="harsh_brake", clear=True, src="")
+    else:
+        found = safety_out["events"]
     st = np.array([e["start"] for e in found], np.int64)
     pk = np.array([e["peak"] for e in found], np.int64)
     ev_seg, ev_off = seg[st], off[st]
     lon, lat = net.point_at_wgs84(ev_seg, ev_off) if len(st) else (np.zeros(0), np.zeros(0))
     events = {
-        "type": np.full(len(st), "harsh_brake", object),
+        "type": np.array([e["type"] for e in found], object),
         "start_t_s": t_abs[st],
         "peak_t_s": t_abs[pk],
         "duration_s": np.array([e["duration_s"] for e in found], float),
@@ -296,7 +415,21 @@ def _one_trip(
         "offset_m": ev_off,
         "lat_deg": np.asarray(lat, float),
         "lon_deg": np.asarray(lon, float),
+        "clear": np.array([e["clear"] for e in found], bool),
+        "hotspot": np.array([e["src"] for e in found], object),
     }
+    if safety_out is None:
+        impacts = {"t_s": np.zeros(0), "kind": np.zeros(0, object), "height_m": np.zeros(0),
+                   "speed_kmh": np.zeros(0), "segment": np.zeros(0, np.int64), "offset_m": np.zeros(0)}  # fmt: skip
+    else:
+        imp_t = safety_out["impact_t_s"]
+        ok = np.isfinite(imp_t)
+        j = safety_out["impact_idx"][ok]
+        imp: Impacts = world[2]
+        ti = np.searchsorted(motion.t_s, imp_t[ok])
+        impacts = {"t_s": np.round(t0 + imp_t[ok], 6), "kind": imp.kind[j], "height_m": imp.height_m[j],
+                   "speed_kmh": motion.v_mps[np.minimum(ti, n - 1)] * 3.6, "segment": imp.segment[j],
+                   "offset_m": imp.offset_m[j]}  # fmt: skip
     fix_heading = np.round(fixes.heading_deg, 1) % 360.0
     return {
         "route": route,
@@ -315,7 +448,62 @@ def _one_trip(
         "fix_accuracy": np.round(fixes.accuracy_m, 1),
         "passes": passes,
         "events": events,
+        "impacts": impacts,
     }
+
+
+def _safety_motion(
+    net: RoadNetwork, geom: Any, u: np.ndarray, stops: Any, driver: Driver, rng: np.random.Generator,
+    world: tuple, *, t0: float, fs_hz: float,
+) -> tuple[Motion, dict[str, Any]]:  # fmt: skip
+    """Issue 6 motion: humps slow the driver; harsh events of all four types are planned
+    (background + hotspots), injected in the speed profile (brakes, accelerations,
+    corners) or the lateral acceleration (swerves) and measured on the true motion."""
+    scenario: SafetyScenario = world[0]
+    terrain: Terrain | None = world[1]
+    imp: Impacts = world[2]
+    s = geom.s_m
+    ds = float(s[1] - s[0])
+    s_feat, feat_idx = impacts_on_route(imp, geom.segments, geom.seg_start_m)
+    bump = imp.kind[feat_idx] == "speed_bump"
+    if bump.any():
+        gi = np.clip(np.rint(s_feat[bump] / ds).astype(np.int64), 0, len(s) - 1)
+        u[gi] = np.minimum(u[gi], (scenario.bump_speed_kmh / 3.6) ** 2)
+    u_prov = accel_envelope(brake_envelope(u, s, driver.decel_mps2), s, driver.accel_mps2)
+    k, _ = locate(geom, s)
+    v_max = net.maxspeed_kmh[geom.segments[k]] / 3.6 * driver.speed_factor * 1.04
+    plan = plan_safety_events(
+        s, u, u_prov, junction_m=geom.junction_m, turn_deg=geom.turn_deg,
+        junction_node=net.to_node[geom.segments[:-1]], seg_start_m=geom.seg_start_m,
+        segments=geom.segments, curvature_per_m=geom.curvature_per_m, lat_mps2=driver.lat_mps2,
+        hotspots=scenario.hotspots, background_per_km=scenario.background_per_km,
+        corner_per_turn=scenario.corner_per_turn, t0_s=t0, rng=rng,
+    )  # fmt: skip
+    u = raise_corners(u, plan, v_max)
+    u = brake_envelope(u, s, driver.decel_mps2)
+    u = apply_harsh_brakes(s, u, _Brakes(plan))
+    u = accel_envelope_var(u, s, accel_limits(len(s), driver.accel_mps2, plan))
+    motion = sample_motion(geom, u, stops, fs_hz=fs_hz)
+    dlat, sw_t0 = swerve_lateral(motion.t_s, motion.s_m, plan)
+    motion = Motion(fs_hz=motion.fs_hz, t_s=motion.t_s, s_m=motion.s_m, v_mps=motion.v_mps,
+                    accel_long_mps2=motion.accel_long_mps2, accel_lat_mps2=motion.accel_lat_mps2 + dlat)  # fmt: skip
+    found = measure_safety_events(motion.t_s, motion.s_m, motion.v_mps, motion.accel_long_mps2,
+                                  motion.accel_lat_mps2, s, plan, sw_t0, fs_hz)  # fmt: skip
+    dax, daz, t_cross = impact_signals(motion.t_s, motion.s_m, motion.v_mps, s_feat, imp, feat_idx, fs_hz)
+    grade = np.zeros(len(motion.t_s))
+    if terrain is not None:
+        grade = np.interp(motion.s_m, s, route_grade_rad(net, geom, terrain))
+    return motion, {"events": found, "dax": dax, "daz": daz, "grade_rad": grade,
+                    "impact_t_s": t_cross, "impact_idx": feat_idx}  # fmt: skip
+
+
+class _Brakes:
+    """Adapter: the plan's brakes as ``apply_harsh_brakes`` expects them."""
+
+    def __init__(self, plan: Any) -> None:
+        self.grid_index = np.asarray(plan.brake_idx, np.int64)
+        self.u_target = np.asarray(plan.brake_u, float)
+        self.decel_mps2 = np.asarray(plan.brake_decel, float)
 
 
 def _concat_trips(trips: list[dict[str, Any]], spec: VehicleSpec) -> VehicleTrace:

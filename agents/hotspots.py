@@ -1,0 +1,455 @@
+"""Hotspots of harsh driving: exposure-normalised, empirical-Bayes rates per zone, ranked.
+
+Counting events is not enough: a busy arterial collects more harsh events than a quiet
+street simply because more vehicles drive it. This module turns events and passes into
+rates per unit of exposure, shrinks them towards the rate of similar places, and ranks.
+
+Zones
+-----
+* **Junction zones**: a node where three or more distinct neighbouring nodes meet is a
+  junction; junction nodes joined by a segment of at most ``cluster_m`` (40 m) form one
+  zone (a dual-carriageway crossing), and so do the nodes of a one-way ring of pieces up to
+  80 m (a roundabout). The first and last ``radius_m``
+  (40 m) of every segment touching a junction zone belong to it: drivers brake on the
+  approach and accelerate on the exit, so "events near a junction are attributed to the
+  junction". 40 m is the usual functional area of an urban junction (approach plus
+  stopping distance at 50 km/h).
+* **Segment zones**: the rest of a street, both directions together (safety works treat
+  the street, not one direction). A middle part shorter than ``min_mid_m`` (20 m) is split
+  between the junctions at its ends.
+
+Exposure
+--------
+``vehicle_km``: passes x length of the zone's part of each segment, summed; ``n_passes``:
+passes into the zone (entering segments for a junction zone, both directions for a
+segment zone). Rates: events per vehicle-km and per 1,000 passes.
+
+Empirical Bayes
+---------------
+Per group of similar zones (kind + road class: a junction zone takes the highest class
+meeting there), the rates per vehicle-km follow a Gamma(α, β) prior fitted by the method
+of moments (Marshall 1991): ``m = Σy / Σx``, ``s² = Σ x (y/x - m)² / Σx``,
+``τ² = max(s² - m / x̄, (0.5 m)²)`` (``MIN_CV``), ``α = m² / τ²``, ``β = m / τ²``. Groups of fewer than
+``min_group`` zones borrow the prior of all zones of their kind. Each zone's posterior is
+Gamma(α + y, β + x): its mean is the EB rate, its quantiles the interval. Zones are ranked
+by the posterior mean (a zone with few passes is pulled towards its group's mean, so a
+quiet street with two events does not outrank a junction with fifty).
+
+All functions are pure: arrays in (passes per segment, events' segment and offset, the
+road network), arrays out, so the same ranking comes from offline results and from what
+the database returns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import shapely
+from scipy import stats
+from scipy.sparse import csr_matrix
+from scipy.sparse.csgraph import connected_components
+
+from roadnet import RoadNetwork, to_wgs84
+
+__all__ = ["Zoning", "HotspotRanking", "zoning", "attribute_events", "rank_hotspots", "format_hotspots"]
+
+#: Road classes from the most to the least important (a junction takes its best class).
+CLASS_ORDER = (
+    "motorway", "trunk", "primary", "secondary", "tertiary", "motorway_link", "trunk_link",
+    "primary_link", "secondary_link", "tertiary_link", "unclassified", "residential", "living_street",
+)  # fmt: skip
+
+
+@dataclass(frozen=True, eq=False)
+class Zoning:
+    """How a network splits into zones (arrays parallel to segments, then to zones).
+
+    Attributes
+    ----------
+    seg_zone_start, seg_zone_mid, seg_zone_end : (n_seg,) int, zone of each part (-1: none)
+    seg_cut_start_m, seg_cut_end_m : (n_seg,) float, offsets where the parts meet, m
+    seg_enters : (n_seg,) int, junction zone the segment enters from outside (-1: none)
+    seg_length_m : (n_seg,) float, segment lengths, m
+    zone_id : (n_zones,) str, stable ids: ``J<node id>`` / ``S<segment id>``
+    zone_kind : (n_zones,) 'junction' | 'segment'
+    zone_class : (n_zones,) road class (a junction: the best class meeting there)
+    zone_x_m, zone_y_m : (n_zones,) Lambert-93 position, m
+    zone_segment : (n_zones,) a representative segment (for labels)
+    zone_offset_m : (n_zones,) offset on it, m
+    """
+
+    seg_zone_start: np.ndarray
+    seg_zone_mid: np.ndarray
+    seg_zone_end: np.ndarray
+    seg_cut_start_m: np.ndarray
+    seg_cut_end_m: np.ndarray
+    seg_enters: np.ndarray
+    seg_length_m: np.ndarray
+    zone_id: np.ndarray
+    zone_kind: np.ndarray
+    zone_class: np.ndarray
+    zone_x_m: np.ndarray
+    zone_y_m: np.ndarray
+    zone_segment: np.ndarray
+    zone_offset_m: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.zone_id)
+
+    def exposure(self, n_passes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(passes, vehicle-km) per zone from passes per segment."""
+        n = np.asarray(n_passes, float)
+        nz = len(self)
+        parts = (
+            (self.seg_zone_start, self.seg_cut_start_m),
+            (self.seg_zone_mid, self.seg_cut_end_m - self.seg_cut_start_m),
+            (self.seg_zone_end, self.seg_length_m - self.seg_cut_end_m),
+        )
+        vkm = np.zeros(nz)
+        for z, length in parts:
+            m = z >= 0
+            vkm += np.bincount(z[m], weights=n[m] * length[m] / 1000.0, minlength=nz)
+        passes = np.zeros(nz)
+        m = self.seg_enters >= 0
+        passes += np.bincount(self.seg_enters[m], weights=n[m], minlength=nz)
+        m = self.seg_zone_mid >= 0
+        passes += np.bincount(self.seg_zone_mid[m], weights=n[m], minlength=nz)
+        return passes, vkm
+
+
+def _best_class(classes: list[str]) -> str:
+    rank = {c: k for k, c in enumerate(CLASS_ORDER)}
+    return min(classes, key=lambda c: rank.get(c, len(CLASS_ORDER)))
+
+
+def zoning(net: RoadNetwork, *, radius_m: float = 40.0, cluster_m: float = 40.0, min_mid_m: float = 20.0) -> Zoning:
+    """Split ``net`` into junction and segment zones (cached per network and options)."""
+    return _zoning(net, float(radius_m), float(cluster_m), float(min_mid_m))
+
+
+#: Smallest spread of true rates between zones of a group assumed by the prior (coefficient
+#: of variation): without it, one real hotspot among hundreds of ordinary zones does not
+#: move the moment estimate and would be shrunk away. Road-safety negative-binomial models
+#: find inverse dispersions of ~1-5 (CV 0.45-1), so 0.5 is conservative (prior shape <= 4).
+MIN_CV = 0.5
+
+#: Pieces of a one-way ring up to this length (m) make a roundabout, one junction zone.
+RING_PIECE_M = 80.0
+
+
+@lru_cache(maxsize=8)
+def _zoning(net: RoadNetwork, radius_m: float, cluster_m: float, min_mid_m: float, ring_piece_m: float = RING_PIECE_M) -> Zoning:
+    if radius_m < 0 or cluster_m < 0 or min_mid_m < 0:
+        raise ValueError(f"{radius_m=}, {cluster_m=} and {min_mid_m=} must be >= 0")
+    n_seg, n_nodes = len(net), net.n_nodes
+    a = np.concatenate([net.from_node, net.to_node])
+    b = np.concatenate([net.to_node, net.from_node])
+    pairs = np.unique(np.stack([a, b], axis=1), axis=0)
+    is_j = np.bincount(pairs[:, 0], minlength=n_nodes) >= 3
+    # cluster junction nodes joined by short segments
+    short = is_j[net.from_node] & is_j[net.to_node] & (net.length_m <= cluster_m)
+    # roundabouts: one-way rings of pieces up to ring_piece_m are one junction zone
+    oneway = (net.reverse < 0) & (net.length_m <= ring_piece_m)
+    go = csr_matrix((np.ones(int(oneway.sum())), (net.from_node[oneway], net.to_node[oneway])), shape=(n_nodes, n_nodes))
+    _, ring = connected_components(go, directed=True, connection="strong")
+    in_ring = (np.bincount(ring, minlength=n_nodes) >= 3)[ring]
+    ring_link = oneway & in_ring[net.from_node] & (ring[net.from_node] == ring[net.to_node])
+    link = short | ring_link
+    g = csr_matrix((np.ones(int(link.sum())), (net.from_node[link], net.to_node[link])), shape=(n_nodes, n_nodes))
+    _, lab = connected_components(g, directed=False)
+    is_j = is_j | in_ring
+    jn = np.flatnonzero(is_j)
+    _, jzone = np.unique(lab[jn], return_inverse=True)
+    node_zone = np.full(n_nodes, -1, np.int64)
+    node_zone[jn] = jzone
+    n_j = int(jzone.max()) + 1 if len(jn) else 0
+
+    zs, ze = node_zone[net.from_node], node_zone[net.to_node]
+    length = net.length_m
+    cut0 = np.where(zs >= 0, np.minimum(radius_m, length), 0.0)
+    cut1 = np.where(ze >= 0, np.maximum(length - radius_m, 0.0), length)
+    same = (zs >= 0) & (zs == ze)
+    mid_short = (cut1 - cut0 < min_mid_m) & ~same
+    # short middles: to the junctions (split at the middle if both ends are junctions)
+    both = mid_short & (zs >= 0) & (ze >= 0)
+    only_s = mid_short & (zs >= 0) & (ze < 0)
+    only_e = mid_short & (zs < 0) & (ze >= 0)
+    cut0 = np.where(both, length / 2, np.where(only_s, length, np.where(only_e, 0.0, cut0)))
+    cut1 = np.where(both, length / 2, np.where(only_s, length, np.where(only_e, 0.0, cut1)))
+    cut0 = np.where(same, length, cut0)
+    cut1 = np.where(same, length, cut1)
+    has_mid = cut1 - cut0 > 1e-9
+    # segment zones: one per street (a segment and its reverse)
+    key = np.where(net.reverse >= 0, np.minimum(np.arange(n_seg), net.reverse), np.arange(n_seg))
+    mid_keys = np.unique(key[has_mid])
+    seg_zone_of_key = np.full(n_seg, -1, np.int64)
+    seg_zone_of_key[mid_keys] = n_j + np.arange(len(mid_keys))
+    zmid = np.where(has_mid, seg_zone_of_key[key], -1)
+    zstart = np.where(cut0 > 1e-9, zs, -1)
+    zend = np.where(length - cut1 > 1e-9, ze, -1)
+    zstart = np.where(same, zs, zstart)
+    enters = np.where((ze >= 0) & (zs != ze), ze, -1)
+
+    # zone attributes
+    n_z = n_j + len(mid_keys)
+    start_pt = shapely.get_point(net.geom_m, 0)
+    nx = np.zeros(n_nodes)
+    ny = np.zeros(n_nodes)
+    nx[net.from_node], ny[net.from_node] = shapely.get_x(start_pt), shapely.get_y(start_pt)
+    end_pt = shapely.get_point(net.geom_m, -1)
+    nx[net.to_node], ny[net.to_node] = shapely.get_x(end_pt), shapely.get_y(end_pt)
+    zx, zy = np.zeros(n_z), np.zeros(n_z)
+    cnt = np.bincount(jzone, minlength=n_j).astype(float)
+    zx[:n_j] = np.bincount(jzone, weights=nx[jn], minlength=n_j) / np.maximum(cnt, 1)
+    zy[:n_j] = np.bincount(jzone, weights=ny[jn], minlength=n_j) / np.maximum(cnt, 1)
+    mx, my = net.point_at(mid_keys, (cut0[mid_keys] + cut1[mid_keys]) / 2)
+    zx[n_j:], zy[n_j:] = mx, my
+    ids = np.empty(n_z, object)
+    first_node = np.full(n_j, -1, np.int64)
+    for v in jn[::-1]:
+        first_node[node_zone[v]] = v
+    ids[:n_j] = ["J" + str(net.node_id[v]) for v in first_node]
+    ids[n_j:] = ["S" + str(net.segment_id[s]) for s in mid_keys]
+    kind = np.array(["junction"] * n_j + ["segment"] * len(mid_keys), object)
+    zclass = np.empty(n_z, object)
+    zclass[n_j:] = net.highway[mid_keys]
+    touching: list[list[str]] = [[] for _ in range(n_j)]
+    rep_seg = np.full(n_z, -1, np.int64)
+    rep_seg[n_j:] = mid_keys
+    best_len = np.full(n_j, -1.0)
+    for s_ in np.flatnonzero(ze >= 0):
+        z = ze[s_]
+        touching[z].append(str(net.highway[s_]))
+        if length[s_] > best_len[z] and zs[s_] != z:
+            best_len[z], rep_seg[z] = length[s_], s_
+    for s_ in np.flatnonzero(zs >= 0):
+        touching[zs[s_]].append(str(net.highway[s_]))
+        if rep_seg[zs[s_]] < 0:
+            rep_seg[zs[s_]] = s_
+    zclass[:n_j] = [_best_class(t) if t else "unclassified" for t in touching]
+    zoff = np.zeros(n_z)
+    zoff[:n_j] = np.where(ze[np.maximum(rep_seg[:n_j], 0)] == np.arange(n_j), length[np.maximum(rep_seg[:n_j], 0)], 0.0)
+    zoff[n_j:] = (cut0[mid_keys] + cut1[mid_keys]) / 2
+    zn = Zoning(
+        seg_zone_start=zstart, seg_zone_mid=zmid, seg_zone_end=zend, seg_cut_start_m=cut0, seg_cut_end_m=cut1,
+        seg_enters=enters, seg_length_m=length.copy(), zone_id=ids, zone_kind=kind, zone_class=zclass, zone_x_m=zx, zone_y_m=zy,
+        zone_segment=rep_seg, zone_offset_m=zoff,
+    )  # fmt: skip
+    return zn
+
+
+def attribute_events(zn: Zoning, segment: np.ndarray, offset_m: np.ndarray) -> np.ndarray:
+    """Zone index of each event from its segment index and offset (m along the segment).
+
+    Events within ``radius_m`` of a junction belong to the junction's zone; the others to
+    their street's segment zone. Unknown segments (< 0) give -1.
+    """
+    seg = np.asarray(segment, np.int64)
+    off = np.asarray(offset_m, float)
+    if seg.shape != off.shape:
+        raise ValueError(f"segment and offset_m must have the same shape; got {seg.shape}, {off.shape}")
+    ok = seg >= 0
+    s = np.where(ok, seg, 0)
+    z = np.where(off < zn.seg_cut_start_m[s], zn.seg_zone_start[s], np.where(off > zn.seg_cut_end_m[s], zn.seg_zone_end[s], zn.seg_zone_mid[s]))
+    # a part that belongs to no zone (e.g. a cut at 0) falls back to the nearest that does
+    z = np.where(z < 0, np.maximum(zn.seg_zone_mid[s], np.maximum(zn.seg_zone_start[s], zn.seg_zone_end[s])), z)
+    return np.where(ok, z, -1)
+
+
+@dataclass(frozen=True, eq=False)
+class HotspotRanking:
+    """Zones ranked by their empirical-Bayes harsh-event rate (best first).
+
+    Every array has one entry per ranked zone, in rank order.
+
+    Attributes
+    ----------
+    zone : index into ``zoning`` arrays
+    zone_id, kind, road_class, group : str
+    n_events, n_passes : counts (passes may be fractional if given so)
+    vehicle_km : exposure, vehicle-km
+    rate_per_1000_passes, rate_per_vkm : raw rates
+    eb_rate_per_vkm, eb_lo_per_vkm, eb_hi_per_vkm : posterior mean and ``level`` interval
+    prior_alpha, prior_beta : the zone's group Gamma prior (β in vehicle-km)
+    lon_deg, lat_deg : WGS84 position
+    level : interval probability
+    """
+
+    zone: np.ndarray
+    zone_id: np.ndarray
+    kind: np.ndarray
+    road_class: np.ndarray
+    group: np.ndarray
+    n_events: np.ndarray
+    n_passes: np.ndarray
+    vehicle_km: np.ndarray
+    rate_per_1000_passes: np.ndarray
+    rate_per_vkm: np.ndarray
+    eb_rate_per_vkm: np.ndarray
+    eb_lo_per_vkm: np.ndarray
+    eb_hi_per_vkm: np.ndarray
+    prior_alpha: np.ndarray
+    prior_beta: np.ndarray
+    lon_deg: np.ndarray
+    lat_deg: np.ndarray
+    level: float
+
+    def __len__(self) -> int:
+        return len(self.zone)
+
+    def rows(self) -> list[dict]:
+        """One dict per zone (JSON-friendly)."""
+        keys = [k for k in self.__dataclass_fields__ if k != "level"]
+        return [{k: getattr(self, k)[i].item() if hasattr(getattr(self, k)[i], "item") else getattr(self, k)[i] for k in keys} for i in range(len(self))]
+
+
+def _gamma_prior(y: np.ndarray, x: np.ndarray) -> tuple[float, float]:
+    """Method-of-moments Gamma(α, β) prior of rates y/x (Marshall 1991)."""
+    sx = float(x.sum())
+    m = float(y.sum()) / sx if sx > 0 else 0.0
+    if m <= 0:
+        return 0.5, 0.5 / max(1.0 / max(sx, 1e-9), 1e-9)  # no event at all: vague, small
+    r = y / x
+    s2 = float((x * (r - m) ** 2).sum() / sx)
+    tau2 = max(s2 - m / (sx / len(x)), (MIN_CV * m) ** 2)
+    return m * m / tau2, m / tau2
+
+
+def rank_hotspots(
+    n_passes: np.ndarray,
+    event_segment: np.ndarray,
+    event_offset_m: np.ndarray,
+    net: RoadNetwork,
+    *,
+    radius_m: float = 40.0,
+    cluster_m: float = 40.0,
+    min_mid_m: float = 20.0,
+    min_group: int = 20,
+    min_passes: float = 10.0,
+    level: float = 0.9,
+    rank_by: str = "mean",
+) -> HotspotRanking:
+    """Rank zones by their empirical-Bayes rate of harsh events per vehicle-km.
+
+    Parameters
+    ----------
+    n_passes : (n_segments,) array_like
+        Passes per network segment over the period (index = ``net`` segment index).
+    event_segment : (m,) array_like of int
+        Network segment index of each harsh event (-1: unknown, ignored).
+    event_offset_m : (m,) array_like
+        Offset of each event along its segment, m (the event's start).
+    net : RoadNetwork
+    radius_m, cluster_m, min_mid_m : float
+        Zoning options, m (see the module docstring).
+    min_group : int
+        Groups (kind + road class) with fewer zones with exposure use their kind's prior.
+    min_passes : float
+        Zones with fewer passes are left out of the ranking (they still inform the prior).
+    level : float
+        Probability of the posterior interval (0.9: 5 % and 95 % quantiles).
+    rank_by : 'mean' | 'lower'
+        Rank by the posterior mean rate, or by the interval's lower bound (favours zones
+        with more evidence).
+
+    Returns
+    -------
+    HotspotRanking
+        Ranked by posterior mean rate, descending (ties: by lower bound, then zone id).
+
+    Examples
+    --------
+    >>> from roadnet import load_network
+    >>> net = load_network()
+    >>> passes = np.full(len(net), 50.0)
+    >>> seg = np.full(30, 100); off = np.full(30, net.length_m[100] / 2)
+    >>> r = rank_hotspots(passes, seg, off, net)
+    >>> int(r.n_events[0]), bool(r.eb_rate_per_vkm[0] > r.eb_rate_per_vkm[1])
+    (30, True)
+    """
+    n = np.asarray(n_passes, float)
+    if n.shape != (len(net),):
+        raise ValueError(f"n_passes must have one entry per segment: expected {(len(net),)}, got {n.shape}")
+    if not 0 < level < 1:
+        raise ValueError(f"{level=} must be in (0, 1)")
+    zn = zoning(net, radius_m=radius_m, cluster_m=cluster_m, min_mid_m=min_mid_m)
+    z_ev = attribute_events(zn, event_segment, event_offset_m)
+    nz = len(zn)
+    y = np.bincount(z_ev[z_ev >= 0], minlength=nz).astype(float)
+    passes, vkm = zn.exposure(n)
+    group = np.array([f"{k}:{c}" for k, c in zip(zn.zone_kind, zn.zone_class)], object)
+    alpha = np.zeros(nz)
+    beta = np.zeros(nz)
+    has = vkm > 0
+    for kind in ("junction", "segment"):
+        mk = has & (zn.zone_kind == kind)
+        if not mk.any():
+            continue
+        a_k, b_k = _gamma_prior(y[mk], vkm[mk])
+        alpha[zn.zone_kind == kind], beta[zn.zone_kind == kind] = a_k, b_k
+        for g in np.unique(group[mk]):
+            mg = mk & (group == g)
+            if mg.sum() >= min_group:
+                a_g, b_g = _gamma_prior(y[mg], vkm[mg])
+                alpha[group == g], beta[group == g] = a_g, b_g
+            else:
+                group[group == g] = f"{kind}:all"
+    post_a, post_b = alpha + y, beta + vkm
+    mean = post_a / np.maximum(post_b, 1e-12)
+    q = (1 - level) / 2
+    lo = stats.gamma.ppf(q, post_a, scale=1 / np.maximum(post_b, 1e-12))
+    hi = stats.gamma.ppf(1 - q, post_a, scale=1 / np.maximum(post_b, 1e-12))
+    keep = np.flatnonzero(has & (passes >= min_passes))
+    if rank_by not in ("mean", "lower"):
+        raise ValueError(f"{rank_by=} must be 'mean' or 'lower'")
+    k1, k2 = (mean, lo) if rank_by == "mean" else (lo, mean)
+    order = keep[np.lexsort((zn.zone_id[keep].astype(str), -k2[keep], -k1[keep]))]
+    lon, lat = to_wgs84(zn.zone_x_m[order], zn.zone_y_m[order])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r_pass = np.where(passes > 0, 1000.0 * y / passes, np.nan)
+        r_vkm = np.where(vkm > 0, y / vkm, np.nan)
+    return HotspotRanking(
+        zone=order, zone_id=zn.zone_id[order], kind=zn.zone_kind[order], road_class=zn.zone_class[order],
+        group=group[order], n_events=y[order].astype(np.int64), n_passes=passes[order], vehicle_km=vkm[order],
+        rate_per_1000_passes=r_pass[order], rate_per_vkm=r_vkm[order], eb_rate_per_vkm=mean[order],
+        eb_lo_per_vkm=lo[order], eb_hi_per_vkm=hi[order], prior_alpha=alpha[order], prior_beta=beta[order],
+        lon_deg=np.asarray(lon, float), lat_deg=np.asarray(lat, float), level=float(level),
+    )  # fmt: skip
+
+
+def zone_label(net: RoadNetwork, zn: Zoning, zone: int) -> str:
+    """Where a zone is, for a person: roads (ref or OSM way), junction, coordinates."""
+    z = int(zone)
+    lon, lat = to_wgs84(np.array([zn.zone_x_m[z]]), np.array([zn.zone_y_m[z]]))
+    if zn.zone_kind[z] == "segment":
+        return net.label(int(zn.zone_segment[z]), float(zn.zone_offset_m[z]))
+    segs = np.flatnonzero((zn.seg_zone_end == z) | (zn.seg_zone_start == z))
+    roads: list[str] = []
+    for s in segs[np.argsort([CLASS_ORDER.index(h) if h in CLASS_ORDER else 99 for h in net.highway[segs]], kind="stable")]:
+        name = net.ref[s] if net.ref[s] else f"OSM way {net.osm_way_id[s]}"
+        if name not in roads:
+            roads.append(name)
+    return f"junction of {' × '.join(roads[:4])} ({zn.zone_class[z]}) at {lat[0]:.5f}, {lon[0]:.5f}"
+
+
+def format_hotspots(ranking: HotspotRanking, net: RoadNetwork, *, top: int = 10, radius_m: float = 40.0,
+                    cluster_m: float = 40.0, min_mid_m: float = 20.0) -> str:  # fmt: skip
+    """A text table of the ``top`` zones for the ``roadsense hotspots`` CLI.
+
+    Pass the zoning options used for ``ranking`` (the defaults match).
+    """
+    zn = zoning(net, radius_m=radius_m, cluster_m=cluster_m, min_mid_m=min_mid_m)
+    pct = int(round(100 * ranking.level))
+    lines = [
+        f"{'rank':>4}  {'events':>6}  {'passes':>7}  {'per 1000':>8}  {'EB /vkm':>8}  {f'{pct}% interval':>15}  zone",
+    ]
+    for k in range(min(top, len(ranking))):
+        lines.append(
+            f"{k + 1:>4}  {ranking.n_events[k]:>6d}  {ranking.n_passes[k]:>7.0f}  "
+            f"{ranking.rate_per_1000_passes[k]:>8.1f}  {ranking.eb_rate_per_vkm[k]:>8.2f}  "
+            f"{ranking.eb_lo_per_vkm[k]:>6.2f} – {ranking.eb_hi_per_vkm[k]:<6.2f}  "
+            f"{ranking.zone_id[k]}: {zone_label(net, zn, int(ranking.zone[k]))}"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,199 @@
+"""agents.harsh_events: thresholds, hysteresis, checks, compensation, streaming."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from agents.harsh_events import DetectedEvent, HarshDetectorState, HarshParams, detect_harsh_events
+
+G = 9.81
+
+
+def drive(
+    *, fs=50.0, duration_s=40.0, v0_kmh=50.0, long=(), lat=(), grade=0.0, pitch_deg=0.0, roll_deg=0.0,
+    noise=0.05, seed=0, stand_s=2.0,
+):  # fmt: skip
+    """A trip: ``stand_s`` at rest, then driving at ``v0_kmh`` with longitudinal pulses
+    ``(t0, dur, amp)`` and lateral shapes ``(t0, dur, amp, kind)`` (kind 'flat' or 'sine'),
+    on a grade (rad) with a sensor pitched/rolled; returns (ax, ay, t, speed_kmh) as read."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(0.0, duration_s, 1.0 / fs)
+    a = np.zeros_like(t)
+    for t0, dur, amp in long:
+        a[(t >= t0) & (t < t0 + dur)] += amp
+    # stand, then pull away at 1.8 m/s² up to v0 (done by 10 s at 50 km/h)
+    ramp = (t >= stand_s) & (t < stand_s + v0_kmh / 3.6 / 1.8)
+    a = a + np.where(ramp, 1.8, 0.0)
+    v = np.maximum(np.cumsum(a) / fs, 0.0)
+    ay = np.zeros_like(t)
+    for t0, dur, amp, kind in lat:
+        m = (t >= t0) & (t < t0 + dur)
+        ay[m] += amp * (np.sin(2 * np.pi * (t[m] - t0) / dur) if kind == "sine" else 1.0)
+    ax_read = a + G * np.sin(grade) - G * np.sin(np.radians(pitch_deg)) + noise * rng.standard_normal(t.size)
+    ay_read = ay + G * np.sin(np.radians(roll_deg)) + noise * rng.standard_normal(t.size)
+    return ax_read, ay_read, 1.7e9 + t, np.round(v * 3.6, 2)
+
+
+def detect(ax, ay, t, v=None, fs=50.0, **kw):
+    ev, _ = detect_harsh_events(ax, ay, t, fs, speed_kmh=v, final=True, **kw)
+    return ev
+
+
+class TestDetectHarshEvents:
+    def test_empty(self):
+        ev, st = detect_harsh_events([], [], [], 50.0)
+        assert ev == [] and isinstance(st, HarshDetectorState)
+        ev, st = detect_harsh_events([], [], [], 50.0, state=st, final=True)
+        assert ev == []
+
+    def test_quiet_drive(self):
+        ax, ay, t, v = drive()
+        assert detect(ax, ay, t, v) == []
+
+    def test_brake(self):
+        ax, ay, t, v = drive(long=[(14.0, 1.5, -5.0)])
+        (e,) = detect(ax, ay, t, v)
+        assert isinstance(e, DetectedEvent)
+        assert e.type == "harsh_brake"
+        assert 14.0 < e.start_t_s - t[0] < 14.4
+        assert 1.2 < e.duration_s < 1.9
+        assert -5.6 < e.peak_mps2 < -4.6
+        assert 45 < e.speed_kmh < 52
+        assert not e.abs_engaged
+
+    def test_accel(self):
+        ax, ay, t, v = drive(v0_kmh=15.0, long=[(14.0, 1.5, 3.5)])
+        assert [e.type for e in detect(ax, ay, t, v)] == ["harsh_accel"]
+
+    def test_corner_and_swerve(self):
+        ax, ay, t, v = drive(lat=[(12.0, 1.5, 4.5, "flat"), (22.0, 2.0, 5.0, "sine")])
+        ev = detect(ax, ay, t, v)
+        assert [e.type for e in ev] == ["harsh_corner", "swerve"]
+        assert ev[0].peak_mps2 > 4.0
+        assert 1.5 < ev[1].duration_s < 2.5
+
+    def test_right_corner_is_negative(self):
+        ax, ay, t, v = drive(lat=[(12.0, 1.5, -4.5, "flat")])
+        (e,) = detect(ax, ay, t, v)
+        assert e.type == "harsh_corner" and e.peak_mps2 < -4.0
+
+    def test_below_trigger_or_too_short(self):
+        # -2.7 m/s² for 2 s: firm but ordinary; -6 m/s² for 0.1 s: an impact
+        ax, ay, t, v = drive(long=[(12.0, 2.0, -2.7)])
+        assert detect(ax, ay, t, v) == []
+        ax, ay, t, v = drive(long=[(12.0, 0.1, -6.0)])
+        assert detect(ax, ay, t, v) == []
+
+    def test_min_duration_boundary(self):
+        ax, ay, t, v = drive(long=[(12.0, 0.6, -4.5)], noise=0.0)
+        assert len(detect(ax, ay, t, v)) == 1
+        p = HarshParams(min_duration_s=1.0)
+        assert detect(ax, ay, t, v, params=p) == []
+
+    def test_speed_check_rejects_artefact(self):
+        # the accelerometer reads -4 m/s² for 1 s but the speed does not change
+        ax, ay, t, v = drive()
+        ax = ax.copy()
+        ax[(t - t[0] > 14) & (t - t[0] < 15)] -= 4.0
+        assert detect(ax, ay, t, v) == []
+        # without a speed signal nothing can tell: it is counted
+        assert [e.type for e in detect(ax, ay, t, None)] == ["harsh_brake"]
+
+    def test_downhill_and_pitch_compensated(self):
+        # an ordinary -2.4 m/s² stop on a 7 % downhill, sensor pitched 3°: reads ~ -3.6
+        kw = dict(long=[(14.0, 3.0, -2.4)], grade=-0.07, pitch_deg=3.0)
+        ax, ay, t, v = drive(**kw)
+        assert ax[(t - t[0] > 15) & (t - t[0] < 16)].mean() < -3.3
+        assert detect(ax, ay, t, v) == []
+        # and a real harsh brake there keeps its true size
+        ax, ay, t, v = drive(long=[(14.0, 1.5, -5.0)], grade=-0.07, pitch_deg=3.0)
+        (e,) = detect(ax, ay, t, v)
+        assert -5.6 < e.peak_mps2 < -4.5
+
+    def test_roll_compensated(self):
+        # an ordinary 3.0 m/s² corner read through a 4° roll (+0.68 m/s²)
+        ax, ay, t, v = drive(lat=[(14.0, 3.0, 3.0, "flat")], roll_deg=4.0)
+        assert detect(ax, ay, t, v) == []
+
+    def test_abs(self):
+        ax, ay, t, v = drive(long=[(14.0, 1.0, -2.8)])
+        abs_on = (t - t[0] > 14.2) & (t - t[0] < 14.6)
+        (e,) = detect(ax, ay, t, v, abs_engaged=abs_on)
+        assert e.type == "harsh_brake" and e.abs_engaged
+
+    def test_standing_lateral_is_not_a_corner(self):
+        ax, ay, t, v = drive(v0_kmh=0.0)
+        ay = ay + np.where((t - t[0] > 14) & (t - t[0] < 16), 5.0, 0.0)
+        assert detect(ax, ay, t, np.zeros_like(v)) == []
+
+    @pytest.mark.parametrize("fs", [10.0, 25.0, 100.0])
+    def test_sample_rates(self, fs):
+        ax, ay, t, v = drive(fs=fs, long=[(14.0, 1.5, -5.0)], lat=[(22.0, 1.5, 4.5, "flat")])
+        assert [e.type for e in detect(ax, ay, t, v, fs=fs)] == ["harsh_brake", "harsh_corner"]
+
+    def test_read_only_input(self):
+        arrays = drive(long=[(14.0, 1.5, -5.0)])
+        for a in arrays:
+            a.setflags(write=False)
+        assert len(detect(*arrays)) == 1
+
+    def test_state_not_modified(self):
+        ax, ay, t, v = drive(long=[(14.0, 1.5, -5.0)])
+        _, st = detect_harsh_events(ax[:500], ay[:500], t[:500], 50.0, speed_kmh=v[:500])
+        before = json.dumps(st.to_dict())
+        detect_harsh_events(ax[500:], ay[500:], t[500:], 50.0, speed_kmh=v[500:], state=st, final=True)
+        assert json.dumps(st.to_dict()) == before
+
+    @pytest.mark.parametrize("seed", [0, 1, 2])
+    def test_chunked_equals_one_pass(self, seed):
+        rng = np.random.default_rng(seed)
+        ax, ay, t, v = drive(
+            duration_s=60.0, seed=seed,
+            long=[(14.0, 1.5, -5.0), (34.0, 0.1, -7.0), (44.0, 1.2, 3.2)],
+            lat=[(24.0, 1.5, 4.5, "flat"), (54.0, 2.0, 5.0, "sine")],
+        )  # fmt: skip
+        abs_on = (t - t[0] > 14.5) & (t - t[0] < 14.8)
+        one = detect(ax, ay, t, v, abs_engaged=abs_on)
+        assert len(one) == 4
+        cuts = np.sort(rng.choice(np.arange(1, t.size), 40, replace=False))
+        bounds = np.r_[0, cuts, t.size]
+        st, many = None, []
+        for a, b in zip(bounds[:-1], bounds[1:]):
+            ev, st = detect_harsh_events(
+                ax[a:b], ay[a:b], t[a:b], 50.0, speed_kmh=v[a:b], abs_engaged=abs_on[a:b],
+                state=None if st is None else HarshDetectorState.from_dict(json.loads(json.dumps(st.to_dict()))),
+                final=b == t.size,
+            )  # fmt: skip
+            many += ev
+
+        def key(e):
+            return e.type, e.start_t_s, e.duration_s, e.peak_mps2, e.speed_kmh, e.abs_engaged
+
+        assert [key(e) for e in many] == [key(e) for e in one]
+
+    def test_state_survives_orjson_without_speed(self):
+        import orjson
+
+        ax, ay, t, _ = drive(long=[(14.0, 1.5, -5.0)])
+        one = detect(ax, ay, t, None)
+        _, st = detect_harsh_events(ax[:730], ay[:730], t[:730], 50.0)  # cut inside the brake
+        st = HarshDetectorState.from_dict(orjson.loads(orjson.dumps(st.to_dict())))
+        ev, _ = detect_harsh_events(ax[730:], ay[730:], t[730:], 50.0, state=st, final=True)
+        assert [(e.type, e.start_t_s) for e in ev] == [(e.type, e.start_t_s) for e in one]
+
+    def test_exceptions(self):
+        with pytest.raises(ValueError, match="equal length"):
+            detect_harsh_events([0.0, 1.0], [0.0], [0.0, 1.0], 50.0)
+        with pytest.raises(ValueError, match="fs=0"):
+            detect_harsh_events([0.0], [0.0], [0.0], 0)
+        with pytest.raises(ValueError, match="1-D"):
+            detect_harsh_events(np.zeros((2, 2)), np.zeros((2, 2)), np.zeros((2, 2)), 50.0)
+        with pytest.raises(TypeError, match="numeric"):
+            detect_harsh_events(["a"], [0.0], [0.0], 50.0)
+        with pytest.raises(ValueError, match="speed_kmh"):
+            detect_harsh_events([0.0, 1.0], [0.0, 1.0], [0.0, 1.0], 50.0, speed_kmh=[1.0])
+        with pytest.raises(ValueError, match="release"):
+            HarshParams(brake_release_mps2=-4.0)

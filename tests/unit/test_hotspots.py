@@ -1,0 +1,118 @@
+"""agents.hotspots: zoning, attribution to junctions, exposure, empirical-Bayes ranking."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from agents.hotspots import attribute_events, format_hotspots, rank_hotspots, zoning
+
+
+@pytest.fixture(scope="module")
+def zn(plaisir_net):
+    return zoning(plaisir_net)
+
+
+def a_junction_segment(net, zn, min_len=150.0):
+    """A segment longer than ``min_len`` whose end is a junction zone and which has a middle."""
+    ok = (zn.seg_zone_end >= 0) & (zn.seg_zone_mid >= 0) & (net.length_m > min_len)
+    return int(np.flatnonzero(ok)[0])
+
+
+class TestZoning:
+    def test_parts_cover_segments(self, plaisir_net, zn):
+        assert len(zn) > 100
+        assert (zn.seg_cut_start_m <= zn.seg_cut_end_m + 1e-9).all()
+        assert (zn.seg_cut_end_m <= plaisir_net.length_m + 1e-9).all()
+        assert set(np.unique(zn.zone_kind)) == {"junction", "segment"}
+        assert len(set(zn.zone_id)) == len(zn)
+
+    def test_street_directions_share_a_zone(self, plaisir_net, zn):
+        two = np.flatnonzero((plaisir_net.reverse >= 0) & (zn.seg_zone_mid >= 0))[:50]
+        assert (zn.seg_zone_mid[two] == zn.seg_zone_mid[plaisir_net.reverse[two]]).all()
+
+    def test_exposure(self, plaisir_net, zn):
+        s = a_junction_segment(plaisir_net, zn)
+        n = np.zeros(len(plaisir_net))
+        n[s] = 10
+        passes, vkm = zn.exposure(n)
+        assert vkm.sum() == pytest.approx(10 * plaisir_net.length_m[s] / 1000)
+        assert passes[zn.seg_zone_end[s]] == 10  # it enters the junction
+        assert passes[zn.seg_zone_mid[s]] == 10
+
+
+class TestAttributeEvents:
+    def test_near_junction_goes_to_junction(self, plaisir_net, zn):
+        s = a_junction_segment(plaisir_net, zn)
+        length = plaisir_net.length_m[s]
+        z = attribute_events(zn, np.array([s, s, -1]), np.array([length - 10.0, length / 2, 0.0]))
+        assert z[0] == zn.seg_zone_end[s]
+        assert z[1] == zn.seg_zone_mid[s]
+        assert z[2] == -1
+
+    def test_empty_and_shapes(self, zn):
+        assert attribute_events(zn, np.zeros(0, int), np.zeros(0)).shape == (0,)
+        with pytest.raises(ValueError, match="same shape"):
+            attribute_events(zn, np.zeros(2, int), np.zeros(3))
+
+
+class TestRankHotspots:
+    def test_exposure_not_counts(self, plaisir_net, zn):
+        """A busy street with many events but an ordinary rate ranks below a quiet
+        junction with a high rate."""
+        net = plaisir_net
+        rng = np.random.default_rng(0)
+        n = np.full(len(net), 20.0)
+        segs = np.flatnonzero(zn.seg_zone_mid >= 0)
+        busy = segs[np.argmax(net.length_m[segs])]
+        n[busy] = n[net.reverse[busy]] = 2000.0
+        hot = a_junction_segment(net, zn)
+        # background: 0.2 events per vehicle-km everywhere
+        lam = 0.2 * n * net.length_m / 1000
+        k = rng.poisson(lam)
+        seg = np.repeat(np.arange(len(net)), k)
+        off = rng.uniform(0, 1, seg.size) * net.length_m[seg]
+        seg = np.r_[seg, np.full(15, hot)]
+        off = np.r_[off, np.full(15, net.length_m[hot] - 5.0)]
+        r = rank_hotspots(n, seg, off, net)
+        assert r.zone[0] == zn.seg_zone_end[hot]
+        busy_rank = int(np.flatnonzero(r.zone == zn.seg_zone_mid[busy])[0])
+        assert busy_rank > 10
+        assert r.n_events[busy_rank] > r.n_events[0]  # more events, yet not a hotspot
+        assert (r.eb_lo_per_vkm <= r.eb_rate_per_vkm).all() and (r.eb_rate_per_vkm <= r.eb_hi_per_vkm).all()
+
+    def test_shrinkage(self, plaisir_net):
+        """Same raw rate, less exposure: pulled harder towards the group mean."""
+        net = plaisir_net
+        zn = zoning(net)
+        segs = np.flatnonzero((zn.seg_zone_mid >= 0) & (net.highway == "residential") & (net.length_m > 150))[:2]
+        n = np.full(len(net), 10.0)
+        n[segs[1]] = 100.0
+        ev_seg = np.r_[np.full(5, segs[0]), np.full(50, segs[1])]
+        off = net.length_m[ev_seg] / 2
+        r = rank_hotspots(n, ev_seg, off, net)
+        i0 = int(np.flatnonzero(r.zone == zn.seg_zone_mid[segs[0]])[0])
+        i1 = int(np.flatnonzero(r.zone == zn.seg_zone_mid[segs[1]])[0])
+        assert r.eb_rate_per_vkm[i1] > r.eb_rate_per_vkm[i0]
+
+    def test_no_events(self, plaisir_net):
+        r = rank_hotspots(np.full(len(plaisir_net), 20.0), np.zeros(0, int), np.zeros(0), plaisir_net)
+        assert len(r) > 0 and (r.n_events == 0).all()
+
+    def test_exceptions(self, plaisir_net):
+        with pytest.raises(ValueError, match="one entry per segment"):
+            rank_hotspots(np.zeros(3), [], [], plaisir_net)
+        with pytest.raises(ValueError, match="level"):
+            rank_hotspots(np.zeros(len(plaisir_net)), [], [], plaisir_net, level=1.5)
+        with pytest.raises(ValueError, match="rank_by"):
+            rank_hotspots(np.zeros(len(plaisir_net)), [], [], plaisir_net, rank_by="max")
+
+    def test_format(self, plaisir_net, zn):
+        s = a_junction_segment(plaisir_net, zn)
+        seg = np.full(12, s)
+        off = np.full(12, plaisir_net.length_m[s] - 5.0)
+        r = rank_hotspots(np.full(len(plaisir_net), 30.0), seg, off, plaisir_net)
+        text = format_hotspots(r, plaisir_net, top=3)
+        lines = text.splitlines()
+        assert len(lines) == 4 and "junction of" in lines[1] and "48." in lines[1]
+        assert r.rows()[0]["n_events"] == 12
