@@ -90,6 +90,8 @@ def settings(stack, test_db, tmp_path_factory):
 def _env(s: Settings) -> dict[str, str]:
     env = dict(os.environ)
     for name, value in s.model_dump().items():
+        if value is None:
+            continue
         v = value.get_secret_value() if hasattr(value, "get_secret_value") else value
         env[f"ROADSENSE_{name.upper()}"] = str(v)
     return env
