@@ -257,9 +257,11 @@ def process_frame(
     dt = np.diff(np.concatenate([[t_prev], t]))
     v_ext = np.concatenate([[v_prev], v])
     d = st.trip_dist_m + np.cumsum(0.5 * (v_ext[1:] + v_ext[:-1]) * dt)
+    # Speed lets the detector compensate grade and reject artefacts (the speed must change
+    # with a real manoeuvre); ABS engagement marks a braking run as harsh.
     detected, st.harsh = detect_harsh_events(
         frame.accel_long_mps2, frame.accel_lat_mps2, t, fs, state=st.harsh, params=params.harsh,
-        final=frame.trip_end,
+        final=frame.trip_end, speed_kmh=frame.speed_kmh, abs_engaged=frame.abs_engaged,
     )
     for ev in detected:
         st.unplaced_events.append([ev.type, ev.start_t_s, ev.duration_s, ev.peak_mps2])

@@ -11,11 +11,21 @@ from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-__all__ = ["SegmentPass", "HarshEvent", "DeadLetter", "HarshEventType", "RECORD_SCHEMA_VERSION"]
+__all__ = [
+    "SegmentPass",
+    "HarshEvent",
+    "DeadLetter",
+    "PassImpact",
+    "RoadAlert",
+    "HarshEventType",
+    "AlertKind",
+    "RECORD_SCHEMA_VERSION",
+]
 
 RECORD_SCHEMA_VERSION = 1
 Finite = Annotated[float, Field(allow_inf_nan=False)]
-HarshEventType = Literal["harsh_brake", "harsh_accel", "harsh_corner"]
+HarshEventType = Literal["harsh_brake", "harsh_accel", "harsh_corner", "swerve"]
+AlertKind = Literal["pothole"]
 
 
 class _Record(BaseModel):
@@ -79,3 +89,52 @@ class DeadLetter(_Record):
     original_b64: str = Field(description="the message value, base64, byte for byte")
     failed_at: datetime
     worker: str | None = None
+
+
+class PassImpact(_Record):
+    """One impact (a short sharp vertical shock) felt by one vehicle on one segment.
+
+    Emitted by stage 1 with the pass it belongs to (topic ``segment.passes`` or
+    ``segment.impacts``, key = segment), consumed by stage 2 (pothole confirmation across
+    vehicles). Natural key: (``vehicle``, ``segment_id``, ``time``).
+    """
+
+    schema_version: Literal[1] = RECORD_SCHEMA_VERSION
+    vehicle: str = Field(min_length=8, max_length=64, description="keyed-HMAC pseudonym")
+    segment_id: str
+    time: AwareDatetime = Field(description="time of the impact's first lobe")
+    offset_m: Finite = Field(ge=0, description="distance along the segment of the impact's onset, m")
+    peak_mps2: Finite = Field(ge=0, description="largest |band-passed vertical acceleration|, m/s²")
+    polarity: Literal[-1, 1] = Field(description="-1 down-first (pothole-like), +1 up-first (bump-like)")
+    slowdown: Finite = Field(ge=0, le=1, description="speed at the impact / highest speed over the 60 m before")
+    n_lobes: int = Field(ge=0)
+    n_peaks: int = Field(ge=1)
+    speed_kmh: Finite = Field(ge=0)
+    severity: Finite = Field(ge=0, description="peak / causal robust scale of the signal")
+    duration_s: Finite = Field(ge=0)
+    double_hit_m: Finite | None = Field(default=None, ge=0, description="spacing of the two strongest hits >= 1 m apart, m")
+    kind_score: Finite = Field(ge=0, le=1, description="0..1, how pothole-like the signature is")
+    fs_hz: Finite = Field(gt=0, description="inertial sample rate of the pass")
+
+
+class RoadAlert(_Record):
+    """A confirmed road defect (stage 2; topic ``road.alerts``, key = segment; table ``road_alerts``).
+
+    ``alert_id`` is deterministic (segment + position of the cluster when first confirmed),
+    so a replay produces the same ids; later evidence updates the same alert (``revision``).
+    No pseudonyms: ``n_vehicles`` is a count.
+    """
+
+    schema_version: Literal[1] = RECORD_SCHEMA_VERSION
+    alert_id: str = Field(min_length=8, max_length=64)
+    segment_id: str
+    kind: AlertKind = "pothole"
+    position_m: Finite = Field(ge=0, description="distance along the segment, m")
+    lat_deg: Finite | None = None
+    lon_deg: Finite | None = None
+    confidence: Finite = Field(ge=0, le=1)
+    n_vehicles: int = Field(ge=0, description="distinct vehicles whose impacts confirm it")
+    n_impacts: int = Field(ge=0)
+    first_seen: AwareDatetime
+    last_seen: AwareDatetime
+    revision: int = Field(default=0, ge=0, description="0 when first confirmed, +1 per update")

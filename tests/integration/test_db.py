@@ -236,7 +236,7 @@ def test_changed_missing_and_failing_migrations(name, db_conns, fresh_schema, tm
         with pytest.raises(MigrationError, match=r"900_broken\.sql:3: 42883"):
             db.migrate(conn, directory=sqldir)
         assert conn.execute("SELECT to_regclass('half_done')").fetchone() == (None,)
-        assert max(a.version for a in db.applied_migrations(conn)) == 6
+        assert max(a.version for a in db.applied_migrations(conn)) == max(m.version for m in db.read_migrations())
         # fixed: applied alone
         (sqldir / "900_broken.sql").write_text("CREATE TABLE half_done (x int);\n")
         assert [a.version for a in db.migrate(conn, directory=sqldir)] == [900]
@@ -349,7 +349,7 @@ def test_failed_batch_writes_nothing(name, loaded, db_fixture_records):
     conn = loaded[name]
     good = db_fixture_records[0][0].model_copy(update={"vehicle": "rollbackvehicle1"})
     bad = HarshEvent.model_construct(**{
-        **db_fixture_records[1][0].model_dump(), "vehicle": "rollbackvehicle1", "type": "swerve",
+        **db_fixture_records[1][0].model_dump(), "vehicle": "rollbackvehicle1", "type": "hovercraft",
     })
     with pytest.raises(SinkError, match=r"1 passes and 1 harsh events not written.*check") as err:
         sink.write_results(conn, [good], [bad])
