@@ -10,6 +10,7 @@ is a bug and shows its traceback.
     roadsense worker                              one stage-1 worker (until SIGTERM)
     roadsense score TRACES... --network FILE --out DIR
     roadsense top [--limit 10]                    roughest segments and harshest spots
+    roadsense hotspots [--limit 10]               accident-prone zones (empirical Bayes)
     roadsense db migrate
     roadsense schemas [--out schemas/json]        regenerate the JSON Schema files
 """
@@ -95,6 +96,17 @@ def cmd_top(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_hotspots(args: argparse.Namespace) -> int:
+    from pipeline import db
+    from pipeline.report import print_hotspots
+    from roadnet import load_network
+
+    s = _settings()
+    with db.connect(s.pg_dsn.get_secret_value()) as conn:
+        print_hotspots(conn, load_network(s.network_path), limit=args.limit)
+    return 0
+
+
 def cmd_db(args: argparse.Namespace) -> int:
     from pipeline import db
     from roadnet import load_network
@@ -167,6 +179,10 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("top", help="roughest segments and harshest spots from the database")
     t.add_argument("--limit", type=int, default=10)
     t.set_defaults(func=cmd_top)
+
+    hs = sub.add_parser("hotspots", help="accident-prone zones, exposure-normalised (from the database)")
+    hs.add_argument("--limit", type=int, default=10)
+    hs.set_defaults(func=cmd_hotspots)
 
     dbp = sub.add_parser("db", help="database maintenance")
     dbp.add_argument("action", choices=["migrate"])

@@ -38,3 +38,43 @@ def print_top(conn: psycopg.Connection, *, limit: int = 10, min_passes: int = 2)
     if not spots:
         print("  (no harsh event recorded yet)")
     print(f"\n{ATTRIBUTION}")
+
+
+def hotspot_inputs_from_db(conn: psycopg.Connection, net) -> tuple:
+    """(passes per network segment, event segment indices, event offsets) from the database.
+
+    Reads the raw tables (owner role): the ranking needs event positions along segments.
+    """
+    import numpy as np
+
+    n_passes = np.zeros(len(net), float)
+    rows = conn.execute("SELECT segment_id, count(*) FROM segment_passes GROUP BY segment_id").fetchall()
+    if rows:
+        idx = net.indices_of([r[0] for r in rows])
+        ok = idx >= 0
+        n_passes[idx[ok]] = np.asarray([r[1] for r in rows], float)[ok]
+    ev = conn.execute("SELECT segment_id, offset_m FROM harsh_events ORDER BY start_time, vehicle, type").fetchall()
+    seg = net.indices_of([r[0] for r in ev]) if ev else np.zeros(0, np.int64)
+    off = np.asarray([r[1] for r in ev], float)
+    return n_passes, seg, off
+
+
+def hotspot_inputs_from_records(passes, events, net) -> tuple:
+    """The same inputs from pass and event records (``roadsense score``, tests)."""
+    import numpy as np
+
+    n_passes = np.zeros(len(net), float)
+    np.add.at(n_passes, net.indices_of([p.segment_id for p in passes]), 1.0)
+    seg = net.indices_of([e.segment_id for e in events]) if events else np.zeros(0, np.int64)
+    off = np.asarray([e.offset_m for e in events], float)
+    return n_passes, seg, off
+
+
+def print_hotspots(conn: psycopg.Connection, net, *, limit: int = 10) -> None:
+    """Accident-prone zones: exposure-normalised, shrunk towards similar roads (agents.hotspots)."""
+    from agents.hotspots import format_hotspots, rank_hotspots
+
+    ranking = rank_hotspots(*hotspot_inputs_from_db(conn, net), net)
+    print("Accident-prone zones (harsh events per vehicle-km, empirical Bayes by road class)")
+    print(format_hotspots(ranking, net, top=limit))
+    print(f"\n{ATTRIBUTION}")

@@ -220,3 +220,15 @@ def test_replaying_again_changes_nothing(first_run, settings, fleet_dir, test_db
     again = replay([fleet_dir], s.kafka_bootstrap, s.frames_topic, frame_s=2.0, speedup=0.0, progress=False)
     _run_worker_until_consumed(s, first_run["total"] + again.frames, first_run["logs"] / "worker2.log")
     assert _db_passes(test_db) == first_run["rows"]
+
+
+def test_hotspot_ranking_from_the_database_equals_the_agents_on_offline_results(first_run, offline, test_db, net):
+    from agents.hotspots import rank_hotspots
+    from pipeline.report import hotspot_inputs_from_db, hotspot_inputs_from_records
+
+    with db.connect(test_db) as conn:
+        from_db = rank_hotspots(*hotspot_inputs_from_db(conn, net), net)
+    direct = rank_hotspots(*hotspot_inputs_from_records(offline.passes, offline.events, net), net)
+    assert list(from_db.zone_id) == list(direct.zone_id)
+    assert list(from_db.n_events) == list(direct.n_events)
+    assert from_db.eb_rate_per_vkm == pytest.approx(direct.eb_rate_per_vkm)
