@@ -52,7 +52,7 @@ def wait_until_consumed(bootstrap: str, group: str, topic: str, *, total: int, p
 def run_demo(*, vehicles: int = 40, seed: int = 7, out: Path = Path("out/demo"), frame_s: float = 2.0) -> int:
     from pipeline import db, stack
     from pipeline.localenv import local_settings
-    from pipeline.report import print_top
+    from pipeline.report import print_hotspots, print_top
     from pipeline.topics import ensure_topics
     from roadnet import load_network
     from simulator import simulate_fleet, write_fleet
@@ -116,6 +116,8 @@ def run_demo(*, vehicles: int = 40, seed: int = 7, out: Path = Path("out/demo"),
     with db.connect(s.pg_dsn.get_secret_value(), autocommit=True) as conn:
         db.refresh(conn)
         print_top(conn, limit=10)
+        print()
+        print_hotspots(conn, net, limit=5)
     dsn_hidden = stack.connection_info().pg_dsn.split("@")[-1]
     print(f"""
 Done in {time.monotonic() - t0:.0f} s.
