@@ -1,17 +1,24 @@
 """The Faust app: named topics, the vehicle-state table and the stage-1 agent.
 
-Thin wiring around ``pipeline.stage1.FrameHandler``. Per message, in this order:
+Thin wiring around ``pipeline.stage1.FrameHandler``. Per message:
 
-1. decode + validate; bad input goes to ``vehicle.frames.dlq`` with its reason (awaited);
+1. decode + validate; bad input goes to ``vehicle.frames.dlq`` with its reason;
 2. ``process_frame`` on the vehicle's state from the table;
-3. passes and events committed to the database (idempotent inserts), retried while the
-   database is unavailable: a message is never acknowledged before its results are stored;
-4. new state written to the table, and its changelog record awaited;
-5. passes published on ``segment.passes`` (key = segment id), awaited;
-6. the event is acknowledged; Faust commits offsets of acknowledged events only.
+3. the new state *and the frame's results* (the outbox, ``pipeline.stage1``) written to
+   the table in one record; passes published on ``segment.passes``; the event joins the
+   pending batch, unacknowledged.
 
-A crash between 3 and 6 replays the message: the database ignores the duplicate rows, and
-the state's ``last_seq`` (if the changelog got through) makes the replay a no-op.
+Every ``batch_max`` events or ``batch_s`` seconds (a timer covers idle time), the batch is
+committed in this order: (a) all its passes and events in one database transaction
+(idempotent inserts, retried while the database is down), (b) the producer flushed, so
+that every changelog, dead-letter and pass record of the batch is on the broker, (c) the
+events acknowledged (Faust commits offsets of acknowledged events only), (d) the outboxes
+of those frames marked confirmed.
+
+Nothing is lost and nothing is counted twice: a crash before (c) replays the batch; frames
+the state already holds are skipped as duplicates (``last_seq``) and their results, still
+in the state's outbox, are re-written by the recovery hook (idempotent) when the table is
+recovered, before any new message is processed.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import atexit
 import logging
 import os
 import socket
+import time
 from pathlib import Path
 
 import faust
@@ -30,7 +38,7 @@ from pipeline import db, sink
 from pipeline.exceptions import SinkError
 from pipeline.pseudonym import Pseudonymiser
 from pipeline.settings import Settings
-from pipeline.stage1 import FrameHandler, dead_letter
+from pipeline.stage1 import FrameHandler, dead_letter, outbox_results, unpack_envelope
 from pipeline.stats import WorkerStats
 from roadnet import load_network
 
@@ -39,6 +47,20 @@ __all__ = ["create_app", "run_worker"]
 log = logging.getLogger("roadsense.worker")
 
 DB_RETRY_S = (0.5, 1.0, 2.0, 5.0, 10.0)
+
+
+class _Batch:
+    """Events awaiting their commit, with their results (grouped per event)."""
+
+    def __init__(self) -> None:
+        self.events: list = []
+        self.results: list[tuple] = []  # (event, passes, events, raw, key bytes)
+        self.confirm: list[tuple[str, int]] = []
+        self.stats: list[dict] = []
+        self.started = 0.0
+
+    def __len__(self) -> int:
+        return len(self.events)
 
 
 def create_app(settings: Settings) -> faust.App:
@@ -58,6 +80,9 @@ def create_app(settings: Settings) -> faust.App:
         topic_replication_factor=1,
         consumer_auto_offset_reset="earliest",
         broker_commit_interval=1.0,
+        # A dead worker's partitions move to the others after this long (default 60 s).
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=3.0,
         web_enabled=False,
         producer_acks=-1,
         key_serializer="raw",
@@ -66,19 +91,14 @@ def create_app(settings: Settings) -> faust.App:
     frames = app.topic(settings.frames_topic, key_type=bytes, value_type=bytes, partitions=settings.partitions)
     dlq = app.topic(settings.dlq_topic, key_type=bytes, value_type=bytes, partitions=settings.partitions)
     passes_topic = app.topic(settings.passes_topic, key_type=bytes, value_type=bytes, partitions=settings.partitions)
-    states = app.Table(
-        "vehicle_state",
-        default=None,
-        key_type=bytes,
-        value_type=bytes,
-        partitions=settings.partitions,
-        help="per-vehicle processing state (agents.passes.VehicleState), key = pseudonym",
-    )
     stats = WorkerStats(settings.stats_file)
     atexit.register(stats.dump)
     dsn = settings.pg_dsn.get_secret_value()
     worker_name = f"{socket.gethostname()}:{os.getpid()}"
     conn_box: dict[str, object] = {}
+    batch = _Batch()
+    lock = asyncio.Lock()
+    stream_box: dict[str, faust.Stream] = {}
 
     def connection():
         conn = conn_box.get("conn")
@@ -87,68 +107,133 @@ def create_app(settings: Settings) -> faust.App:
             conn_box["conn"] = conn
         return conn
 
-    def write(passes, events) -> None:
-        sink.write_results(connection(), passes, events)
-
-    @app.agent(frames, name="stage1")
-    async def stage1(stream: faust.Stream) -> None:
-        async for event in stream.noack().events():
-            msg = event.message
-            raw = event.value if isinstance(event.value, bytes) else bytes(event.value or b"")
-            out = handler.handle(raw, lambda k: states.get(k.encode()))
-            if out.dead_letter is not None:
-                etype, reason = out.dead_letter
-                log.warning("dead letter %s[%s]@%s: %s", msg.topic, msg.partition, msg.offset, reason)
-                env = dead_letter(raw, msg.key, etype, reason, topic=msg.topic, partition=msg.partition,
-                                  offset=msg.offset, worker=worker_name)
-                fut = await dlq.send(key=msg.key, value=env)
-                await fut
-                await stream.ack(event)
-                stats.record(kafka_ts_ms=_ts_ms(msg), samples=0, passes=0, vehicle=None, dead=True)
-                continue
-            if out.passes or out.events:
-                refused = await _with_retry(lambda: asyncio.to_thread(write, out.passes, out.events))
-                if refused is not None:  # the database rejected these rows: not retriable
-                    env = dead_letter(raw, msg.key, "SinkError", f"database refused the results: {refused}",
-                                      topic=msg.topic, partition=msg.partition, offset=msg.offset, worker=worker_name)
-                    await (await dlq.send(key=msg.key, value=env))
-                    await stream.ack(event)
-                    continue
-            if out.state is not None:
-                key = out.state_key.encode()  # type: ignore[union-attr]
-                states.data[key] = out.state
-                await states.send_changelog(msg.partition, key, out.state)
-            sent = [await passes_topic.send(key=p.segment_id.encode(), value=p.model_dump_json().encode())
-                    for p in out.passes]
-            for fut in sent:
-                await fut
-            await stream.ack(event)
-            stats.record(kafka_ts_ms=_ts_ms(msg), samples=out.n_samples, passes=len(out.passes),
-                         vehicle=out.state_key, dead=False)
-
-    async def _with_retry(make) -> SinkError | None:
-        """Run a database write until it succeeds; a non-retriable refusal is returned."""
-        for attempt in range(10_000_000):
+    def drop_connection() -> None:
+        conn = conn_box.pop("conn", None)
+        if conn is not None:
             try:
-                await make()
+                conn.close()  # type: ignore[union-attr]
+            except Exception:
+                pass
+
+    async def write_until_done(passes, events) -> SinkError | None:
+        """Write until it succeeds; a non-retriable refusal is returned, not raised."""
+        attempt = 0
+        while True:
+            try:
+                await asyncio.to_thread(sink.write_results, connection(), passes, events)
                 return None
             except SinkError as exc:
                 if not exc.retriable:
                     return exc
-                delay = DB_RETRY_S[min(attempt, len(DB_RETRY_S) - 1)]
-                log.error("database unavailable (%s); retrying in %.1fs", exc, delay)
-                await asyncio.sleep(delay)
+                err: Exception = exc
             except Exception as exc:  # connection lost: wait, never drop, never ack
-                delay = DB_RETRY_S[min(attempt, len(DB_RETRY_S) - 1)]
-                log.error("database write failed (%s); retrying in %.1fs", exc, delay)
-                conn = conn_box.pop("conn", None)
-                if conn is not None:
-                    try:
-                        conn.close()  # type: ignore[union-attr]
-                    except Exception:
-                        pass
-                await asyncio.sleep(delay)
-        raise RuntimeError("unreachable")
+                err = exc
+            delay = DB_RETRY_S[min(attempt, len(DB_RETRY_S) - 1)]
+            log.error("database write failed (%s); retrying in %.1fs", err, delay)
+            drop_connection()
+            attempt += 1
+            await asyncio.sleep(delay)
+
+    async def recover_outboxes() -> None:
+        """After the table is recovered: re-write every outbox (idempotent), then confirm."""
+        passes, events, done = [], [], []
+        for key, value in states.items():
+            try:
+                state, outbox = unpack_envelope(value)
+            except ValueError:
+                continue
+            if outbox:
+                p, e = outbox_results(outbox)
+                passes += p
+                events += e
+                done.append((key.decode(), max(x["seq"] for x in outbox)))
+        if passes or events:
+            refused = await write_until_done(passes, events)
+            if refused is not None:
+                log.error("recovered outbox refused by the database: %s", refused)
+            log.info("recovery: re-wrote %d passes, %d events from %d outboxes", len(passes), len(events), len(done))
+        for key, seq in done:
+            handler.confirm(key, seq)
+
+    states = app.Table(
+        "vehicle_state",
+        default=None,
+        key_type=bytes,
+        value_type=bytes,
+        partitions=settings.partitions,
+        on_recover=recover_outboxes,
+        help="per-vehicle state + outbox (pipeline.stage1 envelope), key = pseudonym",
+    )
+
+    async def flush() -> None:
+        """Commit the pending batch: database, producer, acknowledgements, confirmations."""
+        async with lock:
+            if not batch:
+                return
+            passes = [p for r in batch.results for p in r[1]]
+            events = [e for r in batch.results for e in r[2]]
+            if passes or events:
+                refused = await write_until_done(passes, events)
+                if refused is not None:
+                    # One frame's rows are invalid: write frame by frame, dead-letter the refused.
+                    for ev, ps, es, raw, key in batch.results:
+                        bad = await write_until_done(ps, es)
+                        if bad is not None:
+                            m = ev.message
+                            env = dead_letter(raw, m.key, "SinkError", f"database refused the results: {bad}",
+                                              topic=m.topic, partition=m.partition, offset=m.offset,
+                                              worker=worker_name)
+                            await dlq.send(key=m.key, value=env)
+            await app.producer.flush()
+            stream = stream_box["stream"]
+            for ev in batch.events:
+                await stream.ack(ev)
+            for key, seq in batch.confirm:
+                handler.confirm(key, seq)
+            for kw in batch.stats:
+                stats.record(**kw)
+            batch.__init__()
+
+    @app.agent(frames, name="stage1")
+    async def stage1(stream: faust.Stream) -> None:
+        stream_box["stream"] = stream
+        async for event in stream.noack().events():
+            msg = event.message
+            raw = event.value if isinstance(event.value, bytes) else bytes(event.value or b"")
+            out = handler.handle(raw, lambda k: states.get(k.encode()))
+            async with lock:
+                if not batch:
+                    batch.started = time.monotonic()
+                batch.events.append(event)
+                if out.dead_letter is not None:
+                    etype, reason = out.dead_letter
+                    log.warning("dead letter %s[%s]@%s: %s", msg.topic, msg.partition, msg.offset, reason)
+                    env = dead_letter(raw, msg.key, etype, reason, topic=msg.topic, partition=msg.partition,
+                                      offset=msg.offset, worker=worker_name)
+                    await dlq.send(key=msg.key, value=env)
+                    batch.stats.append(dict(kafka_ts_ms=_ts_ms(msg), samples=0, passes=0, vehicle=None, dead=True))
+                else:
+                    if out.state is not None:
+                        states[out.state_key.encode()] = out.state  # type: ignore[union-attr]
+                    if out.passes or out.events:
+                        batch.results.append((event, out.passes, out.events, raw, out.state_key))
+                        batch.confirm.append((out.state_key, out.seq))  # type: ignore[arg-type]
+                    for p in out.passes:
+                        await passes_topic.send(key=p.segment_id.encode(), value=p.model_dump_json().encode())
+                    batch.stats.append(dict(kafka_ts_ms=_ts_ms(msg), samples=out.n_samples,
+                                            passes=len(out.passes), vehicle=out.state_key, dead=False))
+                full = len(batch) >= settings.batch_max or time.monotonic() - batch.started >= settings.batch_s
+            if full:
+                await flush()
+
+    @app.timer(interval=max(0.05, settings.batch_s / 2))
+    async def flush_idle() -> None:
+        # An exception in a timer stops the worker: log it; the next tick retries.
+        try:
+            if batch and time.monotonic() - batch.started >= settings.batch_s:
+                await flush()
+        except Exception:
+            log.exception("idle flush failed; will retry")
 
     app.roadsense_handler = handler  # type: ignore[attr-defined]
     return app

@@ -74,6 +74,7 @@ def score_traces(
                 continue
             if out.state is not None and out.state_key is not None:
                 states[out.state_key] = out.state
+                handler.confirm(out.state_key, out.seq)  # collected below: nothing to re-send
             passes.extend(out.passes)
             events.extend(out.events)
     scores = segment_scores(passes, events)

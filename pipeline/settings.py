@@ -33,6 +33,8 @@ class Settings(BaseSettings):
     alerts_topic: str = "road.alerts"
     partitions: int = Field(default=4, ge=1, description="partitions of the keyed topics and tables")
     frame_s: float = Field(default=2.0, gt=0, le=60, description="seconds of samples per frame message")
+    batch_max: int = Field(default=500, ge=1, description="frames per database commit (at most)")
+    batch_s: float = Field(default=0.5, gt=0, le=30, description="longest wait before a commit, s")
     store: str = Field(default="rocksdb://", description="Faust table store: rocksdb:// or memory://")
     data_dir: Path = Field(default=Path(".stack/worker"), description="Faust data dir (RocksDB tables)")
     trim_m: float = Field(default=300.0, ge=0, description="privacy trim at trip start and end, m")

@@ -2,17 +2,26 @@
 
 The transport-free core of the stage-1 agent: decode and validate the raw bytes,
 pseudonymise, run ``agents.passes.process_frame`` on the vehicle's state. The Faust agent
-(``pipeline.app``) and the tests call the same ``handle``; the agent only adds Kafka and
-the database around it, in the order that loses nothing (results committed, then state,
-then the offset).
+(``pipeline.app``) and ``roadsense score`` call the same ``handle``.
+
+The table value of a vehicle is an envelope: its ``VehicleState`` plus an *outbox*, the
+results of its recent frames that are not yet known to be committed in the database.
+Writing state and results in one record is what lets the worker batch database commits:
+whatever order the changelog and the database reach disk in, a crash loses nothing,
+because a restarted worker re-writes every outbox (idempotent inserts) before it goes on,
+and a replayed frame older than the state is skipped. Outbox entries are dropped once
+``confirm`` says their frame's results are committed.
 """
 
 from __future__ import annotations
 
 import base64
 import logging
+import struct
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+
+import orjson
 
 from agents.passes import PassParams, VehicleState, process_frame
 from roadnet import RoadNetwork
@@ -22,7 +31,31 @@ from schemas.records import DeadLetter, HarshEvent, SegmentPass
 
 from pipeline.pseudonym import Pseudonymiser
 
-__all__ = ["Outcome", "FrameHandler", "dead_letter"]
+__all__ = ["Outcome", "FrameHandler", "dead_letter", "pack_envelope", "unpack_envelope", "outbox_results"]
+
+_MAGIC = b"RSE1"
+
+
+def pack_envelope(state: bytes, outbox: list) -> bytes:
+    """Table value: magic, outbox length, outbox (JSON), state bytes."""
+    box = orjson.dumps(outbox) if outbox else b""
+    return _MAGIC + struct.pack("<I", len(box)) + box + state
+
+
+def unpack_envelope(value: bytes) -> tuple[bytes, list]:
+    """(state bytes, outbox) of a table value."""
+    if value[:4] != _MAGIC:
+        raise ValueError("not a roadsense vehicle-state envelope")
+    (n,) = struct.unpack_from("<I", value, 4)
+    box = orjson.loads(value[8 : 8 + n]) if n else []
+    return value[8 + n :], box
+
+
+def outbox_results(outbox: list) -> tuple[list[SegmentPass], list[HarshEvent]]:
+    """The records of an outbox, validated again."""
+    passes = [SegmentPass.model_validate(p) for e in outbox for p in e["passes"]]
+    events = [HarshEvent.model_validate(v) for e in outbox for v in e["events"]]
+    return passes, events
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +70,7 @@ class Outcome:
     events: list[HarshEvent] = field(default_factory=list)
     duplicate: bool = False
     n_samples: int = 0
+    seq: int = -1
     dead_letter: tuple[str, str] | None = None  # (error type, reason)
 
 
@@ -48,6 +82,13 @@ class FrameHandler:
     pseudonymise: Pseudonymiser
     params: PassParams = field(default_factory=PassParams)
     stats: dict[str, int] = field(default_factory=lambda: {"frames": 0, "dead_letters": 0, "duplicates": 0})
+    confirmed: dict[str, int] = field(default_factory=dict)
+    """Per vehicle, the last frame seq whose results are committed in the database."""
+
+    def confirm(self, key: str, seq: int) -> None:
+        """Results of ``key``'s frames up to ``seq`` are committed: drop them from its outbox."""
+        if seq > self.confirmed.get(key, -1):
+            self.confirmed[key] = seq
 
     def handle(self, raw: bytes, get_state) -> Outcome:
         """Process one message value; ``get_state(key) -> bytes | None`` reads the table.
@@ -63,7 +104,8 @@ class FrameHandler:
             return Outcome(dead_letter=("SchemaError", str(exc)))
         key = self.pseudonymise(frame.vehicle_id)
         try:
-            raw_state = get_state(key)
+            value = get_state(key)
+            raw_state, outbox = (None, []) if value is None else unpack_envelope(value)
             state = None if raw_state is None else VehicleState.from_bytes(raw_state)
             res = process_frame(state, frame, self.net, vehicle=key, params=self.params)
         except Exception as exc:  # a bug or a pathological frame: never stall the partition
@@ -73,8 +115,16 @@ class FrameHandler:
         if res.duplicate:
             self.stats["duplicates"] += 1
             return Outcome(state_key=key, duplicate=True)
-        return Outcome(state_key=key, state=res.state.to_bytes(), passes=res.passes, events=res.events,
-                       n_samples=int(frame.t_s.size))
+        done = self.confirmed.get(key, -1)
+        outbox = [e for e in outbox if e["seq"] > done]
+        if res.passes or res.events:
+            outbox.append({
+                "seq": frame.seq,
+                "passes": [p.model_dump(mode="json") for p in res.passes],
+                "events": [e.model_dump(mode="json") for e in res.events],
+            })
+        return Outcome(state_key=key, state=pack_envelope(res.state.to_bytes(), outbox), passes=res.passes,
+                       events=res.events, n_samples=int(frame.t_s.size), seq=frame.seq)
 
 
 def dead_letter(

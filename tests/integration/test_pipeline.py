@@ -232,3 +232,58 @@ def test_hotspot_ranking_from_the_database_equals_the_agents_on_offline_results(
     assert list(from_db.zone_id) == list(direct.zone_id)
     assert list(from_db.n_events) == list(direct.n_events)
     assert from_db.eb_rate_per_vkm == pytest.approx(direct.eb_rate_per_vkm)
+
+
+def test_a_worker_killed_mid_stream_loses_nothing_and_counts_nothing_twice(
+    stack, offline, fleet_dir, net, tmp_path_factory
+):
+    """SIGKILL in the middle of the stream, then a new worker: the database must hold
+    exactly the offline passes (batched commits + outbox recovery)."""
+    import time as _time
+
+    from simulator.replay import replay
+
+    tag = uuid.uuid4().hex[:8]
+    name = f"rs_it_kill_{tag}"
+    with psycopg.connect(stack.pg_dsn, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    dsn = stack.pg_dsn.rsplit("/", 1)[0] + f"/{name}"
+    try:
+        with db.connect(dsn, autocommit=True) as conn:
+            db.migrate(conn)
+        s = Settings(
+            kafka_bootstrap=stack.kafka_bootstrap, pg_dsn=dsn, pseudonym_key=KEY, app_id=f"rs-kill-{tag}",
+            frames_topic=f"it.{tag}.k.frames", dlq_topic=f"it.{tag}.k.dlq", passes_topic=f"it.{tag}.k.passes",
+            alerts_topic=f"it.{tag}.k.alerts", partitions=4, data_dir=tmp_path_factory.mktemp("kill"),
+            batch_max=50,
+        )
+        ensure_topics(s)
+        sent = replay([fleet_dir], s.kafka_bootstrap, s.frames_topic, frame_s=2.0, speedup=0.0, progress=False)
+        logs = tmp_path_factory.mktemp("killlogs")
+        with (logs / "victim.log").open("ab") as fh:
+            proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "worker"], env=_env(s), cwd=REPO,
+                                    stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+            deadline = _time.monotonic() + 120
+            from pipeline.topics import group_lag
+
+            while _time.monotonic() < deadline:
+                try:
+                    lag, end = group_lag(s.kafka_bootstrap, s.app_id, s.frames_topic)
+                except Exception:
+                    lag, end = sent.frames, sent.frames
+                if end - lag >= sent.frames // 3:
+                    break
+                _time.sleep(0.2)
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+            assert end - lag < sent.frames, "the worker finished before it could be killed"
+        _run_worker_until_consumed(s, sent.frames, logs / "survivor.log")
+        rows = _db_passes(dsn)
+        expected = sorted(
+            (p.vehicle, p.segment_id, p.entry_time, p.exit_time, p.n_samples, p.iri_m_per_km, p.n_harsh_events)
+            for p in offline.passes
+        )
+        assert sorted(rows) == expected
+    finally:
+        with psycopg.connect(stack.pg_dsn, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
