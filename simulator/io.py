@@ -5,10 +5,15 @@ Layout::
     DIR/traces.csv | traces.csv.gz | traces.parquet   the trace-file contract
     DIR/truth_passes.csv     vehicle_id, trip, seq, segment_id, entry_time, exit_time,
                              entry_t_s, exit_t_s, entry_offset_m, exit_offset_m
-    DIR/truth_segments.csv   segment_id, iri_m_per_km (every network segment)
+    DIR/truth_segments.csv   segment_id, iri_m_per_km (true ASTM IRI; empty for segments no
+                             vehicle drove), iso_class (ISO 8608 A-E), gd0_m3, n_passes
+    DIR/truth_features.csv   segment_id, offset_m, kind (pothole | bump | rail), height_m
+                             (negative: depth), length_m, detail (speed_bump, speed_cushion,
+                             rail_crossing, pothole), for the driven segments
     DIR/truth_events.csv     vehicle_id, type, start_time, start_t_s, peak_t_s, duration_s,
                              peak_mps2, speed_kmh, segment_id, offset_m, lat_deg, lon_deg
-    DIR/truth_vehicles.csv   vehicle_id, true powertrain, reported signals, driver parameters
+    DIR/truth_vehicles.csv   vehicle_id, true powertrain, reported signals, driver parameters,
+                             vertical-dynamics family and sensor gain error
     DIR/manifest.json        seed, parameters, network, attribution, files
 
 Times: ``*_time`` ISO 8601 UTC (ms), ``*_t_s`` seconds since the epoch.
@@ -75,10 +80,28 @@ def write_fleet(
             "exit_offset_m": np.round(p["exit_offset_m"], 2),
         },
     )
-    _write_csv(
-        out / "truth_segments.csv",
-        {"segment_id": tr.segment_id.astype(str), "iri_m_per_km": tr.iri_m_per_km},
-    )
+    seg_cols: dict[str, object] = {
+        "segment_id": tr.segment_id.astype(str),
+        "iri_m_per_km": pa.array(tr.iri_m_per_km, pa.float64(), from_pandas=True),  # NaN -> empty
+    }
+    if len(tr.iso_class) == len(tr.segment_id):
+        seg_cols["iso_class"] = pa.array(tr.iso_class.astype(str), pa.string())
+        seg_cols["gd0_m3"] = np.round(tr.gd0_m3, 9)
+        seg_cols["n_passes"] = np.bincount(p["segment"], minlength=len(tr.segment_id))
+    _write_csv(out / "truth_segments.csv", seg_cols)
+    f = tr.features
+    if f:
+        _write_csv(
+            out / "truth_features.csv",
+            {
+                "segment_id": pa.array(f["segment_id"].astype(str), pa.string()),
+                "offset_m": np.round(f["offset_m"], 3),
+                "kind": pa.array(f["kind"].astype(str), pa.string()),
+                "height_m": np.round(f["height_m"], 4),
+                "length_m": np.round(f["length_m"], 3),
+                "detail": pa.array(f["detail"].astype(str), pa.string()),
+            },
+        )
     e = tr.events
     _write_csv(
         out / "truth_events.csv",
@@ -112,6 +135,8 @@ def write_fleet(
             "accel_mps2": pa.array([round(r["accel_mps2"], 4) for r in rows]),
             "decel_mps2": pa.array([round(r["decel_mps2"], 4) for r in rows]),
             "lat_mps2": pa.array([round(r["lat_mps2"], 4) for r in rows]),
+            "dynamics_family": pa.array([tr.dynamics[v].family if v in tr.dynamics else None for v in vids], pa.string()),
+            "gain_error": pa.array([round(tr.dynamics[v].gain_error, 5) if v in tr.dynamics else None for v in vids], pa.float64()),
         },
     )
     manifest = {
@@ -127,6 +152,7 @@ def write_fleet(
             "segments": "truth_segments.csv",
             "events": "truth_events.csv",
             "vehicles": "truth_vehicles.csv",
+            **({"features": "truth_features.csv"} if f else {}),
         },
         "counts": {
             "vehicles": len(fleet.traces),
@@ -143,13 +169,18 @@ def write_fleet(
 
 
 def read_truth(out_dir: str | Path) -> dict[str, dict[str, np.ndarray]]:
-    """The truth tables of a fleet directory as columns: ``passes``, ``segments``, ``events``, ``vehicles``."""
+    """The truth tables of a fleet directory as columns: ``passes``, ``segments``, ``events``,
+    ``vehicles`` and, when written, ``features``."""
     out = Path(out_dir)
     result = {}
-    for key in ("passes", "segments", "events", "vehicles"):
+    keys = ["passes", "segments", "events", "vehicles"]
+    if (out / "truth_features.csv").exists():
+        keys.append("features")
+    for key in keys:
         conv = pa_csv.ConvertOptions(
             column_types={"segment_id": pa.string(), "vehicle_id": pa.string(), "entry_time": pa.string(),
-                          "exit_time": pa.string(), "start_time": pa.string()}
+                          "exit_time": pa.string(), "start_time": pa.string(), "iso_class": pa.string(),
+                          "kind": pa.string(), "detail": pa.string()}
         )  # fmt: skip
         table = pa_csv.read_csv(out / f"truth_{key}.csv", convert_options=conv)
         result[key] = {c: table.column(c).to_numpy(zero_copy_only=False) for c in table.column_names}

@@ -311,17 +311,22 @@ def segment_truth(
     )
 
 
-#: Class probabilities (A-E) by OSM highway class: arterials are maintained better.
+#: Class probabilities (A-E) by OSM highway class: arterials are maintained better. An
+#: urban network (SQY is a new town): mostly A-B, some C, a tenth D on minor streets and a
+#: few E (destroyed surface).
 _CLASS_PROBS = {
-    "motorway": (0.55, 0.40, 0.05, 0.0, 0.0),
-    "trunk": (0.45, 0.45, 0.10, 0.0, 0.0),
-    "primary": (0.25, 0.50, 0.22, 0.03, 0.0),
-    "secondary": (0.20, 0.50, 0.25, 0.05, 0.0),
-    "tertiary": (0.12, 0.45, 0.33, 0.09, 0.01),
-    "residential": (0.08, 0.40, 0.35, 0.14, 0.03),
-    "unclassified": (0.05, 0.35, 0.35, 0.20, 0.05),
-    "living_street": (0.10, 0.40, 0.35, 0.12, 0.03),
+    "motorway": (0.60, 0.35, 0.05, 0.0, 0.0),
+    "trunk": (0.55, 0.38, 0.07, 0.0, 0.0),
+    "primary": (0.45, 0.40, 0.13, 0.02, 0.0),
+    "secondary": (0.40, 0.40, 0.16, 0.04, 0.0),
+    "tertiary": (0.32, 0.40, 0.20, 0.07, 0.01),
+    "residential": (0.25, 0.38, 0.24, 0.10, 0.03),
+    "unclassified": (0.20, 0.35, 0.27, 0.13, 0.05),
+    "living_street": (0.25, 0.38, 0.24, 0.10, 0.03),
 }
+#: Spread of Gd(n0) around the class centre (log-uniform, before the per-segment jitter):
+#: class A has no lower bound, so it reaches down to new asphalt.
+_CLASS_SPREAD = {"A": (0.3, 1.4), "B": (0.7, 1.4), "C": (0.7, 1.4), "D": (0.7, 1.4), "E": (0.7, 1.4)}
 _DEFAULT_PROBS = _CLASS_PROBS["residential"]
 
 
@@ -337,8 +342,8 @@ def assign_roughness(
 
     One draw per OSM way (both directions, all pieces share the class): the class is drawn
     from the highway-class probabilities, then ``Gd(n0)`` is log-uniform in the central
-    half of the class in log terms (x0.7 .. x1.4 of the centre), with a per-segment jitter
-    of +-15 %. A fraction ``bad_stretch_prob`` of segments get one bad stretch (20-80 m,
+    half of the class in log terms (x0.7 .. x1.4 of the centre; class A x0.3 .. x1.4),
+    with a per-segment jitter of +-15 %. A fraction ``bad_stretch_prob`` of segments get one bad stretch (20-80 m,
     two classes worse) at a random place.
 
     Returns
@@ -358,7 +363,8 @@ def assign_roughness(
         rng_way = segment_rng(seed, key, 1)
         probs = np.asarray(_CLASS_PROBS.get(str(hw[i]).replace("_link", ""), _DEFAULT_PROBS))
         k = int(rng_way.choice(5, p=probs / probs.sum()))
-        base = centres[k] * np.exp(rng_way.uniform(np.log(0.7), np.log(1.4)))
+        lo, hi = _CLASS_SPREAD[ISO_CLASSES[k]]
+        base = centres[k] * np.exp(rng_way.uniform(np.log(lo), np.log(hi)))
         rng_seg = segment_rng(seed, f"seg:{i}", 2)
         gd0[i] = base * np.exp(rng_seg.uniform(np.log(0.85), np.log(1.15)))
         if rng_seg.random() < bad_stretch_prob and lengths[i] > 60:

@@ -185,9 +185,14 @@ class TestTruth:
         assert (p["segment_id"] == net.segment_id[p["segment"]]).all()
 
     def test_roughness_for_every_segment(self, net, fleet):
+        # True ASTM IRI of every driven segment (ISO 8608 classes A-E: ~1 to ~50 m/km),
+        # NaN for segments no vehicle drove; ISO class and Gd(n0) for all.
         iri = fleet.truth.iri_m_per_km
         assert iri.shape == (len(net),)
-        assert (iri >= 0.8).all() and (iri <= 12).all()
+        driven = np.unique(fleet.truth.passes["segment"])
+        assert np.isfinite(iri[driven]).all() and (iri[driven] > 0.5).all() and (iri[driven] < 80).all()
+        assert np.isnan(np.delete(iri, driven)).all()
+        assert fleet.truth.iso_class.shape == (len(net),) and set(fleet.truth.iso_class) <= set("ABCDE")
 
     def test_trips_are_km_long(self, net, fleet):
         for vid in fleet.traces:
