@@ -26,13 +26,21 @@
    up-first / slow-down signature are reported as ``bump`` (speed bump or rail crossing)
    so the caller can see them, never as potholes.
 
-Impacts are a per-pass computation (the whole pass at once); the pass layer buffers the
-samples of a pass anyway for roughness and offsets.
+:func:`detect_impacts` is a per-pass computation (the whole pass at once).
+:func:`impact_features` is its streaming form for the per-vehicle processor: it takes the
+placed samples chunk by chunk (with their segment and offset), carries an explicit state
+(:class:`ImpactState`: filter ``zi``, a short tail of samples, a decimated speed history)
+and gives exactly the same impacts however the stream is cut. Its scale is causal (the
+robust scale of the previous ``SCALE_WINDOW_S`` seconds, per block of ``BLOCK_S``), so it
+needs no look-ahead beyond the impact itself; each impact also carries shape features
+(duration, double-hit spacing, number of peaks) and a ``kind_score``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import base64
+from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Literal, Sequence
 
 import numpy as np
@@ -43,6 +51,8 @@ __all__ = [
     "Cluster",
     "ConfirmedFeature",
     "detect_impacts",
+    "impact_features",
+    "ImpactState",
     "cluster_impacts",
     "confirm",
     "BAND_HZ",
@@ -90,6 +100,15 @@ class Impact:
     n_lobes : lobes above half the peak within the impact
     speed_kmh : speed at the impact, km/h
     severity : peak / pass robust scale (dimensionless)
+    segment : segment (index or id) of the impact's onset, when known (streaming form)
+    t_s : time of the impact's first lobe, s (streaming form; NaN otherwise)
+    duration_s : first to last sample of the impact above the threshold, s
+    double_hit_m : distance between the two strongest hits at least 1 m apart (front and
+        rear axle ~ wheelbase; rails ~1.4 m), m; NaN for a single hit
+    n_peaks : peaks above the threshold in the impact
+    kind_score : 0..1, how pothole-like the signature is (heuristic, see
+        :func:`kind_score`); ``pothole_like`` remains the decision used by :func:`confirm`
+    fs_hz : sample rate of the pass, Hz (NaN when unknown)
     """
 
     offset_m: float
@@ -99,6 +118,13 @@ class Impact:
     n_lobes: int
     speed_kmh: float
     severity: float
+    segment: Any = None
+    t_s: float = float("nan")
+    duration_s: float = float("nan")
+    double_hit_m: float = float("nan")
+    n_peaks: int = 1
+    kind_score: float = float("nan")
+    fs_hz: float = float("nan")
 
     @property
     def pothole_like(self) -> bool:
@@ -219,6 +245,375 @@ def detect_impacts(
     return impacts
 
 
+# ----------------------------------------------------------------------------------------
+# streaming form
+# ----------------------------------------------------------------------------------------
+SCALE_WINDOW_S = 2.0  #: causal robust scale: the previous this many seconds
+BLOCK_S = 0.25  #: the scale is updated per block of this length (absolute sample blocks)
+MAX_IMPACT_M = 8.0  #: an impact never spans more than this, m (bounds the look-ahead)
+MIN_SPEED_KMH = 5.0  #: no impact is detected slower than this
+GAP_RESET_S = 0.5  #: a time gap longer than this restarts the detector (route break)
+LOBE_BACK_S = 0.3  #: how far back the first lobe of an impact is searched, s
+_HIST_DT_S = 0.1  #: decimation of the speed history used for ``slowdown``, s
+
+
+@lru_cache(maxsize=16)
+def _impact_sos(fs: float) -> np.ndarray:
+    top = min(BAND_HZ[1], 0.45 * fs)
+    lo = min(BAND_HZ[0], 0.3 * top)
+    return signal.butter(2, [lo, top], btype="bandpass", fs=fs, output="sos")
+
+
+def _pack(a: np.ndarray, dtype: str) -> str:
+    return base64.b64encode(np.ascontiguousarray(a, dtype=np.dtype(dtype).newbyteorder("<")).tobytes()).decode()
+
+
+def _unpack(text: str, dtype: str) -> np.ndarray:
+    return np.frombuffer(base64.b64decode(text), dtype=np.dtype(dtype).newbyteorder("<")).astype(dtype)
+
+
+_TAIL = (("y", "f8"), ("v", "f8"), ("off", "f8"), ("seg", "i8"), ("t", "f8"), ("d", "f8"), ("idx", "i8"),
+         ("sig", "f8"))
+
+
+@dataclass
+class ImpactState:
+    """Carried between chunks (``zi`` in, ``zf`` out) by :func:`impact_features`.
+
+    Small (a fraction of a second of samples plus a few numbers) and serialisable
+    (:meth:`to_dict` / :meth:`from_dict`, lossless), so the stream layer can store it.
+
+    Attributes
+    ----------
+    fs : sample rate, Hz
+    band_zi : (n_sections, 2) band-pass ``sosfilt`` state
+    n_seen : samples consumed so far (absolute index of the next sample)
+    dist_m : distance driven at the last sample (speed integral), m
+    last_t_s : time of the last sample, s
+    tail : dict of arrays: the last samples (context for the next chunk + undecided ones)
+    n_context : leading tail samples already decided (context only)
+    block_meds : (K,) median |y| of the last complete blocks; ``last_block`` the number of
+        the newest of them (-1: none yet)
+    hist_d, hist_v, hist_idx : decimated (distance m, speed km/h, sample index) history
+        for the slowdown
+    """
+
+    fs: float
+    band_zi: np.ndarray
+    n_seen: int = 0
+    dist_m: float = 0.0
+    last_t_s: float = float("nan")
+    tail: dict[str, np.ndarray] = field(default_factory=dict)
+    n_context: int = 0
+    block_meds: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    last_block: int = -1
+    hist_d: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    hist_v: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    hist_idx: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "fs": self.fs,
+            "band_zi": _pack(self.band_zi.ravel(), "f8"),
+            "n_seen": self.n_seen,
+            "dist_m": self.dist_m,
+            "last_t_s": repr(self.last_t_s) if not np.isfinite(self.last_t_s) else self.last_t_s,
+            "tail": {k: _pack(self.tail.get(k, np.zeros(0)), dt) for k, dt in _TAIL},
+            "n_context": self.n_context,
+            "block_meds": _pack(self.block_meds, "f8"),
+            "last_block": self.last_block,
+            "hist_d": _pack(self.hist_d, "f8"),
+            "hist_v": _pack(self.hist_v, "f8"),
+            "hist_idx": _pack(self.hist_idx, "i8"),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ImpactState:
+        return cls(
+            fs=float(d["fs"]),
+            band_zi=_unpack(d["band_zi"], "f8").reshape(-1, 2),
+            n_seen=int(d["n_seen"]),
+            dist_m=float(d["dist_m"]),
+            last_t_s=float(d["last_t_s"]),
+            tail={k: _unpack(d["tail"][k], dt) for k, dt in _TAIL},
+            n_context=int(d["n_context"]),
+            block_meds=_unpack(d["block_meds"], "f8"),
+            last_block=int(d["last_block"]),
+            hist_d=_unpack(d["hist_d"], "f8"),
+            hist_v=_unpack(d["hist_v"], "f8"),
+            hist_idx=_unpack(d["hist_idx"], "i8"),
+        )
+
+
+def kind_score(polarity: int, slowdown: float, speed_kmh: float, double_hit_m: float) -> float:
+    """How pothole-like an impact's signature is, 0..1 (a heuristic summary for display and
+    ranking; :func:`confirm` decides on ``pothole_like``).
+
+    Down-first (+0.25) or up-first (-0.25); drivers braked before it (slowdown < 0.8,
+    -0.3); crawled over it (< 25 km/h, -0.1); two hits ~1.4 m apart like two rails
+    (-0.15), around 0.5.
+    """
+    score = 0.5 + (0.25 if polarity < 0 else -0.25)
+    if slowdown < 0.8:
+        score -= 0.3
+    if speed_kmh < 25.0:
+        score -= 0.1
+    if np.isfinite(double_hit_m) and 1.2 <= double_hit_m <= 1.7:
+        score -= 0.15
+    return float(np.clip(score, 0.0, 1.0))
+
+
+def impact_features(
+    accel_vert_mps2: np.ndarray,
+    speed_kmh: np.ndarray | float,
+    offset_m: np.ndarray | float,
+    fs: float,
+    *,
+    segment: np.ndarray | None = None,
+    t_s: np.ndarray | None = None,
+    zi: ImpactState | None = None,
+    final: bool = False,
+    k_sigma: float = K_SIGMA,
+    floor_mps2: float = FLOOR_MPS2,
+    group_m: float = GROUP_M,
+) -> tuple[list[Impact], ImpactState]:
+    """Impacts of a stream of placed samples, chunk by chunk (streaming :func:`detect_impacts`).
+
+    Parameters
+    ----------
+    accel_vert_mps2 : (n,) array_like
+        Vertical acceleration, m/s^2 (gravity included or not).
+    speed_kmh : (n,) array_like or float
+        Speed, km/h.
+    offset_m : (n,) array_like or float
+        Distance along its segment of each sample, m (a float: offset of the first sample,
+        the rest integrated from the speed).
+    fs : float
+        Sample rate, Hz.
+    segment : (n,) int array_like, optional
+        Segment of each sample (carried into :attr:`Impact.segment`); offsets restart on
+        each segment, so distances for grouping come from the speed integral.
+    t_s : (n,) array_like, optional
+        Sample times, s. A gap longer than ``GAP_RESET_S`` (or time going backwards)
+        restarts the detector (the open impact is finished first). Default: sample
+        counter / fs.
+    zi : ImpactState, optional
+        State returned by the previous call for this vehicle (None: start of the stream).
+    final : bool
+        End of the stream (trip end): finish the open impact and return an empty tail.
+    k_sigma, floor_mps2, group_m : float
+        Threshold (multiples of the causal robust scale; absolute floor, m/s^2) and
+        grouping distance (m), as :func:`detect_impacts`.
+
+    Returns
+    -------
+    impacts : list of Impact
+        Impacts that are complete (no later sample can change them), in driving order.
+        An impact is reported once, in the call where it completes.
+    zf : ImpactState
+        To pass as ``zi`` with the next chunk.
+
+    Notes
+    -----
+    Feeding a stream in any chunks (with ``zf`` -> ``zi``, even through
+    :meth:`ImpactState.to_dict`) gives exactly the impacts of one call on the whole stream.
+    The first ``SCALE_WINDOW_S`` seconds of a stream (and after a gap) detect nothing: the
+    scale needs its history.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> a = np.full(800, 9.81); a[500:503] = [5.0, 9.81, 16.0]
+    >>> imp, z = impact_features(a[:501], 36.0, 0.0, 100.0)
+    >>> imp2, z = impact_features(a[501:], 36.0, 50.1, 100.0, zi=z, final=True)
+    >>> [(round(i.offset_m), i.polarity) for i in imp + imp2]
+    [(50, -1)]
+    """
+    a, v_kmh, fs = _validate_stream(accel_vert_mps2, speed_kmh, fs)
+    n = a.size
+    off = np.asarray(offset_m, float)
+    if off.ndim == 0:
+        off = float(off) + np.concatenate([[0.0], np.cumsum(v_kmh[:-1] / 3.6 / fs)]) if n else np.zeros(0)
+    elif off.shape != a.shape:
+        raise ValueError(f"offset_m shape {off.shape} must match accel_vert_mps2 {a.shape}")
+    seg = np.full(n, -1, np.int64) if segment is None else np.asarray(segment, np.int64)
+    if seg.shape != a.shape:
+        raise ValueError(f"segment shape {seg.shape} must match accel_vert_mps2 {a.shape}")
+    sos = _impact_sos(fs)
+    if zi is None:
+        zi = ImpactState(fs=fs, band_zi=signal.sosfilt_zi(sos) * (a[0] if n else 0.0))
+        fresh = True
+    else:
+        if zi.fs != fs:
+            raise ValueError(f"zi was built for fs={zi.fs}, got {fs=}")
+        if zi.band_zi.shape != (sos.shape[0], 2):
+            raise ValueError(f"zi.band_zi has shape {zi.band_zi.shape}, expected {(sos.shape[0], 2)}")
+        fresh = False
+    if t_s is None:
+        t = (zi.n_seen + np.arange(n)) / fs
+    else:
+        t = np.asarray(t_s, float)
+        if t.shape != a.shape:
+            raise ValueError(f"t_s shape {t.shape} must match accel_vert_mps2 {a.shape}")
+    out: list[Impact] = []
+    if not fresh and n and np.isfinite(zi.last_t_s) and not 0.0 < t[0] - zi.last_t_s <= GAP_RESET_S:
+        done, zi = _stream_step(zi, sos, np.zeros(0), np.zeros(0), np.zeros(0), np.zeros(0, np.int64),
+                                np.zeros(0), True, k_sigma, floor_mps2, group_m)  # fmt: skip
+        out += done
+        zi = ImpactState(fs=fs, band_zi=signal.sosfilt_zi(sos) * a[0], n_seen=zi.n_seen, dist_m=zi.dist_m)
+    done, zf = _stream_step(zi, sos, a, v_kmh, off, seg, t, final, k_sigma, floor_mps2, group_m)
+    return out + done, zf
+
+
+def _validate_stream(accel: Any, speed: Any, fs: float) -> tuple[np.ndarray, np.ndarray, float]:
+    a, v, fs = _validate(accel, speed, fs)
+    return a, v, fs
+
+
+def _stream_step(
+    zi: ImpactState, sos: np.ndarray, a: np.ndarray, v_kmh: np.ndarray, off: np.ndarray, seg: np.ndarray,
+    t: np.ndarray, final: bool, k_sigma: float, floor_mps2: float, group_m: float,
+) -> tuple[list[Impact], ImpactState]:  # fmt: skip
+    fs = zi.fs
+    n = a.size
+    if n:
+        y_new, band_zf = signal.sosfilt(sos, a, zi=zi.band_zi)
+    else:
+        y_new, band_zf = np.zeros(0), zi.band_zi
+    d_new = zi.dist_m + np.cumsum(v_kmh / 3.6 / fs)
+    idx_new = zi.n_seen + np.arange(n, dtype=np.int64)
+    blk = max(1, int(round(BLOCK_S * fs)))
+    k_blocks = max(1, int(round(SCALE_WINDOW_S / BLOCK_S)))
+    hist_step = max(1, int(round(_HIST_DT_S * fs)))
+    tail_y = zi.tail.get("y", np.zeros(0))
+    tail_idx = zi.tail.get("idx", np.zeros(0, np.int64))
+    mag_all = np.abs(np.concatenate([tail_y, y_new]))
+    idx_all = np.concatenate([tail_idx, idx_new])
+
+    # 1. robust scale: median |y| per complete block (absolute blocks of `blk` samples); a
+    #    sample's sigma = 1.4826 x median of the K block medians before its block, all of
+    #    which are complete when it arrives (so it is computed once, on arrival)
+    known = {zi.last_block - zi.block_meds.size + 1 + j: float(v) for j, v in enumerate(zi.block_meds)}
+    if mag_all.size:
+        i0 = int(idx_all[0])
+        first_b = max(zi.last_block + 1, i0 // blk + (1 if i0 % blk else 0))
+        for b in range(first_b, int((idx_all[-1] + 1) // blk)):
+            p0 = b * blk - i0
+            known[b] = float(np.median(mag_all[p0 : p0 + blk]))
+    sig_new = np.full(n, np.nan)
+    if n:
+        b_new = idx_new // blk
+        for b in np.unique(b_new):
+            vals = [known.get(int(j)) for j in range(int(b) - k_blocks, int(b))]
+            if all(x is not None for x in vals):
+                sig_new[b_new == b] = 1.4826 * float(np.median(vals))
+    new = {"y": y_new, "v": v_kmh, "off": off, "seg": seg, "t": t, "d": d_new, "idx": idx_new, "sig": sig_new}
+    w = {k: np.concatenate([zi.tail.get(k, np.zeros(0, dt)).astype(dt), new[k].astype(dt)]) for k, dt in _TAIL}
+    m = w["y"].size
+    c = zi.n_context
+    mag = np.abs(w["y"])
+    idx = w["idx"]
+    sig = w["sig"]
+    thr = np.where(np.isfinite(sig), np.maximum(k_sigma * np.nan_to_num(sig), floor_mps2), np.inf)
+
+    # 2. peaks among decidable samples (a peak needs the next sample, unless final)
+    hi = m if final else m - 1
+    lo = max(c, 1)
+    peaks: list[int] = []
+    if hi > lo:
+        i = np.arange(lo, hi)
+        nxt = np.where(i + 1 < m, mag[np.minimum(i + 1, m - 1)], -np.inf)
+        ok = (mag[i] > thr[i]) & (mag[i] >= mag[i - 1]) & (mag[i] > nxt) & (w["v"][i] >= MIN_SPEED_KMH)
+        peaks = i[ok].tolist()
+
+    # 3. group peaks (sequential rule, identical however the stream is cut)
+    d = w["d"]
+    groups: list[list[int]] = []
+    for p in peaks:
+        if groups and d[p] - d[groups[-1][-1]] <= group_m and d[p] - d[groups[-1][0]] <= MAX_IMPACT_M:
+            groups[-1].append(p)
+        else:
+            groups.append([p])
+    closed, open_from = groups, None
+    if groups and not final:
+        g = groups[-1]
+        d_end = d[m - 1]
+        if not (d_end - d[g[-1]] > group_m or d_end - d[g[0]] > MAX_IMPACT_M):
+            closed, open_from = groups[:-1], g[0]
+
+    # 4. speed history (decimated on the absolute index) for the slowdown
+    dec = (idx_new % hist_step == 0)
+    hd = np.concatenate([zi.hist_d, d_new[dec]])
+    hv = np.concatenate([zi.hist_v, v_kmh[dec]])
+    hi_idx = np.concatenate([zi.hist_idx, idx_new[dec]])
+
+    impacts: list[Impact] = []
+    lobe_back = int(LOBE_BACK_S * fs)
+    y = w["y"]
+    for grp in closed:
+        g = np.asarray(grp)
+        i_peak = int(g[np.argmax(mag[g])])
+        peak = float(mag[i_peak])
+        first, n_lobes = _first_lobe(y, int(g[0]), peak, lobe_back)
+        polarity = int(np.sign(y[first])) or 1
+        n_lobes += int(np.count_nonzero(np.diff(np.sign(y[g])) != 0))
+        # history entries up to the first lobe, within LOOKBACK_M before it
+        sel = (hi_idx <= idx[first]) & (hd >= d[first] - LOOKBACK_M)
+        v_before = max(float(np.max(hv[sel])) if sel.any() else 0.0, float(w["v"][first]))
+        slowdown = float(w["v"][first] / v_before) if v_before > 0 else 1.0
+        strong = g[mag[g] >= 0.5 * peak]
+        far = strong[np.abs(d[strong] - d[i_peak]) >= 1.0]
+        double = float(abs(d[far[np.argmax(mag[far])]] - d[i_peak])) if far.size else float("nan")
+        sg = float(sig[i_peak])
+        pol_speed = float(w["v"][first])
+        impacts.append(
+            Impact(
+                offset_m=max(0.0, float(w["off"][first] - pol_speed / 3.6 * 0.02)),
+                peak_mps2=peak,
+                polarity=polarity,
+                slowdown=min(slowdown, 1.0),
+                n_lobes=n_lobes,
+                speed_kmh=pol_speed,
+                severity=peak / sg if sg > 0 else float("inf"),
+                segment=int(w["seg"][first]) if w["seg"][first] >= 0 else None,
+                t_s=float(w["t"][first]),
+                duration_s=float((g[-1] - first) / fs),
+                double_hit_m=round(double, 3),
+                n_peaks=int(g.size),
+                kind_score=kind_score(polarity, min(slowdown, 1.0), pol_speed, double),
+                fs_hz=fs,
+            )
+        )
+
+    # 5. next state: keep the undecided samples, the lobe context and the open block
+    c_next = m if final or m == 0 else (open_from if open_from is not None else m - 1)
+    keep_from = max(0, c_next - lobe_back - 2)
+    if m:
+        cur_block_start = int(((idx[-1] + 1) // blk) * blk - idx[0])
+        keep_from = min(keep_from, max(0, cur_block_start))
+    if final:
+        keep_from = m
+    tail = {k: w[k][keep_from:] for k, _ in _TAIL}
+    all_meds = sorted(known.items())[-k_blocks:]
+    d_keep = d[keep_from] if keep_from < m else (d[-1] if m else zi.dist_m)
+    hist_keep = hd >= d_keep - LOOKBACK_M - 1.0
+    zf = ImpactState(
+        fs=fs,
+        band_zi=np.asarray(band_zf, float),
+        n_seen=zi.n_seen + n,
+        dist_m=float(d_new[-1]) if n else zi.dist_m,
+        last_t_s=float(t[-1]) if n else zi.last_t_s,
+        tail=tail,
+        n_context=c_next - keep_from,
+        block_meds=np.array([v for _, v in all_meds], float),
+        last_block=all_meds[-1][0] if all_meds else -1,
+        hist_d=hd[hist_keep],
+        hist_v=hv[hist_keep],
+        hist_idx=hi_idx[hist_keep],
+    )
+    return impacts, zf
+
+
 @dataclass(frozen=True)
 class Cluster:
     """Impacts of several passes at one place of one segment.
@@ -228,6 +623,7 @@ class Cluster:
     segment_id, position_m (median offset, m), spread_m (IQR of offsets, m)
     n_impacts, n_vehicles, pothole_fraction (share of pothole-like impacts)
     median_slowdown, median_peak_mps2, vehicles (distinct ids)
+    down_fraction : share of down-first impacts (polarity only, whatever the speed)
     """
 
     segment_id: Any
@@ -239,6 +635,7 @@ class Cluster:
     median_slowdown: float
     median_peak_mps2: float
     vehicles: tuple[Any, ...]
+    down_fraction: float = float("nan")
 
 
 def cluster_impacts(
@@ -300,6 +697,7 @@ def cluster_impacts(
                     median_slowdown=float(np.median([m.slowdown for m in members])),
                     median_peak_mps2=float(np.median([m.peak_mps2 for m in members])),
                     vehicles=vehs,
+                    down_fraction=float(np.mean([m.polarity < 0 for m in members])),
                 )
             )
     return out
@@ -332,6 +730,9 @@ def confirm(
     min_pothole_fraction: float = 0.6,
     max_slowdown_for_bump: float = 0.8,
     fs_hz: float = 100.0,
+    signature: Literal["polarity+slowdown", "polarity"] = "polarity+slowdown",
+    slowed_pothole_fraction: float = 0.8,
+    min_peak_mps2: float = 0.0,
 ) -> list[ConfirmedFeature]:
     """Confirmed potholes (and bumps) from clusters hit by enough distinct vehicles.
 
@@ -346,6 +747,19 @@ def confirm(
         A median slowdown below this marks a designed feature (drivers brake). Default 0.8.
     fs_hz : float
         Sample rate of the passes; below 50 Hz the confidence is scaled by 0.6.
+    signature : {"polarity+slowdown", "polarity"}
+        What makes an impact count for a pothole. ``"polarity+slowdown"`` (default):
+        :attr:`Impact.pothole_like` (down-first and not slowed for), and a cluster where
+        drivers slowed down is a bump. ``"polarity"``: down-first only; where drivers slow
+        down (before a junction as much as before a hump) a pothole needs
+        ``slowed_pothole_fraction`` of down-first impacts. Humps, cushions and rails are
+        up-first for nearly every vehicle, while braking for a junction says nothing
+        about the surface: on the real network this finds the potholes near junctions.
+    slowed_pothole_fraction : float
+        ``"polarity"`` only: down-first share needed where the median slowdown is below
+        ``max_slowdown_for_bump``. Default 0.8.
+    min_peak_mps2 : float
+        A pothole cluster's median peak must reach this, m/s^2 (0: no condition).
 
     Returns
     -------
@@ -360,12 +774,24 @@ def confirm(
         raise ValueError(f"min_vehicles must be >= 1, got {min_vehicles=}")
     rate = 1.0 if fs_hz >= 50 else 0.6
     out: list[ConfirmedFeature] = []
+    if signature not in ("polarity+slowdown", "polarity"):
+        raise ValueError(f"{signature=} must be 'polarity+slowdown' or 'polarity'")
     for c in clusters:
         if c.n_vehicles < min_vehicles:
             continue
         slowed = c.median_slowdown < max_slowdown_for_bump
-        if c.pothole_fraction >= min_pothole_fraction and not slowed:
-            kind: Literal["pothole", "bump"] = "pothole"
+        kind: Literal["pothole", "bump"]
+        if signature == "polarity":
+            frac = c.down_fraction
+            need = slowed_pothole_fraction if slowed else min_pothole_fraction
+            if frac >= need and c.median_peak_mps2 >= min_peak_mps2:
+                kind, agree = "pothole", frac
+            elif frac <= 1 - min_pothole_fraction or (slowed and frac < need):
+                kind, agree = "bump", 1 - frac
+            else:
+                continue  # mixed or weak: not enough evidence either way
+        elif c.pothole_fraction >= min_pothole_fraction and not slowed and c.median_peak_mps2 >= min_peak_mps2:
+            kind = "pothole"
             agree = c.pothole_fraction
         elif c.pothole_fraction <= 1 - min_pothole_fraction or slowed:
             kind = "bump"

@@ -13,6 +13,18 @@ Usage::
 
     python bench/accuracy_roughness.py            # hold-out, 100 Hz and 10 Hz
     python bench/accuracy_roughness.py --dev      # development scenario (tuning)
+    python bench/accuracy_roughness.py --network --vehicles 150 --rates 100,10
+                                                  # real SQY network, full stream code
+
+``--network``: :func:`simulator.simulate_fleet` drives a fleet of hold-out vehicles
+(``sports``, ``minibus``; ``--dev``: the training families, seed 1) on the real network;
+the traces are written and scored by :func:`pipeline.offline.score_traces` (decode,
+pseudonymise, map matching, placement, passes, privacy trim: the worker's code). Segment
+scores of segments with >= 5 passes are compared with the true ASTM IRI. Potholes: the
+streaming detector :func:`agents.potholes.impact_features` runs on every chunk the
+processor places (tapped in ``agents.passes._accumulate`` until the lead wires it there),
+impacts of published passes only go through stage 2 (:func:`pipeline.stage2.handle_impacts`).
+The JSON line then has ``mode``, ``seeds``, ``fs`` and the pooled figures.
 
 Ends with one JSON line: spearman, median_rel_error, level_accuracy, pothole_precision,
 pothole_recall, pothole_location_error_m_p90, false_potholes_at_bumps, and the 10 Hz
@@ -264,6 +276,240 @@ def print_report(label: str, res: dict) -> None:
     )
 
 
+# ----------------------------------------------------------------------------------------
+# --network: a fleet on the real SQY network, through the exact stream code
+# ----------------------------------------------------------------------------------------
+def _impact_tap(fs_hint: float):
+    """Run the streaming impact detector on every chunk the per-vehicle processor places
+    (``agents.passes._accumulate``), exactly where the lead will wire it, until that is
+    done in passes.py. Returns (impacts list, context manager that installs the tap)."""
+    import contextlib
+
+    import agents.passes as passes_mod
+    import pipeline.offline as offline_mod
+    from agents.potholes import impact_features
+
+    found: list[tuple[str, object]] = []
+    cur = {"vid": None, "zi": None}
+    orig_acc, orig_frames = passes_mod._accumulate, offline_mod.frames_of
+
+    def frames_of(trace, vid, **kw):
+        cur["vid"], cur["zi"] = vid, None
+        return orig_frames(trace, vid, **kw)
+
+    def accumulate(st, t, d, v, az, seg, off, net, params):
+        orig_acc(st, t, d, v, az, seg, off, net, params)
+        if t.size == 0:
+            return
+        fs = st.fs_hz if np.isfinite(st.fs_hz) else fs_hint
+        imps, cur["zi"] = impact_features(np.asarray(az, float), np.asarray(v, float), np.asarray(off, float), fs,
+                                          segment=seg, t_s=t, zi=cur["zi"])  # fmt: skip
+        found.extend((cur["vid"], i) for i in imps)
+
+    @contextlib.contextmanager
+    def installed():
+        passes_mod._accumulate, offline_mod.frames_of = accumulate, frames_of
+        try:
+            yield
+        finally:
+            passes_mod._accumulate, offline_mod.frames_of = orig_acc, orig_frames
+
+    return found, installed
+
+
+def run_network(seed: int, n_vehicles: int, fs: float, families: tuple[str, ...], trip_km: tuple[float, float],
+                min_passes: int = 5) -> dict:  # fmt: skip
+    import tempfile
+    from collections import defaultdict
+    from datetime import UTC, datetime
+
+    from pipeline.offline import score_traces
+    from pipeline.pseudonym import Pseudonymiser
+    from pipeline.stage2 import handle_impacts, impact_record
+    from roadnet import load_network
+    from simulator import simulate_fleet, write_fleet
+
+    net = load_network()
+    t0 = time.time()
+    fleet = simulate_fleet(net, n_vehicles=n_vehicles, seed=seed, fs_hz=fs, vehicle_families=families, trip_km=trip_km)
+    t_sim = time.time() - t0
+    pseudo = Pseudonymiser("bench-accuracy-roughness-key-0123456789")
+    found, installed = _impact_tap(fs)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = write_fleet(fleet, tmp, format="parquet")
+        t1 = time.time()
+        with installed():
+            run = score_traces([path], net, pseudonymise=pseudo)
+        t_score = time.time() - t1
+    tr = fleet.truth
+
+    # roughness: pipeline segment scores vs the true ASTM IRI (segments the matcher put
+    # passes on that no vehicle drove still have a true road: tr.surface)
+    def true_iri(i: int) -> float:
+        x = float(tr.iri_m_per_km[i])
+        return x if np.isfinite(x) else float(tr.surface.truth(i).iri_m_per_km)
+
+    rows = []
+    for sc in run.scores:
+        if sc.n_passes < min_passes or sc.iri_m_per_km is None:
+            continue
+        i = net.index_of(sc.segment_id)
+        rows.append((str(tr.iso_class[i]), true_iri(i), float(sc.iri_m_per_km), float(net.length_m[i])))
+    rough = _roughness_figures(rows)
+
+    # the same passes with a fleet calibration (agents.roughness.fleet_calibrate, anchored
+    # on N_REF well-driven reference segments, excluded from the figures), as the pipeline
+    # would give once it applies per-vehicle gains
+    p_iri = np.array([np.nan if p.iri_m_per_km is None else p.iri_m_per_km for p in run.passes])
+    p_veh = [p.vehicle for p in run.passes]
+    p_seg = [p.segment_id for p in run.passes]
+    p_conf = np.array([p.confidence for p in run.passes])
+    ranked = sorted((sc for sc in run.scores if sc.iri_m_per_km is not None), key=lambda sc: -sc.n_passes)
+    refs = {sc.segment_id: true_iri(net.index_of(sc.segment_id)) for sc in ranked[:N_REF]}
+    gains = fleet_calibrate(p_iri, p_veh, p_seg, reference_iri=refs)
+    cal = segment_scores(p_iri, p_seg, p_veh, gains=gains, confidence=p_conf)
+    rows_cal = []
+    for sid, sc in cal.items():
+        if sc.n_passes < min_passes or sid in refs or not np.isfinite(sc.iri_m_per_km):
+            continue
+        i = net.index_of(sid)
+        rows_cal.append((str(tr.iso_class[i]), true_iri(i), float(sc.iri_m_per_km), float(net.length_m[i])))
+    rough["calibrated"] = _roughness_figures(rows_cal)
+
+    tru = np.array([r[1] for r in rows])
+    est = np.array([r[2] for r in rows])
+
+    # potholes: impacts of published passes only (privacy trim), stage 2 per segment
+    pid = {vid: pseudo(vid) for vid in fleet.traces}
+    windows = defaultdict(list)
+    for p in run.passes:
+        windows[(p.vehicle, p.segment_id)].append((p.entry_time.timestamp() - 0.05, p.exit_time.timestamp() + 0.05))
+    by_seg: dict[str, list] = defaultdict(list)
+    for vid, imp in found:
+        sid = str(net.segment_id[imp.segment])
+        key = (pid[vid], sid)
+        if any(a <= imp.t_s <= b for a, b in windows.get(key, ())):
+            by_seg[sid].append(impact_record(imp, vehicle=pid[vid], segment_id=sid))
+    now = datetime.fromtimestamp(max(t.t_s[-1] for t in fleet.traces.values()), tz=UTC)
+    alerts = []
+    for sid, imps in by_seg.items():
+        _, al = handle_impacts(None, sorted(imps, key=lambda r: r.time), now, net=net)
+        alerts += al
+    n_passes = defaultdict(int)
+    for p in run.passes:
+        n_passes[p.segment_id] += 1
+    f = tr.features
+    ph = _evaluate_network_potholes(f, alerts, n_passes, min_passes, tr.iso_class, net)
+    return {"roughness": rough, "potholes": ph, "n_passes": len(run.passes), "n_impacts": sum(len(v) for v in by_seg.values()),
+            "sim_s": t_sim, "score_s": t_score, "dead_letters": len(run.dead_letters)}  # fmt: skip
+
+
+N_REF = 6  #: reference segments (known IRI) anchoring the fleet calibration in --network
+
+
+def _roughness_figures(rows: list[tuple[str, float, float, float]]) -> dict:
+    cls = np.array([r[0] for r in rows])
+    tru = np.array([r[1] for r in rows])
+    est = np.array([r[2] for r in rows])
+    rel = np.abs(est - tru) / tru
+    per_class = {c: {"n": int((cls == c).sum()), "true_median": float(np.median(tru[cls == c])),
+                     "est_median": float(np.median(est[cls == c])),
+                     "median_rel_error": float(np.median(rel[cls == c]))} for c in ISO_CLASSES if (cls == c).any()}  # fmt: skip
+    return {
+        "n_segments": len(rows),
+        "spearman": float(stats.spearmanr(tru, est).statistic) if len(rows) > 2 else float("nan"),
+        "median_rel_error": float(np.median(rel)) if len(rows) else float("nan"),
+        "median_bias": float(np.median((est - tru) / tru)) if len(rows) else float("nan"),
+        "level_accuracy": float(np.mean(iri_level(tru) == iri_level(est))) if len(rows) else float("nan"),
+        "per_class": per_class,
+    }
+
+
+def _evaluate_network_potholes(f: dict, alerts: list, n_passes: dict, min_passes: int, iso_class, net) -> dict:
+    segs = np.asarray(f["segment_id"]).astype(str)
+    kind = np.asarray(f["kind"]).astype(str)
+    off = np.asarray(f["offset_m"], float)
+    ok_seg = np.array([n_passes.get(s, 0) >= min_passes for s in segs], bool)
+    true_idx = np.flatnonzero((kind == "pothole") & ok_seg)
+    matched: set[int] = set()
+    errors, tp, at_bumps = [], 0, 0
+    for a in sorted(alerts, key=lambda a: -a.confidence):
+        cand = [(abs(off[k] - a.position_m), k) for k in np.flatnonzero((segs == a.segment_id) & (kind == "pothole"))
+                if k not in matched and abs(off[k] - a.position_m) <= MATCH_M]  # fmt: skip
+        if cand:
+            d, k = min(cand)
+            matched.add(k)
+            errors.append(d)
+            tp += 1
+        elif np.any((segs == a.segment_id) & (kind != "pothole") & (np.abs(off - a.position_m) <= MATCH_M)):
+            at_bumps += 1
+    de = np.array([str(iso_class[net.index_of(s)]) in "DE" for s in segs], bool)
+    hit = np.array([k in matched for k in range(len(segs))], bool)
+    sel_de = true_idx[de[true_idx]]
+    return {
+        "n_true": int(true_idx.size),
+        "n_confirmed": len(alerts),
+        "precision": tp / len(alerts) if alerts else float("nan"),
+        "recall": float(hit[true_idx].mean()) if true_idx.size else float("nan"),
+        "recall_on_de_roads": float(hit[sel_de].mean()) if sel_de.size else float("nan"),
+        "location_error_m_p90": float(np.percentile(errors, 90)) if errors else float("nan"),
+        "false_potholes_at_bumps": at_bumps,
+        "n_designed_features": int(((kind != "pothole") & ok_seg).sum()),
+    }
+
+
+def main_network(args: argparse.Namespace) -> int:
+    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else ([1] if args.dev else [2024, 2025])
+    families = TRAIN_FAMILIES if args.dev else HOLDOUT_FAMILIES
+    rates = [float(r) for r in args.rates.split(",")]
+    t0 = time.time()
+    results: dict[float, list[dict]] = {fs: [] for fs in rates}
+    for fs in rates:
+        for seed in seeds:
+            res = run_network(seed, args.vehicles, fs, families, (args.trip_km_min, args.trip_km_max))
+            results[fs].append(res)
+            r, ph = res["roughness"], res["potholes"]
+            print(f"\n== network, seed {seed}, {fs:g} Hz, {args.vehicles} vehicles ({', '.join(families)}): "
+                  f"{res['n_passes']} passes, {res['n_impacts']} impacts kept; simulate {res['sim_s']:.0f} s, "
+                  f"score {res['score_s']:.0f} s, dead letters {res['dead_letters']}")  # fmt: skip
+            print(f"{'class':>5} {'n':>4} {'true IRI':>9} {'est IRI':>8} {'med rel err':>11}")
+            for c, pc in r["per_class"].items():
+                print(f"{c:>5} {pc['n']:>4} {pc['true_median']:>9.2f} {pc['est_median']:>8.2f} {pc['median_rel_error']:>11.1%}")
+            for label, x in (("pipeline as is", r), (f"fleet-calibrated ({N_REF} refs)", r["calibrated"])):
+                print(f"roughness, {label} ({x['n_segments']} segments with >= 5 passes): spearman {x['spearman']:.3f}  "
+                      f"median rel err {x['median_rel_error']:.1%}  bias {x['median_bias']:+.1%}  "
+                      f"level acc {x['level_accuracy']:.1%}")
+            print(f"potholes: true {ph['n_true']} (on segments with >= 5 passes), alerts {ph['n_confirmed']}, "
+                  f"precision {ph['precision']:.3f}, recall {ph['recall']:.3f} (D-E roads {ph['recall_on_de_roads']:.3f}), "
+                  f"loc err p90 {ph['location_error_m_p90']:.1f} m, false at bumps/rails {ph['false_potholes_at_bumps']} "
+                  f"of {ph['n_designed_features']}")  # fmt: skip
+    print(f"\n({time.time() - t0:.0f} s)")
+
+    def pooled(fs: float) -> dict:
+        rs = results[fs]
+        keys = ("spearman", "median_rel_error", "level_accuracy")
+        r = {k: float(np.mean([x["roughness"][k] for x in rs])) for k in keys}
+        r.update({f"calibrated_{k}": float(np.mean([x["roughness"]["calibrated"][k] for x in rs])) for k in keys})
+        tp = [x["potholes"] for x in rs]
+        n_conf = sum(p["n_confirmed"] for p in tp)
+        n_true = sum(p["n_true"] for p in tp)
+        prec = sum(p["precision"] * p["n_confirmed"] for p in tp if p["n_confirmed"]) / n_conf if n_conf else float("nan")
+        rec = sum(p["recall"] * p["n_true"] for p in tp if p["n_true"]) / n_true if n_true else float("nan")
+        return {**r, "pothole_precision": prec, "pothole_recall": rec,
+                "pothole_location_error_m_p90": float(np.nanmax([p["location_error_m_p90"] for p in tp])),
+                "false_potholes_at_bumps": sum(p["false_potholes_at_bumps"] for p in tp),
+                "n_segments": sum(x["roughness"]["n_segments"] for x in rs), "n_true_potholes": n_true}  # fmt: skip
+
+    main_fs = max(rates)
+    line = {"mode": "network", "seeds": seeds, "fs": main_fs, "families": list(families), "vehicles": args.vehicles}
+    line.update({k: round(v, 4) if isinstance(v, float) else v for k, v in pooled(main_fs).items()})
+    for fs in rates:
+        if fs != main_fs:
+            line.update({f"{fs:g}hz_{k}": round(v, 4) if isinstance(v, float) else v for k, v in pooled(fs).items()})
+    print(json.dumps(line))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--dev", action="store_true", help="development scenario (seed 1, training families)")
@@ -273,7 +519,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--vehicles", type=int, default=30)
     ap.add_argument("--references", type=int, default=6, help="segments with a known IRI (anchor); 0 = median gain 1")
     ap.add_argument("--rates", default="100,10")
+    ap.add_argument("--network", action="store_true",
+                    help="fleet on the real network (simulate_fleet) through pipeline.offline.score_traces")
+    ap.add_argument("--seeds", default=None, help="--network: comma-separated seeds (default 2024,2025; --dev: 1)")
+    ap.add_argument("--trip-km-min", type=float, default=4.0)
+    ap.add_argument("--trip-km-max", type=float, default=8.0)
     args = ap.parse_args(argv)
+    if args.network:
+        return main_network(args)
     seed = args.seed if args.seed is not None else (1 if args.dev else 2024)
     families = TRAIN_FAMILIES if args.dev else HOLDOUT_FAMILIES
     t0 = time.time()

@@ -1,0 +1,279 @@
+"""Stage 2, keyed by segment: pothole confirmation across vehicles, live road alerts.
+
+Transport-free: :func:`handle_impacts` is a pure function of a segment's state, the new
+impacts of that segment (``schemas.records.PassImpact``, from stage 1) and the current
+time; the Faust agent keeps :class:`SegmentState` in a table keyed by segment id (its
+:meth:`~SegmentState.to_bytes` form) and sends the returned alerts to ``road.alerts`` and
+the database (:func:`pipeline.alerts_sink.write_alerts`).
+
+Per call:
+
+1. the new impacts join the segment's recent impacts, deduplicated on their natural key
+   (vehicle, time), so a replayed message changes nothing;
+2. impacts older than ``ttl_days`` are forgotten (and alerts not seen for as long), and at
+   most ``max_impacts`` (the newest) are kept: the state stays small;
+3. impacts are clustered along the segment and confirmed with
+   :func:`agents.potholes.cluster_impacts` / :func:`agents.potholes.confirm` (a pothole
+   needs ``min_vehicles`` distinct vehicles with the pothole signature; speed bumps and
+   rail crossings, up-first or slowed-for, are never potholes); a cluster's sample rate is
+   the lowest of its impacts, so 10 Hz evidence gives a lower confidence;
+4. a newly confirmed pothole gets an alert (``alert_id`` deterministic from the segment and
+   its position when first confirmed); an existing alert within ``match_m`` is updated
+   (``revision`` + 1) when its vehicles, impacts or confidence change. Only new or changed
+   alerts are returned.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
+import orjson
+
+from agents.potholes import Impact, cluster_impacts, confirm
+from schemas.records import PassImpact, RoadAlert
+
+if TYPE_CHECKING:
+    from roadnet import RoadNetwork
+
+__all__ = ["Stage2Params", "SegmentState", "handle_impacts", "impact_record", "STATE_VERSION"]
+
+STATE_VERSION = 1
+# compact impact row: time (epoch s), offset, vehicle, polarity, slowdown, peak, n_lobes,
+# speed, severity, fs
+_T, _OFF, _VEH, _POL, _SLOW, _PEAK, _LOBES, _SPEED, _SEV, _FS = range(10)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Stage2Params:
+    """Options of stage 2 (distances m)."""
+
+    ttl_days: float = 90.0
+    """Impacts (and alerts not seen again) older than this are forgotten."""
+    min_vehicles: int = 3
+    """Distinct vehicles needed to confirm a pothole."""
+    gap_m: float = 5.0
+    """Impacts of one cluster are at most this far apart (single linkage)."""
+    match_m: float = 5.0
+    """A confirmed cluster within this of an existing alert updates it."""
+    max_impacts: int = 2000
+    """At most this many impacts (the newest) are kept per segment."""
+    signature: str = "polarity"
+    """``agents.potholes.confirm`` signature: down-first impacts, whatever the speed (drivers
+    brake for junctions as well as humps; humps and rails are up-first)."""
+    slowed_pothole_fraction: float = 0.8
+    """Down-first share needed where drivers slow down."""
+    min_peak_mps2: float = 3.0
+    """Median peak of a pothole cluster, m/s² (repeatable small shocks of rough roads are not
+    potholes). Chosen on the development scenario (seed 1, training families) only."""
+
+
+@dataclass
+class SegmentState:
+    """What stage 2 remembers of one segment (small, serialisable).
+
+    Attributes
+    ----------
+    segment_id : str
+    impacts : list of compact rows ``[t_s, offset_m, vehicle, polarity, slowdown, peak,
+        n_lobes, speed_kmh, severity, fs_hz]``, sorted by time
+    alerts : alert id -> ``{"position_m", "first_seen", "last_seen", "n_vehicles",
+        "n_impacts", "confidence", "revision"}`` (times as epoch seconds)
+    """
+
+    segment_id: str
+    impacts: list[list[Any]] = field(default_factory=list)
+    alerts: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def to_bytes(self) -> bytes:
+        return orjson.dumps({"v": STATE_VERSION, "segment_id": self.segment_id, "impacts": self.impacts,
+                             "alerts": self.alerts})  # fmt: skip
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> SegmentState:
+        d = orjson.loads(raw)
+        if d.get("v") != STATE_VERSION:
+            raise ValueError(f"segment state version {d.get('v')!r}, expected {STATE_VERSION}")
+        return cls(segment_id=d["segment_id"], impacts=d["impacts"], alerts=d["alerts"])
+
+
+def impact_record(impact: Impact, *, vehicle: str, segment_id: str) -> PassImpact:
+    """The record of an :class:`agents.potholes.Impact` from the streaming detector
+    (``impact.t_s`` in epoch seconds)."""
+    if not math.isfinite(impact.t_s):
+        raise ValueError("impact.t_s must be the impact's time (epoch seconds)")
+    sev = impact.severity if math.isfinite(impact.severity) else 1e6
+    return PassImpact(
+        vehicle=vehicle,
+        segment_id=segment_id,
+        time=datetime.fromtimestamp(round(impact.t_s, 6), tz=UTC),
+        offset_m=round(max(0.0, impact.offset_m), 2),
+        peak_mps2=round(impact.peak_mps2, 4),
+        polarity=-1 if impact.polarity < 0 else 1,
+        slowdown=round(min(max(impact.slowdown, 0.0), 1.0), 4),
+        n_lobes=int(impact.n_lobes),
+        n_peaks=max(1, int(impact.n_peaks)),
+        speed_kmh=round(max(0.0, impact.speed_kmh), 2),
+        severity=round(min(sev, 1e6), 3),
+        duration_s=round(max(0.0, impact.duration_s if math.isfinite(impact.duration_s) else 0.0), 3),
+        double_hit_m=round(impact.double_hit_m, 3) if math.isfinite(impact.double_hit_m) else None,
+        kind_score=round(impact.kind_score if math.isfinite(impact.kind_score) else 0.5, 3),
+        fs_hz=impact.fs_hz if math.isfinite(impact.fs_hz) and impact.fs_hz > 0 else 1.0,
+    )
+
+
+def _row(p: PassImpact) -> list[Any]:
+    return [p.time.timestamp(), p.offset_m, p.vehicle, p.polarity, p.slowdown, p.peak_mps2, p.n_lobes,
+            p.speed_kmh, p.severity, p.fs_hz]  # fmt: skip
+
+
+def _as_impact(r: list[Any]) -> Impact:
+    return Impact(offset_m=r[_OFF], peak_mps2=r[_PEAK], polarity=r[_POL], slowdown=r[_SLOW], n_lobes=r[_LOBES],
+                  speed_kmh=r[_SPEED], severity=r[_SEV], t_s=r[_T], fs_hz=r[_FS])  # fmt: skip
+
+
+def alert_id_of(segment_id: str, position_m: float, kind: str = "pothole") -> str:
+    """Deterministic id of an alert: the segment and its position (to the metre)."""
+    h = hashlib.sha256(f"{kind}|{segment_id}|{position_m:.0f}".encode()).hexdigest()[:24]
+    return f"{kind}-{h}"
+
+
+def handle_impacts(
+    state: SegmentState | None,
+    impacts: Sequence[PassImpact],
+    now: datetime,
+    *,
+    segment_id: str | None = None,
+    net: RoadNetwork | None = None,
+    params: Stage2Params = Stage2Params(),
+) -> tuple[SegmentState, list[RoadAlert]]:
+    """Fold a segment's new impacts into its state; return the new or changed alerts.
+
+    Parameters
+    ----------
+    state : SegmentState or None
+        The segment's state (None: nothing known yet).
+    impacts : sequence of PassImpact
+        New impacts, all of this segment (any order; replays are ignored).
+    now : datetime
+        Current time, UTC-aware (for the TTL).
+    segment_id : str, optional
+        The key, when ``state`` is None and ``impacts`` is empty.
+    net : RoadNetwork, optional
+        To give alerts a latitude/longitude.
+
+    Returns
+    -------
+    (state, alerts) : the new state and the alerts to publish (new: ``revision`` 0).
+
+    Raises
+    ------
+    ValueError
+        If impacts belong to several segments, or ``now`` is naive.
+    """
+    if now.tzinfo is None:
+        raise ValueError("now must be a timezone-aware datetime (UTC)")
+    segs = {p.segment_id for p in impacts}
+    sid = state.segment_id if state is not None else (segment_id or (next(iter(segs)) if segs else None))
+    if sid is None:
+        raise ValueError("segment_id is needed when there is no state and no impact")
+    if segs - {sid}:
+        raise ValueError(f"impacts of segments {sorted(segs - {sid})} given to the state of segment {sid!r}")
+    st = SegmentState(sid, [list(r) for r in state.impacts], {k: dict(v) for k, v in state.alerts.items()}) if state else SegmentState(sid)
+
+    # 1. add, deduplicated on (vehicle, time)
+    seen = {(r[_VEH], round(r[_T], 6)) for r in st.impacts}
+    for p in impacts:
+        key = (p.vehicle, round(p.time.timestamp(), 6))
+        if key not in seen:
+            seen.add(key)
+            st.impacts.append(_row(p))
+    # 2. expire, cap
+    horizon = (now - timedelta(days=params.ttl_days)).timestamp()
+    st.impacts = sorted((r for r in st.impacts if r[_T] >= horizon), key=lambda r: (r[_T], r[_VEH]))
+    st.impacts = st.impacts[-params.max_impacts :]
+    st.alerts = {k: a for k, a in st.alerts.items() if a["last_seen"] >= horizon}
+    if not st.impacts:
+        return st, []
+
+    # 3. cluster along the segment, confirm each cluster with its lowest sample rate
+    rows = sorted(st.impacts, key=lambda r: r[_OFF])
+    pos = np.array([r[_OFF] for r in rows])
+    breaks = np.flatnonzero(np.diff(pos) > params.gap_m) + 1
+    alerts: list[RoadAlert] = []
+    for part in np.split(np.arange(len(rows)), breaks):
+        members = [rows[i] for i in part]
+        if len({r[_VEH] for r in members}) < params.min_vehicles:
+            continue
+        (cluster,) = cluster_impacts([_as_impact(r) for r in members], [sid] * len(members),
+                                     [r[_VEH] for r in members], gap_m=params.gap_m)  # fmt: skip
+        found = confirm(
+            [cluster], min_vehicles=params.min_vehicles, fs_hz=min(r[_FS] for r in members),
+            signature=params.signature, slowed_pothole_fraction=params.slowed_pothole_fraction,  # type: ignore[arg-type]
+            min_peak_mps2=params.min_peak_mps2,
+        )  # fmt: skip
+        if not found or found[0].kind != "pothole":
+            continue
+        f = found[0]
+        first = min(r[_T] for r in members)
+        last = max(r[_T] for r in members)
+        alert = _upsert_alert(st, sid, f.position_m, f.confidence, f.n_vehicles, f.n_impacts, first, last, params)
+        if alert is not None:
+            alerts.append(_record(sid, alert, st.alerts[alert], net))
+    return st, alerts
+
+
+def _upsert_alert(
+    st: SegmentState, sid: str, position: float, confidence: float, n_veh: int, n_imp: int,
+    first: float, last: float, params: Stage2Params,
+) -> str | None:  # fmt: skip
+    """Create or update the alert of a confirmed cluster; its id if it must be published."""
+    near = [(abs(a["position_m"] - position), k) for k, a in st.alerts.items() if abs(a["position_m"] - position) <= params.match_m]
+    if near:
+        _, key = min(near)
+        a = st.alerts[key]
+        changed = (a["n_vehicles"], a["n_impacts"], a["confidence"]) != (n_veh, n_imp, confidence)
+        a.update(position_m=round(position, 2), last_seen=max(a["last_seen"], last), first_seen=min(a["first_seen"], first))
+        if not changed:
+            return None
+        a.update(n_vehicles=n_veh, n_impacts=n_imp, confidence=confidence, revision=a["revision"] + 1)
+        return key
+    key = alert_id_of(sid, position)
+    k = 1
+    while key in st.alerts:
+        key = alert_id_of(sid, position + 1000.0 * k)
+        k += 1
+    st.alerts[key] = {"position_m": round(position, 2), "first_seen": first, "last_seen": last,
+                      "n_vehicles": n_veh, "n_impacts": n_imp, "confidence": confidence, "revision": 0}  # fmt: skip
+    return key
+
+
+def _record(sid: str, alert_id: str, a: dict[str, Any], net: RoadNetwork | None) -> RoadAlert:
+    lat = lon = None
+    if net is not None:
+        try:
+            i = net.index_of(sid)
+        except (KeyError, ValueError):
+            i = None
+        if i is not None:
+            pos = min(max(float(a["position_m"]), 0.0), float(net.length_m[i]))
+            x, y = net.point_at_wgs84(np.array([i]), np.array([pos]))
+            lon, lat = round(float(x[0]), 7), round(float(y[0]), 7)
+    return RoadAlert(
+        alert_id=alert_id,
+        segment_id=sid,
+        kind="pothole",
+        position_m=max(0.0, float(a["position_m"])),
+        lat_deg=lat,
+        lon_deg=lon,
+        confidence=float(min(max(a["confidence"], 0.0), 1.0)),
+        n_vehicles=int(a["n_vehicles"]),
+        n_impacts=int(a["n_impacts"]),
+        first_seen=datetime.fromtimestamp(a["first_seen"], tz=UTC),
+        last_seen=datetime.fromtimestamp(a["last_seen"], tz=UTC),
+        revision=int(a["revision"]),
+    )

@@ -1,0 +1,60 @@
+"""pipeline.alerts_sink: idempotent upsert of stage 2's alerts, on both database tiers."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from pipeline import db
+from pipeline.alerts_sink import write_alerts
+from pipeline.stage2 import handle_impacts
+from schemas.records import PassImpact, RoadAlert
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
+
+T0 = datetime(2024, 3, 4, 8, 0, tzinfo=UTC)
+SEG = "-100100951#0"
+
+
+def _impacts(vehicles: str, offset: float = 42.0) -> list[PassImpact]:
+    return [
+        PassImpact(vehicle=v * 8, segment_id=SEG, time=T0 + timedelta(minutes=i), offset_m=offset + 0.3 * i,
+                   peak_mps2=6.0, polarity=-1, slowdown=1.0, n_lobes=3, n_peaks=3, speed_kmh=45.0,
+                   severity=9.0, duration_s=0.2, double_hit_m=2.7, kind_score=0.75, fs_hz=100.0)
+        for i, v in enumerate(vehicles)
+    ]  # fmt: skip
+
+
+def _rows(conn):
+    return conn.execute(
+        "SELECT alert_id, segment_id, kind, position_m, confidence, n_vehicles, n_impacts, revision, "
+        "first_seen, last_seen, lat_deg, payload->>'alert_id' FROM road_alerts ORDER BY alert_id"
+    ).fetchall()
+
+
+@pytest.mark.parametrize("name", ("plain", "timescale"))
+def test_upsert_is_idempotent_and_keeps_latest_revision(name, db_conns, fresh_schema):
+    conn = db_conns[name]
+    with fresh_schema(conn):
+        db.migrate(conn)
+        st, first = handle_impacts(None, _impacts("abc"), T0)
+        (a0,) = first
+        assert write_alerts(conn, first) == 1
+        assert write_alerts(conn, first) == 0  # replay: nothing changes
+        st, upd = handle_impacts(st, _impacts("abcd")[3:], T0)
+        (a1,) = upd
+        assert a1.alert_id == a0.alert_id and a1.revision == 1
+        assert write_alerts(conn, upd) == 1
+        assert write_alerts(conn, first) == 0  # an older revision never wins
+        (row,) = _rows(conn)
+        assert row[0] == a0.alert_id and row[1] == SEG and row[2] == "pothole"
+        assert row[5] == 4 and row[6] == 4 and row[7] == 1 and row[11] == a0.alert_id
+        assert row[8] == T0 and row[9] == T0 + timedelta(minutes=3)
+        # one batch with two revisions of one alert: the highest wins
+        other = RoadAlert(**{**a1.model_dump(), "alert_id": "pothole-batch00000000", "revision": 2})
+        older = RoadAlert(**{**other.model_dump(), "revision": 1, "n_vehicles": 99})
+        assert write_alerts(conn, [older, other]) == 1
+        got = conn.execute("SELECT n_vehicles, revision FROM road_alerts WHERE alert_id = %s", (other.alert_id,)).fetchone()
+        assert got == (4, 2)
+        assert write_alerts(conn, []) == 0
