@@ -333,19 +333,27 @@ def _check_logs(logdir: Path, app_id: str) -> None:
 
 
 def _copy_prefix(bootstrap: str, src: str, dst: str, n: int) -> int:
-    """Copy the first ``n`` messages of ``src`` (keys kept) into ``dst``; returns the count."""
-    from kafka import KafkaConsumer, KafkaProducer
+    """Copy the first ``n`` messages of ``src`` (keys and partitions kept) into ``dst``."""
+    from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-    consumer = KafkaConsumer(src, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                             enable_auto_commit=False, consumer_timeout_ms=10_000)
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    tps = [TopicPartition(src, p) for p in sorted(consumer.partitions_for_topic(src) or ())]
+    consumer.assign(tps)
+    consumer.seek_to_beginning(*tps)
+    ends = consumer.end_offsets(tps)
+    per_tp = max(1, n // len(tps))
     producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=10, batch_size=256 * 1024,
                              max_request_size=4 * 1024 * 1024)
     k = 0
-    for rec in consumer:
-        producer.send(dst, key=rec.key, value=rec.value)
-        k += 1
-        if k >= n:
-            break
+    left = {tp: min(per_tp, ends[tp]) for tp in tps}
+    deadline = time.monotonic() + 120
+    while any(v > 0 for v in left.values()) and time.monotonic() < deadline:
+        for tp, recs in consumer.poll(timeout_ms=1000, max_records=2000).items():
+            for rec in recs:
+                if left[tp] > 0:
+                    producer.send(dst, key=rec.key, value=rec.value, partition=tp.partition)
+                    left[tp] -= 1
+                    k += 1
     producer.flush()
     producer.close()
     consumer.close()
