@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import base64
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
 import numpy as np
@@ -36,14 +36,15 @@ import orjson
 from agents import map_matching as mm
 from agents.roughness import RoughnessFeatures, RoughnessState, estimate_from_features, roughness_features
 from agents.harsh_events import HarshDetectorState, HarshParams, detect_harsh_events
+from agents.potholes import Impact, ImpactState, impact_features
 from roadnet import RoadNetwork, to_metric
 from schemas.frame import FrameArrays
 from schemas.records import HarshEvent, SegmentPass
 
-__all__ = ["PassParams", "VehicleState", "FrameResult", "process_frame", "nominal_rate_hz"]
+__all__ = ["PassParams", "VehicleState", "FrameResult", "StateVersionError", "process_frame", "nominal_rate_hz"]
 
 NOMINAL_RATES_HZ = np.array([5.0, 10.0, 20.0, 25.0, 50.0, 100.0, 200.0])
-STATE_VERSION = 1
+STATE_VERSION = 2
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -62,10 +63,14 @@ class PassParams:
 
 @dataclass(frozen=True, slots=True)
 class FrameResult:
+    """New state and the final records of a frame. ``impacts`` are (segment id,
+    ``agents.potholes.Impact``) of the released passes, for stage 2."""
+
     state: VehicleState
     passes: list[SegmentPass]
     events: list[HarshEvent]
     duplicate: bool = False
+    impacts: list[tuple[str, Impact]] = field(default_factory=list)
 
 
 def nominal_rate_hz(t_s: np.ndarray) -> float:
@@ -92,6 +97,7 @@ class VehicleState:
     powertrain: str | None = None
     model_year: int | None = None
     rough_zi: dict | None = None  # band-pass filter state carried from pass to pass
+    impact_zi: dict | None = None  # pothole/impact detector state (agents.potholes)
     harsh: HarshDetectorState = field(default_factory=HarshDetectorState)
     match: bytes | None = None
     fix_index: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
@@ -126,6 +132,7 @@ class VehicleState:
             "powertrain": self.powertrain,
             "model_year": self.model_year,
             "rough_zi": self.rough_zi,
+            "impact_zi": self.impact_zi,
             "harsh": self.harsh.to_dict(),
             "match": None if self.match is None else base64.b64encode(self.match).decode(),
             "fix_index": _pack(self.fix_index, np.int64),
@@ -153,7 +160,7 @@ class VehicleState:
     def from_bytes(cls, raw: bytes) -> VehicleState:
         d = orjson.loads(raw)
         if d.get("v") != STATE_VERSION:
-            raise ValueError(f"vehicle state version {d.get('v')!r}, expected {STATE_VERSION}")
+            raise StateVersionError(f"vehicle state version {d.get('v')!r}, expected {STATE_VERSION}")
         return cls(
             last_seq=d["last_seq"],
             trip_start_t_s=_unf(d["trip_start_t_s"]),
@@ -164,6 +171,7 @@ class VehicleState:
             powertrain=d["powertrain"],
             model_year=d["model_year"],
             rough_zi=d["rough_zi"],
+            impact_zi=d["impact_zi"],
             harsh=HarshDetectorState.from_dict(d["harsh"]),
             match=None if d["match"] is None else base64.b64decode(d["match"]),
             fix_index=_unpack(d["fix_index"], np.int64),
@@ -203,6 +211,10 @@ def _unf(x: float | str) -> float:
     return float(x)
 
 
+class StateVersionError(ValueError):
+    """A stored state written by another version of this module."""
+
+
 # ------------------------------------------------------------------------ processing
 def process_frame(
     state: VehicleState | None,
@@ -236,6 +248,7 @@ def process_frame(
 
     passes: list[SegmentPass] = []
     events: list[HarshEvent] = []
+    impacts: list[tuple[str, Impact]] = []
     t = frame.t_s
     if math.isfinite(st.last_t_s) and t[0] - st.last_t_s > params.trip_gap_s:
         _end_trip(st, net, vehicle, params, passes, events)
@@ -291,12 +304,12 @@ def process_frame(
 
     # 3. events, privacy release -----------------------------------------------------
     _place_events(st, net, vehicle, params)
-    _release(st, params, passes, events, net, vehicle)
+    _release(st, params, passes, events, net, vehicle, impacts)
     if frame.trip_end:
         _end_trip(st, net, vehicle, params, passes, events)
         st = VehicleState(last_seq=frame.seq, last_t_s=st.last_t_s)
         st.trip_start_t_s = math.nan
-    return FrameResult(st, passes, events)
+    return FrameResult(st, passes, events, impacts=impacts)
 
 
 def _place(st: VehicleState, res: mm.MatchResult, net: RoadNetwork, vehicle: str, params: PassParams, passes: list) -> None:
@@ -396,6 +409,7 @@ def _accumulate(st, t, d, v, az, seg, off, net, params) -> None:
         op["n"] += e - s
         op["sum_v"] += float(sum_v[r])
         op["exit_t"], op["exit_off"], op["exit_d"] = float(t[e - 1]), float(off[e - 1]), float(d[e - 1])
+    _detect_impacts(st, t, v, az, seg, off)
     st.frontier_t_s, st.frontier_d_m = float(t[-1]), float(d[-1])
     # recent positions for locating harsh events, decimated to ~10 Hz
     step = max(1, int(round((st.fs_hz if math.isfinite(st.fs_hz) else 10.0) / 10.0)))
@@ -408,6 +422,28 @@ def _accumulate(st, t, d, v, az, seg, off, net, params) -> None:
     keep = st.recent_t >= st.frontier_t_s - params.event_history_s
     st.recent_t, st.recent_seg, st.recent_off = st.recent_t[keep], st.recent_seg[keep], st.recent_off[keep]
     st.recent_d, st.recent_v = st.recent_d[keep], st.recent_v[keep]
+
+
+def _detect_impacts(st: VehicleState, t, v, az, seg, off) -> None:
+    """Impacts (potholes, bumps) in placed samples, attached to the pass they fall in."""
+    if not math.isfinite(st.fs_hz):
+        return
+    zi = None if st.impact_zi is None else ImpactState.from_dict(st.impact_zi)
+    found, zf = impact_features(az.astype(float), v.astype(float), off, st.fs_hz, segment=seg, t_s=t, zi=zi)
+    st.impact_zi = zf.to_dict()
+    for imp in found:
+        # An impact can end a few metres after its pass closed: search the pending ones too.
+        for p in [*([st.open_pass] if st.open_pass else []), *reversed(st.pending_passes)]:
+            if p["seg"] == int(imp.segment) and p["entry_t"] - 0.05 <= imp.t_s <= p.get("exit_t", math.inf) + 0.05:
+                p.setdefault("impacts", []).append(
+                    {k: (x.item() if isinstance(x, np.generic) else x) for k, x in asdict(imp).items()}
+                )
+                break
+
+
+def _impact(d: dict) -> Impact:
+    """An Impact back from the JSON state (NaN travels as null)."""
+    return Impact(**{k: (math.nan if v is None and k != "segment" else v) for k, v in d.items()})
 
 
 def _close_open(st: VehicleState) -> None:
@@ -426,6 +462,7 @@ def _close_open(st: VehicleState) -> None:
         "mean_speed": p["sum_v"] / n, "n_events": p["n_events"],
         "iri": iri if math.isfinite(iri) else None, "conf": conf,
         "rms": rms if math.isfinite(rms) else None, "max_abs": rz.features.max_abs_band_mps2,
+        "impacts": p.get("impacts", []),
     })
 
 
@@ -451,14 +488,17 @@ def _place_events(st: VehicleState, net: RoadNetwork, vehicle: str, params: Pass
     st.unplaced_events = still
 
 
-def _release(st: VehicleState, params: PassParams, passes: list, events: list, net: RoadNetwork, vehicle: str) -> None:
-    """Emit closed passes and events once the vehicle is ``trim_m`` beyond them."""
+def _release(st: VehicleState, params: PassParams, passes: list, events: list, net: RoadNetwork, vehicle: str,
+             impacts: list) -> None:
+    """Emit closed passes (with their impacts) and events once the vehicle is ``trim_m`` beyond them."""
     keep: list[dict] = []
     for p in st.pending_passes:
         if p["entry_d"] < params.trim_m:
             continue  # too close to the trip start
         if st.frontier_d_m >= p["exit_d"] + params.trim_m:
             passes.append(_pass_record(p, st, net, vehicle, params))
+            sid = str(net.segment_id[int(p["seg"])])
+            impacts.extend((sid, _impact(x)) for x in p.get("impacts", ()))
         else:
             keep.append(p)
     st.pending_passes = keep

@@ -34,12 +34,14 @@ from pathlib import Path
 import faust
 
 from agents.passes import PassParams
-from pipeline import db, sink
+from pipeline import alerts_sink, db, sink
 from pipeline.exceptions import SinkError
 from pipeline.pseudonym import Pseudonymiser
 from pipeline.settings import Settings
 from pipeline.stage1 import FrameHandler, dead_letter, outbox_results, unpack_envelope
+from pipeline.stage2 import SegmentState, handle_impacts
 from pipeline.stats import WorkerStats
+from schemas.records import PassImpact
 from roadnet import load_network
 
 __all__ = ["create_app", "run_worker"]
@@ -91,6 +93,8 @@ def create_app(settings: Settings) -> faust.App:
     frames = app.topic(settings.frames_topic, key_type=bytes, value_type=bytes, partitions=settings.partitions)
     dlq = app.topic(settings.dlq_topic, key_type=bytes, value_type=bytes, partitions=settings.partitions)
     passes_topic = app.topic(settings.passes_topic, key_type=bytes, value_type=bytes, partitions=settings.partitions)
+    impacts_topic = app.topic(settings.impacts_topic, key_type=bytes, value_type=bytes, partitions=settings.partitions)
+    alerts_topic = app.topic(settings.alerts_topic, key_type=bytes, value_type=bytes, partitions=settings.partitions)
     stats = WorkerStats(settings.stats_file)
     atexit.register(stats.dump)
     dsn = settings.pg_dsn.get_secret_value()
@@ -143,9 +147,11 @@ def create_app(settings: Settings) -> faust.App:
             except ValueError:
                 continue
             if outbox:
-                p, e = outbox_results(outbox)
+                p, e, i = outbox_results(outbox)
                 passes += p
                 events += e
+                for imp in i:  # stage 2 ignores impacts it has already seen
+                    await impacts_topic.send(key=imp.segment_id.encode(), value=imp.model_dump_json().encode())
                 done.append((key.decode(), max(x["seq"] for x in outbox)))
         if passes or events:
             refused = await write_until_done(passes, events)
@@ -215,16 +221,81 @@ def create_app(settings: Settings) -> faust.App:
                 else:
                     if out.state is not None:
                         states[out.state_key.encode()] = out.state  # type: ignore[union-attr]
-                    if out.passes or out.events:
+                    if out.passes or out.events or out.impacts:
                         batch.results.append((event, out.passes, out.events, raw, out.state_key))
                         batch.confirm.append((out.state_key, out.seq))  # type: ignore[arg-type]
                     for p in out.passes:
                         await passes_topic.send(key=p.segment_id.encode(), value=p.model_dump_json().encode())
+                    for imp in out.impacts:
+                        await impacts_topic.send(key=imp.segment_id.encode(), value=imp.model_dump_json().encode())
                     batch.stats.append(dict(kafka_ts_ms=_ts_ms(msg), samples=out.n_samples,
                                             passes=len(out.passes), vehicle=out.state_key, dead=False))
                 full = len(batch) >= settings.batch_max or time.monotonic() - batch.started >= settings.batch_s
             if full:
                 await flush()
+
+    segment_states = app.Table(
+        "segment_state",
+        default=None,
+        key_type=bytes,
+        value_type=bytes,
+        partitions=settings.partitions,
+        help="stage 2: recent impacts and alerts of a segment (pipeline.stage2.SegmentState)",
+    )
+
+    @app.agent(impacts_topic, name="stage2")
+    async def stage2(stream: faust.Stream) -> None:
+        """Keyed by segment: pothole confirmation across vehicles -> road.alerts + database.
+
+        Low volume (impacts are rare), so one message at a time: alerts are committed to
+        the database before the segment's state is written, then the event acknowledged;
+        a replay recomputes the same alerts (same ids and revisions; upserts keep the
+        highest revision) and stage 2 ignores impacts it has already seen.
+        """
+        async for event in stream.noack().events():
+            msg = event.message
+            raw = event.value if isinstance(event.value, bytes) else bytes(event.value or b"")
+            try:
+                imp = PassImpact.model_validate_json(raw)
+                value = segment_states.get(imp.segment_id.encode())
+                st = None if value is None else SegmentState.from_bytes(value)
+                # event time, so that replayed history is not expired on arrival
+                new_state, alerts = handle_impacts(st, [imp], imp.time, net=net)
+            except Exception as exc:
+                log.warning("stage 2 dead letter %s[%s]@%s: %s", msg.topic, msg.partition, msg.offset, exc)
+                env = dead_letter(raw, msg.key, type(exc).__name__, f"stage 2: {exc}", topic=msg.topic,
+                                  partition=msg.partition, offset=msg.offset, worker=worker_name)
+                await (await dlq.send(key=msg.key, value=env))
+                await stream.ack(event)
+                continue
+            if alerts:
+                await write_alerts_until_done(alerts)
+                for a in alerts:
+                    await alerts_topic.send(key=a.segment_id.encode(), value=a.model_dump_json().encode())
+            segment_states[imp.segment_id.encode()] = new_state.to_bytes()
+            await app.producer.flush()
+            await stream.ack(event)
+
+    async def write_alerts_until_done(alerts) -> None:
+        attempt = 0
+        while True:
+            try:
+                await asyncio.to_thread(alerts_sink.write_alerts, connection2(), alerts)
+                return
+            except Exception as exc:  # database down: wait, never ack before the write
+                delay = DB_RETRY_S[min(attempt, len(DB_RETRY_S) - 1)]
+                log.error("alert write failed (%s); retrying in %.1fs", exc, delay)
+                conn_box.pop("conn2", None)
+                attempt += 1
+                await asyncio.sleep(delay)
+
+    def connection2():
+        # stage 2 runs concurrently with stage 1's threads: its own connection
+        conn = conn_box.get("conn2")
+        if conn is None or conn.closed:  # type: ignore[union-attr]
+            conn = db.connect(dsn, timeout_s=settings.db_timeout_s)
+            conn_box["conn2"] = conn
+        return conn
 
     @app.timer(interval=max(0.05, settings.batch_s / 2))
     async def flush_idle() -> None:

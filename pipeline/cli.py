@@ -78,7 +78,8 @@ def cmd_score(args: argparse.Namespace) -> int:
                        frame_s=args.frame_s, progress=True)
     files = write_outputs(run, net, args.out)
     print(f"{run.n_vehicles} vehicles, {run.n_frames} frames -> {len(run.passes)} passes, "
-          f"{len(run.events)} harsh events, {len(run.scores)} segments scored")
+          f"{len(run.events)} harsh events, {len(run.scores)} segments scored, {len(run.impacts)} impacts, "
+          f"{len(run.alerts)} confirmed potholes")
     if run.dead_letters:
         print(f"{len(run.dead_letters)} frames rejected, first: {run.dead_letters[0][1]}", file=sys.stderr)
     for f in files:

@@ -7,7 +7,8 @@ aggregated exactly as the database's ``segment_scores`` view does (``agents.scor
 So this is the reference the streaming path must agree with.
 
 Outputs in ``--out``: ``segment_scores.geojson`` and ``.csv``, ``passes.csv``,
-``events.geojson`` and ``.csv``; the GeoJSON files carry the ODbL attribution.
+``events.geojson`` and ``.csv``, ``alerts.geojson`` and ``.csv`` (confirmed potholes, the
+stage-2 code run offline); the GeoJSON files carry the ODbL attribution.
 """
 
 from __future__ import annotations
@@ -24,9 +25,10 @@ from agents.passes import PassParams
 from agents.scores import SegmentScore, segment_scores
 from pipeline.pseudonym import Pseudonymiser
 from pipeline.stage1 import FrameHandler
+from pipeline.stage2 import handle_impacts
 from roadnet import RoadNetwork
 from schemas.frame import encode_frame
-from schemas.records import HarshEvent, SegmentPass
+from schemas.records import HarshEvent, PassImpact, RoadAlert, SegmentPass
 from schemas.tracefile import frames_of, read_traces
 
 __all__ = ["ScoreRun", "score_traces", "write_outputs"]
@@ -40,6 +42,8 @@ class ScoreRun:
     n_frames: int
     n_vehicles: int
     dead_letters: list[tuple[str, str]]
+    impacts: list[PassImpact]
+    alerts: list[RoadAlert]
 
 
 def score_traces(
@@ -58,6 +62,7 @@ def score_traces(
     passes: list[SegmentPass] = []
     events: list[HarshEvent] = []
     dead: list[tuple[str, str]] = []
+    impacts: list[PassImpact] = []
     n_frames = 0
     items = sorted(traces.items())
     if progress:
@@ -77,8 +82,25 @@ def score_traces(
                 handler.confirm(out.state_key, out.seq)  # collected below: nothing to re-send
             passes.extend(out.passes)
             events.extend(out.events)
+            impacts.extend(out.impacts)
     scores = segment_scores(passes, events)
-    return ScoreRun(passes, events, scores, n_frames, len(traces), dead)
+    return ScoreRun(passes, events, scores, n_frames, len(traces), dead, impacts, confirm_potholes(impacts, net))
+
+
+def confirm_potholes(impacts: Sequence[PassImpact], net: RoadNetwork) -> list[RoadAlert]:
+    """Stage 2 offline: each segment's impacts one at a time in time order, as the stream
+    delivers them; the latest revision of every alert."""
+    by_seg: dict[str, list[PassImpact]] = {}
+    for imp in sorted(impacts, key=lambda i: (i.time, i.vehicle)):
+        by_seg.setdefault(imp.segment_id, []).append(imp)
+    latest: dict[str, RoadAlert] = {}
+    for seg in sorted(by_seg):
+        st = None
+        for imp in by_seg[seg]:
+            st, alerts = handle_impacts(st, [imp], imp.time, net=net)
+            for a in alerts:
+                latest[a.alert_id] = a
+    return [latest[k] for k in sorted(latest)]
 
 
 def write_outputs(run: ScoreRun, net: RoadNetwork, out_dir: str | Path) -> list[Path]:
@@ -105,6 +127,13 @@ def write_outputs(run: ScoreRun, net: RoadNetwork, out_dir: str | Path) -> list[
         for r in ev_rows
     ]
     written.append(_geojson(out / "events.geojson", ev_feats, net))
+    al_rows = [a.model_dump(mode="json") for a in run.alerts]
+    written.append(_csv(out / "alerts.csv", al_rows, list(RoadAlert.model_fields)))
+    al_feats = [
+        {"type": "Feature", "geometry": {"type": "Point", "coordinates": [r["lon_deg"], r["lat_deg"]]}, "properties": r}
+        for r in al_rows
+    ]
+    written.append(_geojson(out / "alerts.geojson", al_feats, net))
     return written
 
 

@@ -31,6 +31,7 @@ class Settings(BaseSettings):
     dlq_topic: str = "vehicle.frames.dlq"
     passes_topic: str = "segment.passes"
     alerts_topic: str = "road.alerts"
+    impacts_topic: str = "segment.impacts"
     partitions: int = Field(default=4, ge=1, description="partitions of the keyed topics and tables")
     frame_s: float = Field(default=2.0, gt=0, le=60, description="seconds of samples per frame message")
     batch_max: int = Field(default=500, ge=1, description="frames per database commit (at most)")

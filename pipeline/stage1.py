@@ -23,13 +23,14 @@ from datetime import UTC, datetime
 
 import orjson
 
-from agents.passes import PassParams, VehicleState, process_frame
+from agents.passes import PassParams, StateVersionError, VehicleState, process_frame
 from roadnet import RoadNetwork
 from schemas._errors import SchemaError
 from schemas.frame import decode_frame
-from schemas.records import DeadLetter, HarshEvent, SegmentPass
+from schemas.records import DeadLetter, HarshEvent, PassImpact, SegmentPass
 
 from pipeline.pseudonym import Pseudonymiser
+from pipeline.stage2 import impact_record
 
 __all__ = ["Outcome", "FrameHandler", "dead_letter", "pack_envelope", "unpack_envelope", "outbox_results"]
 
@@ -51,11 +52,12 @@ def unpack_envelope(value: bytes) -> tuple[bytes, list]:
     return value[8 + n :], box
 
 
-def outbox_results(outbox: list) -> tuple[list[SegmentPass], list[HarshEvent]]:
+def outbox_results(outbox: list) -> tuple[list[SegmentPass], list[HarshEvent], list[PassImpact]]:
     """The records of an outbox, validated again."""
     passes = [SegmentPass.model_validate(p) for e in outbox for p in e["passes"]]
     events = [HarshEvent.model_validate(v) for e in outbox for v in e["events"]]
-    return passes, events
+    impacts = [PassImpact.model_validate(v) for e in outbox for v in e.get("impacts", ())]
+    return passes, events, impacts
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +70,7 @@ class Outcome:
     state: bytes | None = None
     passes: list[SegmentPass] = field(default_factory=list)
     events: list[HarshEvent] = field(default_factory=list)
+    impacts: list[PassImpact] = field(default_factory=list)
     duplicate: bool = False
     n_samples: int = 0
     seq: int = -1
@@ -106,8 +109,16 @@ class FrameHandler:
         try:
             value = get_state(key)
             raw_state, outbox = (None, []) if value is None else unpack_envelope(value)
-            state = None if raw_state is None else VehicleState.from_bytes(raw_state)
+            try:
+                state = None if raw_state is None else VehicleState.from_bytes(raw_state)
+            except StateVersionError as exc:
+                # State written by an older release: start the vehicle afresh (its open
+                # trip's passes are lost, nothing else) rather than dead-letter its frames.
+                log.warning("vehicle %s: %s; starting a new trip", key, exc)
+                self.stats["state_resets"] = self.stats.get("state_resets", 0) + 1
+                state = None
             res = process_frame(state, frame, self.net, vehicle=key, params=self.params)
+            impacts = [impact_record(imp, vehicle=key, segment_id=sid) for sid, imp in res.impacts]
         except Exception as exc:  # a bug or a pathological frame: never stall the partition
             log.exception("processing failed for a frame of vehicle %s seq %s", key, frame.seq)
             self.stats["dead_letters"] += 1
@@ -117,14 +128,15 @@ class FrameHandler:
             return Outcome(state_key=key, duplicate=True)
         done = self.confirmed.get(key, -1)
         outbox = [e for e in outbox if e["seq"] > done]
-        if res.passes or res.events:
+        if res.passes or res.events or impacts:
             outbox.append({
                 "seq": frame.seq,
                 "passes": [p.model_dump(mode="json") for p in res.passes],
                 "events": [e.model_dump(mode="json") for e in res.events],
+                "impacts": [i.model_dump(mode="json") for i in impacts],
             })
         return Outcome(state_key=key, state=pack_envelope(res.state.to_bytes(), outbox), passes=res.passes,
-                       events=res.events, n_samples=int(frame.t_s.size), seq=frame.seq)
+                       events=res.events, impacts=impacts, n_samples=int(frame.t_s.size), seq=frame.seq)
 
 
 def dead_letter(

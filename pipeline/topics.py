@@ -25,7 +25,8 @@ def _admin(bootstrap: str) -> KafkaAdminClient:
 
 def ensure_topics(settings: Settings) -> list[str]:
     """Create the pipeline's named topics if absent (partitions from settings); returns created."""
-    names = [settings.frames_topic, settings.dlq_topic, settings.passes_topic, settings.alerts_topic]
+    names = [settings.frames_topic, settings.dlq_topic, settings.passes_topic, settings.impacts_topic,
+             settings.alerts_topic]
     admin = _admin(settings.kafka_bootstrap)
     try:
         existing = set(admin.list_topics())

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from schemas.frame import Frame
-from schemas.records import DeadLetter, HarshEvent, SegmentPass
+from schemas.records import DeadLetter, HarshEvent, PassImpact, RoadAlert, SegmentPass
 from schemas.trace import TraceRow
 
 __all__ = ["MODELS", "json_schemas", "write_json_schemas", "JSON_DIR"]
@@ -23,6 +23,8 @@ MODELS = {
     "segment-pass": SegmentPass,
     "harsh-event": HarshEvent,
     "dead-letter": DeadLetter,
+    "pass-impact": PassImpact,
+    "road-alert": RoadAlert,
 }
 
 
