@@ -29,12 +29,14 @@ class WorkerStats:
         self.dead_letters = 0
         self.passes = 0
         self.first_t = None
+        self.last_t = None
         self.vehicles: set[str] = set()
 
     def record(self, *, kafka_ts_ms: float | None, samples: int, passes: int, vehicle: str | None, dead: bool) -> None:
         now = time.time()
         if self.first_t is None:
             self.first_t = now
+        self.last_t = now
         self.frames += 1
         self.samples += samples
         self.passes += passes
@@ -60,7 +62,7 @@ class WorkerStats:
             "dead_letters": self.dead_letters,
             "vehicles": len(self.vehicles),
             "first_t": self.first_t,
-            "last_t": time.time(),
+            "last_t": self.last_t,  # time of the last recorded frame
             "latency_p50_s": float(np.percentile(lat, 50)) if lat.size else None,
             "latency_p99_s": float(np.percentile(lat, 99)) if lat.size else None,
             "latency_s": lat[-20000:].round(4).tolist(),
