@@ -22,8 +22,8 @@ the traces are written and scored by :func:`pipeline.offline.score_traces` (deco
 pseudonymise, map matching, placement, passes, privacy trim: the worker's code). Segment
 scores of segments with >= 5 passes are compared with the true ASTM IRI. Potholes: the
 streaming detector :func:`agents.potholes.impact_features` runs on every chunk the
-processor places (tapped in ``agents.passes._accumulate`` until the lead wires it there),
-impacts of published passes only go through stage 2 (:func:`pipeline.stage2.handle_impacts`).
+processor places (``agents.passes``); impacts of published passes only go to stage 2
+(:func:`pipeline.stage2.handle_impacts`), which confirms across vehicles (``run.alerts``).
 The JSON line then has ``mode``, ``seeds``, ``fs`` and the pooled figures.
 
 Ends with one JSON line: spearman, median_rel_error, level_accuracy, pothole_precision,
@@ -279,53 +279,13 @@ def print_report(label: str, res: dict) -> None:
 # ----------------------------------------------------------------------------------------
 # --network: a fleet on the real SQY network, through the exact stream code
 # ----------------------------------------------------------------------------------------
-def _impact_tap(fs_hint: float):
-    """Run the streaming impact detector on every chunk the per-vehicle processor places
-    (``agents.passes._accumulate``), exactly where the lead will wire it, until that is
-    done in passes.py. Returns (impacts list, context manager that installs the tap)."""
-    import contextlib
-
-    import agents.passes as passes_mod
-    import pipeline.offline as offline_mod
-    from agents.potholes import impact_features
-
-    found: list[tuple[str, object]] = []
-    cur = {"vid": None, "zi": None}
-    orig_acc, orig_frames = passes_mod._accumulate, offline_mod.frames_of
-
-    def frames_of(trace, vid, **kw):
-        cur["vid"], cur["zi"] = vid, None
-        return orig_frames(trace, vid, **kw)
-
-    def accumulate(st, t, d, v, az, seg, off, net, params):
-        orig_acc(st, t, d, v, az, seg, off, net, params)
-        if t.size == 0:
-            return
-        fs = st.fs_hz if np.isfinite(st.fs_hz) else fs_hint
-        imps, cur["zi"] = impact_features(np.asarray(az, float), np.asarray(v, float), np.asarray(off, float), fs,
-                                          segment=seg, t_s=t, zi=cur["zi"])  # fmt: skip
-        found.extend((cur["vid"], i) for i in imps)
-
-    @contextlib.contextmanager
-    def installed():
-        passes_mod._accumulate, offline_mod.frames_of = accumulate, frames_of
-        try:
-            yield
-        finally:
-            passes_mod._accumulate, offline_mod.frames_of = orig_acc, orig_frames
-
-    return found, installed
-
-
 def run_network(seed: int, n_vehicles: int, fs: float, families: tuple[str, ...], trip_km: tuple[float, float],
                 min_passes: int = 5) -> dict:  # fmt: skip
     import tempfile
     from collections import defaultdict
-    from datetime import UTC, datetime
 
     from pipeline.offline import score_traces
     from pipeline.pseudonym import Pseudonymiser
-    from pipeline.stage2 import handle_impacts, impact_record
     from roadnet import load_network
     from simulator import simulate_fleet, write_fleet
 
@@ -334,12 +294,10 @@ def run_network(seed: int, n_vehicles: int, fs: float, families: tuple[str, ...]
     fleet = simulate_fleet(net, n_vehicles=n_vehicles, seed=seed, fs_hz=fs, vehicle_families=families, trip_km=trip_km)
     t_sim = time.time() - t0
     pseudo = Pseudonymiser("bench-accuracy-roughness-key-0123456789")
-    found, installed = _impact_tap(fs)
     with tempfile.TemporaryDirectory() as tmp:
         path = write_fleet(fleet, tmp, format="parquet")
         t1 = time.time()
-        with installed():
-            run = score_traces([path], net, pseudonymise=pseudo)
+        run = score_traces([path], net, pseudonymise=pseudo)
         t_score = time.time() - t1
     tr = fleet.truth
 
@@ -379,28 +337,15 @@ def run_network(seed: int, n_vehicles: int, fs: float, families: tuple[str, ...]
     tru = np.array([r[1] for r in rows])
     est = np.array([r[2] for r in rows])
 
-    # potholes: impacts of published passes only (privacy trim), stage 2 per segment
-    pid = {vid: pseudo(vid) for vid in fleet.traces}
-    windows = defaultdict(list)
-    for p in run.passes:
-        windows[(p.vehicle, p.segment_id)].append((p.entry_time.timestamp() - 0.05, p.exit_time.timestamp() + 0.05))
-    by_seg: dict[str, list] = defaultdict(list)
-    for vid, imp in found:
-        sid = str(net.segment_id[imp.segment])
-        key = (pid[vid], sid)
-        if any(a <= imp.t_s <= b for a, b in windows.get(key, ())):
-            by_seg[sid].append(impact_record(imp, vehicle=pid[vid], segment_id=sid))
-    now = datetime.fromtimestamp(max(t.t_s[-1] for t in fleet.traces.values()), tz=UTC)
-    alerts = []
-    for sid, imps in by_seg.items():
-        _, al = handle_impacts(None, sorted(imps, key=lambda r: r.time), now, net=net)
-        alerts += al
+    # potholes: what the pipeline itself confirmed (impacts released with their passes,
+    # stage 2 run offline one impact at a time, as the stream delivers them)
+    alerts = run.alerts
     n_passes = defaultdict(int)
     for p in run.passes:
         n_passes[p.segment_id] += 1
     f = tr.features
     ph = _evaluate_network_potholes(f, alerts, n_passes, min_passes, tr.iso_class, net)
-    return {"roughness": rough, "potholes": ph, "n_passes": len(run.passes), "n_impacts": sum(len(v) for v in by_seg.values()),
+    return {"roughness": rough, "potholes": ph, "n_passes": len(run.passes), "n_impacts": len(run.impacts),
             "sim_s": t_sim, "score_s": t_score, "dead_letters": len(run.dead_letters)}  # fmt: skip
 
 
