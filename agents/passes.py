@@ -9,12 +9,16 @@ pass, the harsh-event runs).
 
 Per frame:
 
-1. signals: the vertical acceleration is band-passed (gravity and tilt removed, causal
-   Butterworth with carried state); harsh events are detected on the horizontal axes;
-   trip distance is integrated from the speed;
+1. signals, as they arrive: the vertical acceleration is band-passed (gravity and tilt
+   removed, causal Butterworth with carried state) and reduced to the per-sample terms of
+   the roughness estimate, which are summed over blocks of ``BLOCK_S`` seconds (so that
+   what waits for the map matcher is a few bytes per block, not raw samples); impacts
+   (potholes, bumps) and harsh events are detected on the continuous stream; trip distance
+   is integrated from the speed;
 2. the GPS fixes go to the online HMM map matcher; the fixes it has decided anchor the
-   samples, which are placed along the matched path by their trip distance;
-3. runs of samples on one segment make a pass; a pass closes when the vehicle leaves the
+   blocks, which are placed along the matched path by their trip distance; events and
+   impacts are placed by their time and trip distance;
+3. runs of blocks on one segment make a pass; a pass closes when the vehicle leaves the
    segment (or the route breaks);
 4. privacy: passes and events within ``trim_m`` of the trip's start are dropped; closed
    passes wait until the vehicle is ``trim_m`` further, so that the end of a trip (which
@@ -34,7 +38,7 @@ import numpy as np
 import orjson
 
 from agents import map_matching as mm
-from agents.roughness import RoughnessFeatures, RoughnessState, estimate_from_features, roughness_features
+from agents.roughness import RoughnessFeatures, RoughnessState, estimate_from_features, sample_terms
 from agents.harsh_events import HarshDetectorState, HarshParams, detect_harsh_events
 from agents.potholes import Impact, ImpactState, impact_features
 from roadnet import RoadNetwork, to_metric
@@ -44,7 +48,11 @@ from schemas.records import HarshEvent, SegmentPass
 __all__ = ["PassParams", "VehicleState", "FrameResult", "StateVersionError", "process_frame", "nominal_rate_hz"]
 
 NOMINAL_RATES_HZ = np.array([5.0, 10.0, 20.0, 25.0, 50.0, 100.0, 200.0])
-STATE_VERSION = 2
+STATE_VERSION = 3
+BLOCK_S = 0.2
+"""Duration of the blocks samples are summed into before placement, s (0.2 s = 2.2 m at 40 km/h)."""
+_TAIL = ("t", "d", "v", "m", "q", "iv", "y2", "yn2", "ay")
+_BLK = ("t0", "t1", "d0", "d1", "n", "nm", "sq", "siv", "sv", "sy2", "syn2", "my")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -92,22 +100,21 @@ class VehicleState:
     trip_start_t_s: float = math.nan
     last_t_s: float = math.nan
     last_speed_mps: float = 0.0
-    trip_dist_m: float = 0.0
+    trip_dist_um: int = 0  # odometer in integer micrometres: exact, so any framing agrees
     fs_hz: float = math.nan
     powertrain: str | None = None
     model_year: int | None = None
-    rough_zi: dict | None = None  # band-pass filter state carried from pass to pass
+    band_zi: np.ndarray | None = None  # roughness band-pass filter state
+    noise_zi: np.ndarray | None = None  # noise-band filter state (fs >= 60 Hz)
     impact_zi: dict | None = None  # pothole/impact detector state (agents.potholes)
+    tail: dict = field(default_factory=dict)  # per-sample terms of the unfinished block
+    blk: dict = field(default_factory=dict)  # blocks awaiting placement (columns of _BLK)
+    unplaced_impacts: list[dict] = field(default_factory=list)
     harsh: HarshDetectorState = field(default_factory=HarshDetectorState)
     match: bytes | None = None
     fix_index: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     fix_dist_m: np.ndarray = field(default_factory=lambda: np.zeros(0))
     anchor: tuple[float, float, int, float] | None = None  # t, trip distance, segment, offset
-    # samples received but not yet placed (t, trip distance, speed, vertical acceleration)
-    buf_t: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    buf_d: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    buf_v: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
-    buf_az: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     frontier_t_s: float = -math.inf
     frontier_d_m: float = -math.inf
     open_pass: dict | None = None
@@ -127,21 +134,23 @@ class VehicleState:
             "trip_start_t_s": _f(self.trip_start_t_s),
             "last_t_s": _f(self.last_t_s),
             "last_speed_mps": self.last_speed_mps,
-            "trip_dist_m": self.trip_dist_m,
+            "trip_dist_um": self.trip_dist_um,
             "fs_hz": _f(self.fs_hz),
             "powertrain": self.powertrain,
             "model_year": self.model_year,
-            "rough_zi": self.rough_zi,
+            "band_zi": None if self.band_zi is None else _pack(self.band_zi.ravel(), np.float64),
+            "band_zi_shape": None if self.band_zi is None else list(self.band_zi.shape),
+            "noise_zi": None if self.noise_zi is None else _pack(self.noise_zi.ravel(), np.float64),
+            "noise_zi_shape": None if self.noise_zi is None else list(self.noise_zi.shape),
             "impact_zi": self.impact_zi,
+            "tail": {k: _pack(v, np.float64) for k, v in self.tail.items()},
+            "blk": {k: _pack(v, np.float64) for k, v in self.blk.items()},
+            "unplaced_impacts": self.unplaced_impacts,
             "harsh": self.harsh.to_dict(),
             "match": None if self.match is None else base64.b64encode(self.match).decode(),
             "fix_index": _pack(self.fix_index, np.int64),
             "fix_dist_m": _pack(self.fix_dist_m, np.float64),
             "anchor": self.anchor,
-            "buf_t": _pack(self.buf_t, np.float64),
-            "buf_d": _pack(self.buf_d, np.float64),
-            "buf_v": _pack(self.buf_v, np.float32),
-            "buf_az": _pack(self.buf_az, np.float32),
             "frontier_t_s": _f(self.frontier_t_s),
             "frontier_d_m": _f(self.frontier_d_m),
             "open_pass": self.open_pass,
@@ -166,21 +175,21 @@ class VehicleState:
             trip_start_t_s=_unf(d["trip_start_t_s"]),
             last_t_s=_unf(d["last_t_s"]),
             last_speed_mps=d["last_speed_mps"],
-            trip_dist_m=d["trip_dist_m"],
+            trip_dist_um=d["trip_dist_um"],
             fs_hz=_unf(d["fs_hz"]),
             powertrain=d["powertrain"],
             model_year=d["model_year"],
-            rough_zi=d["rough_zi"],
+            band_zi=None if d["band_zi"] is None else _unpack(d["band_zi"], np.float64).reshape(d["band_zi_shape"]),
+            noise_zi=None if d["noise_zi"] is None else _unpack(d["noise_zi"], np.float64).reshape(d["noise_zi_shape"]),
             impact_zi=d["impact_zi"],
+            tail={k: _unpack(v, np.float64) for k, v in d["tail"].items()},
+            blk={k: _unpack(v, np.float64) for k, v in d["blk"].items()},
+            unplaced_impacts=d["unplaced_impacts"],
             harsh=HarshDetectorState.from_dict(d["harsh"]),
             match=None if d["match"] is None else base64.b64decode(d["match"]),
             fix_index=_unpack(d["fix_index"], np.int64),
             fix_dist_m=_unpack(d["fix_dist_m"], np.float64),
             anchor=None if d["anchor"] is None else tuple(d["anchor"]),  # type: ignore[arg-type]
-            buf_t=_unpack(d["buf_t"], np.float64),
-            buf_d=_unpack(d["buf_d"], np.float64),
-            buf_v=_unpack(d["buf_v"], np.float32),
-            buf_az=_unpack(d["buf_az"], np.float32),
             frontier_t_s=_unf(d["frontier_t_s"]),
             frontier_d_m=_unf(d["frontier_d_m"]),
             open_pass=d["open_pass"],
@@ -269,7 +278,10 @@ def process_frame(
     v_prev = st.last_speed_mps if math.isfinite(st.last_t_s) else v[0]
     dt = np.diff(np.concatenate([[t_prev], t]))
     v_ext = np.concatenate([[v_prev], v])
-    d = st.trip_dist_m + np.cumsum(0.5 * (v_ext[1:] + v_ext[:-1]) * dt)
+    # Integrated in integer micrometres: float sums would depend on where frames are cut,
+    # and distances decide which 10 m window or segment a block falls in.
+    d_um = st.trip_dist_um + np.cumsum(np.round(0.5 * (v_ext[1:] + v_ext[:-1]) * dt * 1e6).astype(np.int64))
+    d = d_um * 1e-6
     # Speed lets the detector compensate grade and reject artefacts (the speed must change
     # with a real manoeuvre); ABS engagement marks a braking run as harsh.
     detected, st.harsh = detect_harsh_events(
@@ -278,14 +290,22 @@ def process_frame(
     )
     for ev in detected:
         st.unplaced_events.append([ev.type, ev.start_t_s, ev.duration_s, ev.peak_mps2])
+    if fs >= 4.0:  # below, no roughness band exists: the frame still feeds the matcher
+        terms, st.band_zi, st.noise_zi = sample_terms(
+            frame.accel_vert_mps2, frame.speed_kmh, fs, band_zi=st.band_zi, noise_zi=st.noise_zi
+        )
+        _add_blocks(st, t, d, terms, fs, final=frame.trip_end)
+        # impacts on the continuous stream, positioned by trip distance until placed
+        zi = None if st.impact_zi is None else ImpactState.from_dict(st.impact_zi)
+        found, zf = impact_features(frame.accel_vert_mps2, frame.speed_kmh, d, fs, t_s=t, zi=zi,
+                                    final=frame.trip_end)
+        st.impact_zi = zf.to_dict()
+        for imp in found:
+            st.unplaced_impacts.append(_clean(asdict(imp)))
 
     # trip distance at each fix, interpolated over the samples (with the previous one)
-    fix_d = np.interp(frame.fix_t_s, np.concatenate([[t_prev], t]), np.concatenate([[st.trip_dist_m], d]))
-    st.last_t_s, st.last_speed_mps, st.trip_dist_m = float(t[-1]), float(v[-1]), float(d[-1])
-    st.buf_t = np.concatenate([st.buf_t, t])
-    st.buf_d = np.concatenate([st.buf_d, d])
-    st.buf_v = np.concatenate([st.buf_v, frame.speed_kmh.astype(np.float32)])
-    st.buf_az = np.concatenate([st.buf_az, frame.accel_vert_mps2.astype(np.float32)])
+    fix_d = np.interp(frame.fix_t_s, np.concatenate([[t_prev], t]), np.concatenate([[st.trip_dist_um * 1e-6], d]))
+    st.last_t_s, st.last_speed_mps, st.trip_dist_um = float(t[-1]), float(v[-1]), int(d_um[-1])
 
     # 2. map matching ------------------------------------------------------------
     x, y = to_metric(frame.fix_lon_deg, frame.fix_lat_deg)
@@ -304,6 +324,7 @@ def process_frame(
 
     # 3. events, privacy release -----------------------------------------------------
     _place_events(st, net, vehicle, params)
+    _place_impacts(st, net)
     _release(st, params, passes, events, net, vehicle, impacts)
     if frame.trip_end:
         _end_trip(st, net, vehicle, params, passes, events)
@@ -337,19 +358,50 @@ def _place(st: VehicleState, res: mm.MatchResult, net: RoadNetwork, vehicle: str
         st.anchor = fix
 
 
+def _add_blocks(st: VehicleState, t, d, terms, fs: float, *, final: bool) -> None:
+    """Sum per-sample terms into blocks of ``BLOCK_S`` seconds, aligned on the trip's sample
+    count (the unfinished block's samples are carried), so any framing gives the same blocks."""
+    cols = {"t": t, "d": d, "v": terms.v, "m": terms.moving.astype(float), "q": terms.q, "iv": terms.inv_vk,
+            "y2": terms.y**2, "yn2": terms.yn2, "ay": np.abs(terms.y)}
+    if st.tail:
+        cols = {k: np.concatenate([st.tail[k], cols[k]]) for k in _TAIL}
+    n = cols["t"].size
+    size = max(1, int(round(BLOCK_S * fs)))
+    full = n if final else (n // size) * size
+    st.tail = {k: cols[k][full:] for k in _TAIL} if full < n else {}
+    if full == 0:
+        return
+    starts = np.arange(0, full, size)
+    ends = np.minimum(starts + size, full)
+    add = lambda k: np.add.reduceat(cols[k][:full], starts)  # noqa: E731
+    new = {
+        "t0": cols["t"][starts], "t1": cols["t"][ends - 1], "d0": cols["d"][starts], "d1": cols["d"][ends - 1],
+        "n": (ends - starts).astype(float), "nm": add("m"), "sq": add("q"), "siv": add("iv"), "sv": add("v"),
+        "sy2": add("y2"), "syn2": add("yn2"), "my": np.maximum.reduceat(cols["ay"][:full], starts),
+    }
+    st.blk = {k: np.concatenate([st.blk[k], new[k]]) for k in _BLK} if st.blk else new
+
+
+def _take_blocks(st: VehicleState, n: int) -> dict:
+    out = {k: v[:n] for k, v in st.blk.items()}
+    st.blk = {k: v[n:] for k, v in st.blk.items()}
+    return out
+
+
 def _drop_until(st: VehicleState, t_s: float) -> None:
-    n = int(np.searchsorted(st.buf_t, t_s, side="left"))
-    st.buf_t, st.buf_d, st.buf_v, st.buf_az = st.buf_t[n:], st.buf_d[n:], st.buf_v[n:], st.buf_az[n:]
+    if st.blk:
+        _take_blocks(st, int(np.searchsorted(st.blk["t0"], t_s, side="left")))
 
 
 def _place_between(st: VehicleState, a: tuple, b: tuple, via: np.ndarray, net: RoadNetwork, params: PassParams) -> None:
     ta, da, sa, oa = a
     tb, db, sb, ob = b
-    n = int(np.searchsorted(st.buf_t, tb, side="left"))
+    if not st.blk:
+        return
+    n = int(np.searchsorted(st.blk["t0"], tb, side="left"))
     if n == 0:
         return
-    t, d, v, az = st.buf_t[:n], st.buf_d[:n], st.buf_v[:n], st.buf_az[:n]
-    st.buf_t, st.buf_d, st.buf_v, st.buf_az = st.buf_t[n:], st.buf_d[n:], st.buf_v[n:], st.buf_az[n:]
+    blk = _take_blocks(st, n)
 
     # the path as pieces: (segment, start offset, end offset)
     if sa == sb and via.size == 0:
@@ -364,81 +416,90 @@ def _place_between(st: VehicleState, a: tuple, b: tuple, via: np.ndarray, net: R
     piece = ends - starts
     cum = np.concatenate([[0.0], np.cumsum(piece)])
     total = cum[-1]
-    # Position along the path: proportional to distance driven (speed integral) when the
-    # vehicle moved, else to time.
-    if db - da > 0.5:
-        p = (d - da) / (db - da) * total
-    else:
-        p = (t - ta) / max(tb - ta, 1e-9) * total
-    p = np.clip(p, 0.0, total)
-    idx = np.clip(np.searchsorted(cum, p, side="right") - 1, 0, len(segs) - 1)
-    seg = segs[idx]
-    off = starts[idx] + (p - cum[idx])
-    _accumulate(st, t, d, v, az, seg, off, net, params)
+
+    def locate(d: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        # Position along the path: proportional to distance driven (speed integral) when
+        # the vehicle moved, else to time.
+        if db - da > 0.5:
+            p = (d - da) / (db - da) * total
+        else:
+            p = (t - ta) / max(tb - ta, 1e-9) * total
+        p = np.clip(p, 0.0, total)
+        idx = np.clip(np.searchsorted(cum, p, side="right") - 1, 0, len(segs) - 1)
+        return segs[idx], starts[idx] + (p - cum[idx])
+
+    seg0, off0 = locate(blk["d0"], blk["t0"])
+    seg1, off1 = locate(blk["d1"], blk["t1"])
+    _accumulate(st, blk, seg0, off0, seg1, off1, net, params)
 
 
-def _accumulate(st, t, d, v, az, seg, off, net, params) -> None:
-    """Fold placed samples into passes; runs of one segment are one pass."""
-    if t.size == 0:
-        return
-    change = np.flatnonzero(np.diff(seg)) + 1
-    bounds = np.concatenate([[0], change, [t.size]])
-    sum_v = np.add.reduceat(v.astype(float), bounds[:-1])
-    fs = st.fs_hz if math.isfinite(st.fs_hz) else 1.0
+WINDOW_M = 10.0  # the roughness estimate's window (agents.roughness.WINDOW_M)
+
+
+def _accumulate(st, blk, seg0, off0, seg1, off1, net, params) -> None:
+    """Fold placed blocks into passes; runs of one segment are one pass."""
+    change = np.flatnonzero(np.diff(seg0)) + 1
+    bounds = np.concatenate([[0], change, [seg0.size]])
     for r in range(len(bounds) - 1):
         s, e = int(bounds[r]), int(bounds[r + 1])
-        sg = int(seg[s])
+        sg = int(seg0[s])
         op = st.open_pass
         if op is None or op["seg"] != sg:
             _close_open(st)
             st.open_pass = op = {
-                "seg": sg, "entry_t": float(t[s]), "entry_off": float(off[s]), "entry_d": float(d[s]),
-                "n": 0, "sum_v": 0.0, "n_events": 0, "rough": None,
+                "seg": sg, "entry_t": float(blk["t0"][s]), "entry_off": float(off0[s]),
+                "entry_d": float(blk["d0"][s]), "n": 0.0, "nm": 0.0, "sq": 0.0, "siv": 0.0, "sv": 0.0,
+                "sy2": 0.0, "syn2": 0.0, "my": 0.0, "n_events": 0, "win": [[], [], [], [], []],
             }
-        if op["rough"] is not None:
-            rz = RoughnessState.from_dict(op["rough"])
-        elif st.rough_zi is not None:
-            # A new pass: fresh features, but the filters run on from the previous pass.
-            carry = RoughnessState.from_dict(st.rough_zi)
-            rz = RoughnessState(features=RoughnessFeatures(fs=fs), band_zi=carry.band_zi, noise_zi=carry.noise_zi)
-        else:
-            rz = None
-        _, zf = roughness_features(az[s:e], v[s:e], fs, zi=rz)
-        op["rough"] = zf.to_dict()
-        st.rough_zi = op["rough"]
-        op["n"] += e - s
-        op["sum_v"] += float(sum_v[r])
-        op["exit_t"], op["exit_off"], op["exit_d"] = float(t[e - 1]), float(off[e - 1]), float(d[e - 1])
-    _detect_impacts(st, t, v, az, seg, off)
-    st.frontier_t_s, st.frontier_d_m = float(t[-1]), float(d[-1])
-    # recent positions for locating harsh events, decimated to ~10 Hz
-    step = max(1, int(round((st.fs_hz if math.isfinite(st.fs_hz) else 10.0) / 10.0)))
-    sel = slice(None, None, step)
-    st.recent_t = np.concatenate([st.recent_t, t[sel]])
-    st.recent_seg = np.concatenate([st.recent_seg, seg[sel].astype(np.int32)])
-    st.recent_off = np.concatenate([st.recent_off, off[sel].astype(np.float32)])
-    st.recent_d = np.concatenate([st.recent_d, d[sel]])
-    st.recent_v = np.concatenate([st.recent_v, v[sel].astype(np.float32)])
+        for k in ("n", "nm", "sq", "siv", "sv", "sy2", "syn2"):
+            op[k] += float(blk[k][s:e].sum())
+        op["my"] = max(op["my"], float(blk["my"][s:e].max()))
+        # 10 m windows of the roughness estimate, counted from the pass's entry
+        w = np.floor((blk["d0"][s:e] - op["entry_d"]) / WINDOW_M).astype(np.int64)
+        size = max(int(w.max()) + 1, len(op["win"][0]))
+        for j, k in enumerate(("sq", "nm", "siv", "sv", "n")):
+            cur = np.zeros(size)
+            cur[: len(op["win"][j])] = op["win"][j]
+            cur += np.bincount(w, weights=blk[k][s:e], minlength=size)
+            op["win"][j] = cur.tolist()
+        last = e - 1
+        op["exit_t"], op["exit_d"] = float(blk["t1"][last]), float(blk["d1"][last])
+        op["exit_off"] = float(off1[last]) if int(seg1[last]) == sg else float(net.length_m[sg])
+    st.frontier_t_s, st.frontier_d_m = float(blk["t1"][-1]), float(blk["d1"][-1])
+    # recent placed positions, to place harsh events (by time) and impacts (by distance)
+    st.recent_t = np.concatenate([st.recent_t, blk["t0"]])
+    st.recent_seg = np.concatenate([st.recent_seg, seg0.astype(np.int32)])
+    st.recent_off = np.concatenate([st.recent_off, off0.astype(np.float32)])
+    st.recent_d = np.concatenate([st.recent_d, blk["d0"]])
+    st.recent_v = np.concatenate([st.recent_v, (3.6 * blk["sv"] / np.maximum(blk["n"], 1)).astype(np.float32)])
     keep = st.recent_t >= st.frontier_t_s - params.event_history_s
     st.recent_t, st.recent_seg, st.recent_off = st.recent_t[keep], st.recent_seg[keep], st.recent_off[keep]
     st.recent_d, st.recent_v = st.recent_d[keep], st.recent_v[keep]
 
 
-def _detect_impacts(st: VehicleState, t, v, az, seg, off) -> None:
-    """Impacts (potholes, bumps) in placed samples, attached to the pass they fall in."""
-    if not math.isfinite(st.fs_hz):
-        return
-    zi = None if st.impact_zi is None else ImpactState.from_dict(st.impact_zi)
-    found, zf = impact_features(az.astype(float), v.astype(float), off, st.fs_hz, segment=seg, t_s=t, zi=zi)
-    st.impact_zi = zf.to_dict()
-    for imp in found:
-        # An impact can end a few metres after its pass closed: search the pending ones too.
+def _clean(d: dict) -> dict:
+    """JSON-able values (numpy scalars to Python)."""
+    return {k: (x.item() if isinstance(x, np.generic) else x) for k, x in d.items()}
+
+
+def _place_impacts(st: VehicleState, net: RoadNetwork) -> None:
+    """Impacts at their trip distance -> segment and offset, attached to their pass."""
+    still: list[dict] = []
+    for imp in st.unplaced_impacts:
+        d_imp, t_imp = imp["offset_m"], imp["t_s"]
+        if d_imp > st.frontier_d_m or t_imp > st.frontier_t_s:
+            still.append(imp)
+            continue
+        if st.recent_d.size == 0 or d_imp < st.recent_d[0]:
+            continue  # in a stretch that could not be placed
+        i = int(np.searchsorted(st.recent_d, d_imp, side="right") - 1)
+        seg = int(st.recent_seg[i])
+        off = min(float(st.recent_off[i]) + (d_imp - float(st.recent_d[i])), float(net.length_m[seg]))
         for p in [*([st.open_pass] if st.open_pass else []), *reversed(st.pending_passes)]:
-            if p["seg"] == int(imp.segment) and p["entry_t"] - 0.05 <= imp.t_s <= p.get("exit_t", math.inf) + 0.05:
-                p.setdefault("impacts", []).append(
-                    {k: (x.item() if isinstance(x, np.generic) else x) for k, x in asdict(imp).items()}
-                )
+            if p["seg"] == seg and p["entry_t"] - BLOCK_S <= t_imp <= p.get("exit_t", math.inf) + BLOCK_S:
+                p.setdefault("impacts", []).append({**imp, "offset_m": off, "segment": seg})
                 break
+    st.unplaced_impacts = still
 
 
 def _impact(d: dict) -> Impact:
@@ -452,16 +513,33 @@ def _close_open(st: VehicleState) -> None:
     if p is None:
         return
     st.open_pass = None
-    n = max(int(p["n"]), 1)
-    rz = RoughnessState.from_dict(p["rough"])
-    iri, conf = estimate_from_features(rz.features, partial=rz)
-    rms = rz.features.rms_band_mps2
+    n = max(p["n"], 1.0)
+    fs = st.fs_hz
+    wsq, wnm, wsiv, wsv, wn = (np.asarray(x, float) for x in p["win"])
+    last = len(wsq) - 1
+    done = slice(0, max(last, 0))
+    keep = wnm[done] > 0
+    features = RoughnessFeatures(
+        fs=fs, n_samples=int(p["n"]), distance_m=p["sv"] / fs, sum_q=p["sq"], n_q=int(p["nm"]),
+        sum_inv_vk=p["siv"], sum_sq_band=p["sy2"], sum_sq_noise=p["syn2"], max_abs_band_mps2=p["my"],
+        window_q=(wsq[done] / np.maximum(wnm[done], 1))[keep],
+        window_inv_vk=(wsiv[done] / np.maximum(wnm[done], 1))[keep],
+        window_speed_mps=(wsv[done] / np.maximum(wn[done], 1))[keep],
+    )
+    partial = RoughnessState(
+        features=features, band_zi=np.zeros((1, 2)), noise_zi=None, window_pos_m=max(last, 0) * WINDOW_M,
+        partial_sum_q=float(wsq[last]) if last >= 0 else 0.0, partial_n=int(wnm[last]) if last >= 0 else 0,
+        partial_inv_vk=float(wsiv[last]) if last >= 0 else 0.0, partial_sum_v=float(wsv[last]) if last >= 0 else 0.0,
+        partial_n_all=int(wn[last]) if last >= 0 else 0,
+    )
+    iri, conf = estimate_from_features(features, partial=partial)
+    rms = math.sqrt(p["sy2"] / n)
     st.pending_passes.append({
         "seg": p["seg"], "entry_t": p["entry_t"], "exit_t": p["exit_t"], "entry_off": p["entry_off"],
-        "exit_off": p["exit_off"], "entry_d": p["entry_d"], "exit_d": p["exit_d"], "n": p["n"],
-        "mean_speed": p["sum_v"] / n, "n_events": p["n_events"],
+        "exit_off": p["exit_off"], "entry_d": p["entry_d"], "exit_d": p["exit_d"], "n": int(p["n"]),
+        "mean_speed": 3.6 * p["sv"] / n, "n_events": p["n_events"],
         "iri": iri if math.isfinite(iri) else None, "conf": conf,
-        "rms": rms if math.isfinite(rms) else None, "max_abs": rz.features.max_abs_band_mps2,
+        "rms": rms if math.isfinite(rms) else None, "max_abs": p["my"],
         "impacts": p.get("impacts", []),
     })
 
@@ -481,7 +559,7 @@ def _place_events(st: VehicleState, net: RoadNetwork, vehicle: str, params: Pass
             "speed": float(st.recent_v[i]), "d": float(np.interp(t0, st.recent_t, st.recent_d)),
         }
         for p in [*st.pending_passes, *([st.open_pass] if st.open_pass else [])]:
-            if p["seg"] == seg and p["entry_t"] - 0.2 <= t0 <= p.get("exit_t", math.inf) + 0.2:
+            if p["seg"] == seg and p["entry_t"] - BLOCK_S <= t0 <= p.get("exit_t", math.inf) + BLOCK_S:
                 p["n_events"] += 1
                 break
         st.pending_events.append(ev)
@@ -519,6 +597,7 @@ def _end_trip(st: VehicleState, net, vehicle, params, passes, events) -> None:
     st.pending_passes = []
     st.pending_events = []
     st.unplaced_events = []
+    st.unplaced_impacts = []
 
 
 def _utc(t_s: float) -> datetime:

@@ -54,6 +54,8 @@ from agents.iri import IRI_BASE_LENGTH_M, golden_car_response
 __all__ = [
     "RoughnessFeatures",
     "RoughnessState",
+    "SampleTerms",
+    "sample_terms",
     "SegmentScore",
     "roughness_features",
     "estimate_from_features",
@@ -312,6 +314,62 @@ def _as_float(x: Any, name: str) -> np.ndarray:
     return a.astype(float, copy=False)
 
 
+@dataclass(frozen=True, slots=True)
+class SampleTerms:
+    """Per-sample terms of the estimate (all (n,) arrays).
+
+    y : band-passed acceleration, m/s^2; yn2 : squared noise-band acceleration (zeros when
+    fs < 60 Hz); v : speed, m/s; moving : v >= 1 m/s; inv_vk : 1 / (v K(v)) where moving
+    (else 0); q : y^2 inv_vk, the white slope spectrum each sample implies.
+    """
+
+    y: np.ndarray
+    yn2: np.ndarray
+    v: np.ndarray
+    moving: np.ndarray
+    inv_vk: np.ndarray
+    q: np.ndarray
+
+
+def sample_terms(
+    accel_vert_mps2: np.ndarray,
+    speed_kmh: np.ndarray,
+    fs: float,
+    *,
+    band_zi: np.ndarray | None = None,
+    noise_zi: np.ndarray | None = None,
+) -> tuple[SampleTerms, np.ndarray, np.ndarray | None]:
+    """The per-sample part of :func:`roughness_features`, for a continuous stream.
+
+    The filters carry their state (``band_zi``/``noise_zi`` in, the returned states out;
+    ``None`` starts in steady state on the first sample), so a vehicle's stream can be
+    filtered as it arrives and aggregated later, once the samples are placed on segments.
+
+    Returns
+    -------
+    terms : SampleTerms
+    band_zf, noise_zf : filter states for the next chunk (``noise_zf`` None below 60 Hz)
+    """
+    fs = _validate_fs(fs)
+    a = _as_float(accel_vert_mps2, "accel_vert_mps2")
+    v_kmh = _as_float(speed_kmh, "speed_kmh")
+    band, hf = _bands(fs)
+    if band_zi is None:
+        band_zi = signal.sosfilt_zi(band) * (a[0] if a.size else 0.0)
+    if hf is not None and noise_zi is None:
+        noise_zi = signal.sosfilt_zi(hf) * (a[0] if a.size else 0.0)
+    y, band_zf = signal.sosfilt(band, a, zi=band_zi)
+    noise_zf = None
+    yn2 = np.zeros_like(y)
+    if hf is not None:
+        yn, noise_zf = signal.sosfilt(hf, a, zi=noise_zi)
+        yn2 = yn**2
+    v = v_kmh / 3.6
+    moving = v >= _MIN_SAMPLE_SPEED_MPS
+    inv_vk = np.where(moving, 1.0 / (np.maximum(v, 1e-3) * _k_of_speed(v, fs)), 0.0)
+    return SampleTerms(y=y, yn2=yn2, v=v, moving=moving, inv_vk=inv_vk, q=y**2 * inv_vk), band_zf, noise_zf
+
+
 def roughness_features(
     accel_vert_mps2: np.ndarray,
     speed_kmh: np.ndarray | float,
@@ -396,17 +454,10 @@ def roughness_features(
     if a.size == 0:
         return zi.features, zi
 
-    y, band_zf = signal.sosfilt(band, a, zi=zi.band_zi)
-    noise_zf = None
-    sum_sq_noise = 0.0
-    if hf is not None:
-        yn, noise_zf = signal.sosfilt(hf, a, zi=zi.noise_zi)
-        sum_sq_noise = float(np.sum(yn**2))
-
-    v = v_kmh / 3.6
-    moving = v >= _MIN_SAMPLE_SPEED_MPS
-    inv_vk = np.where(moving, 1.0 / (np.maximum(v, 1e-3) * _k_of_speed(v, fs)), 0.0)
-    q = y**2 * inv_vk
+    terms, band_zf, noise_zf = sample_terms(a, v_kmh, fs, band_zi=zi.band_zi, noise_zi=zi.noise_zi)
+    y = terms.y
+    sum_sq_noise = float(np.sum(terms.yn2))
+    v, moving, inv_vk, q = terms.v, terms.moving, terms.inv_vk, terms.q
     f0 = zi.features
     # distance at the start of each sample, and its 10 m window index
     d_start = f0.distance_m + np.concatenate([[0.0], np.cumsum(v[:-1] / fs)])
