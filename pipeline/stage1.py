@@ -43,10 +43,14 @@ def pack_envelope(state: bytes, outbox: list) -> bytes:
     return _MAGIC + struct.pack("<I", len(box)) + box + state
 
 
+class EnvelopeError(ValueError):
+    """A table value that is not a state envelope of this release."""
+
+
 def unpack_envelope(value: bytes) -> tuple[bytes, list]:
     """(state bytes, outbox) of a table value."""
     if value[:4] != _MAGIC:
-        raise ValueError("not a roadsense vehicle-state envelope")
+        raise EnvelopeError("not a roadsense vehicle-state envelope (written by an older release?)")
     (n,) = struct.unpack_from("<I", value, 4)
     box = orjson.loads(value[8 : 8 + n]) if n else []
     return value[8 + n :], box
@@ -108,15 +112,15 @@ class FrameHandler:
         key = self.pseudonymise(frame.vehicle_id)
         try:
             value = get_state(key)
-            raw_state, outbox = (None, []) if value is None else unpack_envelope(value)
             try:
+                raw_state, outbox = (None, []) if value is None else unpack_envelope(value)
                 state = None if raw_state is None else VehicleState.from_bytes(raw_state)
-            except StateVersionError as exc:
+            except (StateVersionError, EnvelopeError) as exc:
                 # State written by an older release: start the vehicle afresh (its open
                 # trip's passes are lost, nothing else) rather than dead-letter its frames.
                 log.warning("vehicle %s: %s; starting a new trip", key, exc)
                 self.stats["state_resets"] = self.stats.get("state_resets", 0) + 1
-                state = None
+                state, outbox = None, []
             res = process_frame(state, frame, self.net, vehicle=key, params=self.params)
             impacts = [impact_record(imp, vehicle=key, segment_id=sid) for sid, imp in res.impacts]
         except Exception as exc:  # a bug or a pathological frame: never stall the partition

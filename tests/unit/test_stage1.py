@@ -65,7 +65,7 @@ class TestDeadLetters:
         assert b"VF1AAAAAAAAAAAAAA" not in out.state
 
     def test_corrupt_state_is_a_dead_letter_not_a_crash(self, handler):
-        out = handler.handle(_with(), lambda k: b"garbage")
+        out = handler.handle(_with(), lambda k: b"RSE1\x00\x00\x00\x00garbage")
         assert out.dead_letter is not None and "processing failed" in out.dead_letter[1]
 
     def test_envelope_keeps_original_bytes(self):
@@ -90,3 +90,11 @@ class TestPseudonymiser:
 
     def test_repr_hides_key(self):
         assert KEY not in repr(Pseudonymiser(KEY))
+
+
+class TestStateFromAnotherRelease:
+    @pytest.mark.parametrize("old", [b'{"v": 1, "last_seq": 3}', b"RSE1\x00\x00\x00\x00{\"v\": 1}"])
+    def test_old_state_restarts_the_trip_instead_of_dead_letters(self, handler, old):
+        out = handler.handle(_with(), lambda k: old)
+        assert out.dead_letter is None and out.state is not None
+        assert handler.stats["state_resets"] >= 1
