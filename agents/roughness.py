@@ -49,7 +49,7 @@ from typing import Any, Literal, Sequence
 import numpy as np
 from scipy import integrate, signal
 
-from agents.iri import IRI_BASE_LENGTH_M, golden_car_response
+from agents.iri import golden_car_response
 
 __all__ = [
     "RoughnessFeatures",

@@ -334,9 +334,6 @@ def run_network(seed: int, n_vehicles: int, fs: float, families: tuple[str, ...]
         rows_cal.append((str(tr.iso_class[i]), true_iri(i), float(sc.iri_m_per_km), float(net.length_m[i])))
     rough["calibrated"] = _roughness_figures(rows_cal)
 
-    tru = np.array([r[1] for r in rows])
-    est = np.array([r[2] for r in rows])
-
     # potholes: what the pipeline itself confirmed (impacts released with their passes,
     # stage 2 run offline one impact at a time, as the stream delivers them)
     alerts = run.alerts

@@ -276,10 +276,7 @@ def main(argv: list[str] | None = None) -> int:
         dsn = fresh_db(info, net)
         s3 = settings_for(info, f"{tag}p{n_workers}", dsn, frames_topic=topic, partitions=args.partitions,
                           data_dir=work / f"p{n_workers}", stats_file=None)
-        cmds = []
-        envs = env_of(s3)
-        for i in range(n_workers):
-            cmds.append([sys.executable, "-m", "pipeline.cli", "worker"])
+        cmds = [[sys.executable, "-m", "pipeline.cli", "worker"] for _ in range(n_workers)]
         # each worker its own data dir (RocksDB) and stats file
         r = _run_workers(cmds, s3, sent.frames, work, n_workers)
         r.update(_rate_from_stats([work / f"{s3.app_id}-{i}.json" for i in range(n_workers)]))

@@ -88,7 +88,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def cmd_top(args: argparse.Namespace) -> int:
-    from pipeline import db, queries
+    from pipeline import db
     from pipeline.report import print_top
 
     s = _settings()

@@ -15,7 +15,6 @@ import sys
 import uuid
 from pathlib import Path
 
-import orjson
 import psycopg
 import pytest
 
