@@ -1,4 +1,4 @@
-"""The Faust app: named topics, the vehicle-state table and the stage-1 agent.
+"""The Faust app: named topics, the state tables and the two agents (stage 1 and 2).
 
 Thin wiring around ``pipeline.stage1.FrameHandler``. Per message:
 
@@ -14,6 +14,10 @@ committed in this order: (a) all its passes and events in one database transacti
 that every changelog, dead-letter and pass record of the batch is on the broker, (c) the
 events acknowledged (Faust commits offsets of acknowledged events only), (d) the outboxes
 of those frames marked confirmed.
+
+Stage 2 (keyed by segment) reads ``segment.impacts``, confirms potholes across vehicles
+(``pipeline.stage2``) and writes ``road.alerts`` and the ``road_alerts`` table, one message
+at a time (low volume): alerts committed, then the segment's state, then the ack.
 
 Nothing is lost and nothing is counted twice: a crash before (c) replays the batch; frames
 the state already holds are skipped as duplicates (``last_seq``) and their results, still
