@@ -35,6 +35,18 @@ Gamma(α + y, β + x): its mean is the EB rate, its quantiles the interval. Zone
 by the posterior mean (a zone with few passes is pulled towards its group's mean, so a
 quiet street with two events does not outrank a junction with fifty).
 
+Distinct places
+---------------
+One dangerous place often lights up two neighbouring zones (two nodes of a complex
+junction, a junction and the short street next to it): the approach and exit of one
+hotspot spill over the 40 m functional areas. So that the top of the ranking lists
+distinct places, a greedy non-maximum suppression walks the ranking and sets aside every
+zone whose centre lies within ``suppress_m`` (80 m, twice ``radius_m``: the functional areas
+of two zones closer than that touch or overlap) of a higher-ranked zone that was kept. The
+set-aside zones are not dropped: they follow all kept zones, in their own order, so every
+zone (and its prior, for before/after studies) is still in the ranking. ``suppress_m=0``
+turns it off.
+
 All functions are pure: arrays in (passes per segment, events' segment and offset, the
 road network), arrays out, so the same ranking comes from offline results and from what
 the database returns.
@@ -50,10 +62,11 @@ import shapely
 from scipy import stats
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components
+from scipy.spatial import cKDTree
 
 from roadnet import RoadNetwork, to_wgs84
 
-__all__ = ["Zoning", "HotspotRanking", "zoning", "attribute_events", "rank_hotspots", "format_hotspots"]
+__all__ = ["Zoning", "HotspotRanking", "zoning", "attribute_events", "rank_hotspots", "suppress_neighbours", "format_hotspots"]
 
 #: Road classes from the most to the least important (a junction takes its best class).
 CLASS_ORDER = (
@@ -330,6 +343,7 @@ def rank_hotspots(
     min_passes: float = 10.0,
     level: float = 0.9,
     rank_by: str = "mean",
+    suppress_m: float = 80.0,
 ) -> HotspotRanking:
     """Rank zones by their empirical-Bayes rate of harsh events per vehicle-km.
 
@@ -353,11 +367,16 @@ def rank_hotspots(
     rank_by : 'mean' | 'lower'
         Rank by the posterior mean rate, or by the interval's lower bound (favours zones
         with more evidence).
+    suppress_m : float
+        Non-maximum suppression distance between zone centres, m: a zone within this
+        distance of a higher-ranked kept zone is moved after all kept zones, so the top of
+        the ranking lists distinct places (0: off). Default 80 m = twice ``radius_m``.
 
     Returns
     -------
     HotspotRanking
-        Ranked by posterior mean rate, descending (ties: by lower bound, then zone id).
+        Ranked by posterior mean rate, descending (ties: by lower bound, then zone id);
+        zones set aside by ``suppress_m`` follow the kept ones, in the same order.
 
     Examples
     --------
@@ -404,8 +423,11 @@ def rank_hotspots(
     keep = np.flatnonzero(has & (passes >= min_passes))
     if rank_by not in ("mean", "lower"):
         raise ValueError(f"{rank_by=} must be 'mean' or 'lower'")
+    if not suppress_m >= 0:
+        raise ValueError(f"{suppress_m=} must be >= 0")
     k1, k2 = (mean, lo) if rank_by == "mean" else (lo, mean)
     order = keep[np.lexsort((zn.zone_id[keep].astype(str), -k2[keep], -k1[keep]))]
+    order = suppress_neighbours(order, zn.zone_x_m, zn.zone_y_m, suppress_m)
     lon, lat = to_wgs84(zn.zone_x_m[order], zn.zone_y_m[order])
     with np.errstate(divide="ignore", invalid="ignore"):
         r_pass = np.where(passes > 0, 1000.0 * y / passes, np.nan)
@@ -417,6 +439,28 @@ def rank_hotspots(
         eb_lo_per_vkm=lo[order], eb_hi_per_vkm=hi[order], prior_alpha=alpha[order], prior_beta=beta[order],
         lon_deg=np.asarray(lon, float), lat_deg=np.asarray(lat, float), level=float(level),
     )  # fmt: skip
+
+
+def suppress_neighbours(order: np.ndarray, x_m: np.ndarray, y_m: np.ndarray, distance_m: float) -> np.ndarray:
+    """Greedy non-maximum suppression of a ranking of zones (indices into ``x_m``, ``y_m``).
+
+    Walks ``order`` best first; a zone within ``distance_m`` of an already kept zone is set
+    aside. Returns the kept zones in order, then the set-aside ones in order (a
+    permutation of ``order``). ``distance_m <= 0`` returns ``order`` unchanged.
+    """
+    order = np.asarray(order, np.int64)
+    if distance_m <= 0 or len(order) < 2:
+        return order
+    pts = np.column_stack([np.asarray(x_m, float)[order], np.asarray(y_m, float)[order]])
+    near = cKDTree(pts).query_ball_point(pts, r=float(distance_m))
+    out = np.zeros(len(order), bool)
+    for i in range(len(order)):
+        if out[i]:
+            continue
+        for j in near[i]:
+            if j > i:
+                out[j] = True
+    return np.concatenate([order[~out], order[out]])
 
 
 def zone_label(net: RoadNetwork, zn: Zoning, zone: int) -> str:

@@ -15,8 +15,10 @@ impacts), then:
    integrated from the pass entry), the first/last 300 m of each trip are dropped like the
    pipeline's privacy trim, passes are counted per segment, and
    ``agents.hotspots.rank_hotspots`` ranks zones. A top-10 zone is a hit when it lies
-   within 80 m of an injected hotspot. The five busiest non-hotspot arterial zones must
-   not be in the top 10.
+   within 80 m of an injected hotspot (a hotspot listed twice counts twice in the
+   precision, once in the recall). The five busiest non-hotspot arterial zones must
+   not be in the top 10. The ranking's default suppression of neighbouring zones
+   (``suppress_m``) is compared with none (``*_no_suppression``, same inputs).
 3. **before/after**: ``agents.before_after.before_after`` at the fixed junction (rate
    halved: power) and, with no change (false positives), at every other hotspot and at
    the five top-ranked non-hotspot zones of the before period (chosen *because* their
@@ -154,6 +156,10 @@ def run_seed(seed: int, n_vehicles: int, full_vertical: bool, fs_hz: float = 50.
     hit = [hotspot_of(z) for z in top]
     precision = float(np.mean([h >= 0 for h in hit]))
     recall = len({h for h in hit if h >= 0}) / len(hs)
+    # the same inputs without non-maximum suppression of neighbouring zones, for comparison
+    hit0 = [hotspot_of(int(z)) for z in rank_hotspots(n_all, ev_seg, ev_off, net, rank_by=RANK_BY, suppress_m=0.0).zone[:10]]
+    precision0 = float(np.mean([h >= 0 for h in hit0]))
+    recall0 = len({h for h in hit0 if h >= 0}) / len(hs)
     passes_z, _ = zn.exposure(n_all)
     art = [z for z in np.argsort(-passes_z) if zn.zone_class[z] in ARTERIALS and hotspot_of(int(z)) < 0][:5]
     busy_in_top = int(sum(z in top for z in art))
@@ -196,6 +202,8 @@ def run_seed(seed: int, n_vehicles: int, full_vertical: bool, fs_hz: float = 50.
         "n_impacts": int(len(imp.get("t_s", []))),
         "precision_at_10": precision,
         "recall": recall,
+        "precision_at_10_no_suppression": precision0,
+        "recall_no_suppression": recall0,
         "busiest_arterials_in_top10": busy_in_top,
         "top10": [(str(rk.zone_id[k]), int(rk.n_events[k]), float(round(rk.eb_rate_per_vkm[k], 3)), hit[k]) for k in range(len(top))],
         "power_trial": power_trial,
@@ -248,6 +256,8 @@ def main(argv: list[str] | None = None) -> dict:
         "n_impacts": int(sum(r["n_impacts"] for r in res)),
         "hotspot_precision_at_10": round(float(np.mean([r["precision_at_10"] for r in res])), 4),
         "hotspot_recall": round(float(np.mean([r["recall"] for r in res])), 4),
+        "hotspot_precision_at_10_no_suppression": round(float(np.mean([r["precision_at_10_no_suppression"] for r in res])), 4),
+        "hotspot_recall_no_suppression": round(float(np.mean([r["recall_no_suppression"] for r in res])), 4),
         "busiest_arterials_in_top10": int(sum(r["busiest_arterials_in_top10"] for r in res)),
         "before_after_power": round(float(np.mean([r["power_trial"]["changed"] and r["power_trial"]["direction"] == "decrease" for r in res])), 4),
         "before_after_false_positive_rate": round(float(np.mean([n["changed"] for n in nulls])), 4),

@@ -116,3 +116,62 @@ class TestRankHotspots:
         lines = text.splitlines()
         assert len(lines) == 4 and "junction of" in lines[1] and "48." in lines[1]
         assert r.rows()[0]["n_events"] == 12
+
+
+class TestDistinctPlaces:
+    """Non-maximum suppression: one hotspot seen as two neighbouring zones is listed once."""
+
+    @staticmethod
+    def junction_and_street(net, zn, max_m=70.0):
+        """A segment whose end is a junction zone and whose middle zone's centre is < max_m away."""
+        ok = np.flatnonzero((zn.seg_zone_end >= 0) & (zn.seg_zone_mid >= 0) & (net.length_m > 90) & (net.reverse >= 0))
+        for s in ok:
+            j, m = zn.seg_zone_end[s], zn.seg_zone_mid[s]
+            if np.hypot(zn.zone_x_m[j] - zn.zone_x_m[m], zn.zone_y_m[j] - zn.zone_y_m[m]) < max_m:
+                return int(s)
+        pytest.skip("no short street next to a junction")
+
+    def test_two_adjacent_zones_collapse(self, plaisir_net, zn):
+        net = plaisir_net
+        s = self.junction_and_street(net, zn)
+        j, m = zn.seg_zone_end[s], zn.seg_zone_mid[s]
+        length = net.length_m[s]
+        # one hotspot: braking on the approach spills from the junction's area into the street's
+        seg = np.full(45, s)
+        off = np.r_[np.full(25, length - 10.0), np.full(20, length / 2)]
+        n = np.full(len(net), 30.0)
+        off_r = rank_hotspots(n, seg, off, net, suppress_m=0.0)
+        assert {int(off_r.zone[0]), int(off_r.zone[1])} == {j, m}  # without suppression: twice in the top 2
+        r = rank_hotspots(n, seg, off, net)
+        assert r.zone[0] in (j, m)
+        other = m if r.zone[0] == j else j
+        pos = int(np.flatnonzero(r.zone == other)[0])
+        assert pos >= 10  # set aside, after every distinct place ...
+        assert len(r) == len(off_r) and set(r.zone) == set(off_r.zone)  # ... but still ranked (priors for before/after)
+        assert r.n_events[pos] > 0 and r.n_events[1:10].sum() == 0
+
+    def test_distant_zones_stay(self, plaisir_net, zn):
+        net = plaisir_net
+        ok = np.flatnonzero((zn.seg_zone_end >= 0) & (zn.seg_zone_mid >= 0) & (net.length_m > 150))
+        a = int(ok[0])
+        ja = zn.seg_zone_end[a]
+        far = ok[np.hypot(zn.zone_x_m[zn.seg_zone_end[ok]] - zn.zone_x_m[ja], zn.zone_y_m[zn.seg_zone_end[ok]] - zn.zone_y_m[ja]) > 500]
+        b = int(far[0])
+        seg = np.r_[np.full(20, a), np.full(20, b)]
+        off = np.r_[np.full(20, net.length_m[a] - 5.0), np.full(20, net.length_m[b] - 5.0)]
+        r = rank_hotspots(np.full(len(net), 30.0), seg, off, net)
+        assert set(r.zone[:2].tolist()) == {ja, zn.seg_zone_end[b]}
+
+    def test_suppress_neighbours(self):
+        from agents.hotspots import suppress_neighbours
+
+        x = np.array([0.0, 50.0, 100.0, 1000.0, 30.0])
+        y = np.zeros(5)
+        # ranked 0, 1, 2, 3, 4: 1 and 4 are near 0; 2 is 100 m from 0 and only near 1 (set aside): kept
+        assert suppress_neighbours(np.arange(5), x, y, 80.0).tolist() == [0, 2, 3, 1, 4]
+        assert suppress_neighbours(np.arange(5), x, y, 0.0).tolist() == [0, 1, 2, 3, 4]
+        assert suppress_neighbours(np.array([3, 1]), x, y, 80.0).tolist() == [3, 1]
+
+    def test_bad_distance(self, plaisir_net):
+        with pytest.raises(ValueError, match="suppress_m"):
+            rank_hotspots(np.zeros(len(plaisir_net)), [], [], plaisir_net, suppress_m=-1.0)
