@@ -100,11 +100,11 @@ def proc_peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def run_consumers(cmds: list[list[str]], env: dict[str, str], s: Settings, total: int, logdir: Path,
+def run_consumers(cmds: list[list[str]], envs: list[dict[str, str]], s: Settings, total: int, logdir: Path,
                   timeout_s: float) -> dict:
-    """Start worker processes, time them from first progress to zero lag; stop them."""
+    """Start worker processes (one environment each), wait for zero lag; stop them."""
     procs = []
-    for i, cmd in enumerate(cmds):
+    for i, (cmd, env) in enumerate(zip(cmds, envs)):
         fh = (logdir / f"{s.app_id}-{i}.log").open("wb")
         procs.append(subprocess.Popen(cmd, env=env, cwd=REPO, stdout=fh, stderr=subprocess.STDOUT,
                                       start_new_session=True))
@@ -261,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = _copy_prefix(info.kafka_bootstrap, topic, naive_topic, args.naive_max)
     dsn2 = fresh_db(info, net)
     s2 = s2.model_copy(update={"pg_dsn": dsn2})
-    r2 = run_consumers([[sys.executable, str(REPO / "bench" / "naive_app.py")]], env_of(s2), s2, sub, work,
+    r2 = run_consumers([[sys.executable, str(REPO / "bench" / "naive_app.py")]], [env_of(s2)], s2, sub, work,
                        timeout_s=3600)
     drop_db(info, dsn2)
     r2.update(_rate_from_stats([work / "naive.json"]))
@@ -370,59 +370,12 @@ def _copy_prefix(bootstrap: str, src: str, dst: str, n: int) -> int:
 
 
 def _run_workers(cmds, s: Settings, total: int, work: Path, n: int) -> dict:
-    # Workers of one group must not share a RocksDB dir: give each its own via a wrapper env.
-    procs_env = []
-    for i in range(n):
-        si = s.model_copy(update={"data_dir": Path(f"{s.data_dir}-{i}"), "stats_file": work / f"{s.app_id}-{i}.json"})
-        procs_env.append(env_of(si))
-    if n == 1:
-        return run_consumers(cmds, procs_env[0], s, total, work, timeout_s=3600)
-    return _run_multi(cmds, procs_env, s, total, work)
-
-
-def _run_multi(cmds, envs, s, total, work) -> dict:
-    # same as run_consumers, each process with its own environment
-    procs = []
-    for i, (cmd, env) in enumerate(zip(cmds, envs)):
-        fh = (work / f"{s.app_id}-{i}.log").open("wb")
-        procs.append(subprocess.Popen(cmd, env=env, cwd=REPO, stdout=fh, stderr=subprocess.STDOUT,
-                                      start_new_session=True))
-    t_first = None
-    done_first = 0
-    t_start = time.monotonic()
-    cpu0 = {}
-    try:
-        while True:
-            for p in procs:
-                if p.poll() is not None:
-                    raise RuntimeError(f"worker exited with {p.returncode}; see {work}")
-            _check_logs(work, s.app_id)
-            try:
-                lag, end = group_lag(s.kafka_bootstrap, s.app_id, s.frames_topic)
-            except Exception:
-                lag, end = total, total
-            done = end - lag
-            if t_first is None and done > 0:
-                t_first, done_first = time.monotonic(), done
-                cpu0 = {p.pid: proc_cpu_s(p.pid) for p in procs}
-            if lag == 0 and end >= total:
-                t_end = time.monotonic()
-                break
-            if time.monotonic() - t_start > 3600:
-                raise RuntimeError("not consumed within an hour")
-            time.sleep(0.5)
-        cpu = sum(proc_cpu_s(p.pid) - cpu0.get(p.pid, 0.0) for p in procs)
-        rss = max(proc_peak_rss_mb(p.pid) for p in procs)
-    finally:
-        for p in procs:
-            p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                p.kill()
-    return {"elapsed_s": max(t_end - (t_first or t_start), 1e-6), "messages": total - done_first, "cpu_s": cpu,
-            "peak_rss_mb": rss}
+    # Workers of one group must not share a RocksDB dir or a stats file.
+    envs = [
+        env_of(s.model_copy(update={"data_dir": Path(f"{s.data_dir}-{i}"), "stats_file": work / f"{s.app_id}-{i}.json"}))
+        for i in range(n)
+    ]
+    return run_consumers(cmds, envs, s, total, work, timeout_s=3600)
 
 
 def _latency_run(info, net, fleet, work: Path, tag: str, args, *, rate_samples_per_s: float) -> dict:
