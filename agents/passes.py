@@ -38,16 +38,16 @@ import numpy as np
 import orjson
 
 from agents import map_matching as mm
-from agents.roughness import RoughnessFeatures, RoughnessState, estimate_from_features, sample_terms
+from agents.roughness import WINDOW_M, RoughnessFeatures, RoughnessState, estimate_from_features, sample_terms
 from agents.harsh_events import HarshDetectorState, HarshParams, detect_harsh_events
 from agents.potholes import Impact, ImpactState, impact_features
 from roadnet import RoadNetwork, to_metric
 from schemas.frame import FrameArrays
+from schemas.trace import snap_rate_hz
 from schemas.records import HarshEvent, SegmentPass
 
 __all__ = ["PassParams", "VehicleState", "FrameResult", "StateVersionError", "process_frame", "nominal_rate_hz"]
 
-NOMINAL_RATES_HZ = np.array([5.0, 10.0, 20.0, 25.0, 50.0, 100.0, 200.0])
 STATE_VERSION = 3
 BLOCK_S = 0.2
 """Duration of the blocks samples are summed into before placement, s (0.2 s = 2.2 m at 40 km/h)."""
@@ -82,13 +82,13 @@ class FrameResult:
 
 
 def nominal_rate_hz(t_s: np.ndarray) -> float:
-    """Sample rate from timestamps, snapped to a nominal rate when within 5 %."""
+    """Sample rate from timestamps, snapped to a nominal rate when within 5 % (NaN for
+    fewer than two samples). Unlike ``infer_rate_hz`` for files, it never raises: the
+    stream has already validated the frame."""
     dt = np.diff(np.asarray(t_s, float))
     if dt.size == 0:
         return float("nan")
-    fs = 1.0 / float(np.median(dt))
-    k = int(np.argmin(np.abs(NOMINAL_RATES_HZ - fs)))
-    return float(NOMINAL_RATES_HZ[k]) if abs(NOMINAL_RATES_HZ[k] - fs) <= 0.05 * fs else fs
+    return snap_rate_hz(1.0 / float(np.median(dt)))
 
 
 # --------------------------------------------------------------------------- state
@@ -260,7 +260,7 @@ def process_frame(
     impacts: list[tuple[str, Impact]] = []
     t = frame.t_s
     if math.isfinite(st.last_t_s) and t[0] - st.last_t_s > params.trip_gap_s:
-        _end_trip(st, net, vehicle, params, passes, events)
+        _end_trip(st)
         st = VehicleState()
     if not math.isfinite(st.trip_start_t_s):
         st.trip_start_t_s = float(t[0])
@@ -327,7 +327,7 @@ def process_frame(
     _place_impacts(st, net)
     _release(st, params, passes, events, net, vehicle, impacts)
     if frame.trip_end:
-        _end_trip(st, net, vehicle, params, passes, events)
+        _end_trip(st)
         st = VehicleState(last_seq=frame.seq, last_t_s=st.last_t_s)
         st.trip_start_t_s = math.nan
     return FrameResult(st, passes, events, impacts=impacts)
@@ -431,9 +431,6 @@ def _place_between(st: VehicleState, a: tuple, b: tuple, via: np.ndarray, net: R
     seg0, off0 = locate(blk["d0"], blk["t0"])
     seg1, off1 = locate(blk["d1"], blk["t1"])
     _accumulate(st, blk, seg0, off0, seg1, off1, net, params)
-
-
-WINDOW_M = 10.0  # the roughness estimate's window (agents.roughness.WINDOW_M)
 
 
 def _accumulate(st, blk, seg0, off0, seg1, off1, net, params) -> None:
@@ -574,7 +571,7 @@ def _release(st: VehicleState, params: PassParams, passes: list, events: list, n
         if p["entry_d"] < params.trim_m:
             continue  # too close to the trip start
         if st.frontier_d_m >= p["exit_d"] + params.trim_m:
-            passes.append(_pass_record(p, st, net, vehicle, params))
+            passes.append(_pass_record(p, st, net, vehicle))
             sid = str(net.segment_id[int(p["seg"])])
             impacts.extend((sid, _impact(x)) for x in p.get("impacts", ()))
         else:
@@ -591,7 +588,7 @@ def _release(st: VehicleState, params: PassParams, passes: list, events: list, n
     st.pending_events = keep_e
 
 
-def _end_trip(st: VehicleState, net, vehicle, params, passes, events) -> None:
+def _end_trip(st: VehicleState) -> None:
     """At a trip's end everything still pending lies within ``trim_m`` of it: drop."""
     st.open_pass = None
     st.pending_passes = []
@@ -604,7 +601,7 @@ def _utc(t_s: float) -> datetime:
     return datetime.fromtimestamp(round(t_s, 6), tz=UTC)
 
 
-def _pass_record(p: dict, st: VehicleState, net: RoadNetwork, vehicle: str, params: PassParams) -> SegmentPass:
+def _pass_record(p: dict, st: VehicleState, net: RoadNetwork, vehicle: str) -> SegmentPass:
     return SegmentPass(
         vehicle=vehicle,
         segment_id=str(net.segment_id[int(p["seg"])]),

@@ -16,13 +16,13 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
+from agents.roughness import IRI_LEVEL_THRESHOLDS_M_PER_KM
 from schemas.records import HarshEvent, SegmentPass
 
 __all__ = ["SegmentScore", "segment_scores", "iri_level", "IRI_GOOD_MAX", "IRI_FAIR_MAX"]
 
-# Thresholds in m/km, shared with the SQL function iri_level(): see docs/decisions.md.
-IRI_GOOD_MAX = 2.5
-IRI_FAIR_MAX = 4.0
+# Thresholds in m/km, defined once in agents.roughness (and in the SQL function iri_level()).
+IRI_GOOD_MAX, IRI_FAIR_MAX = IRI_LEVEL_THRESHOLDS_M_PER_KM
 
 
 def iri_level(iri_m_per_km: float | None) -> str | None:

@@ -36,7 +36,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from pipeline import db, stack  # noqa: E402
-from pipeline.settings import Settings  # noqa: E402
+from pipeline.settings import Settings, settings_env  # noqa: E402
 from pipeline.topics import ensure_topics, group_lag  # noqa: E402
 
 KEY = "bench-throughput-pseudonym-key-0123456789"
@@ -57,14 +57,8 @@ def settings_for(info, tag: str, dsn: str, *, frames_topic: str, partitions: int
 
 
 def env_of(s: Settings) -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(REPO)  # the checkout this bench belongs to, not another install
-    for name, value in s.model_dump().items():
-        if value is None:
-            continue
-        v = value.get_secret_value() if hasattr(value, "get_secret_value") else value
-        env[f"ROADSENSE_{name.upper()}"] = str(v)
-    return env
+    # PYTHONPATH: the workers import the checkout this bench belongs to, not another install
+    return {**os.environ, **settings_env(s), "PYTHONPATH": str(REPO)}
 
 
 def fresh_db(info, net) -> str:

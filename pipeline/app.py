@@ -108,15 +108,16 @@ def create_app(settings: Settings) -> faust.App:
     lock = asyncio.Lock()
     stream_box: dict[str, faust.Stream] = {}
 
-    def connection():
-        conn = conn_box.get("conn")
+    def connection(name: str = "stage1"):
+        """One connection per stage: each stage's writes run in their own worker thread."""
+        conn = conn_box.get(name)
         if conn is None or conn.closed:  # type: ignore[union-attr]
             conn = db.connect(dsn, timeout_s=settings.db_timeout_s)
-            conn_box["conn"] = conn
+            conn_box[name] = conn
         return conn
 
-    def drop_connection() -> None:
-        conn = conn_box.pop("conn", None)
+    def drop_connection(name: str = "stage1") -> None:
+        conn = conn_box.pop(name, None)
         if conn is not None:
             try:
                 conn.close()  # type: ignore[union-attr]
@@ -284,22 +285,14 @@ def create_app(settings: Settings) -> faust.App:
         attempt = 0
         while True:
             try:
-                await asyncio.to_thread(alerts_sink.write_alerts, connection2(), alerts)
+                await asyncio.to_thread(alerts_sink.write_alerts, connection("stage2"), alerts)
                 return
             except Exception as exc:  # database down: wait, never ack before the write
                 delay = DB_RETRY_S[min(attempt, len(DB_RETRY_S) - 1)]
                 log.error("alert write failed (%s); retrying in %.1fs", exc, delay)
-                conn_box.pop("conn2", None)
+                drop_connection("stage2")
                 attempt += 1
                 await asyncio.sleep(delay)
-
-    def connection2():
-        # stage 2 runs concurrently with stage 1's threads: its own connection
-        conn = conn_box.get("conn2")
-        if conn is None or conn.closed:  # type: ignore[union-attr]
-            conn = db.connect(dsn, timeout_s=settings.db_timeout_s)
-            conn_box["conn2"] = conn
-        return conn
 
     @app.timer(interval=max(0.05, settings.batch_s / 2))
     async def flush_idle() -> None:
@@ -310,7 +303,6 @@ def create_app(settings: Settings) -> faust.App:
         except Exception:
             log.exception("idle flush failed; will retry")
 
-    app.roadsense_handler = handler  # type: ignore[attr-defined]
     return app
 
 

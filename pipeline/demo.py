@@ -52,6 +52,7 @@ def wait_until_consumed(bootstrap: str, group: str, topic: str, *, total: int, p
 def run_demo(*, vehicles: int = 40, seed: int = 7, out: Path = Path("out/demo"), frame_s: float = 2.0) -> int:
     from pipeline import db, stack
     from pipeline.localenv import local_settings
+    from pipeline.settings import settings_env
     from pipeline.report import print_hotspots, print_top
     from pipeline.topics import ensure_topics
     from roadnet import load_network
@@ -87,13 +88,7 @@ def run_demo(*, vehicles: int = 40, seed: int = 7, out: Path = Path("out/demo"),
     print("5/6 running a stage-1 worker until every frame is processed ...", flush=True)
     log_path = Path(s.data_dir).parent / "worker-demo.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ)
-    env.update({
-        "ROADSENSE_KAFKA_BOOTSTRAP": s.kafka_bootstrap,
-        "ROADSENSE_PG_DSN": s.pg_dsn.get_secret_value(),
-        "ROADSENSE_PSEUDONYM_KEY": s.pseudonym_key.get_secret_value(),
-        "ROADSENSE_DATA_DIR": str(s.data_dir),
-    })
+    env = {**os.environ, **settings_env(s)}
     from pipeline.topics import group_lag
 
     try:

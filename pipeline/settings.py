@@ -14,7 +14,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from roadnet import DEFAULT_NETWORK
 
-__all__ = ["Settings", "load_settings"]
+__all__ = ["Settings", "load_settings", "settings_env"]
 
 
 class Settings(BaseSettings):
@@ -42,6 +42,18 @@ class Settings(BaseSettings):
     db_timeout_s: float = Field(default=10.0, gt=0)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     stats_file: Path | None = Field(default=None, description="if set, the worker keeps JSON counters and latencies here")
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The ``ROADSENSE_*`` variables that reproduce ``settings`` in a child process
+    (secrets included: pass the result only to processes of this pipeline)."""
+    env = {}
+    for name, value in settings.model_dump().items():
+        if value is None:
+            continue
+        v = value.get_secret_value() if hasattr(value, "get_secret_value") else value
+        env[f"ROADSENSE_{name.upper()}"] = str(v)
+    return env
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
@@ -16,7 +17,21 @@ __all__ = [
     "REQUIRED_COLUMNS",
     "OPTIONAL_COLUMNS",
     "PowertrainType",
+    "NOMINAL_RATES_HZ",
+    "snap_rate_hz",
 ]
+
+#: Sample rates a trace is snapped to when within 5 % (the contract accepts 5-200 Hz).
+NOMINAL_RATES_HZ = (5.0, 10.0, 20.0, 25.0, 50.0, 100.0, 200.0)
+_RATE_TOLERANCE = 0.05
+
+
+def snap_rate_hz(rate_hz: float) -> float:
+    """The nearest of ``NOMINAL_RATES_HZ`` when within 5 % of it, else ``rate_hz`` itself."""
+    nominal = np.asarray(NOMINAL_RATES_HZ)
+    k = int(np.argmin(np.abs(nominal - rate_hz) / nominal))
+    return float(nominal[k]) if abs(nominal[k] - rate_hz) <= _RATE_TOLERANCE * nominal[k] else rate_hz
+
 
 PowertrainType = Literal["COMBUSTION", "HYBRID", "ELECTRIC"]
 Finite = Annotated[float, Field(allow_inf_nan=False)]

@@ -38,6 +38,7 @@ import pyarrow.parquet as pq
 
 from schemas._errors import SchemaError
 from schemas.frame import FRAME_SCHEMA_VERSION, Frame
+from schemas.trace import _RATE_TOLERANCE, NOMINAL_RATES_HZ, snap_rate_hz
 from schemas.trace import COL, REQUIRED_COLUMNS
 
 __all__ = [
@@ -58,10 +59,8 @@ __all__ = [
 
 #: A gap between two samples of one vehicle longer than this ends a trip (seconds).
 TRIP_GAP_S = 300.0
-NOMINAL_RATES_HZ = (5.0, 10.0, 20.0, 25.0, 50.0, 100.0, 200.0)
 MIN_RATE_HZ = 5.0
 MAX_RATE_HZ = 200.0
-_RATE_TOLERANCE = 0.05
 TRACE_SUFFIXES = (".csv", ".csv.gz", ".parquet")
 POWERTRAIN_TYPES = ("COMBUSTION", "HYBRID", "ELECTRIC")
 _MAX_ROWS_SHOWN = 5
@@ -150,10 +149,9 @@ def infer_rate_hz(t_s: Any) -> float:
     if not (dt > 0).all():
         raise SchemaError("cannot infer a sample rate: timestamps are not strictly increasing")
     rate = 1.0 / float(np.median(dt))
-    nominal = np.asarray(NOMINAL_RATES_HZ)
-    k = int(np.argmin(np.abs(nominal - rate) / nominal))
-    if abs(nominal[k] - rate) <= _RATE_TOLERANCE * nominal[k]:
-        return float(nominal[k])
+    snapped = snap_rate_hz(rate)
+    if snapped != rate:
+        return snapped
     if not (MIN_RATE_HZ * (1 - _RATE_TOLERANCE) <= rate <= MAX_RATE_HZ * (1 + _RATE_TOLERANCE)):
         raise SchemaError(
             f"sample rate {rate:.3g} Hz is outside the accepted {MIN_RATE_HZ:g}-{MAX_RATE_HZ:g} Hz"

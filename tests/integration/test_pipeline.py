@@ -23,7 +23,7 @@ from pipeline import db
 from pipeline.demo import wait_until_consumed
 from pipeline.offline import score_traces
 from pipeline.pseudonym import Pseudonymiser
-from pipeline.settings import Settings
+from pipeline.settings import Settings, settings_env
 from pipeline.topics import ensure_topics
 from roadnet import load_network
 from schemas.records import DeadLetter
@@ -87,13 +87,7 @@ def settings(stack, test_db, tmp_path_factory):
 
 
 def _env(s: Settings) -> dict[str, str]:
-    env = dict(os.environ)
-    for name, value in s.model_dump().items():
-        if value is None:
-            continue
-        v = value.get_secret_value() if hasattr(value, "get_secret_value") else value
-        env[f"ROADSENSE_{name.upper()}"] = str(v)
-    return env
+    return {**os.environ, **settings_env(s)}
 
 
 def _run_worker_until_consumed(s: Settings, total: int, log: Path) -> None:
