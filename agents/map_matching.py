@@ -53,6 +53,7 @@ Inputs are metric: ``x_m``, ``y_m`` in EPSG:2154 metres (``roadnet.to_metric``).
 
 from __future__ import annotations
 
+import math
 import struct
 from collections import deque
 from dataclasses import dataclass, field
@@ -542,12 +543,20 @@ def _candidates(
     return ptr, seg, off, emis
 
 
-def _robust_offset(res: np.ndarray, sigma: np.ndarray) -> float:
+def _robust_offset(res: list[float], sigma: list[float]) -> float:
     """Robust mean (m) of along-path residuals: the mean of those within 2 sigma of the
     median (the median alone when none is)."""
-    med = float(np.median(res))
-    keep = np.abs(res - med) <= 2.0 * float(np.median(sigma))
-    return float(res[keep].mean()) if keep.any() else med
+    # A few values per call: Python's sort beats numpy's per-call overhead.
+    med = _median(res)
+    tol = 2.0 * _median(sigma)
+    kept = [r for r in res if abs(r - med) <= tol]
+    return math.fsum(kept) / len(kept) if kept else med
+
+
+def _median(x: list[float]) -> float:
+    s = sorted(x)
+    n = len(s)
+    return s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2.0
 
 
 class _Matcher:
@@ -556,7 +565,7 @@ class _Matcher:
     def __init__(self, net: RoadNetwork, params: MatchParams, state: MatchState | None):
         self.net = net
         self.p = params
-        self.router = Router(net)
+        self.router = Router.of(net)
         self.out: list[tuple[int, float, int, float, bool, np.ndarray]] = []
         self.n_seen = 0
         self.last_t = -np.inf
@@ -974,7 +983,7 @@ class _Matcher:
         new = [g for g in (h, *later) if g.own]  # a stop's merged fixes repeat its place
         res = [r for r, _ in self.hist] + [g.s - g.odo for g in new]
         sig = [g for _, g in self.hist] + [g.sigma for g in new]
-        c = _robust_offset(np.array(res), np.array(sig)) if res else h.s - h.odo
+        c = _robust_offset(res, sig) if res else h.s - h.odo
         starts = self.piece_start
         end = starts[-1] + float(self.net.length_m[self.piece_seg[-1]])
         pos = min(max(h.odo + c, h.s - p.smooth_max_shift_m), h.s + p.smooth_max_shift_m)

@@ -453,12 +453,14 @@ def _accumulate(st, blk, seg0, off0, seg1, off1, net, params) -> None:
         op["my"] = max(op["my"], float(blk["my"][s:e].max()))
         # 10 m windows of the roughness estimate, counted from the pass's entry
         w = np.floor((blk["d0"][s:e] - op["entry_d"]) / WINDOW_M).astype(np.int64)
-        size = max(int(w.max()) + 1, len(op["win"][0]))
+        old = len(op["win"][0])
+        size = max(int(w.max()) + 1, old)
+        cur = np.zeros((5, size))
+        if old:
+            cur[:, :old] = op["win"]
         for j, k in enumerate(("sq", "nm", "siv", "sv", "n")):
-            cur = np.zeros(size)
-            cur[: len(op["win"][j])] = op["win"][j]
-            cur += np.bincount(w, weights=blk[k][s:e], minlength=size)
-            op["win"][j] = cur.tolist()
+            cur[j] += np.bincount(w, weights=blk[k][s:e], minlength=size)
+        op["win"] = cur.tolist()
         last = e - 1
         op["exit_t"], op["exit_d"] = float(blk["t1"][last]), float(blk["d1"][last])
         op["exit_off"] = float(off1[last]) if int(seg1[last]) == sg else float(net.length_m[sg])

@@ -493,20 +493,31 @@ def _stream_step(
     # 1. robust scale: median |y| per complete block (absolute blocks of `blk` samples); a
     #    sample's sigma = 1.4826 x median of the K block medians before its block, all of
     #    which are complete when it arrives (so it is computed once, on arrival)
-    known = {zi.last_block - zi.block_meds.size + 1 + j: float(v) for j, v in enumerate(zi.block_meds)}
+    # Block medians are consecutive (block numbers k0, k0+1, ...): kept ones, then new ones.
+    k0 = zi.last_block - zi.block_meds.size + 1
+    meds = zi.block_meds
     if mag_all.size:
         i0 = int(idx_all[0])
         first_b = max(zi.last_block + 1, i0 // blk + (1 if i0 % blk else 0))
-        for b in range(first_b, int((idx_all[-1] + 1) // blk)):
-            p0 = b * blk - i0
-            known[b] = float(np.median(mag_all[p0 : p0 + blk]))
+        n_b = int((idx_all[-1] + 1) // blk) - first_b
+        if n_b > 0:
+            if meds.size == 0:
+                k0 = first_b
+            elif first_b != zi.last_block + 1:  # a gap: the kept medians are too old to use
+                k0, meds = first_b, meds[:0]
+            p0 = first_b * blk - i0
+            new_meds = np.median(mag_all[p0 : p0 + n_b * blk].reshape(n_b, blk), axis=1)
+            meds = np.concatenate([meds, new_meds])
     sig_new = np.full(n, np.nan)
-    if n:
+    if n and meds.size >= k_blocks:
+        # sigma of block b: median of the medians of blocks b-K .. b-1, when all are known
         b_new = idx_new // blk
-        for b in np.unique(b_new):
-            vals = [known.get(int(j)) for j in range(int(b) - k_blocks, int(b))]
-            if all(x is not None for x in vals):
-                sig_new[b_new == b] = 1.4826 * float(np.median(vals))
+        win = np.lib.stride_tricks.sliding_window_view(meds, k_blocks)  # win[j]: blocks k0+j ..
+        sig_b = 1.4826 * np.median(win, axis=1)  # for block k0 + j + K
+        j = b_new - k0 - k_blocks
+        ok = (j >= 0) & (j < sig_b.size)
+        sig_new[ok] = sig_b[j[ok]]
+    last_b = k0 + meds.size - 1
     new = {"y": y_new, "v": v_kmh, "off": off, "seg": seg, "t": t, "d": d_new, "idx": idx_new, "sig": sig_new}
     w = {k: np.concatenate([zi.tail.get(k, np.zeros(0, dt)).astype(dt), new[k].astype(dt)]) for k, dt in _TAIL}
     m = w["y"].size
@@ -594,7 +605,7 @@ def _stream_step(
     if final:
         keep_from = m
     tail = {k: w[k][keep_from:] for k, _ in _TAIL}
-    all_meds = sorted(known.items())[-k_blocks:]
+    meds = meds[-k_blocks:]
     d_keep = d[keep_from] if keep_from < m else (d[-1] if m else zi.dist_m)
     hist_keep = hd >= d_keep - LOOKBACK_M - 1.0
     zf = ImpactState(
@@ -605,8 +616,8 @@ def _stream_step(
         last_t_s=float(t[-1]) if n else zi.last_t_s,
         tail=tail,
         n_context=c_next - keep_from,
-        block_meds=np.array([v for _, v in all_meds], float),
-        last_block=all_meds[-1][0] if all_meds else -1,
+        block_meds=np.asarray(meds, float),
+        last_block=last_b if meds.size else -1,
         hist_d=hd[hist_keep],
         hist_v=hv[hist_keep],
         hist_idx=hi_idx[hist_keep],
