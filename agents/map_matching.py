@@ -292,7 +292,7 @@ def path_length_m(
 
 # --------------------------------------------------------------------------- state
 _MAGIC = b"RSMM"
-_VERSION = 2
+_VERSION = 3
 # Field name, dtype; the order is the wire order.
 _FIELDS: tuple[tuple[str, str], ...] = (
     ("meta", "<i8"),  # version, n_segments, n_seen, had_chain, chain_active, has_anchor,
@@ -303,9 +303,9 @@ _FIELDS: tuple[tuple[str, str], ...] = (
     ("anchor_f", "<f8"),  # (7,) t, x, y, sigma, projected offset, emitted offset, odometer
     ("step_i", "<i8"),  # (S*6,) fix index, break, n_cand, n_prev, n_outliers, n_followers
     ("step_f", "<f8"),  # (S*5,) t, x, y, sigma, odometer
-    ("cand_i", "<i8"),  # (2*C,) segments then back-pointers, step after step
+    ("cand_i", "<i4"),  # (2*C,) segments then back-pointers, step after step
     ("cand_f", "<f8"),  # (3*C,) offsets, emission, score
-    ("trans", "<f8"),  # sum over steps of n_prev*n_cand, row-major
+    ("trans", "<f4"),  # sum over steps of n_prev*n_cand, row-major (float32 from the start)
     ("out_i", "<i8"),  # fix indices of the dropped outliers held by the steps
     ("out_f", "<f8"),  # their times
     ("fol_i", "<i8"),  # fix indices of the fixes merged into the steps (stops)
@@ -622,10 +622,10 @@ class _Matcher:
             self.window.append(
                 _Step(
                     int(fix), float(t), float(x), float(y), float(sig), bool(brk),
-                    ci[sl].copy(), cf[sl].copy(), cf[n_c + c : n_c + c + k].copy(),
+                    ci[sl].astype(np.int64), cf[sl].copy(), cf[n_c + c : n_c + c + k].copy(),
                     a["trans"][t_pos : t_pos + kp * k].reshape(kp, k).copy(),
                     cf[2 * n_c + c : 2 * n_c + c + k].copy(),
-                    ci[n_c + c : n_c + c + k].copy(),
+                    ci[n_c + c : n_c + c + k].astype(np.int64),
                     [(int(i), float(tt)) for i, tt in zip(a["out_i"][o_pos : o_pos + no],
                                                           a["out_f"][o_pos : o_pos + no])],
                     float(odo),
@@ -671,9 +671,9 @@ class _Matcher:
             ),
             "step_i": np.array(step_i, np.int64).reshape(-1),
             "step_f": np.array(step_f, float).reshape(-1),
-            "cand_i": cat([s.seg for s in W] + [s.back for s in W], np.int64),
+            "cand_i": cat([s.seg for s in W] + [s.back for s in W], np.int32),
             "cand_f": cat([s.off for s in W] + [s.emis for s in W] + [s.score for s in W], float),
-            "trans": cat([s.trans.reshape(-1) for s in W], float),
+            "trans": cat([s.trans.reshape(-1) for s in W], np.float32),
             "out_i": np.array([i for s in W for i, _ in s.outliers], np.int64),
             "out_f": np.array([t for s in W for _, t in s.outliers], float),
             "fol_i": np.array([i for s in W for i, _, _ in s.followers], np.int64),
@@ -752,7 +752,10 @@ class _Matcher:
             dev = np.abs(route - gc) + self.p.uturn_penalty_m * uturn
             logt = -dev / max(self.p.beta_m, a.sigma, f.sigma)
         logt[~(route <= limit)] = -np.inf
-        return logt
+        # float32: a log-probability needs no more, and the matcher's state (which holds
+        # these matrices for the undecided window) halves; rounded here, when computed,
+        # so a restored state and a running matcher see the same values.
+        return logt.astype(np.float32)
 
     def _emit(self, f: _Fix | _Step, seg: int = -1, off: float = np.nan,
               brk: bool = False, via: np.ndarray = _EMPTY_I) -> None:

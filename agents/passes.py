@@ -29,8 +29,8 @@ The vehicle is known only by its pseudonym here; the raw id never enters this mo
 
 from __future__ import annotations
 
-import base64
 import math
+import struct
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
@@ -48,7 +48,7 @@ from schemas.records import HarshEvent, SegmentPass
 
 __all__ = ["PassParams", "VehicleState", "FrameResult", "StateVersionError", "process_frame", "nominal_rate_hz"]
 
-STATE_VERSION = 3
+STATE_VERSION = 4
 BLOCK_S = 0.2
 """Duration of the blocks samples are summed into before placement, s (0.2 s = 2.2 m at 40 km/h)."""
 _TAIL = ("t", "d", "v", "m", "q", "iv", "y2", "yn2", "ay")
@@ -128,8 +128,14 @@ class VehicleState:
     recent_v: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
 
     def to_bytes(self) -> bytes:
+        """Binary record: magic, version, header length, JSON header, array section.
+
+        Scalars and the small nested records go in the JSON header; every array goes
+        verbatim (little-endian) into the array section and the header holds its
+        reference. No base64: the state is written with every frame.
+        """
+        arr = _ArrayWriter()
         d = {
-            "v": STATE_VERSION,
             "last_seq": self.last_seq,
             "trip_start_t_s": _f(self.trip_start_t_s),
             "last_t_s": _f(self.last_t_s),
@@ -138,18 +144,16 @@ class VehicleState:
             "fs_hz": _f(self.fs_hz),
             "powertrain": self.powertrain,
             "model_year": self.model_year,
-            "band_zi": None if self.band_zi is None else _pack(self.band_zi.ravel(), np.float64),
-            "band_zi_shape": None if self.band_zi is None else list(self.band_zi.shape),
-            "noise_zi": None if self.noise_zi is None else _pack(self.noise_zi.ravel(), np.float64),
-            "noise_zi_shape": None if self.noise_zi is None else list(self.noise_zi.shape),
+            "band_zi": None if self.band_zi is None else arr.put(self.band_zi, "<f8"),
+            "noise_zi": None if self.noise_zi is None else arr.put(self.noise_zi, "<f8"),
             "impact_zi": self.impact_zi,
-            "tail": {k: _pack(v, np.float64) for k, v in self.tail.items()},
-            "blk": {k: _pack(v, np.float64) for k, v in self.blk.items()},
+            "tail": {k: arr.put(v, "<f8") for k, v in self.tail.items()},
+            "blk": {k: arr.put(v, _BLK_DTYPE[k]) for k, v in self.blk.items()},
             "unplaced_impacts": self.unplaced_impacts,
             "harsh": self.harsh.to_dict(),
-            "match": None if self.match is None else base64.b64encode(self.match).decode(),
-            "fix_index": _pack(self.fix_index, np.int64),
-            "fix_dist_m": _pack(self.fix_dist_m, np.float64),
+            "match": None if self.match is None else arr.put(np.frombuffer(self.match, np.uint8), "|u1"),
+            "fix_index": arr.put(self.fix_index, "<i8"),
+            "fix_dist_m": arr.put(self.fix_dist_m, "<f8"),
             "anchor": self.anchor,
             "frontier_t_s": _f(self.frontier_t_s),
             "frontier_d_m": _f(self.frontier_d_m),
@@ -157,19 +161,25 @@ class VehicleState:
             "pending_passes": self.pending_passes,
             "unplaced_events": self.unplaced_events,
             "pending_events": self.pending_events,
-            "recent_t": _pack(self.recent_t, np.float64),
-            "recent_seg": _pack(self.recent_seg, np.int32),
-            "recent_off": _pack(self.recent_off, np.float32),
-            "recent_d": _pack(self.recent_d, np.float64),
-            "recent_v": _pack(self.recent_v, np.float32),
+            "recent_t": arr.put(self.recent_t, "<f8"),
+            "recent_seg": arr.put(self.recent_seg, "<i4"),
+            "recent_off": arr.put(self.recent_off, "<f4"),
+            "recent_d": arr.put(self.recent_d, "<f8"),
+            "recent_v": arr.put(self.recent_v, "<f4"),
         }
-        return orjson.dumps(d)
+        head = orjson.dumps(d)
+        return b"".join([_STATE_MAGIC, struct.pack("<HI", STATE_VERSION, len(head)), head, *arr.parts])
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> VehicleState:
-        d = orjson.loads(raw)
-        if d.get("v") != STATE_VERSION:
-            raise StateVersionError(f"vehicle state version {d.get('v')!r}, expected {STATE_VERSION}")
+        if raw[:4] != _STATE_MAGIC or len(raw) < 10:
+            raise StateVersionError("not a vehicle state of this release (bad magic)")
+        version, n_head = struct.unpack_from("<HI", raw, 4)
+        if version != STATE_VERSION:
+            raise StateVersionError(f"vehicle state version {version}, expected {STATE_VERSION}")
+        d = orjson.loads(raw[10 : 10 + n_head])
+        body = bytearray(raw[10 + n_head :])  # writable: the arrays are views into it
+        get = lambda ref: _array(body, ref)  # noqa: E731
         return cls(
             last_seq=d["last_seq"],
             trip_start_t_s=_unf(d["trip_start_t_s"]),
@@ -179,16 +189,16 @@ class VehicleState:
             fs_hz=_unf(d["fs_hz"]),
             powertrain=d["powertrain"],
             model_year=d["model_year"],
-            band_zi=None if d["band_zi"] is None else _unpack(d["band_zi"], np.float64).reshape(d["band_zi_shape"]),
-            noise_zi=None if d["noise_zi"] is None else _unpack(d["noise_zi"], np.float64).reshape(d["noise_zi_shape"]),
+            band_zi=None if d["band_zi"] is None else get(d["band_zi"]),
+            noise_zi=None if d["noise_zi"] is None else get(d["noise_zi"]),
             impact_zi=d["impact_zi"],
-            tail={k: _unpack(v, np.float64) for k, v in d["tail"].items()},
-            blk={k: _unpack(v, np.float64) for k, v in d["blk"].items()},
+            tail={k: get(v) for k, v in d["tail"].items()},
+            blk={k: get(v) for k, v in d["blk"].items()},
             unplaced_impacts=d["unplaced_impacts"],
             harsh=HarshDetectorState.from_dict(d["harsh"]),
-            match=None if d["match"] is None else base64.b64decode(d["match"]),
-            fix_index=_unpack(d["fix_index"], np.int64),
-            fix_dist_m=_unpack(d["fix_dist_m"], np.float64),
+            match=None if d["match"] is None else get(d["match"]).tobytes(),
+            fix_index=get(d["fix_index"]),
+            fix_dist_m=get(d["fix_dist_m"]),
             anchor=None if d["anchor"] is None else tuple(d["anchor"]),  # type: ignore[arg-type]
             frontier_t_s=_unf(d["frontier_t_s"]),
             frontier_d_m=_unf(d["frontier_d_m"]),
@@ -196,20 +206,44 @@ class VehicleState:
             pending_passes=d["pending_passes"],
             unplaced_events=d["unplaced_events"],
             pending_events=d["pending_events"],
-            recent_t=_unpack(d["recent_t"], np.float64),
-            recent_seg=_unpack(d["recent_seg"], np.int32),
-            recent_off=_unpack(d["recent_off"], np.float32),
-            recent_d=_unpack(d["recent_d"], np.float64),
-            recent_v=_unpack(d["recent_v"], np.float32),
+            recent_t=get(d["recent_t"]),
+            recent_seg=get(d["recent_seg"]),
+            recent_off=get(d["recent_off"]),
+            recent_d=get(d["recent_d"]),
+            recent_v=get(d["recent_v"]),
         )
 
 
-def _pack(a: np.ndarray, dtype: type) -> str:
-    return base64.b64encode(np.ascontiguousarray(a, dtype=np.dtype(dtype).newbyteorder("<")).tobytes()).decode()
+_STATE_MAGIC = b"RSV4"
+# Blocks: times and distances in float64 (placement), sums in float32 (rounded when the
+# block is made, so a restored state and a running one hold the same values).
+_BLK_DTYPE = {k: ("<f8" if k in ("t0", "t1", "d0", "d1") else "<f4") for k in _BLK}
 
 
-def _unpack(text: str, dtype: type) -> np.ndarray:
-    return np.frombuffer(base64.b64decode(text), dtype=np.dtype(dtype).newbyteorder("<")).astype(dtype)
+class _ArrayWriter:
+    """Collects arrays for a state's array section; ``put`` returns the header reference
+    ``[dtype, byte offset, shape]``."""
+
+    __slots__ = ("parts", "pos")
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+        self.pos = 0
+
+    def put(self, a: np.ndarray, dtype: str) -> list:
+        b = np.ascontiguousarray(a, dtype=dtype)
+        ref = [dtype, self.pos, list(b.shape)]
+        raw = b.tobytes()
+        self.parts.append(raw)
+        self.pos += len(raw)
+        return ref
+
+
+def _array(body: bytearray, ref: list) -> np.ndarray:
+    dtype, pos, shape = ref
+    dt = np.dtype(dtype)
+    n = int(np.prod(shape)) if shape else 1
+    return np.frombuffer(body, dtype=dt, count=n, offset=pos).reshape(shape).astype(dt.newbyteorder("="), copy=False)
 
 
 def _f(x: float) -> float | str:
@@ -379,6 +413,7 @@ def _add_blocks(st: VehicleState, t, d, terms, fs: float, *, final: bool) -> Non
         "n": (ends - starts).astype(float), "nm": add("m"), "sq": add("q"), "siv": add("iv"), "sv": add("v"),
         "sy2": add("y2"), "syn2": add("yn2"), "my": np.maximum.reduceat(cols["ay"][:full], starts),
     }
+    new = {k: v.astype(_BLK_DTYPE[k][1:], copy=False) for k, v in new.items()}
     st.blk = {k: np.concatenate([st.blk[k], new[k]]) for k in _BLK} if st.blk else new
 
 
@@ -449,7 +484,7 @@ def _accumulate(st, blk, seg0, off0, seg1, off1, net, params) -> None:
                 "sy2": 0.0, "syn2": 0.0, "my": 0.0, "n_events": 0, "win": [[], [], [], [], []],
             }
         for k in ("n", "nm", "sq", "siv", "sv", "sy2", "syn2"):
-            op[k] += float(blk[k][s:e].sum())
+            op[k] += float(blk[k][s:e].sum(dtype=np.float64))
         op["my"] = max(op["my"], float(blk["my"][s:e].max()))
         # 10 m windows of the roughness estimate, counted from the pass's entry
         w = np.floor((blk["d0"][s:e] - op["entry_d"]) / WINDOW_M).astype(np.int64)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import struct
 
 import orjson
 import pytest
@@ -64,8 +65,17 @@ class TestDeadLetters:
         assert out.state_key == Pseudonymiser(KEY)("VF1AAAAAAAAAAAAAA")
         assert b"VF1AAAAAAAAAAAAAA" not in out.state
 
-    def test_corrupt_state_is_a_dead_letter_not_a_crash(self, handler):
+    def test_unrecognised_state_restarts_the_trip(self, handler):
+        # Not a vehicle state (no magic): the vehicle starts afresh instead of having
+        # every later frame dead-lettered on the same unreadable state.
         out = handler.handle(_with(), lambda k: b"RSE1\x00\x00\x00\x00garbage")
+        assert out.dead_letter is None and out.state is not None
+        assert handler.stats["state_resets"] == 1
+
+    def test_corrupt_state_is_a_dead_letter_not_a_crash(self, handler):
+        # The right magic and version, then garbage: a processing failure, dead-lettered.
+        bad = b"RSE1\x00\x00\x00\x00RSV4" + struct.pack("<HI", 4, 7) + b"garbage"
+        out = handler.handle(_with(), lambda k: bad)
         assert out.dead_letter is not None and "processing failed" in out.dead_letter[1]
 
     def test_envelope_keeps_original_bytes(self):
