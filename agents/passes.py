@@ -241,9 +241,8 @@ class _ArrayWriter:
 
 def _array(body: bytearray, ref: list) -> np.ndarray:
     dtype, pos, shape = ref
-    dt = np.dtype(dtype)
-    n = int(np.prod(shape)) if shape else 1
-    return np.frombuffer(body, dtype=dt, count=n, offset=pos).reshape(shape).astype(dt.newbyteorder("="), copy=False)
+    a = np.frombuffer(body, dtype=dtype, count=math.prod(shape), offset=pos).reshape(shape)
+    return a if a.dtype.isnative else a.astype(a.dtype.newbyteorder("="))
 
 
 def _f(x: float) -> float | str:
@@ -377,6 +376,7 @@ def _place(st: VehicleState, res: mm.MatchResult, net: RoadNetwork, vehicle: str
     keep = st.fix_index > last_decided
     st.fix_index, st.fix_dist_m = st.fix_index[keep], st.fix_dist_m[keep]
 
+    recent: list[tuple] = []
     for j in range(len(res.t_s)):
         seg = int(res.segment[j])
         if seg < 0:
@@ -388,8 +388,19 @@ def _place(st: VehicleState, res: mm.MatchResult, net: RoadNetwork, vehicle: str
             _close_open(st)
             st.anchor = fix
             continue
-        _place_between(st, st.anchor, fix, np.asarray(res.via[j], np.int64), net, params)
+        _place_between(st, st.anchor, fix, np.asarray(res.via[j], np.int64), net, recent)
         st.anchor = fix
+    if recent:
+        # recent placed positions, to place harsh events (by time) and impacts (by distance)
+        t0, seg0, off0, d0, v0 = zip(*recent)
+        st.recent_t = np.concatenate([st.recent_t, *t0])
+        st.recent_seg = np.concatenate([st.recent_seg, *seg0])
+        st.recent_off = np.concatenate([st.recent_off, *off0])
+        st.recent_d = np.concatenate([st.recent_d, *d0])
+        st.recent_v = np.concatenate([st.recent_v, *v0])
+        keep = st.recent_t >= st.frontier_t_s - params.event_history_s
+        st.recent_t, st.recent_seg, st.recent_off = st.recent_t[keep], st.recent_seg[keep], st.recent_off[keep]
+        st.recent_d, st.recent_v = st.recent_d[keep], st.recent_v[keep]
 
 
 def _add_blocks(st: VehicleState, t, d, terms, fs: float, *, final: bool) -> None:
@@ -428,7 +439,7 @@ def _drop_until(st: VehicleState, t_s: float) -> None:
         _take_blocks(st, int(np.searchsorted(st.blk["t0"], t_s, side="left")))
 
 
-def _place_between(st: VehicleState, a: tuple, b: tuple, via: np.ndarray, net: RoadNetwork, params: PassParams) -> None:
+def _place_between(st: VehicleState, a: tuple, b: tuple, via: np.ndarray, net: RoadNetwork, recent: list) -> None:
     ta, da, sa, oa = a
     tb, db, sb, ob = b
     if not st.blk:
@@ -465,15 +476,22 @@ def _place_between(st: VehicleState, a: tuple, b: tuple, via: np.ndarray, net: R
 
     seg0, off0 = locate(blk["d0"], blk["t0"])
     seg1, off1 = locate(blk["d1"], blk["t1"])
-    _accumulate(st, blk, seg0, off0, seg1, off1, net, params)
+    _accumulate(st, blk, seg0, off0, seg1, off1, net, recent)
 
 
-def _accumulate(st, blk, seg0, off0, seg1, off1, net, params) -> None:
+_SUMS = ("n", "nm", "sq", "siv", "sv", "sy2", "syn2")
+_WIN = (2, 1, 3, 4, 0)  # rows of _SUMS summed per 10 m window: sq, nm, siv, sv, n
+
+
+def _accumulate(st, blk, seg0, off0, seg1, off1, net, recent: list) -> None:
     """Fold placed blocks into passes; runs of one segment are one pass."""
-    change = np.flatnonzero(np.diff(seg0)) + 1
-    bounds = np.concatenate([[0], change, [seg0.size]])
-    for r in range(len(bounds) - 1):
-        s, e = int(bounds[r]), int(bounds[r + 1])
+    n = seg0.size
+    starts = np.concatenate([[0], np.flatnonzero(seg0[1:] != seg0[:-1]) + 1])
+    ends = np.append(starts[1:], n)
+    sums = np.array([blk[k] for k in _SUMS], dtype=np.float64)
+    run_sums = np.add.reduceat(sums, starts, axis=1).T.tolist()
+    run_max = np.maximum.reduceat(blk["my"], starts).tolist()
+    for r, (s, e) in enumerate(zip(starts.tolist(), ends.tolist())):
         sg = int(seg0[s])
         op = st.open_pass
         if op is None or op["seg"] != sg:
@@ -483,32 +501,24 @@ def _accumulate(st, blk, seg0, off0, seg1, off1, net, params) -> None:
                 "entry_d": float(blk["d0"][s]), "n": 0.0, "nm": 0.0, "sq": 0.0, "siv": 0.0, "sv": 0.0,
                 "sy2": 0.0, "syn2": 0.0, "my": 0.0, "n_events": 0, "win": [[], [], [], [], []],
             }
-        for k in ("n", "nm", "sq", "siv", "sv", "sy2", "syn2"):
-            op[k] += float(blk[k][s:e].sum(dtype=np.float64))
-        op["my"] = max(op["my"], float(blk["my"][s:e].max()))
+        for k, x in zip(_SUMS, run_sums[r]):
+            op[k] += x
+        op["my"] = max(op["my"], float(run_max[r]))
         # 10 m windows of the roughness estimate, counted from the pass's entry
         w = np.floor((blk["d0"][s:e] - op["entry_d"]) / WINDOW_M).astype(np.int64)
         old = len(op["win"][0])
         size = max(int(w.max()) + 1, old)
-        cur = np.zeros((5, size))
+        cur = np.bincount((w + size * np.arange(5)[:, None]).ravel(), weights=sums[_WIN, s:e].ravel(),
+                          minlength=5 * size).reshape(5, size)
         if old:
-            cur[:, :old] = op["win"]
-        for j, k in enumerate(("sq", "nm", "siv", "sv", "n")):
-            cur[j] += np.bincount(w, weights=blk[k][s:e], minlength=size)
+            cur[:, :old] += op["win"]
         op["win"] = cur.tolist()
         last = e - 1
         op["exit_t"], op["exit_d"] = float(blk["t1"][last]), float(blk["d1"][last])
         op["exit_off"] = float(off1[last]) if int(seg1[last]) == sg else float(net.length_m[sg])
     st.frontier_t_s, st.frontier_d_m = float(blk["t1"][-1]), float(blk["d1"][-1])
-    # recent placed positions, to place harsh events (by time) and impacts (by distance)
-    st.recent_t = np.concatenate([st.recent_t, blk["t0"]])
-    st.recent_seg = np.concatenate([st.recent_seg, seg0.astype(np.int32)])
-    st.recent_off = np.concatenate([st.recent_off, off0.astype(np.float32)])
-    st.recent_d = np.concatenate([st.recent_d, blk["d0"]])
-    st.recent_v = np.concatenate([st.recent_v, (3.6 * blk["sv"] / np.maximum(blk["n"], 1)).astype(np.float32)])
-    keep = st.recent_t >= st.frontier_t_s - params.event_history_s
-    st.recent_t, st.recent_seg, st.recent_off = st.recent_t[keep], st.recent_seg[keep], st.recent_off[keep]
-    st.recent_d, st.recent_v = st.recent_d[keep], st.recent_v[keep]
+    recent.append((blk["t0"], seg0.astype(np.int32), off0.astype(np.float32), blk["d0"],
+                   (3.6 * blk["sv"] / np.maximum(blk["n"], 1)).astype(np.float32)))
 
 
 def _clean(d: dict) -> dict:
