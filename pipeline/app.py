@@ -36,6 +36,7 @@ import time
 from pathlib import Path
 
 import faust
+import mode.loop
 
 from agents.passes import PassParams
 from pipeline import alerts_sink, db, sink
@@ -314,6 +315,9 @@ def _ts_ms(msg) -> float | None:
 def run_worker(settings: Settings, *, loglevel: str = "info") -> None:
     """Run one worker process until SIGTERM/SIGINT (then it commits and stops)."""
     Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
+    # uvloop's event loop: cheaper per-message scheduling (the spike measured ~3 %); set
+    # before the worker creates its loop.
+    mode.loop.use("uvloop")
     app = create_app(settings)
     worker = faust.Worker(app, loglevel=loglevel, quiet=True)
     worker.execute_from_commandline()
