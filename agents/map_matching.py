@@ -337,6 +337,10 @@ class MatchState:
     """
 
     arrays: dict[str, np.ndarray] = field(repr=False)
+    _live: _Matcher | None = field(default=None, repr=False, compare=False)
+    """The running matcher these arrays are a snapshot of: the next call continues it
+    instead of rebuilding it from the arrays (same result, see ``match_online``). Taken
+    (set to None) by that call, so a state can only be continued once that way."""
 
     @property
     def n_seen(self) -> int:
@@ -1090,7 +1094,16 @@ def match_online(
     [5.0, 15.0, 25.0]
     """
     t, x, y, hd, acc, odo = _validate(t_s, x_m, y_m, heading_deg, accuracy_m, odometer_m)
-    m = _Matcher(net, params, state)
+    live = None if state is None else state._live
+    if live is not None:
+        object.__setattr__(state, "_live", None)  # continued at most once
+    if live is not None and live.net is net and live.p == params:
+        # Continue the running matcher: its arrays snapshot would rebuild the same object
+        # (tests/unit/test_passes.py checks round-tripped and live states agree).
+        m = live
+        m.out = []
+    else:
+        m = _Matcher(net, params, state)
     if len(t) and not t[0] > m.last_t:
         raise ValueError(f"t_s must be strictly increasing across calls: t_s[0]={t[0]!r} "
                          f"<= last time in state {m.last_t!r}")
@@ -1128,7 +1141,9 @@ def match_online(
         m.feed(f)
     if final:
         m.finish()
-    return m.result(), m._dump()
+    res = m.result()
+    m.out = []
+    return res, MatchState(m._dump().arrays, _live=m)
 
 
 def match(

@@ -117,6 +117,9 @@ class VehicleState:
     unplaced_impacts: list[dict] = field(default_factory=list)
     harsh: HarshDetectorState = field(default_factory=HarshDetectorState)
     match: bytes | None = None
+    match_live: mm.MatchState | None = field(default=None, repr=False, compare=False)
+    """The decoded ``match`` when this object continues from the previous frame (not
+    serialised: a state read from bytes decodes ``match``)."""
     fix_index: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     fix_dist_m: np.ndarray = field(default_factory=lambda: np.zeros(0))
     last_match_t_s: float = -math.inf  # time of the last fix given to the matcher
@@ -354,7 +357,10 @@ def process_frame(
         st.last_match_t_s = float(frame.fix_t_s[use[-1]])
     fix_d = fix_d[use]
     x, y = to_metric(frame.fix_lon_deg[use], frame.fix_lat_deg[use])
-    mstate = None if st.match is None else mm.MatchState.from_bytes(st.match)
+    mstate = st.match_live
+    if mstate is None and st.match is not None:
+        mstate = mm.MatchState.from_bytes(st.match)
+    st.match_live = None
     n_before = mstate.n_seen if mstate is not None else 0
     # The odometer (trip distance from the speed signal) lets the matcher smooth the fixes'
     # along-road noise: segment boundaries land where the wheels were, not where GPS was.
@@ -363,6 +369,7 @@ def process_frame(
         state=mstate, params=params.match, final=frame.trip_end, odometer_m=fix_d,
     )
     st.match = mstate.to_bytes()
+    st.match_live = mstate
     st.fix_index = np.concatenate([st.fix_index, np.arange(n_before, n_before + len(fix_d))])
     st.fix_dist_m = np.concatenate([st.fix_dist_m, fix_d])
     _place(st, result, net, vehicle, params, passes)

@@ -91,6 +91,14 @@ class FrameHandler:
     stats: dict[str, int] = field(default_factory=lambda: {"frames": 0, "dead_letters": 0, "duplicates": 0})
     confirmed: dict[str, int] = field(default_factory=dict)
     """Per vehicle, the last frame seq whose results are committed in the database."""
+    live_max: int = 20_000
+    """Vehicles whose decoded state is kept between frames (least recently seen out)."""
+    _live: dict[str, tuple[bytes, VehicleState, list]] = field(default_factory=dict, repr=False)
+    """Per vehicle: the table value written last, and the objects it encodes. When the
+    table still holds exactly that value, the next frame continues those objects instead
+    of decoding the bytes (decoding the state and rebuilding the matcher was a third of
+    the fixed cost per frame); any other value (another worker wrote it, a restore) is
+    decoded."""
 
     def confirm(self, key: str, seq: int) -> None:
         """Results of ``key``'s frames up to ``seq`` are committed: drop them from its outbox."""
@@ -112,9 +120,13 @@ class FrameHandler:
         key = self.pseudonymise(frame.vehicle_id)
         try:
             value = get_state(key)
+            live = self._live.pop(key, None)  # taken: a failure below leaves no stale entry
             try:
-                raw_state, outbox = (None, []) if value is None else unpack_envelope(value)
-                state = None if raw_state is None else VehicleState.from_bytes(raw_state)
+                if live is not None and value is not None and live[0] == value:
+                    state, outbox = live[1], live[2]
+                else:
+                    raw_state, outbox = (None, []) if value is None else unpack_envelope(value)
+                    state = None if raw_state is None else VehicleState.from_bytes(raw_state)
             except (StateVersionError, EnvelopeError) as exc:
                 # State written by an older release: start the vehicle afresh (its open
                 # trip's passes are lost, nothing else) rather than dead-letter its frames.
@@ -129,6 +141,8 @@ class FrameHandler:
             return Outcome(dead_letter=(type(exc).__name__, f"processing failed: {exc}"))
         if res.duplicate:
             self.stats["duplicates"] += 1
+            if live is not None and value is not None and live[0] == value:
+                self._keep(key, live)
             return Outcome(state_key=key, duplicate=True)
         done = self.confirmed.get(key, -1)
         outbox = [e for e in outbox if e["seq"] > done]
@@ -139,8 +153,15 @@ class FrameHandler:
                 "events": [e.model_dump(mode="json") for e in res.events],
                 "impacts": [i.model_dump(mode="json") for i in impacts],
             })
-        return Outcome(state_key=key, state=pack_envelope(res.state.to_bytes(), outbox), passes=res.passes,
+        env = pack_envelope(res.state.to_bytes(), outbox)
+        self._keep(key, (env, res.state, outbox))
+        return Outcome(state_key=key, state=env, passes=res.passes,
                        events=res.events, impacts=impacts, n_samples=int(frame.t_s.size), seq=frame.seq)
+
+    def _keep(self, key: str, live: tuple[bytes, VehicleState, list]) -> None:
+        self._live[key] = live
+        if len(self._live) > self.live_max:
+            del self._live[next(iter(self._live))]
 
 
 def dead_letter(

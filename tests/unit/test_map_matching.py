@@ -537,6 +537,17 @@ class TestMatchOnline:
         r2, st2 = match_online(plaisir_net, [], [], [], state=st)
         assert len(r2) == 0 and st2.to_bytes() == st.to_bytes()
 
+    def test_a_state_continued_twice_gives_the_same_result(self, plaisir_net, eventful):
+        # The first continuation takes the running matcher; the second rebuilds it from
+        # the state's arrays and must get exactly the same.
+        t, x, y, _ = eventful
+        _, st = match_online(plaisir_net, t[:20], x[:20], y[:20])
+        r1, s1 = match_online(plaisir_net, t[20:30], x[20:30], y[20:30], state=st)
+        r2, s2 = match_online(plaisir_net, t[20:30], x[20:30], y[20:30], state=st)
+        r3, s3 = match_online(plaisir_net, t[20:30], x[20:30], y[20:30], state=MatchState.from_bytes(st.to_bytes()))
+        assert r1.equals(r2) and r1.equals(r3)
+        assert s1.to_bytes() == s2.to_bytes() == s3.to_bytes()
+
     def test_time_must_increase_across_calls(self, plaisir_net, eventful):
         t, x, y, _ = eventful
         _, st = match_online(plaisir_net, t[:10], x[:10], y[:10])

@@ -62,12 +62,19 @@ def _frames(tr, frame_s):
     return out
 
 
-def _run(net, frames, params=PassParams()):
+def _run(net, frames, params=PassParams(), *, live=False):
+    """Process the frames; the state goes through bytes between frames unless ``live``
+    (then the objects of one frame continue in the next, as a worker's cache does)."""
     st = None
     passes, events = [], []
     for f in frames:
-        res = process_frame(None if st is None else VehicleState.from_bytes(st), f, net, vehicle="p" * 32, params=params)
-        st = res.state.to_bytes()
+        if live:
+            res = process_frame(st, f, net, vehicle="p" * 32, params=params)
+            st = res.state
+        else:
+            res = process_frame(None if st is None else VehicleState.from_bytes(st), f, net, vehicle="p" * 32,
+                                params=params)
+            st = res.state.to_bytes()
         passes += res.passes
         events += res.events
     return passes, events
@@ -110,6 +117,31 @@ class TestProcessFrame:
             got = _run(net, _frames(tr, fs))
             assert [p.model_dump() for p in got[0]] == [p.model_dump() for p in ref[0]], f"frame_s={fs}"
             assert got[1] == ref[1]
+
+    @pytest.mark.parametrize("frame_s", [1.0, 5.0])
+    def test_live_state_equals_decoded_state(self, net, frame_s):
+        # A worker continues its decoded objects (the matcher included) from one frame to
+        # the next; decoding the bytes every frame must give exactly the same records.
+        tr, _ = _drive(net, seed=7)
+        frames = _frames(tr, frame_s)
+        live = _run(net, frames, live=True)
+        decoded = _run(net, frames)
+        assert len(live[0]) > 5
+        assert [p.model_dump() for p in live[0]] == [p.model_dump() for p in decoded[0]]
+        assert live[1] == decoded[1]
+
+    def test_a_state_object_continued_twice_gives_the_same_result(self, net):
+        # The live matcher is taken by the first continuation; a second one from the
+        # same (older) state object must rebuild it from the snapshot, not reuse it.
+        tr, _ = _drive(net, seed=7)
+        frames = _frames(tr, 2.0)
+        st = None
+        for f in frames[:15]:
+            st = process_frame(st, f, net, vehicle="p" * 32).state
+        snapshot = st.to_bytes()
+        first = process_frame(st, frames[15], net, vehicle="p" * 32)
+        again = process_frame(VehicleState.from_bytes(snapshot), frames[15], net, vehicle="p" * 32)
+        assert first.state.to_bytes() == again.state.to_bytes()
 
     def test_privacy_trim_drops_trip_ends(self, net):
         tr, _ = _drive(net, seed=3)
