@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import orjson
+import zstandard
 
 from agents.passes import PassParams, StateVersionError, VehicleState, process_frame
 from roadnet import RoadNetwork
@@ -34,13 +35,18 @@ from pipeline.stage2 import impact_record
 
 __all__ = ["Outcome", "FrameHandler", "dead_letter", "pack_envelope", "unpack_envelope", "outbox_results"]
 
-_MAGIC = b"RSE1"
+_MAGIC = b"RSE2"
+# zstd level 1: the state is written to RocksDB and the changelog with every frame; it
+# halves (27.7 -> 14.5 KB on a mid-trip sample) for ~60 us per frame. One compressor per
+# process: the handler runs on the event loop's thread only.
+_ZC = zstandard.ZstdCompressor(level=1)
+_ZD = zstandard.ZstdDecompressor()
 
 
 def pack_envelope(state: bytes, outbox: list) -> bytes:
-    """Table value: magic, outbox length, outbox (JSON), state bytes."""
+    """Table value: magic, outbox length, outbox (JSON), zstd-compressed state bytes."""
     box = orjson.dumps(outbox) if outbox else b""
-    return _MAGIC + struct.pack("<I", len(box)) + box + state
+    return _MAGIC + struct.pack("<I", len(box)) + box + _ZC.compress(state)
 
 
 class EnvelopeError(ValueError):
@@ -53,7 +59,11 @@ def unpack_envelope(value: bytes) -> tuple[bytes, list]:
         raise EnvelopeError("not a roadsense vehicle-state envelope (written by an older release?)")
     (n,) = struct.unpack_from("<I", value, 4)
     box = orjson.loads(value[8 : 8 + n]) if n else []
-    return value[8 + n :], box
+    try:
+        state = _ZD.decompress(value[8 + n :])
+    except zstandard.ZstdError as exc:
+        raise EnvelopeError(f"vehicle state not readable: {exc}") from exc
+    return state, box
 
 
 def outbox_results(outbox: list) -> tuple[list[SegmentPass], list[HarshEvent], list[PassImpact]]:

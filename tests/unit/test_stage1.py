@@ -11,7 +11,7 @@ import pytest
 
 from agents import passes
 from pipeline.pseudonym import Pseudonymiser
-from pipeline.stage1 import FrameHandler, dead_letter
+from pipeline.stage1 import FrameHandler, dead_letter, pack_envelope
 from roadnet import load_network
 from schemas._errors import RoadsenseError
 from schemas.records import DeadLetter
@@ -75,7 +75,7 @@ class TestDeadLetters:
 
     def test_corrupt_state_is_a_dead_letter_not_a_crash(self, handler):
         # The right magic and version, then garbage: a processing failure, dead-lettered.
-        bad = b"RSE1\x00\x00\x00\x00" + passes._STATE_MAGIC + struct.pack("<HI", passes.STATE_VERSION, 7) + b"garbage"
+        bad = pack_envelope(passes._STATE_MAGIC + struct.pack("<HI", passes.STATE_VERSION, 7) + b"garbage", [])
         out = handler.handle(_with(), lambda k: bad)
         assert out.dead_letter is not None and "processing failed" in out.dead_letter[1]
 
