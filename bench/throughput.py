@@ -270,6 +270,7 @@ def main(argv: list[str] | None = None) -> int:
         dsn = fresh_db(info, net)
         s3 = settings_for(info, f"{tag}p{n_workers}", dsn, frames_topic=topic, partitions=args.partitions,
                           data_dir=work / f"p{n_workers}", stats_file=None)
+        ensure_topics(s3)  # as a deployment does: output topics exist before workers start
         cmds = [[sys.executable, "-m", "pipeline.cli", "worker"] for _ in range(n_workers)]
         # each worker its own data dir (RocksDB) and stats file
         r = _run_workers(cmds, s3, sent.frames, work, n_workers)

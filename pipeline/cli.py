@@ -61,8 +61,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     from pipeline.app import run_worker
+    from pipeline.topics import ensure_topics
 
     s = _settings()
+    # The output topics must exist before the first send: a producer flush waits for
+    # a topic's metadata, so a missing one (auto-creation off) would stall the worker.
+    ensure_topics(s)
     run_worker(s, loglevel=args.loglevel)
     return 0
 

@@ -28,15 +28,21 @@ def ensure_topics(settings: Settings) -> list[str]:
     names = [settings.frames_topic, settings.dlq_topic, settings.passes_topic, settings.impacts_topic,
              settings.alerts_topic]
     admin = _admin(settings.kafka_bootstrap)
+    created: list[str] = []
     try:
-        existing = set(admin.list_topics())
-        new = [NewTopic(n, settings.partitions, 1) for n in names if n not in existing]
-        if new:
+        # Workers starting together race to create: one that loses re-lists and goes on.
+        for _ in range(3):
+            existing = set(admin.list_topics())
+            new = [NewTopic(n, settings.partitions, 1) for n in names if n not in existing]
+            if not new:
+                break
             try:
                 admin.create_topics(new, timeout_ms=15000)
+                created += [t.name for t in new]
+                break
             except TopicAlreadyExistsError:
-                pass
-        return [t.name for t in new]
+                continue
+        return created
     finally:
         admin.close()
 
