@@ -48,11 +48,12 @@ from schemas.records import HarshEvent, SegmentPass
 
 __all__ = ["PassParams", "VehicleState", "FrameResult", "StateVersionError", "process_frame", "nominal_rate_hz"]
 
-STATE_VERSION = 5
+STATE_VERSION = 6
 BLOCK_S = 0.2
 """Duration of the blocks samples are summed into before placement, s (0.2 s = 2.2 m at 40 km/h)."""
 _TAIL = ("t", "d", "v", "m", "q", "iv", "y2", "yn2", "ay")
-_BLK = ("t0", "t1", "d0", "d1", "n", "nm", "sq", "siv", "sv", "sy2", "syn2", "my")
+_BLK = ("t0", "dt", "d0", "dd", "n", "nm", "sq", "siv", "sv", "sy2", "syn2", "my")
+"""Block columns: start time and trip distance, the span to the last sample (float32), sums."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -111,7 +112,7 @@ class VehicleState:
     model_year: int | None = None
     band_zi: np.ndarray | None = None  # roughness band-pass filter state
     noise_zi: np.ndarray | None = None  # noise-band filter state (fs >= 60 Hz)
-    impact_zi: dict | None = None  # pothole/impact detector state (agents.potholes)
+    impact: ImpactState | None = None  # pothole/impact detector state (agents.potholes)
     tail: dict = field(default_factory=dict)  # per-sample terms of the unfinished block
     blk: dict = field(default_factory=dict)  # blocks awaiting placement (columns of _BLK)
     unplaced_impacts: list[dict] = field(default_factory=list)
@@ -155,9 +156,9 @@ class VehicleState:
             "model_year": self.model_year,
             "band_zi": None if self.band_zi is None else arr.put(self.band_zi, "<f8"),
             "noise_zi": None if self.noise_zi is None else arr.put(self.noise_zi, "<f8"),
-            "impact_zi": self.impact_zi,
+            "impact": None if self.impact is None else _put_impact(arr, self.impact),
             "tail": {k: arr.put(v, "<f8") for k, v in self.tail.items()},
-            "blk": {k: arr.put(v, _BLK_DTYPE[k]) for k, v in self.blk.items()},
+            "blk": _put_blocks(arr, self.blk),
             "unplaced_impacts": self.unplaced_impacts,
             "harsh": self.harsh.to_dict(),
             "match": None if self.match is None else arr.put(np.frombuffer(self.match, np.uint8), "|u1"),
@@ -201,9 +202,9 @@ class VehicleState:
             model_year=d["model_year"],
             band_zi=None if d["band_zi"] is None else get(d["band_zi"]),
             noise_zi=None if d["noise_zi"] is None else get(d["noise_zi"]),
-            impact_zi=d["impact_zi"],
+            impact=None if d["impact"] is None else _get_impact(d["impact"], get),
             tail={k: get(v) for k, v in d["tail"].items()},
-            blk={k: get(v) for k, v in d["blk"].items()},
+            blk=_get_blocks(d["blk"], get),
             unplaced_impacts=d["unplaced_impacts"],
             harsh=HarshDetectorState.from_dict(d["harsh"]),
             match=None if d["match"] is None else get(d["match"]).tobytes(),
@@ -225,10 +226,51 @@ class VehicleState:
         )
 
 
-_STATE_MAGIC = b"RSV5"
+_STATE_MAGIC = b"RSV6"
 # Blocks: times and distances in float64 (placement), sums in float32 (rounded when the
 # block is made, so a restored state and a running one hold the same values).
-_BLK_DTYPE = {k: ("<f8" if k in ("t0", "t1", "d0", "d1") else "<f4") for k in _BLK}
+_BLK_DTYPE = {k: ("<f8" if k in ("t0", "d0") else "|u1" if k in ("n", "nm") else "<f4") for k in _BLK}
+
+
+def _put_blocks(arr: _ArrayWriter, blk: dict) -> dict:
+    if not blk:
+        return {}
+    # n, nm: sample counts of a block (<= 0.2 s x fs), exact in one byte
+    return {k: arr.put(v, _BLK_DTYPE[k]) for k, v in blk.items()}
+
+
+def _get_blocks(d: dict, get) -> dict:
+    if not d:
+        return {}
+    blk = {k: get(v) for k, v in d.items()}
+    blk["n"], blk["nm"] = blk["n"].astype(np.float32), blk["nm"].astype(np.float32)
+    return blk
+
+
+# The impact detector's arrays, as stored (sample indices and segments fit 32 bits: a
+# trip of 2**31 samples would last 248 days at 100 Hz). Read back in their own dtypes.
+_IMPACT_TAIL = {"y": "<f8", "v": "<f8", "off": "<f8", "seg": "<i4", "t": "<f8", "d": "<f8", "idx": "<i4",
+                "sig": "<f8"}
+_IMPACT_TAIL_DTYPE = {"seg": np.int64, "idx": np.int64}
+
+
+def _put_impact(arr: _ArrayWriter, z: ImpactState) -> dict:
+    return {
+        "fs": z.fs, "n_seen": z.n_seen, "dist_m": z.dist_m, "last_t_s": _f(z.last_t_s), "n_context": z.n_context,
+        "last_block": z.last_block, "band_zi": arr.put(z.band_zi, "<f8"),
+        "tail": {k: arr.put(z.tail[k], dt) for k, dt in _IMPACT_TAIL.items() if k in z.tail},
+        "block_meds": arr.put(z.block_meds, "<f8"), "hist_d": arr.put(z.hist_d, "<f8"),
+        "hist_v": arr.put(z.hist_v, "<f8"), "hist_idx": arr.put(z.hist_idx, "<i4"),
+    }
+
+
+def _get_impact(d: dict, get) -> ImpactState:
+    return ImpactState(
+        fs=d["fs"], band_zi=get(d["band_zi"]), n_seen=d["n_seen"], dist_m=d["dist_m"], last_t_s=_unf(d["last_t_s"]),
+        tail={k: get(v).astype(_IMPACT_TAIL_DTYPE.get(k, np.float64)) for k, v in d["tail"].items()},
+        n_context=d["n_context"], block_meds=get(d["block_meds"]), last_block=d["last_block"],
+        hist_d=get(d["hist_d"]), hist_v=get(d["hist_v"]), hist_idx=get(d["hist_idx"]).astype(np.int64),
+    )
 
 
 class _ArrayWriter:
@@ -340,10 +382,8 @@ def process_frame(
         )
         _add_blocks(st, t, d, terms, fs, final=frame.trip_end)
         # impacts on the continuous stream, positioned by trip distance until placed
-        zi = None if st.impact_zi is None else ImpactState.from_dict(st.impact_zi)
-        found, zf = impact_features(frame.accel_vert_mps2, frame.speed_kmh, d, fs, t_s=t, zi=zi,
-                                    final=frame.trip_end)
-        st.impact_zi = zf.to_dict()
+        found, st.impact = impact_features(frame.accel_vert_mps2, frame.speed_kmh, d, fs, t_s=t, zi=st.impact,
+                                           final=frame.trip_end)
         for imp in found:
             st.unplaced_impacts.append(_clean(asdict(imp)))
 
@@ -459,11 +499,13 @@ def _add_blocks(st: VehicleState, t, d, terms, fs: float, *, final: bool) -> Non
     ends = np.minimum(starts + size, full)
     add = lambda k: np.add.reduceat(cols[k][:full], starts)  # noqa: E731
     new = {
-        "t0": cols["t"][starts], "t1": cols["t"][ends - 1], "d0": cols["d"][starts], "d1": cols["d"][ends - 1],
+        "t0": cols["t"][starts], "dt": cols["t"][ends - 1] - cols["t"][starts], "d0": cols["d"][starts],
+        "dd": cols["d"][ends - 1] - cols["d"][starts],
         "n": (ends - starts).astype(float), "nm": add("m"), "sq": add("q"), "siv": add("iv"), "sv": add("v"),
         "sy2": add("y2"), "syn2": add("yn2"), "my": np.maximum.reduceat(cols["ay"][:full], starts),
     }
-    new = {k: v.astype(_BLK_DTYPE[k][1:], copy=False) for k, v in new.items()}
+    # float32 (rounded when made, so a restored state holds the same values), counts too
+    new = {k: v.astype(np.float64 if k in ("t0", "d0") else np.float32, copy=False) for k, v in new.items()}
     st.blk = {k: np.concatenate([st.blk[k], new[k]]) for k in _BLK} if st.blk else new
 
 
@@ -514,7 +556,7 @@ def _place_between(st: VehicleState, a: tuple, b: tuple, via: np.ndarray, net: R
         return segs[idx], starts[idx] + (p - cum[idx])
 
     seg0, off0 = locate(blk["d0"], blk["t0"])
-    seg1, off1 = locate(blk["d1"], blk["t1"])
+    seg1, off1 = locate(blk["d0"] + blk["dd"], blk["t0"] + blk["dt"])
     _accumulate(st, blk, seg0, off0, seg1, off1, net, recent)
 
 
@@ -553,9 +595,9 @@ def _accumulate(st, blk, seg0, off0, seg1, off1, net, recent: list) -> None:
             cur[:, :old] += op["win"]
         op["win"] = cur.tolist()
         last = e - 1
-        op["exit_t"], op["exit_d"] = float(blk["t1"][last]), float(blk["d1"][last])
+        op["exit_t"], op["exit_d"] = float(blk["t0"][last] + blk["dt"][last]), float(blk["d0"][last] + blk["dd"][last])
         op["exit_off"] = float(off1[last]) if int(seg1[last]) == sg else float(net.length_m[sg])
-    st.frontier_t_s, st.frontier_d_m = float(blk["t1"][-1]), float(blk["d1"][-1])
+    st.frontier_t_s, st.frontier_d_m = float(blk["t0"][-1] + blk["dt"][-1]), float(blk["d0"][-1] + blk["dd"][-1])
     recent.append((blk["t0"], seg0.astype(np.int32), off0.astype(np.float32), blk["d0"],
                    (3.6 * blk["sv"] / np.maximum(blk["n"], 1)).astype(np.float32)))
 

@@ -173,32 +173,41 @@ def db_rows(dsn: str) -> list[tuple]:
             "FROM segment_passes ORDER BY 1, 3, 2").fetchall()
 
 
-def state_size(net, n_vehicles: int, frames_each: int, frame_s: float, seed: int) -> dict:
-    """Serialised state of ``n_vehicles`` active vehicles after ``frames_each`` frames."""
+def state_size(net, n_vehicles: int, frame_s: float, seed: int) -> dict:
+    """State of ``n_vehicles`` active vehicles, each taken at a random frame of its trip
+    (not the first or last): the serialised ``VehicleState`` and the table value the
+    worker stores (``pipeline.stage1`` envelope: zstd-compressed, empty outbox)."""
     from agents.passes import process_frame
     from pipeline.pseudonym import Pseudonymiser
+    from pipeline.stage1 import pack_envelope
     from schemas.frame import FrameArrays
-    from schemas.tracefile import iter_frames
+    from schemas.tracefile import frames_of
     from simulator import simulate_fleet
 
     pseudo = Pseudonymiser(KEY)
-    sizes = []
+    rng = np.random.default_rng(seed)
+    raw, stored = [], []
     t0 = time.perf_counter()
     chunk = 500
     for start in range(0, n_vehicles, chunk):
         fleet = simulate_fleet(net, n_vehicles=min(chunk, n_vehicles - start), seed=seed + start,
                                trip_km=(1.0, 1.5), departure_spread_s=0)
         for vid, tr in fleet.traces.items():
+            frames = frames_of(tr, vid, frame_s=frame_s)
+            if len(frames) < 3:
+                continue
+            stop = int(rng.integers(1, len(frames) - 1))  # frames[0..stop] processed, trip still open
             st = None
-            for k, f in enumerate(iter_frames(tr, vid, frame_s=frame_s)):
-                if k >= frames_each or f.trip_end:
-                    break
+            for f in frames[: stop + 1]:
                 st = process_frame(st, FrameArrays.from_model(f), net, vehicle=pseudo(vid)).state
-            if st is not None:
-                sizes.append(len(st.to_bytes()))
-    sizes = np.asarray(sizes)
-    return {"vehicles": int(sizes.size), "mean_bytes": float(sizes.mean()), "p99_bytes": float(np.percentile(sizes, 99)),
-            "max_bytes": int(sizes.max()), "total_mb": float(sizes.sum() / 1e6), "elapsed_s": time.perf_counter() - t0}
+            b = st.to_bytes()
+            raw.append(len(b))
+            stored.append(len(pack_envelope(b, [])))
+    raw_a, stored_a = np.asarray(raw), np.asarray(stored)
+    return {"vehicles": int(raw_a.size), "mean_bytes": float(stored_a.mean()),
+            "p99_bytes": float(np.percentile(stored_a, 99)), "max_bytes": int(stored_a.max()),
+            "mean_bytes_uncompressed": float(raw_a.mean()), "total_mb": float(stored_a.sum() / 1e6),
+            "elapsed_s": time.perf_counter() - t0}
 
 
 # --------------------------------------------------------------------------------- main
@@ -292,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # state per active vehicle
     log(f"state size over {args.state_vehicles} vehicles ...")
-    out["state"] = state_size(net, args.state_vehicles, frames_each=8, frame_s=args.frame_s, seed=args.seed + 1)
+    out["state"] = state_size(net, args.state_vehicles, frame_s=args.frame_s, seed=args.seed + 1)
 
     headline = {
         "samples_per_s_pipeline": p1["samples_per_s"],
@@ -310,6 +319,7 @@ def main(argv: list[str] | None = None) -> int:
         "cpu_s_per_million_samples": out["cpu_s_per_million_samples"],
         "peak_rss_mb_1_worker": p1["peak_rss_mb"],
         "state_bytes_per_vehicle": out["state"]["mean_bytes"],
+        "state_bytes_per_vehicle_uncompressed": out["state"]["mean_bytes_uncompressed"],
         "state_vehicles": out["state"]["vehicles"],
     }
     (work / "throughput.json").write_text(json.dumps(out, indent=2, default=str))

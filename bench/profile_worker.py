@@ -1,0 +1,168 @@
+"""Where a stage-1 worker's time goes: one worker, sampled by py-spy, end to end.
+
+    .venv/bin/pip install -e '.[bench]'       # py-spy
+    .venv/bin/python bench/profile_worker.py [--vehicles 200] [--frame-s 5]
+
+A topic is pre-loaded with the frames of a simulated fleet (100 Hz, the real SQY
+network, as ``bench/throughput.py``); one ``roadsense worker`` consumes it into a fresh
+PostgreSQL database while ``py-spy record`` samples its stacks (100 Hz, idle stacks
+excluded). Each sample is charged to the first category its stack matches, from the
+innermost frame outwards:
+
+- ``map matching``, ``placement`` (blocks to passes), ``impacts``, ``harsh events``,
+  ``roughness terms``, ``other processing`` (the rest of ``process_frame``);
+- ``frame decode`` (``schemas.frame``), ``state encode`` (envelope, zstd, state bytes);
+- ``database`` (psycopg), ``table and changelog`` (Faust table, RocksDB),
+  ``kafka client`` (aiokafka), ``faust plumbing`` (faust/mode: events, acks, streams),
+  ``event loop`` (asyncio/uvloop), ``other``.
+
+Prints the shares, the 15 functions with most own time, and one JSON line with the shares
+by category and the samples/s the worker reached while profiled (py-spy slows it a little).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+from throughput import _rate_from_stats, drop_db, env_of, fresh_db, log, settings_for  # noqa: E402
+
+from pipeline import stack  # noqa: E402
+from pipeline.topics import ensure_topics, group_lag  # noqa: E402
+
+# (category, substrings of a frame "function (file)"), innermost match wins
+CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("map matching", ("agents/map_matching.py", "agents/_routes.py", "roadnet/")),
+    ("placement", ("_place (agents/passes.py", "_place_between", "_accumulate", "_close_open", "_add_blocks",
+                   "agents/roughness.py:estimate")),
+    ("impacts", ("agents/potholes.py",)),
+    ("harsh events", ("agents/harsh_events.py",)),
+    ("roughness terms", ("agents/roughness.py",)),
+    ("frame decode", ("schemas/frame.py",)),
+    ("state encode", ("to_bytes", "from_bytes", "pack_envelope", "unpack_envelope", "zstandard")),
+    ("other processing", ("agents/passes.py", "pipeline/stage1.py", "pipeline/stage2.py")),
+    ("database", ("psycopg", "pipeline/sink.py")),
+    ("table and changelog", ("faust/tables", "faust/stores", "rocksdict")),
+    ("kafka client", ("aiokafka", "kafka/")),
+    ("faust plumbing", ("faust/", "mode/")),
+    ("event loop", ("asyncio", "uvloop")),
+)
+
+
+def categorise(stack: list[str]) -> str:
+    """Category of one sampled stack (frames outermost first)."""
+    for frame in reversed(stack):
+        for name, keys in CATEGORIES:
+            if any(k in frame for k in keys):
+                return name
+    return "other"
+
+
+def parse_raw(path: Path) -> tuple[Counter, Counter, int]:
+    """py-spy ``--format raw`` (collapsed stacks): per-category and own-function counts."""
+    cats: Counter = Counter()
+    own: Counter = Counter()
+    total = 0
+    for line in path.read_text().splitlines():
+        stack_s, _, n = line.rpartition(" ")
+        if not stack_s or not n.isdigit():
+            continue
+        frames = stack_s.split(";")
+        k = int(n)
+        total += k
+        cats[categorise(frames)] += k
+        own[frames[-1]] += k
+    return cats, own, total
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--vehicles", type=int, default=200)
+    ap.add_argument("--frame-s", type=float, default=5.0)
+    ap.add_argument("--partitions", type=int, default=4)
+    ap.add_argument("--seed", type=int, default=515)
+    args = ap.parse_args(argv)
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if not Path(spy).exists():
+        print("py-spy not found: install the bench extra (pip install -e '.[bench]')", file=sys.stderr)
+        return 2
+
+    from roadnet import load_network
+    from simulator import simulate_fleet, write_fleet
+    from simulator.replay import replay
+
+    info = stack.up()
+    net = load_network()
+    work = Path(tempfile.mkdtemp(prefix="rs-prof-"))
+    tag = uuid.uuid4().hex[:6]
+    topic = f"prof.{tag}.frames"
+    log(f"simulating {args.vehicles} vehicles ...")
+    fleet = simulate_fleet(net, n_vehicles=args.vehicles, seed=args.seed, trip_km=(1.0, 1.5), departure_spread_s=120)
+    traces = write_fleet(fleet, work / "fleet", format="parquet")
+    dsn = fresh_db(info, net)
+    s = settings_for(info, f"{tag}w", dsn, frames_topic=topic, partitions=args.partitions, data_dir=work / "w",
+                     stats_file=work / "stats.json")
+    ensure_topics(s)
+    sent = replay([traces], info.kafka_bootstrap, topic, frame_s=args.frame_s, progress=False)
+    log(f"pre-loaded {sent.frames} frames ({sent.samples} samples)")
+
+    out_raw = work / "profile.txt"
+    log_f = (work / "worker.log").open("wb")
+    proc = subprocess.Popen(
+        [spy, "record", "--rate", "100", "--format", "raw", "--output", str(out_raw), "--",
+         sys.executable, "-m", "pipeline.cli", "worker"],
+        env=env_of(s), cwd=REPO, stdout=log_f, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 3600
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"worker exited with {proc.returncode}; see {work / 'worker.log'}")
+            try:
+                lag, end = group_lag(info.kafka_bootstrap, s.app_id, topic)
+            except Exception:
+                lag, end = sent.frames, sent.frames
+            if lag == 0 and end >= sent.frames:
+                break
+            time.sleep(1.0)
+    finally:
+        # SIGTERM to the worker (py-spy's child): it commits and stops, then py-spy
+        # writes the profile and exits
+        subprocess.run(["pkill", "-TERM", "-P", str(proc.pid)], check=False)
+        try:
+            proc.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        drop_db(info, dsn)
+    rate = _rate_from_stats([work / "stats.json"])
+    cats, own, total = parse_raw(out_raw)
+    if not total:
+        raise RuntimeError(f"py-spy wrote no samples; see {work}")
+    print(f"\nworker profile: {total} samples, {rate['samples'] / rate['elapsed_s']:.0f} samples/s "
+          f"({rate['messages'] / rate['elapsed_s']:.0f} frames/s) while profiled, frame {args.frame_s:g} s")
+    for name, n in cats.most_common():
+        print(f"  {name:22s} {100 * n / total:5.1f} %")
+    print("\nmost own time:")
+    for fn, n in own.most_common(15):
+        print(f"  {100 * n / total:5.1f} %  {fn}")
+    line = {"frame_s": args.frame_s, "vehicles": args.vehicles, "profile_samples": total,
+            "samples_per_s_profiled": round(rate["samples"] / rate["elapsed_s"]),
+            **{f"share_{k.replace(' ', '_')}": round(n / total, 4) for k, n in cats.items()}}
+    print(json.dumps(line))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
