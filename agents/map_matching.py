@@ -866,23 +866,28 @@ class _Matcher:
         W = self.window
         if not W:
             return
-        # Convergence: all paths alive at the newest column share one candidate.
-        alive = np.flatnonzero(np.isfinite(W[-1].score))
-        conv = (len(W) - 1, int(alive[0])) if len(alive) == 1 else None
+        # Convergence: all paths alive at the newest column share one candidate. (A few
+        # columns of at most max_candidates: plain Python beats numpy's per-call cost.)
+        alive = np.flatnonzero(np.isfinite(W[-1].score)).tolist()
+        conv = (len(W) - 1, alive[0]) if len(alive) == 1 else None
         j = len(W) - 1
         while conv is None and j > 0:
-            alive = np.unique(W[j].back[alive])
+            back = W[j].back.tolist()
+            alive = sorted({back[c] for c in alive})
             j -= 1
             if len(alive) == 1:
-                conv = (j, int(alive[0]))
+                conv = (j, alive[0])
         if conv is not None:
             self._commit(*conv)
         # Lag: anything more than max_lag_fixes behind the newest fix is decided now.
-        W = self.window
         # Fixes merged into a step (stops) do not count.
-        behind = self.n_seen - 1 - np.array([s.idx for s in W])
-        behind -= np.cumsum([len(s.followers) for s in W][::-1])[::-1]
-        n_old = int(np.sum(behind > self.p.max_lag_fixes))
+        W = self.window
+        n_old = 0
+        merged = 0
+        for s in reversed(W):
+            merged += len(s.followers)
+            if self.n_seen - 1 - s.idx - merged > self.p.max_lag_fixes:
+                n_old += 1
         if n_old:
             path = self._backtrack(len(W) - 1, int(np.argmax(W[-1].score)))
             self._commit(n_old - 1, path[n_old - 1])
