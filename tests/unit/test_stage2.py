@@ -76,10 +76,21 @@ class TestHandleImpacts:
         assert sorted(round(a.position_m) for a in alerts) == [10, 90]
         assert len({a.alert_id for a in alerts}) == 2
 
-    def test_low_rate_lower_confidence(self):
+    def test_low_rate_impacts_are_not_evidence(self):
         _, hi = handle_impacts(None, [imp(v, 30.0, minutes=i) for i, v in enumerate("abcd")], T0)
-        _, lo = handle_impacts(None, [imp(v, 30.0, minutes=i, fs=10.0) for i, v in enumerate("abcd")], T0)
-        assert lo[0].confidence < hi[0].confidence
+        assert hi and hi[0].confidence > 0.8
+        st, lo = handle_impacts(None, [imp(v, 30.0, minutes=i, fs=10.0) for i, v in enumerate("abcdef")], T0)
+        assert lo == [] and st.impacts == []
+        # mixed with 100 Hz impacts they neither count nor lower the cluster's rate
+        mixed = [imp(v, 30.0, minutes=i, fs=10.0) for i, v in enumerate("defg")]
+        st, alerts = handle_impacts(None, [imp(v, 30.0, minutes=i) for i, v in enumerate("abc")] + mixed, T0)
+        (a,) = alerts
+        assert a.n_vehicles == 3 and a.n_impacts == 3
+        assert {r[2][0] for r in st.impacts} == {"a", "b", "c"}
+        # the threshold is a parameter: 10 Hz evidence counts when allowed (lower confidence)
+        _, lo = handle_impacts(None, [imp(v, 30.0, minutes=i, fs=10.0) for i, v in enumerate("abcd")], T0,
+                               params=Stage2Params(min_fs_hz=5.0))  # fmt: skip
+        assert lo and lo[0].confidence < hi[0].confidence
 
     def test_ttl_expires_impacts_and_alerts(self):
         st, alerts = handle_impacts(None, [imp(v, 30.0, minutes=i) for i, v in enumerate("abc")], T0)
