@@ -130,17 +130,22 @@ class TestAxlePairs:
     def test_single_hits_do_not_confirm_pairs_do(self):
         single = [imp(v, 40.0, minutes=i) for i, v in enumerate("abcd")]
 
-        st, alerts = handle_impacts(None, [p.model_copy(update={"double_hit_m": None}) for p in single], T0)
+        pairs = Stage2Params(min_axle_pair_fraction=0.5)
+        _, default = handle_impacts(None, [p.model_copy(update={"double_hit_m": None}) for p in single], T0)
+        assert default  # the condition is off by default
+        st, alerts = handle_impacts(None, [p.model_copy(update={"double_hit_m": None}) for p in single], T0,
+                                    params=pairs)  # fmt: skip
         assert alerts == []  # four vehicles, down-first, strong: but nobody's rear axle hit it
         rear = [imp(v, 42.7, minutes=i).model_copy(update={"time": T0 + timedelta(minutes=i, seconds=0.2),
                                                            "double_hit_m": None})
                 for i, v in enumerate("ab")]  # fmt: skip
-        st, alerts = handle_impacts(st, rear, T0)
+        st, alerts = handle_impacts(st, rear, T0, params=pairs)
         (a,) = alerts
         assert a.n_vehicles == 4 and a.position_m == pytest.approx(40.0, abs=2.0)
         # the rear-axle hit of another day does not pair with the front-axle hit
         late = [imp(v, 42.7, minutes=600 + i).model_copy(update={"double_hit_m": None}) for i, v in enumerate("cd")]
-        st2, none = handle_impacts(None, [p.model_copy(update={"double_hit_m": None}) for p in single] + late, T0)
+        st2, none = handle_impacts(None, [p.model_copy(update={"double_hit_m": None}) for p in single] + late, T0,
+                                   params=pairs)  # fmt: skip
         assert none == []
 
     def test_version_1_state_is_read(self):
@@ -151,7 +156,8 @@ class TestAxlePairs:
         v1 = orjson.dumps({**raw, "v": 1, "impacts": [r[:10] for r in raw["impacts"]]})
         old = SegmentState.from_bytes(v1)
         assert all(len(r) == 11 and r[-1] is None for r in old.impacts)
-        st3, alerts = handle_impacts(old, [imp("c", 40.2, minutes=5)], T0)
+        pairs = Stage2Params(min_axle_pair_fraction=0.5)
+        st3, alerts = handle_impacts(old, [imp("c", 40.2, minutes=5)], T0, params=pairs)
         assert alerts == []  # 1 of 3 vehicles seen with both axles (the old rows lost theirs)
-        st3, alerts = handle_impacts(st3, [imp("d", 40.1, minutes=6)], T0)
+        st3, alerts = handle_impacts(st3, [imp("d", 40.1, minutes=6)], T0, params=pairs)
         assert alerts and alerts[0].n_vehicles == 4  # 2 of 4
