@@ -89,7 +89,7 @@ class Calibration:
     ----------
     gains : vehicle -> gain (dimensionless; divide the vehicle's IRI by it), calibrated
         vehicles only
-    default_gain : gain of every other vehicle (median of ``gains``; 1 without any)
+    default_gain : gain of every other vehicle (median of ``gains`` in log space; 1 without any)
     anchor : ``"reference"`` (scale set by reference segments) or ``"fleet_median"``
         (median gain 1, the physics prior)
     n_vehicles : vehicles with IRI rows; ``n_references`` reference segments used;
@@ -164,7 +164,8 @@ def calibrate(
             shared[v].add(s)
     n_shared = {str(v): len(shared.get(v, ())) for v in g}
     gains = {str(v): float(x) for v, x in g.items() if n_shared[str(v)] >= min_shared}
-    default = float(np.median(list(gains.values()))) if gains else 1.0
+    # the median in log space, as fleet_calibrate anchors (exactly 1 under the median anchor)
+    default = float(np.exp(np.median(np.log(list(gains.values()))))) if gains else 1.0
     if not gains and anchor == "reference":
         # nobody calibrated: the reference still fixes the common scale of the fleet
         default = float(next(iter(g.values())))

@@ -9,7 +9,8 @@
 -- defined up to a common factor: the anchor is reference_segments (profilometer IRIs the
 -- maintenance team enters) when enough of them are driven, else the fleet's median gain = 1.
 -- A vehicle without a gain (new, or sharing too few segments) gets the latest run's
--- default_gain (the median gain of the calibrated fleet): the best guess for an unknown car.
+-- default_gain (the median gain of the calibrated fleet, in log space): the best guess for an
+-- unknown car.
 -- The scores divide each vehicle's mean IRI by its gain; agents.scores mirrors this exactly.
 
 -- @all
