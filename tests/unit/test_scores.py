@@ -99,3 +99,16 @@ def test_vehicle_segment_means_one_value_per_pair():
               _pass("bbbb", "s", 6.0, 3)]  # fmt: skip
     e, v, s = vehicle_segment_means(passes)
     assert e.tolist() == [3.0, 6.0] and v == ["aaaa" * 4, "bbbb" * 4] and s == ["s", "s"]
+
+
+def test_reference_csv(tmp_path):
+    from datetime import date
+
+    from pipeline.calibration import load_reference_csv
+
+    f = tmp_path / "survey.csv"
+    f.write_text("segment_id,iri_m_per_km,surveyed_on,source\nabc,2.5,2024-05-01,laser\ndef,3.1,,\n")
+    assert load_reference_csv(f) == [("abc", 2.5, date(2024, 5, 1), "laser"), ("def", 3.1, None, "profilometer")]
+    f.write_text("segment_id,iri_m_per_km\nabc,0\n")
+    with pytest.raises(ValueError, match="abc"):
+        load_reference_csv(f)
