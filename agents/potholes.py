@@ -635,6 +635,11 @@ class Cluster:
     n_impacts, n_vehicles, pothole_fraction (share of pothole-like impacts)
     median_slowdown, median_peak_mps2, vehicles (distinct ids)
     down_fraction : share of down-first impacts (polarity only, whatever the speed)
+    axle_pair_fraction : share of the cluster's vehicles whose front and rear axles both
+        hit it on one pass (two hits ``AXLE_SPACING_M`` apart: two impacts of the vehicle
+        within ``AXLE_PAIR_S`` of each other, or one impact with such a ``double_hit_m``). A
+        hole in the wheel path is hit by both axles; a random shock of a rough road, or an
+        impact placed on the wrong segment, rarely is
     """
 
     segment_id: Any
@@ -647,6 +652,30 @@ class Cluster:
     median_peak_mps2: float
     vehicles: tuple[Any, ...]
     down_fraction: float = float("nan")
+    axle_pair_fraction: float = float("nan")
+
+
+AXLE_SPACING_M = (1.8, 4.5)  #: wheelbases of cars to minibuses, m (physical range, with placement noise)
+AXLE_PAIR_S = 3.0  #: two impacts of one vehicle this close in time belong to one pass, s
+
+
+def _axle_pair_fraction(members: Sequence[Impact], vehicles: Sequence[Any]) -> float:
+    """Share of distinct vehicles with an axle pair in ``members`` (see :class:`Cluster`)."""
+    lo, hi = AXLE_SPACING_M
+    by_vehicle: dict[Any, list[Impact]] = {}
+    for m, v in zip(members, vehicles):
+        by_vehicle.setdefault(v, []).append(m)
+    paired = 0
+    for imps in by_vehicle.values():
+        hit = any(np.isfinite(m.double_hit_m) and lo <= m.double_hit_m <= hi for m in imps)
+        if not hit and len(imps) > 1:
+            off = np.array([m.offset_m for m in imps])
+            t = np.array([m.t_s for m in imps])
+            d = np.abs(off[:, None] - off[None, :])
+            same_pass = ~(np.abs(t[:, None] - t[None, :]) > AXLE_PAIR_S)  # NaN times: assume one pass
+            hit = bool(np.any((d >= lo) & (d <= hi) & same_pass))
+        paired += hit
+    return paired / len(by_vehicle) if by_vehicle else float("nan")
 
 
 def cluster_impacts(
@@ -709,6 +738,7 @@ def cluster_impacts(
                     median_peak_mps2=float(np.median([m.peak_mps2 for m in members])),
                     vehicles=vehs,
                     down_fraction=float(np.mean([m.polarity < 0 for m in members])),
+                    axle_pair_fraction=_axle_pair_fraction(members, [vid[i] for i in idx[part]]),
                 )
             )
     return out
@@ -744,6 +774,8 @@ def confirm(
     signature: Literal["polarity+slowdown", "polarity"] = "polarity+slowdown",
     slowed_pothole_fraction: float = 0.8,
     min_peak_mps2: float = 0.0,
+    min_axle_pair_fraction: float = 0.0,
+    min_fs_hz: float = 0.0,
 ) -> list[ConfirmedFeature]:
     """Confirmed potholes (and bumps) from clusters hit by enough distinct vehicles.
 
@@ -771,6 +803,11 @@ def confirm(
         ``max_slowdown_for_bump``. Default 0.8.
     min_peak_mps2 : float
         A pothole cluster's median peak must reach this, m/s^2 (0: no condition).
+    min_axle_pair_fraction : float
+        A pothole cluster needs at least this share of vehicles hit by both axles
+        (:attr:`Cluster.axle_pair_fraction`; 0: no condition).
+    min_fs_hz : float
+        Below this sample rate no pothole is confirmed (bumps still are); 0: no condition.
 
     Returns
     -------
@@ -790,18 +827,21 @@ def confirm(
     for c in clusters:
         if c.n_vehicles < min_vehicles:
             continue
+        # a pothole needs both axles of enough vehicles (NaN, e.g. one vehicle: no)
+        axles_ok = min_axle_pair_fraction <= 0 or c.axle_pair_fraction >= min_axle_pair_fraction
+        strong = c.median_peak_mps2 >= min_peak_mps2 and axles_ok and fs_hz >= min_fs_hz
         slowed = c.median_slowdown < max_slowdown_for_bump
         kind: Literal["pothole", "bump"]
         if signature == "polarity":
             frac = c.down_fraction
             need = slowed_pothole_fraction if slowed else min_pothole_fraction
-            if frac >= need and c.median_peak_mps2 >= min_peak_mps2:
+            if frac >= need and strong:
                 kind, agree = "pothole", frac
             elif frac <= 1 - min_pothole_fraction or (slowed and frac < need):
                 kind, agree = "bump", 1 - frac
             else:
                 continue  # mixed or weak: not enough evidence either way
-        elif c.pothole_fraction >= min_pothole_fraction and not slowed and c.median_peak_mps2 >= min_peak_mps2:
+        elif c.pothole_fraction >= min_pothole_fraction and not slowed and strong:
             kind = "pothole"
             agree = c.pothole_fraction
         elif c.pothole_fraction <= 1 - min_pothole_fraction or slowed:

@@ -8,7 +8,8 @@ is a bug and shows its traceback.
     roadsense simulate --vehicles N --seed S --out DIR
     roadsense replay TRACES... [--frame-s 2] [--speedup 0]
     roadsense worker                              one stage-1 worker (until SIGTERM)
-    roadsense score TRACES... --network FILE --out DIR
+    roadsense score TRACES... --network FILE --out DIR [--references CSV]
+    roadsense calibrate [--references CSV] [--days 90]   fleet self-calibration (vehicle gains)
     roadsense top [--limit 10]                    roughest segments and harshest spots
     roadsense hotspots [--limit 10]               accident-prone zones (empirical Bayes)
     roadsense db migrate
@@ -76,18 +77,41 @@ def cmd_score(args: argparse.Namespace) -> int:
     from pipeline.pseudonym import Pseudonymiser
     from roadnet import load_network
 
+    from pipeline.calibration import load_reference_csv
+
     s = _settings()
     net = load_network(args.network)
+    refs = {r[0]: r[1] for r in load_reference_csv(args.references)} if args.references else None
     run = score_traces(args.traces, net, pseudonymise=Pseudonymiser(s.pseudonym_key.get_secret_value()),
-                       frame_s=args.frame_s, progress=True)
+                       frame_s=args.frame_s, progress=True, reference_iri=refs)
     files = write_outputs(run, net, args.out)
     print(f"{run.n_vehicles} vehicles, {run.n_frames} frames -> {len(run.passes)} passes, "
           f"{len(run.events)} harsh events, {len(run.scores)} segments scored, {len(run.impacts)} impacts, "
           f"{len(run.alerts)} confirmed potholes")
+    cal = run.calibration
+    print(f"calibration: {len(cal.gains)} of {cal.n_vehicles} vehicles with their own gain, default gain "
+          f"{cal.default_gain:.3f}, anchor {cal.anchor} ({cal.n_references} reference segments)")
     if run.dead_letters:
         print(f"{len(run.dead_letters)} frames rejected, first: {run.dead_letters[0][1]}", file=sys.stderr)
     for f in files:
         print(f"  {f}")
+    return 0
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from pipeline import db
+    from pipeline.calibration import load_reference_csv, run_calibration, write_references
+
+    s = _settings()
+    with db.connect(s.pg_dsn.get_secret_value(), autocommit=True) as conn:
+        if args.references:
+            n = write_references(conn, load_reference_csv(args.references))
+            print(f"{n} reference segments written")
+        run = run_calibration(conn, days=args.days)
+    cal = run.calibration
+    print(f"calibration run {run.run_id}: {len(cal.gains)} of {cal.n_vehicles} vehicles with their own gain, "
+          f"default gain {cal.default_gain:.3f}, anchor {cal.anchor} ({cal.n_references} reference segments), "
+          f"{cal.n_rows} (vehicle, segment) means from {run.window_from} to {run.window_to}")
     return 0
 
 
@@ -179,7 +203,15 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--network", default=None, help="road network GeoJSON (default: SQY Plaisir)")
     sc.add_argument("--out", required=True)
     sc.add_argument("--frame-s", type=float, default=2.0)
+    sc.add_argument("--references", default=None,
+                    help="CSV segment_id,iri_m_per_km[,surveyed_on,source]: the calibration's anchor")
     sc.set_defaults(func=cmd_score)
+
+    ca = sub.add_parser("calibrate", help="fleet self-calibration: per-vehicle roughness gains in the database")
+    ca.add_argument("--references", default=None,
+                    help="CSV segment_id,iri_m_per_km[,surveyed_on,source] upserted into reference_segments first")
+    ca.add_argument("--days", type=float, default=90.0, help="days of data read, ending at the newest day stored")
+    ca.set_defaults(func=cmd_calibrate)
 
     t = sub.add_parser("top", help="roughest segments and harshest spots from the database")
     t.add_argument("--limit", type=int, default=10)

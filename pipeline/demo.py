@@ -110,6 +110,11 @@ def run_demo(*, vehicles: int = 40, seed: int = 7, out: Path = Path("out/demo"),
     print("6/6 results, read back from the database:\n", flush=True)
     with db.connect(s.pg_dsn.get_secret_value(), autocommit=True) as conn:
         db.refresh(conn)
+        from pipeline.calibration import run_calibration
+
+        cal = run_calibration(conn).calibration  # fleet self-calibration: scores read the gains
+        print(f"fleet calibration: {len(cal.gains)} of {cal.n_vehicles} vehicles with their own gain, "
+              f"anchor {cal.anchor}\n")
         print_top(conn, limit=10)
         print()
         print_hotspots(conn, net, limit=5)

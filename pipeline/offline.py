@@ -2,11 +2,15 @@
 
 Reads trace files, cuts each vehicle's samples into the same frames the replay sends
 (``schemas.tracefile.frames_of``), and runs the same ``FrameHandler`` the stage-1 agent
-runs, with the vehicle state kept in a dict instead of a Faust table. Segment scores are
-aggregated exactly as the database's ``segment_scores`` view does (``agents.scores``).
-So this is the reference the streaming path must agree with.
+runs, with the vehicle state kept in a dict instead of a Faust table. Then the fleet
+calibration job's computation (``agents.scores.calibrate`` on the per-(vehicle, segment)
+mean IRIs, anchored on ``reference_iri`` when given, as ``roadsense calibrate`` does on the
+database), and segment scores aggregated exactly as the database's ``segment_scores`` view
+does with those gains (``agents.scores``). So this is the reference the streaming path
+(workers, then the calibration job) must agree with.
 
 Outputs in ``--out``: ``segment_scores.geojson`` and ``.csv``, ``passes.csv``,
+``vehicle_gains.csv`` (pseudonym, gain; plus the default gain and the anchor),
 ``events.geojson`` and ``.csv``, ``alerts.geojson`` and ``.csv`` (confirmed potholes, the
 stage-2 code run offline); the GeoJSON files carry the ODbL attribution.
 """
@@ -22,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from agents.passes import PassParams
-from agents.scores import SegmentScore, segment_scores
+from agents.scores import Calibration, SegmentScore, calibrate, segment_scores, vehicle_segment_means
 from pipeline.pseudonym import Pseudonymiser
 from pipeline.stage1 import FrameHandler
 from pipeline.stage2 import handle_impacts
@@ -44,6 +48,7 @@ class ScoreRun:
     dead_letters: list[tuple[str, str]]
     impacts: list[PassImpact]
     alerts: list[RoadAlert]
+    calibration: Calibration
 
 
 def score_traces(
@@ -54,8 +59,13 @@ def score_traces(
     frame_s: float = 2.0,
     params: PassParams = PassParams(),
     progress: bool = False,
+    reference_iri: dict[str, float] | None = None,
 ) -> ScoreRun:
-    """Passes, events and segment scores of trace files (no Kafka, no database)."""
+    """Passes, events and calibrated segment scores of trace files (no Kafka, no database).
+
+    ``reference_iri``: segment id -> measured IRI (m/km), the calibration's anchor (the
+    database's ``reference_segments``); without it the fleet's median gain is 1.
+    """
     traces = read_traces(paths)
     handler = FrameHandler(net=net, pseudonymise=pseudonymise, params=params)
     states: dict[str, bytes] = {}
@@ -83,8 +93,10 @@ def score_traces(
             passes.extend(out.passes)
             events.extend(out.events)
             impacts.extend(out.impacts)
-    scores = segment_scores(passes, events)
-    return ScoreRun(passes, events, scores, n_frames, len(traces), dead, impacts, confirm_potholes(impacts, net))
+    cal = calibrate(*vehicle_segment_means(passes), reference_iri=reference_iri)
+    scores = segment_scores(passes, events, cal)
+    return ScoreRun(passes, events, scores, n_frames, len(traces), dead, impacts, confirm_potholes(impacts, net),
+                    cal)  # fmt: skip
 
 
 def confirm_potholes(impacts: Sequence[PassImpact], net: RoadNetwork) -> list[RoadAlert]:
@@ -118,6 +130,10 @@ def write_outputs(run: ScoreRun, net: RoadNetwork, out_dir: str | Path) -> list[
         feats.append({"type": "Feature", "geometry": geom, "properties": row})
     written.append(_geojson(out / "segment_scores.geojson", feats, net))
 
+    cal = run.calibration
+    gain_rows = [{"vehicle": v, "gain": g, "n_segments": cal.n_segments.get(v, 0)} for v, g in sorted(cal.gains.items())]
+    gain_rows.append({"vehicle": "*default*", "gain": cal.default_gain, "n_segments": "", "anchor": cal.anchor})
+    written.append(_csv(out / "vehicle_gains.csv", gain_rows, ["vehicle", "gain", "n_segments", "anchor"]))
     pass_rows = [p.model_dump(mode="json") for p in run.passes]
     written.append(_csv(out / "passes.csv", pass_rows, list(SegmentPass.model_fields)))
     ev_rows = [e.model_dump(mode="json") for e in run.events]

@@ -9,14 +9,16 @@ the database (:func:`pipeline.alerts_sink.write_alerts`).
 Per call:
 
 1. the new impacts join the segment's recent impacts, deduplicated on their natural key
-   (vehicle, time), so a replayed message changes nothing;
+   (vehicle, time), so a replayed message changes nothing; impacts sampled below
+   ``min_fs_hz`` (50 Hz) are dropped: at 10 Hz a pothole's shock is aliased, so such
+   impacts never confirm anything;
 2. impacts older than ``ttl_days`` are forgotten (and alerts not seen for as long), and at
    most ``max_impacts`` (the newest) are kept: the state stays small;
 3. impacts are clustered along the segment and confirmed with
    :func:`agents.potholes.cluster_impacts` / :func:`agents.potholes.confirm` (a pothole
-   needs ``min_vehicles`` distinct vehicles with the pothole signature; speed bumps and
-   rail crossings, up-first or slowed-for, are never potholes); a cluster's sample rate is
-   the lowest of its impacts, so 10 Hz evidence gives a lower confidence;
+   needs ``min_vehicles`` distinct vehicles with the pothole signature and a median peak of
+   ``min_peak_mps2``; speed bumps and rail crossings, up-first or slowed-for, are never
+   potholes);
 4. a newly confirmed pothole gets an alert (``alert_id`` deterministic from the segment and
    its position when first confirmed); an existing alert within ``match_m`` is updated
    (``revision`` + 1) when its vehicles, impacts or confidence change. Only new or changed
@@ -42,10 +44,10 @@ if TYPE_CHECKING:
 
 __all__ = ["Stage2Params", "SegmentState", "handle_impacts", "impact_record", "STATE_VERSION"]
 
-STATE_VERSION = 1
+STATE_VERSION = 2
 # compact impact row: time (epoch s), offset, vehicle, polarity, slowdown, peak, n_lobes,
-# speed, severity, fs
-_T, _OFF, _VEH, _POL, _SLOW, _PEAK, _LOBES, _SPEED, _SEV, _FS = range(10)
+# speed, severity, fs, double_hit_m (None: single hit; added in version 2)
+_T, _OFF, _VEH, _POL, _SLOW, _PEAK, _LOBES, _SPEED, _SEV, _FS, _DH = range(11)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -70,6 +72,18 @@ class Stage2Params:
     min_peak_mps2: float = 3.0
     """Median peak of a pothole cluster, m/s² (repeatable small shocks of rough roads are not
     potholes). Chosen on the development scenario (seed 1, training families) only."""
+    min_axle_pair_fraction: float = 0.0
+    """Share of a pothole cluster's vehicles hit by both axles, one wheelbase apart
+    (``agents.potholes.Cluster.axle_pair_fraction``); 0 = no condition (the default). On
+    development seed 1 a threshold of 0.5 with ``min_peak_mps2`` 2 raised precision from
+    0.88 to 0.93 and recall from 0.86 to 0.89, but on development seed 3 it cut recall from
+    0.76 to 0.63 (pooled: 0.921/0.805 without, 0.917/0.744 with): not used."""
+    min_fs_hz: float = 50.0
+    """Impacts sampled slower than this are not evidence: at 10 Hz the impact band stops at
+    4.5 Hz, the wheel-hop shock (~10-15 Hz) is aliased and its polarity is random (on the
+    development fleet at 10 Hz: no pothole found, and a speed hump confirmed as one). They
+    are dropped on arrival, so they can neither confirm a pothole nor, mixed with 100 Hz
+    impacts, lower a cluster's rate."""
 
 
 @dataclass
@@ -80,7 +94,8 @@ class SegmentState:
     ----------
     segment_id : str
     impacts : list of compact rows ``[t_s, offset_m, vehicle, polarity, slowdown, peak,
-        n_lobes, speed_kmh, severity, fs_hz]``, sorted by time
+        n_lobes, speed_kmh, severity, fs_hz, double_hit_m]``, sorted by time (a version-1
+        state's 10-value rows are read with ``double_hit_m`` None)
     alerts : alert id -> ``{"position_m", "first_seen", "last_seen", "n_vehicles",
         "n_impacts", "confidence", "revision"}`` (times as epoch seconds)
     """
@@ -96,9 +111,12 @@ class SegmentState:
     @classmethod
     def from_bytes(cls, raw: bytes) -> SegmentState:
         d = orjson.loads(raw)
-        if d.get("v") != STATE_VERSION:
+        if d.get("v") not in (1, STATE_VERSION):
             raise ValueError(f"segment state version {d.get('v')!r}, expected {STATE_VERSION}")
-        return cls(segment_id=d["segment_id"], impacts=d["impacts"], alerts=d["alerts"])
+        # version 1 rows lack double_hit_m: read as a single hit (axle pairs are still seen
+        # between two impacts of one pass)
+        impacts = [r if len(r) > _DH else [*r, None] for r in d["impacts"]]
+        return cls(segment_id=d["segment_id"], impacts=impacts, alerts=d["alerts"])
 
 
 def impact_record(impact: Impact, *, vehicle: str, segment_id: str) -> PassImpact:
@@ -128,12 +146,13 @@ def impact_record(impact: Impact, *, vehicle: str, segment_id: str) -> PassImpac
 
 def _row(p: PassImpact) -> list[Any]:
     return [p.time.timestamp(), p.offset_m, p.vehicle, p.polarity, p.slowdown, p.peak_mps2, p.n_lobes,
-            p.speed_kmh, p.severity, p.fs_hz]  # fmt: skip
+            p.speed_kmh, p.severity, p.fs_hz, p.double_hit_m]  # fmt: skip
 
 
 def _as_impact(r: list[Any]) -> Impact:
+    dh = r[_DH] if len(r) > _DH and r[_DH] is not None else float("nan")
     return Impact(offset_m=r[_OFF], peak_mps2=r[_PEAK], polarity=r[_POL], slowdown=r[_SLOW], n_lobes=r[_LOBES],
-                  speed_kmh=r[_SPEED], severity=r[_SEV], t_s=r[_T], fs_hz=r[_FS])  # fmt: skip
+                  speed_kmh=r[_SPEED], severity=r[_SEV], t_s=r[_T], fs_hz=r[_FS], double_hit_m=dh)  # fmt: skip
 
 
 def alert_id_of(segment_id: str, position_m: float, kind: str = "pothole") -> str:
@@ -185,9 +204,11 @@ def handle_impacts(
         raise ValueError(f"impacts of segments {sorted(segs - {sid})} given to the state of segment {sid!r}")
     st = SegmentState(sid, [list(r) for r in state.impacts], {k: dict(v) for k, v in state.alerts.items()}) if state else SegmentState(sid)
 
-    # 1. add, deduplicated on (vehicle, time)
+    # 1. add, deduplicated on (vehicle, time); low-rate impacts are not evidence
     seen = {(r[_VEH], round(r[_T], 6)) for r in st.impacts}
     for p in impacts:
+        if p.fs_hz < params.min_fs_hz:
+            continue
         key = (p.vehicle, round(p.time.timestamp(), 6))
         if key not in seen:
             seen.add(key)
@@ -214,7 +235,8 @@ def handle_impacts(
         found = confirm(
             [cluster], min_vehicles=params.min_vehicles, fs_hz=min(r[_FS] for r in members),
             signature=params.signature, slowed_pothole_fraction=params.slowed_pothole_fraction,  # type: ignore[arg-type]
-            min_peak_mps2=params.min_peak_mps2,
+            min_peak_mps2=params.min_peak_mps2, min_axle_pair_fraction=params.min_axle_pair_fraction,
+            min_fs_hz=params.min_fs_hz,
         )  # fmt: skip
         if not found or found[0].kind != "pothole":
             continue

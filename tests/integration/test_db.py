@@ -530,3 +530,83 @@ def test_query_argument_errors(loaded):
 
 def test_sql_dir_is_the_repository_one():
     assert db.SQL_DIR == Path(__file__).resolve().parents[2] / "sql"
+
+
+# --------------------------------------------------------------- fleet calibration (009)
+
+
+@pytest.mark.parametrize("name", DIALECTS)
+def test_calibration_job_and_calibrated_scores_mirror_agents(name, db_conns, fresh_schema, db_fixture_records):
+    """The calibration job stores the gains agents.scores.calibrate computes from the same
+    passes, and segment_scores then equals agents.scores.segment_scores with them."""
+    from agents.scores import calibrate, segment_scores, vehicle_segment_means
+    from pipeline.calibration import run_calibration, write_references
+    from roadnet import load_network
+
+    passes, events, ids = db_fixture_records
+    # give the five fixture vehicles distinct biases so the gains are not all 1
+    bias = {f"pseudo{v:04d}abcdef": 1.0 + 0.15 * v for v in range(5)}
+    passes = [p.model_copy(update={"iri_m_per_km": None if p.iri_m_per_km is None else p.iri_m_per_km * bias[p.vehicle]})
+              for p in passes]  # fmt: skip
+    conn = db_conns[name]
+    with fresh_schema(conn):
+        db.migrate(conn)
+        db.load_network(conn, load_network())
+        sink.write_results(conn, passes, events)
+        uniq = list({(p.vehicle, p.segment_id, p.entry_time): p for p in passes}.values())
+
+        def db_scores():
+            return {r[0]: r[1:] for r in conn.execute(
+                "SELECT segment_id, n_passes, n_vehicles, iri_m_per_km, iri_p25_m_per_km, iri_p75_m_per_km, level"
+                " FROM segment_scores").fetchall()}  # fmt: skip
+
+        def check(cal):
+            got = db_scores()
+            want = {s.segment_id: s for s in segment_scores(uniq, events, cal)}
+            assert set(got) == set(want)
+            for seg, s in want.items():
+                n_passes, n_veh, iri, p25, p75, level = got[seg]
+                assert (n_passes, n_veh, level) == (s.n_passes, s.n_vehicles, s.level)
+                for a, b in ((iri, s.iri_m_per_km), (p25, s.iri_p25), (p75, s.iri_p75)):
+                    assert (a is None and b is None) or a == pytest.approx(b, rel=1e-9, abs=1e-9)
+
+        before = db_scores()
+        check(None)  # no run yet: every gain is 1
+        run = run_calibration(conn, min_references=3)
+        want = calibrate(*vehicle_segment_means(uniq), min_references=3)
+        assert run.calibration.anchor == "fleet_median" and want.gains
+        assert run.calibration.gains == pytest.approx(want.gains, rel=1e-9)
+        stored = dict(conn.execute("SELECT vehicle, gain FROM vehicle_gains").fetchall())
+        assert stored == pytest.approx(want.gains, rel=1e-9)
+        # the most biased vehicle reads highest (the fixture's IRIs are noisy: order only)
+        g = want.gains
+        assert max(g, key=g.get) == "pseudo0004abcdef" and min(g.values()) < 1.0 < max(g.values())
+        check(want)
+        assert db_scores() != before
+        # anchored on references: the scale follows them, the ratios stay
+        sc = {s.segment_id: s for s in segment_scores(uniq, events, want) if s.iri_m_per_km is not None}
+        refs = {s: 2.0 * sc[s].iri_m_per_km for s in list(sc)[:3]}
+        write_references(conn, [(s, v, None, "test") for s, v in refs.items()])
+        run2 = run_calibration(conn, min_references=3)
+        assert run2.run_id > run.run_id and run2.calibration.anchor == "reference"
+        want2 = calibrate(*vehicle_segment_means(uniq), reference_iri=refs, min_references=3)
+        assert run2.calibration.gains == pytest.approx(want2.gains, rel=1e-9)
+        check(want2)
+        assert conn.execute("SELECT default_vehicle_gain()").fetchone()[0] == pytest.approx(want2.default_gain)
+        # a vehicle unknown to the calibration uses the default gain
+        new = [p.model_copy(update={"vehicle": "newvehicle0001"}) for p in uniq[:5]]
+        sink.write_results(conn, new, [])
+        got = db_scores()
+        want_new = {s.segment_id: s for s in segment_scores(uniq + new, events, want2)}
+        for seg, s in want_new.items():
+            assert got[seg][2] == pytest.approx(s.iri_m_per_km, rel=1e-9, abs=1e-9) or s.iri_m_per_km is None
+        # the reader sees the runs and the references, never the per-vehicle gains
+        conn.execute("SET ROLE roadsense_reader")
+        try:
+            conn.execute("SELECT * FROM calibration_runs").fetchall()
+            conn.execute("SELECT * FROM reference_segments").fetchall()
+            conn.execute("SELECT * FROM segment_scores_daily LIMIT 1").fetchall()
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute("SELECT * FROM vehicle_gains")
+        finally:
+            conn.execute("RESET ROLE")

@@ -191,13 +191,23 @@ def test_bad_messages_reach_the_dead_letter_topic_with_reasons(first_run, settin
 
 
 def test_database_scores_equal_offline_scores(first_run, offline, test_db):
-    with db.connect(test_db) as conn:
+    """Stream + the calibration job on the database == roadsense score (which calibrates
+    the same passes the same way): same gains, same calibrated segment scores."""
+    from pipeline.calibration import run_calibration
+
+    with db.connect(test_db, autocommit=True) as conn:
         db.refresh(conn)
+        run = run_calibration(conn)
         got = {r[0]: r[1:] for r in conn.execute(
             "SELECT segment_id, n_passes, n_vehicles, iri_m_per_km, iri_p25_m_per_km, iri_p75_m_per_km, level "
             "FROM segment_scores"
         ).fetchall()}
-    want = {s.segment_id: s for s in segment_scores(offline.passes, offline.events)}
+    cal = offline.calibration
+    assert cal.gains and run.calibration.anchor == cal.anchor
+    assert run.calibration.gains == pytest.approx(cal.gains, rel=1e-9)
+    assert run.calibration.default_gain == pytest.approx(cal.default_gain, rel=1e-9)
+    want = {s.segment_id: s for s in offline.scores}
+    assert want == {s.segment_id: s for s in segment_scores(offline.passes, offline.events, cal)}
     assert set(got) == set(want)
     for seg, s in want.items():
         n_passes, n_veh, iri, p25, p75, level = got[seg]
