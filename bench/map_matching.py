@@ -9,7 +9,8 @@ runs it (``agents.passes``): fixes with heading and accuracy, and
 - *with odometer*: ``match(..., odometer_m=fix_d)``, ``fix_d`` the trip distance at each
   fix, integrated from the speed signal (trapezoid) and interpolated at the fix times.
 
-Per setting it reports:
+Per setting it reports (and ``stage 1``: the share with odometer when the matcher gets
+one fix per ``PassParams.match_interval_s``, as the stream does):
 
 - ``share_true``: share of the driven distance whose *placed* segment is the true one at
   that time. Samples (100 Hz) between two consecutive decided matched fixes are placed
@@ -34,6 +35,7 @@ import time
 import numpy as np
 
 from agents.map_matching import MatchParams, MatchResult, match
+from agents.passes import PassParams, _thin
 from roadnet import RoadNetwork, load_network, to_metric
 from simulator import simulate_fleet
 
@@ -115,7 +117,8 @@ def run_setting(net, sigma, hz, n_vehicles, seed):
     fleet = simulate_fleet(net, n_vehicles=n_vehicles, seed=seed, gps_sigma_m=sigma,
                            gps_rate_hz=hz)
     params = MatchParams(sigma_m=sigma)
-    acc = {k: np.zeros(2) for k in ("share", "share_no", "path", "path_no")}
+    acc = {k: np.zeros(2) for k in ("share", "share_no", "path", "path_no", "share_pipe")}
+    interval = PassParams().match_interval_s
     n_fix, t_odo, t_no, n_breaks = 0, 0.0, 0.0, 0
     for vid, tr in fleet.traces.items():
         passes = fleet.truth.passes_of(vid)
@@ -136,6 +139,12 @@ def run_setting(net, sigma, hz, n_vehicles, seed):
         acc["share_no"] += share_true(net, r_no, fix_d, tr.t_s, d, passes)
         acc["path"] += path_share(net, r, passes)
         acc["path_no"] += path_share(net, r_no, passes)
+        # as stage 1 runs it: one fix per match_interval_s given to the matcher
+        k = _thin(np.asarray(tr.fix_t_s), -np.inf, interval, last=True)
+        hk = None if tr.fix_heading_deg is None else tr.fix_heading_deg[k]
+        ak = None if tr.fix_accuracy_m is None else tr.fix_accuracy_m[k]
+        r_p = match(net, tr.fix_t_s[k], x[k], y[k], hk, ak, params=params, odometer_m=fix_d[k])
+        acc["share_pipe"] += share_true(net, r_p, fix_d[k], tr.t_s, d, passes)
     out = {k: float(v[0] / v[1]) for k, v in acc.items()}
     out.update(n_fix=n_fix, t_odo=t_odo, t_no=t_no, breaks=n_breaks)
     return out
@@ -149,7 +158,7 @@ def main() -> None:
     out: dict[str, float] = {}
     n_fix, t_match = 0, 0.0
     print(f"{'sigma_m':>7} {'rate_hz':>7} {'share_true':>10} {'(no odo)':>8} "
-          f"{'path_share':>10} {'(no odo)':>8} {'breaks':>6} {'fixes/s':>8} {'(no odo)':>8}")
+          f"{'path_share':>10} {'(no odo)':>8} {'breaks':>6} {'fixes/s':>8} {'(no odo)':>8} {'stage 1':>8}")
     for sigma, hz in SETTINGS:
         seed = SEED + int(sigma * 10) * 100 + int(hz * 10)
         s = run_setting(net, sigma, hz, args.vehicles, seed)
@@ -158,11 +167,12 @@ def main() -> None:
         key = f"sigma{sigma:g}_{'1hz' if hz == 1.0 else '0p2hz'}"
         out[f"share_true_{key}"] = round(s["share"], 4)
         out[f"share_true_noodo_{key}"] = round(s["share_no"], 4)
+        out[f"share_true_pipeline_{key}"] = round(s["share_pipe"], 4)
         out[f"path_share_{key}"] = round(s["path"], 4)
         out[f"path_share_noodo_{key}"] = round(s["path_no"], 4)
         print(f"{sigma:7g} {hz:7g} {s['share']:10.4f} {s['share_no']:8.4f} {s['path']:10.4f} "
               f"{s['path_no']:8.4f} {s['breaks']:6d} {s['n_fix'] / s['t_odo']:8.0f} "
-              f"{s['n_fix'] / s['t_no']:8.0f}")
+              f"{s['n_fix'] / s['t_no']:8.0f} {s['share_pipe']:8.4f}")
     out["fixes_per_s"] = round(n_fix / t_match, 1)
     out["vehicles_per_setting"] = args.vehicles
     print(json.dumps(out, sort_keys=True))
