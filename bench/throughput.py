@@ -221,9 +221,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--state-vehicles", type=int, default=10_000)
     ap.add_argument("--seed", type=int, default=515)
     ap.add_argument("--quick", action="store_true", help="small sizes, for checking the bench itself")
+    ap.add_argument("--frame-sweep", type=float, nargs="+", metavar="S",
+                    help="only compare frame durations: one worker's rate and latency at half of it, per duration")
     args = ap.parse_args(argv)
     if args.quick:
         args.vehicles, args.naive_max, args.state_vehicles = 60, 1000, 200
+    if args.frame_sweep:
+        return frame_sweep(args)
 
     from roadnet import load_network
     from simulator import simulate_fleet, write_fleet
@@ -325,6 +329,51 @@ def main(argv: list[str] | None = None) -> int:
     (work / "throughput.json").write_text(json.dumps(out, indent=2, default=str))
     log(json.dumps(out, indent=2, default=str))
     print(json.dumps(headline))
+    return 0
+
+
+def frame_sweep(args: argparse.Namespace) -> int:
+    """The frame-duration trade-off, in one run on one fleet: per duration, one worker's
+    sustained rate (pre-loaded topic) and the latency at half that rate."""
+    from roadnet import load_network
+    from simulator import simulate_fleet, write_fleet
+    from simulator.replay import replay
+
+    info = stack.up()
+    net = load_network()
+    work = Path(tempfile.mkdtemp(prefix="rs-sweep-"))
+    tag = uuid.uuid4().hex[:6]
+    log(f"simulating {args.vehicles} vehicles ...")
+    fleet = simulate_fleet(net, n_vehicles=args.vehicles, seed=args.seed, trip_km=tuple(args.trip_km),
+                           departure_spread_s=120)
+    traces = write_fleet(fleet, work / "fleet", format="parquet")
+    rows = []
+    for k, frame_s in enumerate(args.frame_sweep):
+        topic = f"bench.{tag}.f{k}"
+        dsn = fresh_db(info, net)
+        s = settings_for(info, f"{tag}f{k}", dsn, frames_topic=topic, partitions=args.partitions,
+                         data_dir=work / f"f{k}", stats_file=None)
+        ensure_topics(s)
+        sent = replay([traces], info.kafka_bootstrap, topic, frame_s=frame_s, progress=False)
+        r = _run_workers([[sys.executable, "-m", "pipeline.cli", "worker"]], s, sent.frames, work, 1)
+        r.update(_rate_from_stats([work / f"{s.app_id}-0.json"]))
+        drop_db(info, dsn)
+        rate = r["samples"] / r["elapsed_s"]
+        args.frame_s = frame_s
+        lat = _latency_run(info, net, fleet, work, f"{tag}l{k}", args, rate_samples_per_s=0.5 * rate)
+        row = {"frame_s": frame_s, "samples_per_frame": sent.samples / sent.frames, "samples_per_s": rate,
+               "messages_per_s": r["messages"] / r["elapsed_s"],
+               "cpu_s_per_million_samples": r["cpu_s"] / (sent.samples / 1e6), "p50_latency_s": lat["p50_s"],
+               "p99_latency_s": lat["p99_s"], "p99_bound_s": frame_s + 3.0}
+        rows.append(row)
+        log(json.dumps(row))
+    print(f"{'frame s':>7} {'samples/s':>10} {'msg/s':>7} {'CPU-s/M':>8} {'p50 s':>6} {'p99 s':>6} {'bound':>6}",
+          file=sys.stderr)
+    for r in rows:
+        print(f"{r['frame_s']:7g} {r['samples_per_s']:10.0f} {r['messages_per_s']:7.0f} "
+              f"{r['cpu_s_per_million_samples']:8.2f} {r['p50_latency_s']:6.2f} {r['p99_latency_s']:6.2f} "
+              f"{r['p99_bound_s']:6.1f}", file=sys.stderr)
+    print(json.dumps({"vehicles": args.vehicles, "frame_sweep": rows}))
     return 0
 
 
