@@ -8,6 +8,7 @@ the dead-letter topic with their reasons while the good ones around them are pro
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -287,6 +288,94 @@ def test_a_worker_killed_mid_stream_loses_nothing_and_counts_nothing_twice(
             for p in offline.passes
         )
         assert sorted(rows) == expected
+    finally:
+        with psycopg.connect(stack.pg_dsn, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _wait_for_members(bootstrap: str, group: str, n: int, procs: list, timeout_s: float = 120.0) -> None:
+    """Until the consumer group has ``n`` members with partitions assigned (stable)."""
+    import time as _time
+
+    from kafka import KafkaAdminClient
+
+    # kafka-python warns that it cannot decode Faust's member metadata: not needed here
+    logging.getLogger("kafka.admin._groups").setLevel(logging.ERROR)
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    deadline = _time.monotonic() + timeout_s
+    try:
+        while _time.monotonic() < deadline:
+            for p in procs:
+                assert p.poll() is None, "a worker exited while joining"
+            try:  # kafka-python 3.x: {group: {"group_state": ..., "members": [...]}}
+                desc = admin.describe_groups([group])[group]
+                if desc["group_state"] == "Stable" and len(desc["members"]) >= n:
+                    return
+            except Exception:
+                pass
+            _time.sleep(0.5)
+        raise AssertionError(f"{n} workers did not join group {group} within {timeout_s:.0f}s")
+    finally:
+        admin.close()
+
+
+def test_two_workers_split_the_partitions_and_give_the_offline_passes(
+    stack, offline, fleet_dir, net, tmp_path_factory
+):
+    """Two worker processes in one consumer group: each gets partitions and processes
+    frames, and together they write exactly what one worker (and the offline scorer) does."""
+    from pipeline.demo import wait_until_consumed
+    from simulator.replay import replay
+
+    tag = uuid.uuid4().hex[:8]
+    name = f"rs_it_two_{tag}"
+    with psycopg.connect(stack.pg_dsn, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    dsn = stack.pg_dsn.rsplit("/", 1)[0] + f"/{name}"
+    logs = tmp_path_factory.mktemp("twologs")
+    procs, files = [], []
+    try:
+        with db.connect(dsn, autocommit=True) as conn:
+            db.migrate(conn)
+        base = Settings(
+            kafka_bootstrap=stack.kafka_bootstrap, pg_dsn=dsn, pseudonym_key=KEY, app_id=f"rs-two-{tag}",
+            frames_topic=f"it.{tag}.2.frames", dlq_topic=f"it.{tag}.2.dlq", passes_topic=f"it.{tag}.2.passes",
+            alerts_topic=f"it.{tag}.2.alerts", partitions=4, data_dir=tmp_path_factory.mktemp("two"),
+        )
+        ensure_topics(base)
+        stats = [logs / f"w{i}.json" for i in range(2)]
+        for i in range(2):
+            s = base.model_copy(update={"data_dir": Path(f"{base.data_dir}-{i}"), "stats_file": stats[i]})
+            fh = (logs / f"w{i}.log").open("ab")
+            files.append(fh)
+            procs.append(subprocess.Popen([sys.executable, "-m", "pipeline.cli", "worker"], env=_env(s), cwd=REPO,
+                                          stdout=fh, stderr=subprocess.STDOUT, start_new_session=True))
+        # both in the group before the first frame, so that neither can take everything
+        _wait_for_members(base.kafka_bootstrap, base.app_id, 2, procs)
+        sent = replay([fleet_dir], base.kafka_bootstrap, base.frames_topic, frame_s=2.0, speedup=0.0, progress=False)
+        wait_until_consumed(base.kafka_bootstrap, base.app_id, base.frames_topic, total=sent.frames, proc=procs[0],
+                            timeout_s=300, progress=False)
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        for fh in files:
+            fh.close()
+    try:
+        import json as _json
+
+        frames = [_json.loads(f.read_text())["frames"] for f in stats]
+        assert all(n > 0 for n in frames), f"a worker got no partition: frames per worker {frames}"
+        assert sum(frames) >= sent.frames
+        expected = sorted(
+            (p.vehicle, p.segment_id, p.entry_time, p.exit_time, p.n_samples, p.iri_m_per_km, p.n_harsh_events)
+            for p in offline.passes
+        )
+        assert sorted(_db_passes(dsn)) == expected
     finally:
         with psycopg.connect(stack.pg_dsn, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
