@@ -438,15 +438,15 @@ def _latency_run(info, net, fleet, work: Path, tag: str, args, *, rate_samples_p
 
     topic = f"bench.{tag}.latency"
     dsn = fresh_db(info, net)
-    stats_file = work / "latency-stats.json"
+    stats_file = work / f"latency-stats-{tag}.json"
     s = settings_for(info, tag + "l", dsn, frames_topic=topic, partitions=args.partitions,
-                     data_dir=work / "lat", stats_file=stats_file)
+                     data_dir=work / f"lat-{tag}", stats_file=stats_file)
     ensure_topics(s)
     fleet_samples = sum(len(tr.t_s) for tr in fleet.traces.values())
     span_s = max(tr.t_s[-1] for tr in fleet.traces.values()) - min(tr.t_s[0] for tr in fleet.traces.values())
     natural_rate = fleet_samples / span_s  # samples/s when replayed in real time
     speedup = max(rate_samples_per_s / natural_rate, 0.01)
-    fh = (work / "latency-worker.log").open("wb")
+    fh = (work / f"{s.app_id}-latency.log").open("wb")
     proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "worker"], env=env_of(s), cwd=REPO,
                             stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
     try:
@@ -455,10 +455,16 @@ def _latency_run(info, net, fleet, work: Path, tag: str, args, *, rate_samples_p
         sent = replay([work / "fleet"], info.kafka_bootstrap, topic, frame_s=args.frame_s, speedup=speedup,
                       progress=False)
         replay_s = time.perf_counter() - t
+        deadline = time.monotonic() + 3600
         while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"latency worker exited with {proc.returncode}; see {work}")
+            _check_logs(work, s.app_id)
             lag, end = group_lag(s.kafka_bootstrap, s.app_id, topic)
             if lag == 0 and end >= sent.frames:
                 break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"latency run not consumed within an hour (lag {lag})")
             time.sleep(0.5)
         time.sleep(1.0)
     finally:
