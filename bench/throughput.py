@@ -223,11 +223,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="small sizes, for checking the bench itself")
     ap.add_argument("--frame-sweep", type=float, nargs="+", metavar="S",
                     help="only compare frame durations: one worker's rate and latency at half of it, per duration")
+    ap.add_argument("--state-only", action="store_true",
+                    help="only the state per active vehicle (over --state-vehicles; no broker needed)")
     args = ap.parse_args(argv)
     if args.quick:
         args.vehicles, args.naive_max, args.state_vehicles = 60, 1000, 200
     if args.frame_sweep:
         return frame_sweep(args)
+    if args.state_only:
+        from roadnet import load_network
+
+        st = state_size(load_network(), args.state_vehicles, frame_s=args.frame_s, seed=args.seed + 1)
+        print(json.dumps({"frame_s": args.frame_s, "state_bytes_per_vehicle": st["mean_bytes"],
+                          "state_bytes_per_vehicle_uncompressed": st["mean_bytes_uncompressed"],
+                          "state_vehicles": st["vehicles"], **st}))
+        return 0
 
     from roadnet import load_network
     from simulator import simulate_fleet, write_fleet
