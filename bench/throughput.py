@@ -1,6 +1,6 @@
 """Throughput, latency, scaling and state size of the stream path, in one run.
 
-    .venv/bin/python bench/throughput.py [--vehicles 1000] [--frame-s 2] [--quick]
+    .venv/bin/python bench/throughput.py [--vehicles 1000] [--frame-s 10] [--quick]
 
 One topic is pre-loaded with frames of a simulated fleet (100 Hz, the real SQY network),
 then, on that same topic:
@@ -38,6 +38,7 @@ sys.path.insert(0, str(REPO))
 from pipeline import db, stack  # noqa: E402
 from pipeline.settings import Settings, settings_env  # noqa: E402
 from pipeline.topics import ensure_topics, group_lag  # noqa: E402
+from schemas.frame import DEFAULT_FRAME_S  # noqa: E402
 
 KEY = "bench-throughput-pseudonym-key-0123456789"
 
@@ -215,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--vehicles", type=int, default=1000)
     ap.add_argument("--trip-km", type=float, nargs=2, default=(1.0, 1.5))
-    ap.add_argument("--frame-s", type=float, default=2.0)
+    ap.add_argument("--frame-s", type=float, default=DEFAULT_FRAME_S)
     ap.add_argument("--partitions", type=int, default=4)
     ap.add_argument("--naive-max", type=int, default=6000, help="frames the naive agent is timed on")
     ap.add_argument("--state-vehicles", type=int, default=10_000)

@@ -6,7 +6,7 @@ is a bug and shows its traceback.
     roadsense demo [--vehicles N] [--seed S]      the whole pipeline on the SQY network
     roadsense stack up|down|status [--timescale]  the local Kafka + PostgreSQL (+ TimescaleDB tier)
     roadsense simulate --vehicles N --seed S --out DIR
-    roadsense replay TRACES... [--frame-s 2] [--speedup 0]
+    roadsense replay TRACES... [--frame-s 10] [--speedup 0]
     roadsense worker                              one stage-1 worker (until SIGTERM)
     roadsense score TRACES... --network FILE --out DIR [--references CSV]
     roadsense calibrate [--references CSV] [--days 90]   fleet self-calibration (vehicle gains)
@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from schemas._errors import RoadsenseError
+from schemas.frame import DEFAULT_FRAME_S
 
 __all__ = ["main"]
 
@@ -173,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="simulate a fleet over SQY and run it through the whole pipeline")
     d.add_argument("--vehicles", type=int, default=40)
     d.add_argument("--seed", type=int, default=7)
-    d.add_argument("--frame-s", type=float, default=2.0)
+    d.add_argument("--frame-s", type=float, default=DEFAULT_FRAME_S)
     d.add_argument("--out", default="out/demo")
     d.set_defaults(func=cmd_demo)
 
@@ -190,7 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("replay", help="replay trace files into Kafka")
     r.add_argument("traces", nargs="+")
-    r.add_argument("--frame-s", type=float, default=2.0)
+    r.add_argument("--frame-s", type=float, default=DEFAULT_FRAME_S)
     r.add_argument("--speedup", type=float, default=0.0, help="0 = as fast as possible")
     r.set_defaults(func=cmd_replay)
 
@@ -202,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("traces", nargs="+")
     sc.add_argument("--network", default=None, help="road network GeoJSON (default: SQY Plaisir)")
     sc.add_argument("--out", required=True)
-    sc.add_argument("--frame-s", type=float, default=2.0)
+    sc.add_argument("--frame-s", type=float, default=DEFAULT_FRAME_S)
     sc.add_argument("--references", default=None,
                     help="CSV segment_id,iri_m_per_km[,surveyed_on,source]: the calibration's anchor")
     sc.set_defaults(func=cmd_score)

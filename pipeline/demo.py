@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from schemas._errors import RoadsenseError
+from schemas.frame import DEFAULT_FRAME_S
 
 __all__ = ["run_demo", "wait_until_consumed"]
 
@@ -49,7 +50,7 @@ def wait_until_consumed(bootstrap: str, group: str, topic: str, *, total: int, p
         bar.close()
 
 
-def run_demo(*, vehicles: int = 40, seed: int = 7, out: Path = Path("out/demo"), frame_s: float = 2.0) -> int:
+def run_demo(*, vehicles: int = 40, seed: int = 7, out: Path = Path("out/demo"), frame_s: float = DEFAULT_FRAME_S) -> int:
     from pipeline import db, stack
     from pipeline.localenv import local_settings
     from pipeline.settings import settings_env

@@ -13,6 +13,7 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from roadnet import DEFAULT_NETWORK
+from schemas.frame import DEFAULT_FRAME_S
 
 __all__ = ["Settings", "load_settings", "settings_env"]
 
@@ -33,7 +34,7 @@ class Settings(BaseSettings):
     alerts_topic: str = "road.alerts"
     impacts_topic: str = "segment.impacts"
     partitions: int = Field(default=4, ge=1, description="partitions of the keyed topics and tables")
-    frame_s: float = Field(default=2.0, gt=0, le=60, description="seconds of samples per frame message")
+    frame_s: float = Field(default=DEFAULT_FRAME_S, gt=0, le=60, description="seconds of samples per frame message")
     batch_max: int = Field(default=500, ge=1, description="frames per database commit (at most)")
     batch_s: float = Field(default=0.5, gt=0, le=30, description="longest wait before a commit, s")
     store: str = Field(default="rocksdb://", description="Faust table store: rocksdb:// or memory://")

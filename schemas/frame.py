@@ -20,9 +20,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from schemas._errors import SchemaError
 from schemas.trace import PowertrainType
 
-__all__ = ["Frame", "FrameArrays", "FRAME_SCHEMA_VERSION", "decode_frame", "encode_frame"]
+__all__ = ["Frame", "FrameArrays", "FRAME_SCHEMA_VERSION", "DEFAULT_FRAME_S", "decode_frame", "encode_frame"]
 
 FRAME_SCHEMA_VERSION = 1
+DEFAULT_FRAME_S = 10.0
+"""Seconds of samples per frame message unless configured (``ROADSENSE_FRAME_S``): chosen
+by ``bench/throughput.py --frame-sweep`` (docs/decisions.md, "Frames, not samples")."""
 Finite = Annotated[float, Field(allow_inf_nan=False)]
 
 

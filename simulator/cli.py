@@ -3,7 +3,7 @@
     python -m simulator generate --vehicles N --seed S --out DIR [--network FILE] [--fs 100]
         [--gps-rate 1] [--gps-sigma 4] [--trip-km 2 6] [--trips 1] [--format csv|csv.gz|parquet]
     python -m simulator replay DIR_OR_FILES... --bootstrap HOST:PORT [--topic vehicle.frames]
-        [--frame-s 2] [--speedup 0] [--no-progress]
+        [--frame-s 10] [--speedup 0] [--no-progress]
 
 Errors of roadsense (bad files, unreachable broker) print their type and message and exit 1.
 """
@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from schemas._errors import RoadsenseError
+from schemas.frame import DEFAULT_FRAME_S
 from simulator._errors import SimulatorError
 
 __all__ = [
@@ -54,7 +55,7 @@ def add_replay_arguments(r: argparse.ArgumentParser) -> None:
     r.add_argument("paths", nargs="+", type=Path, help="trace files or fleet directories")
     r.add_argument("--bootstrap", required=True, help="HOST:PORT of the Kafka broker")
     r.add_argument("--topic", default="vehicle.frames")
-    r.add_argument("--frame-s", type=float, default=2.0)
+    r.add_argument("--frame-s", type=float, default=DEFAULT_FRAME_S)
     r.add_argument("--speedup", type=float, default=0.0, help="0 = as fast as possible, 1 = real time")
     r.add_argument("--timeout", type=float, default=10.0, help="I/O timeout, s")
     r.add_argument("--no-progress", action="store_true")
