@@ -63,6 +63,8 @@ from functools import lru_cache
 import numpy as np
 from scipy import signal
 
+from agents._sosfilt import sosfilt
+
 __all__ = ["HarshParams", "HarshDetectorState", "DetectedEvent", "EVENT_TYPES", "detect_harsh_events"]
 
 EVENT_TYPES = ("harsh_brake", "harsh_accel", "harsh_corner", "swerve")
@@ -343,7 +345,7 @@ def _compensate(
         zi = signal.sosfilt_zi(sos)[:, None, :] * x[:, 0][None, :, None]  # start at rest on the first value
     else:
         zi = st.zi
-    y, st.zi = signal.sosfilt(sos, x, axis=-1, zi=zi)
+    y, st.zi = sosfilt(sos, x, zi)
     ylong, ylat = y[0], y[1]
     v_lp = None if v is None else y[2]
 
@@ -356,7 +358,7 @@ def _compensate(
         r = (ax - dvdt)[None, :]
         if st.bias_zi is None:
             st.bias_zi = signal.sosfilt_zi(bsos)[:, None, :] * r[:, 0][None, :, None]
-        b, st.bias_zi = signal.sosfilt(bsos, r, axis=-1, zi=st.bias_zi)
+        b, st.bias_zi = sosfilt(bsos, r, st.bias_zi)
         a_long = ylong - b[0]
 
     # running means over standing (weight 1) or straight, steady driving (weight 0.1)

@@ -46,6 +46,8 @@ from typing import Any, Literal, Sequence
 import numpy as np
 from scipy import signal
 
+from agents._sosfilt import sosfilt
+
 __all__ = [
     "Impact",
     "Cluster",
@@ -477,7 +479,7 @@ def _stream_step(
     fs = zi.fs
     n = a.size
     if n:
-        y_new, band_zf = signal.sosfilt(sos, a, zi=zi.band_zi)
+        y_new, band_zf = sosfilt(sos, a, zi.band_zi)
     else:
         y_new, band_zf = np.zeros(0), zi.band_zi
     d_new = zi.dist_m + np.cumsum(v_kmh / 3.6 / fs)

@@ -54,6 +54,7 @@ from typing import Any, Literal, Sequence
 import numpy as np
 from scipy import integrate, signal
 
+from agents._sosfilt import sosfilt
 from agents.iri import golden_car_response
 
 __all__ = [
@@ -363,11 +364,11 @@ def sample_terms(
         band_zi = signal.sosfilt_zi(band) * (a[0] if a.size else 0.0)
     if hf is not None and noise_zi is None:
         noise_zi = signal.sosfilt_zi(hf) * (a[0] if a.size else 0.0)
-    y, band_zf = signal.sosfilt(band, a, zi=band_zi)
+    y, band_zf = sosfilt(band, a, band_zi)
     noise_zf = None
     yn2 = np.zeros_like(y)
     if hf is not None:
-        yn, noise_zf = signal.sosfilt(hf, a, zi=noise_zi)
+        yn, noise_zf = sosfilt(hf, a, noise_zi)
         yn2 = yn**2
     v = v_kmh / 3.6
     moving = v >= _MIN_SAMPLE_SPEED_MPS
