@@ -83,6 +83,8 @@ TRIM_M = PassParams().trim_m  #: the pipeline's privacy trim at both ends of a t
 EDGE_M = 30.0
 MATCH_TOL_S = 0.5
 HIT_M = 80.0
+#: Zones within this distance (m) of a treated junction are left out of the no-change trials.
+SPILL_M = 250.0
 ARTERIALS = ("trunk", "primary", "secondary", "tertiary")
 PSEUDONYM_KEY = "bench-accuracy-safety-key-0123456789"
 #: Files whose code decides what ``collect`` returns (the cache key hashes them).
@@ -387,8 +389,16 @@ def evaluate(obs: dict, n_controls: int) -> dict:
     # regression-to-the-mean trap, so EB; (2) "hotspot": every untreated injected hotspot,
     # picked by the truth, not by its record. Zones without exposure in a period or
     # without a fitted prior are not testable.
+    # a no-change zone must be out of reach of the treated junctions' events: their harsh
+    # brakes start 8-30 m plus a braking distance (up to ~60 m) before the node, i.e. in the
+    # next street's zone, so zones within SPILL_M of a treated junction are not nulls
     fixed_hs = [k for k, h in enumerate(obs["hotspots"]) if h[4]]
-    ranked = [int(z) for z in rk_b.zone if hotspot_of(int(z)) not in fixed_hs and testable(int(z))][:n_controls]
+    fx, fy = hx[fixed_hs], hy[fixed_hs]
+
+    def treated(zone: int) -> bool:
+        return bool(np.min(np.hypot(zn.zone_x_m[zone] - fx, zn.zone_y_m[zone] - fy)) <= SPILL_M) if len(fixed_hs) else False
+
+    ranked = [int(z) for z in rk_b.zone if not treated(int(z)) and testable(int(z))][:n_controls]
     untreated = [z for z in (zone_of_hotspot(k) for k, h in enumerate(obs["hotspots"]) if not h[4]) if testable(z)]
     null_trials = [dict(study(z, True), site="ranked") for z in ranked]
     null_trials += [dict(study(z, False), site="hotspot") for z in untreated]
