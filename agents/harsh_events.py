@@ -20,7 +20,19 @@ Method
    event starts at the first trigger crossing and ends at the release.
 4. **Checks.** Braking and acceleration must be confirmed by the speed: the speed change
    over the run must have the event's sign and be at least ``speed_check_ratio`` of the
-   integral of the acceleration (a sensor artefact or an impact changes no speed). ABS
+   integral of the acceleration (a sensor artefact or an impact changes no speed).
+   **Shocks.** A pothole's hub shock (10-15 Hz, up to ~10 m/s² fore-aft, twice: front and
+   rear axle) leaves a residual of a few tenths of m/s² in the 2 Hz low-passed signal for
+   ~0.3 s; on top of a firm ordinary stop (-2.6 m/s²) that is enough to cross the
+   trigger, and the speed check passes because the driver *is* braking. No pedal produces
+   such a shock: a driver's jerk stays under ~50 m/s³, a hub shock's is hundreds. So a
+   braking or acceleration run within ``shock_memory_s`` (0.5 s: the 2 Hz filter's impulse
+   response has decayed below 5 % of its peak) after a raw longitudinal jerk beyond
+   ``shock_jerk_mps3`` (200 m/s³, 4x the fastest pedal input, ~14 sigma of the noise of
+   a 0.05 m/s² sensor at 200 Hz) is judged on the speed alone: the deceleration
+   (acceleration) derived from the low-passed speed must itself stay beyond the trigger
+   for ``min_duration_s``. Below ~30 Hz sampling the shock is not resolved (and barely
+   leaks through the low-pass): the rule then seldom fires. ABS
    engagement during a braking run makes it harsh whatever the peak, and skips the speed
    check (wheel speed is unreliable under ABS). Lateral events need ``min_lat_speed_kmh``
    (a standing car cannot corner).
@@ -46,7 +58,8 @@ swerve (each lobe)   ±3.0     ±2.5     an evasive lane change is ~0.3-0.6 g; o
 ===================  =======  =======  ====================================================
 
 ``min_duration_s`` = 0.3 s beyond the trigger ("sustained >= 300 ms"): shorter excursions
-are impacts, vibration or sensor artefacts, not manoeuvres. Release levels 0.5 m/s² inside
+are impacts, vibration or sensor artefacts, not manoeuvres. ``shock_jerk_mps3`` = 200 m/s³
+and ``shock_memory_s`` = 0.5 s: see *Shocks* in step 4. Release levels 0.5 m/s² inside
 the trigger stop a noisy signal from chattering around the threshold.
 
 Everything streams: state in, state out (filter states, open runs, pending lateral runs),
@@ -97,6 +110,8 @@ class HarshParams:
     steady_long_mps2: float = 0.8
     speed_check_ratio: float = 0.5
     min_lat_speed_kmh: float = 10.0
+    shock_jerk_mps3: float = 200.0
+    shock_memory_s: float = 0.5
 
     def __post_init__(self) -> None:
         pairs = (
@@ -110,6 +125,8 @@ class HarshParams:
                 raise ValueError(f"{name}: need 0 < |release| <= |trigger|, got trigger={trig}, release={rel}")
         if not self.min_duration_s >= 0:
             raise ValueError(f"min_duration_s={self.min_duration_s} must be >= 0")
+        if not (self.shock_jerk_mps3 > 0 and self.shock_memory_s >= 0):
+            raise ValueError(f"need shock_jerk_mps3 > 0 and shock_memory_s >= 0, got {self.shock_jerk_mps3}, {self.shock_memory_s}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +158,9 @@ class DetectedEvent:
 # A run summary (list, JSON-friendly): indices into it.
 _R_START_I, _R_START_T, _R_END_T, _R_TRIG_I, _R_TRIG_T, _R_N_TRIG, _R_N_TRIG2 = range(7)
 _R_PEAK, _R_SUM_A, _R_V0, _R_V1, _R_N_ABS, _R_SUM_V, _R_N, _R_HEAD, _R_SIGN = range(7, 16)
+# samples within shock_memory_s after a shock; samples where the speed alone is beyond the trigger
+_R_N_SHOCK, _R_N_TRIG_V = 16, 17
+_RUN_LEN = 18
 
 
 @dataclass
@@ -151,6 +171,9 @@ class HarshDetectorState:
     bias_zi: np.ndarray | None = None  # longitudinal offset filter (n_sections, 1, 2)
     level_zi: np.ndarray | None = None  # weighted-mean filters (4, 1)
     last_speed_mps: float = float("nan")
+    last_ax: float = float("nan")  # last raw longitudinal sample (jerk across chunks)
+    last_shock_t: float = float("-inf")  # time of the last longitudinal shock, s
+    last_v_lp: float = float("nan")  # last low-passed speed, m/s (its derivative across chunks)
     n_seen: int = 0
     open_runs: dict[str, list] = field(default_factory=dict)  # channel -> run summary
     pending_lat: list[list] = field(default_factory=list)  # closed lateral runs awaiting a decision
@@ -164,6 +187,9 @@ class HarshDetectorState:
             "bias_zi": arr(self.bias_zi),
             "level_zi": arr(self.level_zi),
             "last_speed_mps": None if not np.isfinite(self.last_speed_mps) else self.last_speed_mps,
+            "last_ax": None if not np.isfinite(self.last_ax) else self.last_ax,
+            "last_shock_t": None if not np.isfinite(self.last_shock_t) else self.last_shock_t,
+            "last_v_lp": None if not np.isfinite(self.last_v_lp) else self.last_v_lp,
             "n_seen": self.n_seen,
             "open": {k: list(v) for k, v in self.open_runs.items()},
             "pending_lat": [list(r) for r in self.pending_lat],
@@ -180,6 +206,10 @@ class HarshDetectorState:
             bias_zi=arr(d.get("bias_zi")),
             level_zi=arr(d.get("level_zi")),
             last_speed_mps=float("nan") if last is None else float(last),
+            # states written before these fields existed: no shock seen, derivative restarts
+            last_ax=_float_or(d.get("last_ax"), float("nan")),
+            last_shock_t=_float_or(d.get("last_shock_t"), float("-inf")),
+            last_v_lp=_float_or(d.get("last_v_lp"), float("nan")),
             n_seen=int(d.get("n_seen", 0)),
             open_runs={k: _run_from_json(v) for k, v in d.get("open", {}).items()},
             pending_lat=[_run_from_json(r) for r in d.get("pending_lat", [])],
@@ -190,8 +220,13 @@ class HarshDetectorState:
 
 
 def _run_from_json(run: list) -> list:
-    # JSON has no NaN: serialisers (orjson) write null for a missing speed or trigger time
-    return [float("nan") if x is None else x for x in run]
+    # JSON has no NaN: serialisers (orjson) write null for a missing speed or trigger time;
+    # a run saved before the shock fields existed gets zeros (no shock: the old behaviour)
+    return [float("nan") if x is None else x for x in run] + [0] * (_RUN_LEN - len(run))
+
+
+def _float_or(x: object, default: float) -> float:
+    return default if x is None else float(x)  # type: ignore[arg-type]
 
 
 @lru_cache(maxsize=64)
@@ -289,15 +324,16 @@ def detect_harsh_events(
     offset = st.n_seen
     if ax.size:
         a_long, a_lat, v_lp = _compensate(ax, ay, v, fs, st, p)
-        chunk = {"t": t, "v": v_lp, "abs": ab, "fs": fs}
+        shocked, a_v = _shocks(ax, t, v_lp, fs, st, p)
+        chunk = {"t": t, "v": v_lp, "abs": ab, "fs": fs, "shocked": shocked}
         lat_release = min(p.corner_release_mps2, p.swerve_release_mps2)
-        for ch, mag, trig, rel, trig2 in (
-            ("brake", -a_long, -p.brake_trigger_mps2, -p.brake_release_mps2, None),
-            ("accel", a_long, p.accel_trigger_mps2, p.accel_release_mps2, None),
-            ("latp", a_lat, p.corner_trigger_mps2, lat_release, p.swerve_trigger_mps2),
-            ("latn", -a_lat, p.corner_trigger_mps2, lat_release, p.swerve_trigger_mps2),
+        for ch, mag, trig, rel, trig2, mag_v in (
+            ("brake", -a_long, -p.brake_trigger_mps2, -p.brake_release_mps2, None, None if a_v is None else -a_v),
+            ("accel", a_long, p.accel_trigger_mps2, p.accel_release_mps2, None, a_v),
+            ("latp", a_lat, p.corner_trigger_mps2, lat_release, p.swerve_trigger_mps2, None),
+            ("latn", -a_lat, p.corner_trigger_mps2, lat_release, p.swerve_trigger_mps2, None),
         ):
-            for run in _runs(ch, mag, trig, rel, trig2, chunk, st, offset, final):
+            for run in _runs(ch, mag, trig, rel, trig2, chunk, st, offset, final, mag_v=mag_v):
                 if ch in ("brake", "accel"):
                     ev = _long_event(ch, run, p, fs, v is not None, offset)
                     if ev is not None:
@@ -383,9 +419,30 @@ def _compensate(
     return a_long, a_lat, v_lp
 
 
+def _shocks(
+    ax: np.ndarray, t: np.ndarray, v_lp: np.ndarray | None, fs: float, st: HarshDetectorState, p: HarshParams
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Samples within ``shock_memory_s`` after a raw longitudinal jerk beyond
+    ``shock_jerk_mps3`` (bool, (n,)), and the acceleration derived from the low-passed
+    speed (m/s², (n,); None without speed). Updates the carried values in ``st``."""
+    prev = ax[0] if not np.isfinite(st.last_ax) else st.last_ax
+    jerk = np.abs(np.diff(np.r_[prev, ax])) * fs
+    st.last_ax = float(ax[-1])
+    shock_t = np.where(jerk >= p.shock_jerk_mps3, t, -np.inf)
+    latest = np.maximum.accumulate(np.r_[st.last_shock_t, shock_t])[1:]  # last shock at or before each sample
+    st.last_shock_t = float(latest[-1])
+    shocked = t - latest <= p.shock_memory_s
+    a_v = None
+    if v_lp is not None:
+        v_prev = v_lp[0] if not np.isfinite(st.last_v_lp) else st.last_v_lp
+        a_v = np.diff(np.r_[v_prev, v_lp]) * fs
+        st.last_v_lp = float(v_lp[-1])
+    return shocked, a_v
+
+
 def _runs(
     ch: str, mag: np.ndarray, trig: float, rel: float, trig2: float | None, chunk: dict,
-    st: HarshDetectorState, offset: int, final: bool,
+    st: HarshDetectorState, offset: int, final: bool, *, mag_v: np.ndarray | None = None,
 ) -> list[list]:  # fmt: skip
     """Closed runs of ``mag > rel`` (merged with the run carried from the previous chunk);
     the run still open at the chunk's end goes back into ``st.open_runs``."""
@@ -412,6 +469,8 @@ def _runs(
     inv_v = 1.0 / np.maximum(vv, 1.0) if v is not None else np.zeros(n)
     head = _run_sums(mag * inv_v, starts, ends) / fs
     n_abs = _run_sums(ab.astype(np.int64), starts, ends) if ab is not None else np.zeros(len(starts), np.int64)
+    n_shock = _run_sums(chunk["shocked"].astype(np.int64), starts, ends)
+    n_trig_v = _run_sums((mag_v >= trig).astype(np.int64), starts, ends) if mag_v is not None else np.zeros(len(starts), np.int64)
     trig_idx = np.flatnonzero(is_trig)
     first_trig = trig_idx[np.minimum(np.searchsorted(trig_idx, starts), max(len(trig_idx) - 1, 0))] if len(trig_idx) else np.full(len(starts), -1)
     sign = 1.0 if ch in ("accel", "latp") else -1.0
@@ -423,6 +482,7 @@ def _runs(
             offset + ft if ft >= 0 else -1, float(t[ft]) if ft >= 0 else float("nan"),
             int(n_trig[k]), int(n_trig2[k]), sign * float(mag[j]), float(sum_a[k]),
             float(vv[s]), float(vv[e - 1]), int(n_abs[k]), float(sum_v[k]), int(e - s), float(head[k]), sign,
+            int(n_shock[k]), int(n_trig_v[k]),
         ]  # fmt: skip
         if k == 0 and s == 0 and carry is not None:
             run = _merge(carry, run)
@@ -445,7 +505,7 @@ def _merge(a: list, b: list) -> list:
     m[_R_END_T] = b[_R_END_T]
     if m[_R_TRIG_I] < 0 and b[_R_TRIG_I] >= 0:
         m[_R_TRIG_I], m[_R_TRIG_T] = b[_R_TRIG_I], b[_R_TRIG_T]
-    for k in (_R_N_TRIG, _R_N_TRIG2, _R_SUM_A, _R_N_ABS, _R_SUM_V, _R_N, _R_HEAD):
+    for k in (_R_N_TRIG, _R_N_TRIG2, _R_SUM_A, _R_N_ABS, _R_SUM_V, _R_N, _R_HEAD, _R_N_SHOCK, _R_N_TRIG_V):
         m[k] = a[k] + b[k]
     if abs(b[_R_PEAK]) > abs(a[_R_PEAK]):
         m[_R_PEAK] = b[_R_PEAK]
@@ -463,6 +523,8 @@ def _long_event(ch: str, run: list, p: HarshParams, fs: float, has_speed: bool, 
         dv = (run[_R_V1] - run[_R_V0]) * run[_R_SIGN]  # speed change in the event's direction
         if not dv >= p.speed_check_ratio * run[_R_SUM_A]:
             return None  # the speed does not confirm it: grade, impact or sensor artefact
+        if run[_R_N_SHOCK] > 0 and run[_R_N_TRIG_V] / fs < p.min_duration_s - 1e-9:
+            return None  # a shock leaked into the low-passed signal: the speed alone is not harsh
     start_i, start_t = (run[_R_TRIG_I], run[_R_TRIG_T]) if run[_R_TRIG_I] >= 0 else (run[_R_START_I], run[_R_START_T])
     return DetectedEvent(
         kind, start_t, run[_R_END_T] - start_t, run[_R_PEAK], start_i - offset,

@@ -286,8 +286,15 @@ class HotspotRanking:
     rate_per_1000_passes, rate_per_vkm : raw rates
     eb_rate_per_vkm, eb_lo_per_vkm, eb_hi_per_vkm : posterior mean and ``level`` interval
     prior_alpha, prior_beta : the zone's group Gamma prior (β in vehicle-km)
+    p_excess : posterior probability that the rate exceeds ``excess_factor`` x the group
+        mean (nonparametric prior, :func:`multiplier_prior`); 0 where no prior was fitted
+    multiplier : posterior mean of the rate / group mean rate (NaN where not fitted)
+    group_rate_per_vkm : the group's mean rate (the Gamma prior's mean α/β)
     lon_deg, lat_deg : WGS84 position
     level : interval probability
+    excess_factor : the factor of ``p_excess``
+    multiplier_grid, multiplier_weights : the nonparametric prior of rate multipliers
+        (:func:`multiplier_prior`), shared by all zones; see :meth:`prior_rates`
     """
 
     zone: np.ndarray
@@ -305,17 +312,32 @@ class HotspotRanking:
     eb_hi_per_vkm: np.ndarray
     prior_alpha: np.ndarray
     prior_beta: np.ndarray
+    p_excess: np.ndarray
+    multiplier: np.ndarray
+    group_rate_per_vkm: np.ndarray
     lon_deg: np.ndarray
     lat_deg: np.ndarray
     level: float
+    excess_factor: float
+    multiplier_grid: np.ndarray
+    multiplier_weights: np.ndarray
 
     def __len__(self) -> int:
         return len(self.zone)
 
+    def prior_rates(self, i: int) -> np.ndarray:
+        """The discrete prior of the ``i``-th ranked zone's rate, events per vehicle-km
+        (``multiplier_grid`` × its group's mean rate; probabilities ``multiplier_weights``),
+        for :func:`agents.before_after.before_after`."""
+        return self.multiplier_grid * self.group_rate_per_vkm[i]
+
     def rows(self) -> list[dict]:
         """One dict per zone (JSON-friendly)."""
-        keys = [k for k in self.__dataclass_fields__ if k != "level"]
+        keys = [k for k in self.__dataclass_fields__ if k not in _GLOBAL_FIELDS]
         return [{k: getattr(self, k)[i].item() if hasattr(getattr(self, k)[i], "item") else getattr(self, k)[i] for k in keys} for i in range(len(self))]
+
+
+_GLOBAL_FIELDS = ("level", "excess_factor", "multiplier_grid", "multiplier_weights")
 
 
 def _gamma_prior(y: np.ndarray, x: np.ndarray) -> tuple[float, float]:
@@ -330,6 +352,57 @@ def _gamma_prior(y: np.ndarray, x: np.ndarray) -> tuple[float, float]:
     return m * m / tau2, m / tau2
 
 
+#: Rate multipliers (a zone's rate / its group's mean rate) on which the nonparametric prior
+#: of :func:`multiplier_prior` lives: 60 log-spaced points from 0.05 to 100 (a zone 100
+#: times as harsh as similar places is beyond anything plausible; 0.05 is near-zero).
+MULT_GRID = np.geomspace(0.05, 100.0, 60)
+
+
+def multiplier_prior(
+    y: np.ndarray, expected: np.ndarray, *, grid: np.ndarray = MULT_GRID, max_iter: int = 500, tol: float = 1e-8
+) -> tuple[np.ndarray, np.ndarray]:
+    """Nonparametric empirical-Bayes prior of rate multipliers, and each zone's posterior.
+
+    Model: ``y_i ~ Poisson(r_i e_i)`` with ``e_i`` the events expected at the group's mean
+    rate and ``r_i`` drawn from an unknown distribution ``G``; ``G`` is the
+    Kiefer-Wolfowitz nonparametric maximum likelihood estimate on ``grid`` (fixed-grid EM,
+    Laird 1978; Koenker & Mizera 2014). Unlike a Gamma prior, it can put mass on a few
+    zones many times harsher than their group, so a zone whose events are far more than a
+    busy ordinary zone could produce by chance is recognised as such even with little
+    exposure, while ordinary zones with one or two chance events are not.
+
+    Parameters
+    ----------
+    y : (n,) event counts
+    expected : (n,) events expected at the group mean rate (> 0)
+    grid : (k,) multipliers
+    max_iter, tol : EM iterations and stopping tolerance on the weights (max abs change)
+
+    Returns
+    -------
+    weights : (k,) prior probabilities of the grid points (sum 1)
+    posterior : (n, k) each zone's posterior over the grid (rows sum 1)
+    """
+    y = np.asarray(y, float)
+    e = np.asarray(expected, float)
+    g = np.asarray(grid, float)
+    # Poisson log-likelihoods, shifted per row for stability (the shift cancels)
+    ll = y[:, None] * np.log(e[:, None] * g[None, :]) - e[:, None] * g[None, :]
+    lik = np.exp(ll - ll.max(axis=1, keepdims=True))
+    w = np.full(len(g), 1.0 / len(g))
+    for _ in range(max_iter):
+        post = lik * w
+        post /= post.sum(axis=1, keepdims=True)
+        w_new = post.mean(axis=0)
+        done = np.max(np.abs(w_new - w)) < tol
+        w = w_new
+        if done:
+            break
+    post = lik * w
+    post /= post.sum(axis=1, keepdims=True)
+    return w, post
+
+
 def rank_hotspots(
     n_passes: np.ndarray,
     event_segment: np.ndarray,
@@ -342,7 +415,8 @@ def rank_hotspots(
     min_group: int = 20,
     min_passes: float = 10.0,
     level: float = 0.9,
-    rank_by: str = "mean",
+    rank_by: str = "excess",
+    excess_factor: float = 2.0,
     suppress_m: float = 80.0,
 ) -> HotspotRanking:
     """Rank zones by their empirical-Bayes rate of harsh events per vehicle-km.
@@ -364,9 +438,14 @@ def rank_hotspots(
         Zones with fewer passes are left out of the ranking (they still inform the prior).
     level : float
         Probability of the posterior interval (0.9: 5 % and 95 % quantiles).
-    rank_by : 'mean' | 'lower'
-        Rank by the posterior mean rate, or by the interval's lower bound (favours zones
-        with more evidence).
+    rank_by : 'excess' | 'mean' | 'lower'
+        'excess' (default): by the posterior probability that the zone's rate exceeds
+        ``excess_factor`` times its group's mean rate, under the nonparametric prior of
+        :func:`multiplier_prior` (ties: by the Gamma posterior mean); 'mean': by the
+        Gamma posterior mean rate; 'lower': by its interval's lower bound.
+    excess_factor : float
+        What "accident-prone" means for 'excess': a rate at least this many times that of
+        similar places (> 1). Default 2.
     suppress_m : float
         Non-maximum suppression distance between zone centres, m: a zone within this
         distance of a higher-ranked kept zone is moved after all kept zones, so the top of
@@ -375,7 +454,7 @@ def rank_hotspots(
     Returns
     -------
     HotspotRanking
-        Ranked by posterior mean rate, descending (ties: by lower bound, then zone id);
+        Ranked by ``rank_by``, descending (ties: by the second key, then zone id);
         zones set aside by ``suppress_m`` follow the kept ones, in the same order.
 
     Examples
@@ -421,11 +500,25 @@ def rank_hotspots(
     lo = stats.gamma.ppf(q, post_a, scale=1 / np.maximum(post_b, 1e-12))
     hi = stats.gamma.ppf(1 - q, post_a, scale=1 / np.maximum(post_b, 1e-12))
     keep = np.flatnonzero(has & (passes >= min_passes))
-    if rank_by not in ("mean", "lower"):
-        raise ValueError(f"{rank_by=} must be 'mean' or 'lower'")
+    if rank_by not in ("excess", "mean", "lower"):
+        raise ValueError(f"{rank_by=} must be 'excess', 'mean' or 'lower'")
     if not suppress_m >= 0:
         raise ValueError(f"{suppress_m=} must be >= 0")
-    k1, k2 = (mean, lo) if rank_by == "mean" else (lo, mean)
+    if not excess_factor > 1:
+        raise ValueError(f"{excess_factor=} must be > 1")
+    # nonparametric prior of rate multipliers, pooled over groups (a multiplier is relative
+    # to the zone's own group mean, so one distribution serves all groups)
+    p_exc = np.zeros(nz)
+    mult = np.full(nz, np.nan)
+    group_rate = np.where(beta > 0, alpha / np.maximum(beta, 1e-300), 0.0)
+    weights = np.full(len(MULT_GRID), 1.0 / len(MULT_GRID))
+    fit = has & (alpha > 0) & (beta > 0)
+    if fit.any():
+        expected = group_rate[fit] * vkm[fit]
+        weights, post = multiplier_prior(y[fit], expected)
+        p_exc[fit] = post[:, MULT_GRID > excess_factor].sum(axis=1)
+        mult[fit] = post @ MULT_GRID
+    k1, k2 = {"mean": (mean, lo), "lower": (lo, mean), "excess": (p_exc, mean)}[rank_by]
     order = keep[np.lexsort((zn.zone_id[keep].astype(str), -k2[keep], -k1[keep]))]
     order = suppress_neighbours(order, zn.zone_x_m, zn.zone_y_m, suppress_m)
     lon, lat = to_wgs84(zn.zone_x_m[order], zn.zone_y_m[order])
@@ -437,7 +530,9 @@ def rank_hotspots(
         group=group[order], n_events=y[order].astype(np.int64), n_passes=passes[order], vehicle_km=vkm[order],
         rate_per_1000_passes=r_pass[order], rate_per_vkm=r_vkm[order], eb_rate_per_vkm=mean[order],
         eb_lo_per_vkm=lo[order], eb_hi_per_vkm=hi[order], prior_alpha=alpha[order], prior_beta=beta[order],
+        p_excess=p_exc[order], multiplier=mult[order], group_rate_per_vkm=group_rate[order],
         lon_deg=np.asarray(lon, float), lat_deg=np.asarray(lat, float), level=float(level),
+        excess_factor=float(excess_factor), multiplier_grid=MULT_GRID.copy(), multiplier_weights=weights,
     )  # fmt: skip
 
 
@@ -487,12 +582,13 @@ def format_hotspots(ranking: HotspotRanking, net: RoadNetwork, *, top: int = 10,
     zn = zoning(net, radius_m=radius_m, cluster_m=cluster_m, min_mid_m=min_mid_m)
     pct = int(round(100 * ranking.level))
     lines = [
-        f"{'rank':>4}  {'events':>6}  {'passes':>7}  {'per 1000':>8}  {'EB /vkm':>8}  {f'{pct}% interval':>15}  zone",
+        f"{'rank':>4}  {'events':>6}  {'passes':>7}  {'per 1000':>8}  {f'P(>{ranking.excess_factor:g}x)':>8}  "
+        f"{'EB /vkm':>8}  {f'{pct}% interval':>15}  zone",
     ]
     for k in range(min(top, len(ranking))):
         lines.append(
             f"{k + 1:>4}  {ranking.n_events[k]:>6d}  {ranking.n_passes[k]:>7.0f}  "
-            f"{ranking.rate_per_1000_passes[k]:>8.1f}  {ranking.eb_rate_per_vkm[k]:>8.2f}  "
+            f"{ranking.rate_per_1000_passes[k]:>8.1f}  {ranking.p_excess[k]:>8.2f}  {ranking.eb_rate_per_vkm[k]:>8.2f}  "
             f"{ranking.eb_lo_per_vkm[k]:>6.2f} – {ranking.eb_hi_per_vkm[k]:<6.2f}  "
             f"{ranking.zone_id[k]}: {zone_label(net, zn, int(ranking.zone[k]))}"
         )

@@ -75,6 +75,7 @@ def print_hotspots(conn: psycopg.Connection, net, *, limit: int = 10) -> None:
     from agents.hotspots import format_hotspots, rank_hotspots
 
     ranking = rank_hotspots(*hotspot_inputs_from_db(conn, net), net)
-    print("Accident-prone zones (harsh events per vehicle-km, empirical Bayes by road class)")
+    print(f"Accident-prone zones, by the probability that their harsh-event rate is at least "
+          f"{ranking.excess_factor:g}x that of similar roads (per vehicle-km, empirical Bayes by road class)")
     print(format_hotspots(ranking, net, top=limit))
     print(f"\n{ATTRIBUTION}")

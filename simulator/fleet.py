@@ -137,6 +137,7 @@ def simulate_fleet(
     safety: SafetyScenario | None = None,
     vehicle_families: Sequence[str] = TRAIN_FAMILIES,
     road_features: bool = True,
+    world_seed: int | None = None,
 ) -> Fleet:
     """Simulate ``n_vehicles`` vehicles driving random trips on ``net``.
 
@@ -164,6 +165,9 @@ def simulate_fleet(
         ``simulator.quarter_car.HOLDOUT_FAMILIES`` for models never used in tuning
     road_features : potholes, speed humps and rail crossings in the road profiles (off
         with a safety scenario, which brings its own impacts)
+    world_seed : seed of a safety scenario's world (terrain, potholes, humps); default
+        ``seed``. Give several fleets the same ``world_seed`` (and ``roughness_seed``) to
+        simulate one territory in batches of vehicles.
 
     The vertical acceleration is each vehicle's body response to the true profile of the
     road under its wheels (:mod:`simulator.roughness`, :mod:`simulator.vertical`): every
@@ -193,6 +197,8 @@ def simulate_fleet(
         roughness_seed=roughness_seed, safety=None if safety is None else repr(safety),
         vehicle_families=list(families), road_features=road_features,
     )  # fmt: skip
+    if world_seed is not None:
+        params["world_seed"] = int(world_seed)
     root = np.random.SeedSequence(seed)
     road_ss, *vehicle_ss = root.spawn(n_vehicles + 1)
     if roughness_seed is not None:
@@ -203,7 +209,7 @@ def simulate_fleet(
     t_start = start.timestamp()
     world = None
     if safety is not None:
-        r_world = np.random.default_rng(np.random.SeedSequence([int(seed), 6]))
+        r_world = np.random.default_rng(np.random.SeedSequence([int(seed if world_seed is None else world_seed), 6]))
         terrain = draw_terrain(r_world) if safety.grade else None
         imp = draw_impacts(net, r_world, potholes_per_km=safety.potholes_per_km, bump_prob=safety.bump_prob)
         world = (safety, terrain, imp)

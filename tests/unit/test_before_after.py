@@ -52,6 +52,49 @@ class TestBeforeAfter:
             before_after(1, 1.0, 0, 1.0, alpha=0)
 
 
+class TestDiscretePrior:
+    """The nonparametric prior (agents.hotspots.multiplier_prior): a hotspot is not shrunk
+    like an ordinary place with a bad spell."""
+
+    rates = np.array([1.0, 10.0])  # ordinary places and hotspots, events per unit exposure
+    weights = np.array([0.97, 0.03])
+
+    def test_hotspot_is_not_shrunk(self):
+        # 30 events where ordinary places have 1 is a hotspot: 30 again after is no change;
+        # a shape-4 Gamma prior of mean 1 (CV 0.5) predicts ~7 and claims an increase
+        r = before_after(30, 3.0, 30, 3.0, prior_rates=self.rates, prior_weights=self.weights)
+        assert not r.changed and r.expected_after == pytest.approx(30.0, rel=0.05)
+        g = before_after(30, 3.0, 30, 3.0, prior_alpha=4.0, prior_beta=4.0)
+        assert g.changed and g.direction == "increase"
+
+    def test_regression_to_the_mean(self):
+        # 4 events where 1 was expected: probably an ordinary place; 1 after is no change
+        r = before_after(4, 1.0, 1, 1.0, prior_rates=self.rates, prior_weights=self.weights)
+        naive = before_after(40, 10.0, 10, 10.0)
+        assert not r.changed and r.expected_after < 2.0 and naive.changed
+
+    def test_size_on_places_drawn_from_the_prior(self):
+        """Sites drawn from the prior, no change: claims at most at the nominal level."""
+        rng = np.random.default_rng(3)
+        lam = rng.choice(self.rates, 600, p=self.weights)
+        x = rng.uniform(1.0, 4.0, 600)
+        claims = [before_after(rng.poisson(l * xx), xx, rng.poisson(l * xx), xx, prior_rates=self.rates,
+                               prior_weights=self.weights).changed for l, xx in zip(lam, x)]  # fmt: skip
+        assert np.mean(claims) <= 0.05
+
+    def test_sites_exact_total(self):
+        r = before_after_sites(np.array([30, 25]), np.array([3.0, 3.0]), np.array([15, 12]), np.array([3.0, 3.0]),
+                               prior_rates=np.tile(self.rates, (2, 1)), prior_weights=self.weights)  # fmt: skip
+        assert r.changed and r.direction == "decrease" and r.ratio_lo < 0.5 < r.ratio_hi
+        one = before_after_sites(np.array([30]), np.array([3.0]), np.array([30]), np.array([3.0]),
+                                 prior_rates=self.rates[None, :], prior_weights=self.weights)  # fmt: skip
+        assert one.p_value == pytest.approx(before_after(30, 3.0, 30, 3.0, prior_rates=self.rates, prior_weights=self.weights).p_value, abs=1e-6)
+
+    def test_bad_prior(self):
+        with pytest.raises(ValueError, match="prior_rates"):
+            before_after(1, 1.0, 1, 1.0, prior_rates=np.array([1.0, 2.0]), prior_weights=np.array([1.0]))
+
+
 class TestBeforeAfterSites:
     def test_one_site_equals_before_after(self):
         a = before_after_sites(np.array([40]), np.array([10.0]), np.array([20]), np.array([10.0]), prior_alpha=2.0, prior_beta=1.0)

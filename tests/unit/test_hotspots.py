@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from agents.hotspots import attribute_events, format_hotspots, rank_hotspots, zoning
+from agents.hotspots import MULT_GRID, attribute_events, format_hotspots, multiplier_prior, rank_hotspots, zoning
 
 
 @pytest.fixture(scope="module")
@@ -175,3 +175,44 @@ class TestDistinctPlaces:
     def test_bad_distance(self, plaisir_net):
         with pytest.raises(ValueError, match="suppress_m"):
             rank_hotspots(np.zeros(len(plaisir_net)), [], [], plaisir_net, suppress_m=-1.0)
+
+
+class TestMultiplierPrior:
+    """The nonparametric prior of rate multipliers (Kiefer-Wolfowitz NPMLE by EM)."""
+
+    @staticmethod
+    def mixture(seed=0, n=3000, share=0.02, hot=8.0):
+        rng = np.random.default_rng(seed)
+        e = rng.uniform(0.2, 4.0, n)  # events expected at the group mean
+        r = np.where(rng.random(n) < share, hot, rng.gamma(8.0, 1 / 8.0, n))  # ordinary: CV 0.35
+        return rng.poisson(r * e), e, r
+
+    def test_recovers_the_share_of_hotspots(self):
+        y, e, r = self.mixture()
+        w, post = multiplier_prior(y, e)
+        assert w.sum() == pytest.approx(1.0) and np.allclose(post.sum(axis=1), 1.0)
+        assert 0.01 < w[MULT_GRID > 3].sum() < 0.035  # truth: 0.02
+        assert (post @ MULT_GRID)[r == 8.0].mean() > 4.0
+
+    def test_low_exposure_hotspot_vs_chance_excess(self):
+        """Three events where 0.2 were expected is far more telling than 18 where 8 were:
+        the quiet place is probably a hotspot, the busy one is not (Gamma-mean ranking
+        with a shape-4 prior orders them the other way round)."""
+        y, e, _ = self.mixture(seed=1)
+        y = np.r_[y, 3, 18]
+        e = np.r_[e, 0.2, 8.0]
+        _, post = multiplier_prior(y, e)
+        p2 = post[:, MULT_GRID > 2].sum(axis=1)
+        assert p2[-2] > 0.5 and p2[-1] < 0.1
+        gamma_mean = (4 + y[-2:]) / (4 + e[-2:])  # shape-4 Gamma prior of mean 1
+        assert gamma_mean[1] > gamma_mean[0]
+
+    def test_excess_ranking_options(self, plaisir_net):
+        net = plaisir_net
+        with pytest.raises(ValueError, match="excess_factor"):
+            rank_hotspots(np.full(len(net), 20.0), [], [], net, excess_factor=1.0)
+        r = rank_hotspots(np.full(len(net), 20.0), np.zeros(0, int), np.zeros(0), net)
+        assert r.multiplier_weights.sum() == pytest.approx(1.0) and (r.p_excess >= 0).all() and (r.p_excess <= 1).all()
+        assert np.allclose(r.prior_rates(0), MULT_GRID * r.group_rate_per_vkm[0])
+        assert "multiplier_grid" not in r.rows()[0]
+
