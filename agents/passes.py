@@ -477,9 +477,21 @@ def _place(st: VehicleState, res: mm.MatchResult, net: RoadNetwork, vehicle: str
         st.recent_off = np.concatenate([st.recent_off, *off0])
         st.recent_d = np.concatenate([st.recent_d, *d0])
         st.recent_v = np.concatenate([st.recent_v, *v0])
-        keep = st.recent_t >= st.frontier_t_s - params.event_history_s
-        st.recent_t, st.recent_seg, st.recent_off = st.recent_t[keep], st.recent_seg[keep], st.recent_off[keep]
-        st.recent_d, st.recent_v = st.recent_d[keep], st.recent_v[keep]
+        _trim_recent(st, params)
+
+
+def _trim_recent(st: VehicleState, params: PassParams) -> None:
+    """Forget placed positions older than ``event_history_s`` before the frontier, but
+    never those an event or impact still waiting for its place needs: when the decided
+    fixes jump far ahead in one frame (after a stop, a slow decision), the positions of an
+    event detected earlier must still be there when it is placed."""
+    cut = st.frontier_t_s - params.event_history_s
+    waiting = [e[1] for e in st.unplaced_events] + [imp["t_s"] for imp in st.unplaced_impacts]
+    if waiting:
+        cut = min(cut, min(waiting) - 2 * BLOCK_S)
+    keep = st.recent_t >= cut
+    st.recent_t, st.recent_seg, st.recent_off = st.recent_t[keep], st.recent_seg[keep], st.recent_off[keep]
+    st.recent_d, st.recent_v = st.recent_d[keep], st.recent_v[keep]
 
 
 def _add_blocks(st: VehicleState, t, d, terms, fs: float, *, final: bool) -> None:

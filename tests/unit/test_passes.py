@@ -174,3 +174,39 @@ class TestProcessFrame:
         # Measured: mean 27 KB, max 47 KB, most of it the matcher's window (18 KB raw) and
         # the 0.2 s blocks awaiting its decision; issue 5 wants <= 10 KB.
         assert max(sizes) < 60_000, max(sizes)
+
+
+class TestRecentPositions:
+    def _state(self):
+        from agents.passes import VehicleState
+
+        st = VehicleState()
+        st.recent_t = np.arange(0.0, 60.0, 0.2)
+        n = st.recent_t.size
+        st.recent_seg = np.full(n, 3, np.int32)
+        st.recent_off = np.zeros(n, np.float32)
+        st.recent_d = st.recent_t * 10.0
+        st.recent_v = np.full(n, 36.0, np.float32)
+        st.frontier_t_s = 60.0
+        return st
+
+    def test_positions_older_than_the_history_are_forgotten(self):
+        from agents.passes import _trim_recent
+
+        st = self._state()
+        _trim_recent(st, PassParams(event_history_s=15.0))
+        assert st.recent_t[0] >= 45.0 - 1e-9 and st.recent_d.size == st.recent_t.size
+
+    def test_positions_an_unplaced_event_or_impact_needs_are_kept(self):
+        # The decided fixes jumped 30 s past an event detected earlier: its positions must
+        # still be there when it is placed (they were dropped: ~4 % of events lost).
+        from agents.passes import _trim_recent
+
+        st = self._state()
+        st.unplaced_events = [["harsh_brake", 25.0, 1.0, -4.0]]
+        _trim_recent(st, PassParams(event_history_s=15.0))
+        assert st.recent_t[0] <= 25.0 - 0.2
+        st = self._state()
+        st.unplaced_impacts = [{"t_s": 31.0, "offset_m": 310.0}]
+        _trim_recent(st, PassParams(event_history_s=15.0))
+        assert st.recent_t[0] <= 31.0 - 0.2 + 1e-9 and st.recent_t[-1] > 59.7
