@@ -214,9 +214,9 @@ class TestCoverage:
         # front and rear axle: one pass, two impacts
         hits = [imp(v, 40.0, minutes=i) for i, v in enumerate("abc")]
         rear = [h.model_copy(update={"time": h.time + timedelta(seconds=0.2), "offset_m": 42.7}) for h in hits]
-        misses = [pas(v, minutes=10 + i) for i, v in enumerate("def")]
+        misses = [pas(v, minutes=10 + i) for i, v in enumerate("defg")]
         _, alerts = handle_records(None, hits + rear, [pas(v, minutes=i) for i, v in enumerate("abc")] + misses, T0)
-        assert alerts == []  # 3 passes of 6, not 6 of 9
+        assert alerts == []  # 3 passes of 7, not 6 of 10
         _, alerts = handle_records(None, hits + rear, misses[:1], T0)  # without the own passes: still 3 of 4
         assert len(alerts) == 1
 
