@@ -18,8 +18,8 @@ of those frames marked confirmed.
 Stage 2 (keyed by segment) reads ``segment.impacts`` and ``segment.passes`` (co-partitioned),
 confirms potholes across vehicles on their hit rate among the passes over them
 (``pipeline.stage2``) and writes ``road.alerts`` and the ``road_alerts`` table: per impact,
-alerts committed, then the segment's state, then the ack; passes (coverage only) are
-acknowledged in groups after the producer's flush.
+alerts committed, then the segment's state, then the ack; passes (coverage only) update
+the state and are acknowledged (Faust flushes the producer before committing offsets).
 
 Nothing is lost and nothing is counted twice: a crash before (c) replays the batch; frames
 the state already holds are skipped as duplicates (``last_seq``) and their results, still
@@ -255,84 +255,59 @@ def create_app(settings: Settings) -> faust.App:
     stage2_source = app.topic(settings.impacts_topic, settings.passes_topic, key_type=bytes, value_type=bytes,
                               partitions=settings.partitions)  # fmt: skip
     seg_cache: dict[bytes, tuple[bytes, SegmentState]] = {}  # decoded states while the table holds them
-    s2: dict = {"pending": [], "since": 0.0}  # pass events written to the table, not yet acknowledged
-    s2_lock = asyncio.Lock()
-    STAGE2_PASS_BATCH, STAGE2_PASS_S = 200, 1.0
-
-    async def stage2_ack_pending() -> None:
-        """Flush the producer (the table's changelog), then acknowledge the pending events."""
-        if not s2["pending"]:
-            return
-        await app.producer.flush()
-        for ev in s2["pending"]:
-            await s2["stream"].ack(ev)
-        s2["pending"] = []
 
     @app.agent(stage2_source, name="stage2")
     async def stage2(stream: faust.Stream) -> None:
         """Keyed by segment: pothole confirmation across vehicles -> road.alerts + database.
 
         Impacts are rare: one at a time, alerts committed to the database before the
-        segment's state is written, then the event acknowledged. Passes (one per vehicle
-        and segment) only update the segment's coverage: their events are acknowledged in
-        groups (200 or 1 s), after the producer has flushed the table's changelog. A replay
+        segment's state is written, the producer flushed, then the event acknowledged.
+        Passes (one per vehicle and segment) only update the segment's coverage: the table
+        is written and the event acknowledged without waiting for the producer (Faust
+        flushes the producer before it commits offsets, so an acknowledged pass whose
+        changelog record is not yet on the broker is not committed either). A replay
         recomputes the same alerts (same ids and revisions; upserts keep the highest
         revision) and stage 2 ignores impacts and passes it has already seen.
         """
-        s2["stream"] = stream
         async for event in stream.noack().events():
             msg = event.message
             raw = event.value if isinstance(event.value, bytes) else bytes(event.value or b"")
             is_pass = msg.topic == settings.passes_topic
-            async with s2_lock:
-                try:
-                    rec = SegmentPass.model_validate_json(raw) if is_pass else PassImpact.model_validate_json(raw)
-                    key = rec.segment_id.encode()
-                    value = segment_states.get(key)
-                    cached = seg_cache.get(key)
-                    if value is None:
-                        st = None
-                    elif cached is not None and cached[0] == value:
-                        st = cached[1]
-                    else:
-                        st = SegmentState.from_bytes(value)
-                    # event time, so that replayed history is not expired on arrival
-                    if is_pass:
-                        new_state, alerts = handle_records(st, [], [rec], rec.exit_time, net=net)
-                    else:
-                        new_state, alerts = handle_records(st, [rec], [], rec.time, net=net)
-                except Exception as exc:
-                    log.warning("stage 2 dead letter %s[%s]@%s: %s", msg.topic, msg.partition, msg.offset, exc)
-                    env = dead_letter(raw, msg.key, type(exc).__name__, f"stage 2: {exc}", topic=msg.topic,
-                                      partition=msg.partition, offset=msg.offset, worker=worker_name)
-                    await (await dlq.send(key=msg.key, value=env))
-                    await stage2_ack_pending()
-                    await stream.ack(event)
-                    continue
-                if alerts:
-                    await write_alerts_until_done(alerts)
-                    for a in alerts:
-                        await alerts_topic.send(key=a.segment_id.encode(), value=a.model_dump_json().encode())
-                state_bytes = new_state.to_bytes()
-                segment_states[key] = state_bytes
-                seg_cache[key] = (state_bytes, new_state)
-                if len(seg_cache) > 4096:
-                    seg_cache.pop(next(iter(seg_cache)))
-                if not s2["pending"]:
-                    s2["since"] = time.monotonic()
-                s2["pending"].append(event)
-                if not is_pass or len(s2["pending"]) >= STAGE2_PASS_BATCH:
-                    await stage2_ack_pending()
-
-    @app.timer(interval=STAGE2_PASS_S / 2)
-    async def stage2_ack_idle() -> None:
-        # pass events waiting while the stream is idle; an exception would stop the worker
-        try:
-            if s2["pending"] and time.monotonic() - s2["since"] >= STAGE2_PASS_S:
-                async with s2_lock:
-                    await stage2_ack_pending()
-        except Exception:
-            log.exception("stage 2 acknowledgement failed; will retry")
+            try:
+                rec = SegmentPass.model_validate_json(raw) if is_pass else PassImpact.model_validate_json(raw)
+                key = rec.segment_id.encode()
+                value = segment_states.get(key)
+                cached = seg_cache.get(key)
+                if value is None:
+                    st = None
+                elif cached is not None and cached[0] == value:
+                    st = cached[1]
+                else:
+                    st = SegmentState.from_bytes(value)
+                # event time, so that replayed history is not expired on arrival
+                if is_pass:
+                    new_state, alerts = handle_records(st, [], [rec], rec.exit_time, net=net)
+                else:
+                    new_state, alerts = handle_records(st, [rec], [], rec.time, net=net)
+            except Exception as exc:
+                log.warning("stage 2 dead letter %s[%s]@%s: %s", msg.topic, msg.partition, msg.offset, exc)
+                env = dead_letter(raw, msg.key, type(exc).__name__, f"stage 2: {exc}", topic=msg.topic,
+                                  partition=msg.partition, offset=msg.offset, worker=worker_name)
+                await (await dlq.send(key=msg.key, value=env))
+                await stream.ack(event)
+                continue
+            if alerts:
+                await write_alerts_until_done(alerts)
+                for a in alerts:
+                    await alerts_topic.send(key=a.segment_id.encode(), value=a.model_dump_json().encode())
+            state_bytes = new_state.to_bytes()
+            segment_states[key] = state_bytes
+            seg_cache[key] = (state_bytes, new_state)
+            if len(seg_cache) > 4096:
+                seg_cache.pop(next(iter(seg_cache)))
+            if not is_pass:
+                await app.producer.flush()
+            await stream.ack(event)
 
     async def write_alerts_until_done(alerts) -> None:
         attempt = 0

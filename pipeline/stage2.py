@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import orjson
+import zstandard
 
 from agents.potholes import Impact, cluster_impacts, confirm
 from schemas.records import PassImpact, RoadAlert, SegmentPass
@@ -61,6 +62,10 @@ _T, _OFF, _VEH, _POL, _SLOW, _PEAK, _LOBES, _SPEED, _SEV, _FS, _DH = range(11)
 # compact pass row (version 3): entry time, exit time (epoch s), vehicle, lowest and highest
 # offset driven (m)
 _PT0, _PT1, _PVEH, _PLO, _PHI = range(5)
+_ZMAGIC = b"RS2Z"  # zstd-compressed state (JSON states start with "{")
+_ZSTD_ABOVE = 4096
+_ZC = zstandard.ZstdCompressor(level=1)
+_ZD = zstandard.ZstdDecompressor()
 _MATCH_S = 1.0  # an impact belongs to a pass of its vehicle within this of its times
 _SAME_PASS_S = 30.0  # impacts without a known pass: one vehicle's within this are one pass
 
@@ -145,11 +150,16 @@ class SegmentState:
         ix = {v: i for i, v in enumerate(names)}
         imp = [[*r[:_VEH], ix[r[_VEH]], *r[_VEH + 1 :]] for r in self.impacts]
         pas = [[r[_PT0], r[_PT1], ix[r[_PVEH]], r[_PLO], r[_PHI]] for r in self.passes]
-        return orjson.dumps({"v": STATE_VERSION, "segment_id": self.segment_id, "vehicles": names, "impacts": imp,
-                             "passes": pas, "coverage_from": self.coverage_from, "alerts": self.alerts})  # fmt: skip
+        raw = orjson.dumps({"v": STATE_VERSION, "segment_id": self.segment_id, "vehicles": names, "impacts": imp,
+                            "passes": pas, "coverage_from": self.coverage_from, "alerts": self.alerts})  # fmt: skip
+        # a busy segment's coverage is tens of KB of JSON, rewritten with every pass: zstd
+        # (level 1, ~4x smaller) above a few KB; small states stay plain JSON
+        return _ZMAGIC + _ZC.compress(raw) if len(raw) > _ZSTD_ABOVE else raw
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> SegmentState:
+        if raw[: len(_ZMAGIC)] == _ZMAGIC:
+            raw = _ZD.decompress(raw[len(_ZMAGIC) :])
         d = orjson.loads(raw)
         v = d.get("v")
         if v not in (1, 2, STATE_VERSION):

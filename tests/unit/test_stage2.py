@@ -248,7 +248,9 @@ class TestCoverage:
         raw = st.to_bytes()
         back = SegmentState.from_bytes(raw)
         assert back == st and len(back.passes) == 2000
-        assert len(raw) < 120_000  # pseudonyms stored once each
+        assert raw[:4] == b"RS2Z" and len(raw) < 40_000  # pseudonyms once each, zstd
+        small, _ = handle_records(None, [], [pas("a")], T0)
+        assert small.to_bytes()[:1] == b"{" and SegmentState.from_bytes(small.to_bytes()) == small
 
     def test_version_2_state_is_read(self):
         import orjson
