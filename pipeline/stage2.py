@@ -36,6 +36,7 @@ Per call:
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import math
 from dataclasses import dataclass, field
@@ -208,6 +209,10 @@ def _row(p: PassImpact) -> list[Any]:
             p.speed_kmh, p.severity, p.fs_hz, p.double_hit_m]  # fmt: skip
 
 
+def _pass_key(r: list[Any]) -> tuple[float, str]:
+    return (r[_PT0], r[_PVEH])
+
+
 def _pass_row(p: SegmentPass) -> list[Any]:
     lo, hi = sorted((p.entry_offset_m, p.exit_offset_m))
     return [round(p.entry_time.timestamp(), 3), round(p.exit_time.timestamp(), 3), p.vehicle, round(lo, 1), round(hi, 1)]
@@ -313,12 +318,14 @@ def handle_records(
         raise ValueError("segment_id is needed when there is no state and no record")
     if segs - {sid}:
         raise ValueError(f"records of segments {sorted(segs - {sid})} given to the state of segment {sid!r}")
-    st = (SegmentState(sid, [list(r) for r in state.impacts], {k: dict(v) for k, v in state.alerts.items()},
-                       [list(r) for r in state.passes], state.coverage_from)
+    # rows are never modified in place: copying the lists is enough (a pass message must not
+    # cost a copy of every row of a busy segment)
+    st = (SegmentState(sid, list(state.impacts), {k: dict(v) for k, v in state.alerts.items()},
+                       list(state.passes), state.coverage_from)
           if state else SegmentState(sid))  # fmt: skip
 
     # 1. add, deduplicated on the natural keys; low-rate records are not evidence
-    seen = {(r[_VEH], round(r[_T], 6)) for r in st.impacts}
+    seen = {(r[_VEH], round(r[_T], 6)) for r in st.impacts} if impacts else set()
     n_new = 0
     for p in impacts:
         if p.fs_hz < params.min_fs_hz:
@@ -328,19 +335,25 @@ def handle_records(
             seen.add(key)
             st.impacts.append(_row(p))
             n_new += 1
-    seen_p = {(r[_PVEH], r[_PT0]) for r in st.passes}
+    # pass rows stay sorted by (entry time, vehicle): a replay is found by bisection and a
+    # new pass inserted in place (a busy segment holds up to max_passes of them)
     for q in passes:
         if q.fs_hz < params.min_fs_hz:
             continue
         row = _pass_row(q)
-        if (row[_PVEH], row[_PT0]) not in seen_p:
-            seen_p.add((row[_PVEH], row[_PT0]))
-            st.passes.append(row)
+        k = (row[_PT0], row[_PVEH])
+        i = bisect.bisect_left(st.passes, k, key=_pass_key)
+        if i == len(st.passes) or _pass_key(st.passes[i]) != k:
+            st.passes.insert(i, row)
     # 2. expire, cap
     horizon = (now - timedelta(days=params.ttl_days)).timestamp()
-    st.impacts = sorted((r for r in st.impacts if r[_T] >= horizon), key=lambda r: (r[_T], r[_VEH]))
+    if n_new:
+        st.impacts.sort(key=lambda r: (r[_T], r[_VEH]))
+    if st.impacts and st.impacts[0][_T] < horizon:  # sorted by time: the oldest first
+        st.impacts = [r for r in st.impacts if r[_T] >= horizon]
     st.impacts = st.impacts[-params.max_impacts :]
-    st.passes = sorted((r for r in st.passes if r[_PT1] >= horizon), key=lambda r: (r[_PT0], r[_PVEH]))
+    if st.passes and st.passes[0][_PT0] < horizon:  # (exit >= entry: only old entries can expire)
+        st.passes = [r for r in st.passes if r[_PT1] >= horizon]
     if len(st.passes) > params.max_passes:
         st.passes = st.passes[-params.max_passes :]
         st.coverage_from = max(st.coverage_from or -math.inf, st.passes[0][_PT0])
