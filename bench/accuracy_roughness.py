@@ -28,7 +28,8 @@ segments with >= 5 passes against the true ASTM IRI; the same passes without the
 (median gain 1) and uncalibrated are reported beside them. Potholes: the
 streaming detector :func:`agents.potholes.impact_features` runs on every chunk the
 processor places (``agents.passes``); impacts of published passes only go to stage 2
-(:func:`pipeline.stage2.handle_impacts`), which confirms across vehicles (``run.alerts``).
+(:func:`pipeline.stage2.handle_records`, with the published passes as coverage for the hit
+rate), which confirms across vehicles (``run.alerts``).
 The JSON line then has ``mode``, ``seeds``, ``fs`` and the pooled figures.
 
 Ends with one JSON line: spearman, median_rel_error, level_accuracy, pothole_precision,

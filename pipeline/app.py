@@ -15,9 +15,11 @@ that every changelog, dead-letter and pass record of the batch is on the broker,
 events acknowledged (Faust commits offsets of acknowledged events only), (d) the outboxes
 of those frames marked confirmed.
 
-Stage 2 (keyed by segment) reads ``segment.impacts``, confirms potholes across vehicles
-(``pipeline.stage2``) and writes ``road.alerts`` and the ``road_alerts`` table, one message
-at a time (low volume): alerts committed, then the segment's state, then the ack.
+Stage 2 (keyed by segment) reads ``segment.impacts`` and ``segment.passes`` (co-partitioned),
+confirms potholes across vehicles on their hit rate among the passes over them
+(``pipeline.stage2``) and writes ``road.alerts`` and the ``road_alerts`` table: per impact,
+alerts committed, then the segment's state, then the ack; passes (coverage only) update
+the state and are acknowledged (Faust flushes the producer before committing offsets).
 
 Nothing is lost and nothing is counted twice: a crash before (c) replays the batch; frames
 the state already holds are skipped as duplicates (``last_seq``) and their results, still
@@ -44,9 +46,9 @@ from pipeline.exceptions import SinkError
 from pipeline.pseudonym import Pseudonymiser
 from pipeline.settings import Settings
 from pipeline.stage1 import FrameHandler, dead_letter, outbox_results, unpack_envelope
-from pipeline.stage2 import SegmentState, handle_impacts
+from pipeline.stage2 import SegmentState, handle_records
 from pipeline.stats import WorkerStats
-from schemas.records import PassImpact
+from schemas.records import PassImpact, SegmentPass
 from roadnet import load_network
 
 __all__ = ["create_app", "run_worker"]
@@ -246,27 +248,47 @@ def create_app(settings: Settings) -> faust.App:
         key_type=bytes,
         value_type=bytes,
         partitions=settings.partitions,
-        help="stage 2: recent impacts and alerts of a segment (pipeline.stage2.SegmentState)",
+        help="stage 2: recent impacts, pass coverage and alerts of a segment (pipeline.stage2.SegmentState)",
     )
+    # Stage 2 reads both topics stage 1 writes keyed by segment (co-partitioned: same key,
+    # same partition count): impacts are the evidence, passes the coverage (hit rate).
+    stage2_source = app.topic(settings.impacts_topic, settings.passes_topic, key_type=bytes, value_type=bytes,
+                              partitions=settings.partitions)  # fmt: skip
+    seg_cache: dict[bytes, tuple[bytes, SegmentState]] = {}  # decoded states while the table holds them
 
-    @app.agent(impacts_topic, name="stage2")
+    @app.agent(stage2_source, name="stage2")
     async def stage2(stream: faust.Stream) -> None:
         """Keyed by segment: pothole confirmation across vehicles -> road.alerts + database.
 
-        Low volume (impacts are rare), so one message at a time: alerts are committed to
-        the database before the segment's state is written, then the event acknowledged;
-        a replay recomputes the same alerts (same ids and revisions; upserts keep the
-        highest revision) and stage 2 ignores impacts it has already seen.
+        Impacts are rare: one at a time, alerts committed to the database before the
+        segment's state is written, the producer flushed, then the event acknowledged.
+        Passes (one per vehicle and segment) only update the segment's coverage: the table
+        is written and the event acknowledged without waiting for the producer (Faust
+        flushes the producer before it commits offsets, so an acknowledged pass whose
+        changelog record is not yet on the broker is not committed either). A replay
+        recomputes the same alerts (same ids and revisions; upserts keep the highest
+        revision) and stage 2 ignores impacts and passes it has already seen.
         """
         async for event in stream.noack().events():
             msg = event.message
             raw = event.value if isinstance(event.value, bytes) else bytes(event.value or b"")
+            is_pass = msg.topic == settings.passes_topic
             try:
-                imp = PassImpact.model_validate_json(raw)
-                value = segment_states.get(imp.segment_id.encode())
-                st = None if value is None else SegmentState.from_bytes(value)
+                rec = SegmentPass.model_validate_json(raw) if is_pass else PassImpact.model_validate_json(raw)
+                key = rec.segment_id.encode()
+                value = segment_states.get(key)
+                cached = seg_cache.get(key)
+                if value is None:
+                    st = None
+                elif cached is not None and cached[0] == value:
+                    st = cached[1]
+                else:
+                    st = SegmentState.from_bytes(value)
                 # event time, so that replayed history is not expired on arrival
-                new_state, alerts = handle_impacts(st, [imp], imp.time, net=net)
+                if is_pass:
+                    new_state, alerts = handle_records(st, [], [rec], rec.exit_time, net=net)
+                else:
+                    new_state, alerts = handle_records(st, [rec], [], rec.time, net=net)
             except Exception as exc:
                 log.warning("stage 2 dead letter %s[%s]@%s: %s", msg.topic, msg.partition, msg.offset, exc)
                 env = dead_letter(raw, msg.key, type(exc).__name__, f"stage 2: {exc}", topic=msg.topic,
@@ -278,8 +300,13 @@ def create_app(settings: Settings) -> faust.App:
                 await write_alerts_until_done(alerts)
                 for a in alerts:
                     await alerts_topic.send(key=a.segment_id.encode(), value=a.model_dump_json().encode())
-            segment_states[imp.segment_id.encode()] = new_state.to_bytes()
-            await app.producer.flush()
+            state_bytes = new_state.to_bytes()
+            segment_states[key] = state_bytes
+            seg_cache[key] = (state_bytes, new_state)
+            if len(seg_cache) > 4096:
+                seg_cache.pop(next(iter(seg_cache)))
+            if not is_pass:
+                await app.producer.flush()
             await stream.ack(event)
 
     async def write_alerts_until_done(alerts) -> None:

@@ -29,7 +29,7 @@ from agents.passes import PassParams
 from agents.scores import Calibration, SegmentScore, calibrate, segment_scores, vehicle_segment_means
 from pipeline.pseudonym import Pseudonymiser
 from pipeline.stage1 import FrameHandler
-from pipeline.stage2 import handle_impacts
+from pipeline.stage2 import Stage2Params, handle_records
 from roadnet import RoadNetwork
 from schemas.frame import encode_frame
 from schemas.records import HarshEvent, PassImpact, RoadAlert, SegmentPass
@@ -95,21 +95,30 @@ def score_traces(
             impacts.extend(out.impacts)
     cal = calibrate(*vehicle_segment_means(passes), reference_iri=reference_iri)
     scores = segment_scores(passes, events, cal)
-    return ScoreRun(passes, events, scores, n_frames, len(traces), dead, impacts, confirm_potholes(impacts, net),
-                    cal)  # fmt: skip
+    return ScoreRun(passes, events, scores, n_frames, len(traces), dead, impacts,
+                    confirm_potholes(impacts, net, passes), cal)  # fmt: skip
 
 
-def confirm_potholes(impacts: Sequence[PassImpact], net: RoadNetwork) -> list[RoadAlert]:
-    """Stage 2 offline: each segment's impacts one at a time in time order, as the stream
-    delivers them; the latest revision of every alert."""
-    by_seg: dict[str, list[PassImpact]] = {}
-    for imp in sorted(impacts, key=lambda i: (i.time, i.vehicle)):
-        by_seg.setdefault(imp.segment_id, []).append(imp)
+def confirm_potholes(
+    impacts: Sequence[PassImpact],
+    net: RoadNetwork | None,
+    passes: Sequence[SegmentPass] = (),
+    *,
+    params: Stage2Params = Stage2Params(),
+) -> list[RoadAlert]:
+    """Stage 2 offline: each segment's passes and impacts one at a time in time order, as
+    the stream delivers them (a pass at its entry time, so before its own impacts, as stage
+    1 publishes it first); the latest revision of every alert."""
+    recs: dict[str, list[tuple]] = {}
+    for q in passes:
+        recs.setdefault(q.segment_id, []).append((q.entry_time, 0, q.vehicle, q.exit_time, q))
+    for imp in impacts:
+        recs.setdefault(imp.segment_id, []).append((imp.time, 1, imp.vehicle, imp.time, imp))
     latest: dict[str, RoadAlert] = {}
-    for seg in sorted(by_seg):
+    for seg in sorted(recs):
         st = None
-        for imp in by_seg[seg]:
-            st, alerts = handle_impacts(st, [imp], imp.time, net=net)
+        for _, kind, _, now, rec in sorted(recs[seg], key=lambda r: r[:3]):
+            st, alerts = handle_records(st, [rec] if kind else [], [] if kind else [rec], now, net=net, params=params)
             for a in alerts:
                 latest[a.alert_id] = a
     return [latest[k] for k in sorted(latest)]

@@ -81,6 +81,7 @@ def settings(stack, test_db, tmp_path_factory):
         frames_topic=f"it.{tag}.vehicle.frames",
         dlq_topic=f"it.{tag}.vehicle.frames.dlq",
         passes_topic=f"it.{tag}.segment.passes",
+        impacts_topic=f"it.{tag}.segment.impacts",
         alerts_topic=f"it.{tag}.road.alerts",
         partitions=4,
         data_dir=tmp_path_factory.mktemp("worker"),
@@ -257,7 +258,7 @@ def test_a_worker_killed_mid_stream_loses_nothing_and_counts_nothing_twice(
             db.migrate(conn)
         s = Settings(
             kafka_bootstrap=stack.kafka_bootstrap, pg_dsn=dsn, pseudonym_key=KEY, app_id=f"rs-kill-{tag}",
-            frames_topic=f"it.{tag}.k.frames", dlq_topic=f"it.{tag}.k.dlq", passes_topic=f"it.{tag}.k.passes",
+            frames_topic=f"it.{tag}.k.frames", dlq_topic=f"it.{tag}.k.dlq", passes_topic=f"it.{tag}.k.passes", impacts_topic=f"it.{tag}.k.impacts",
             alerts_topic=f"it.{tag}.k.alerts", partitions=4, data_dir=tmp_path_factory.mktemp("kill"),
             batch_max=50,
         )

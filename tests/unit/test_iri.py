@@ -101,3 +101,25 @@ class TestGoldenCarResponse:
     def test_negative_frequency(self):
         with pytest.raises(ValueError, match="freq_cycles_per_m"):
             golden_car_response(-1.0)
+
+
+def test_short_section_factor():
+    """The ASTM initialisation lowers a short section's expected IRI by ~0.82 m / L."""
+    from agents.iri import SHORT_SECTION_LOSS_M, short_section_factor
+    from simulator.profiles import iso8608_profile
+
+    rng = np.random.default_rng(11)
+    dx = 0.025
+    sums = {20.0: [0.0, 0], 1000.0: [0.0, 0]}
+    for _ in range(30):
+        z = iso8608_profile(2000.0, 16e-6, rng, dx_m=dx)
+        for length, acc in sums.items():
+            n = int(length / dx)
+            v = iri(np.stack([z[s : s + n + 1] for s in range(0, len(z) - n - 1, n + 1)]), dx)
+            acc[0] += float(np.sum(v))
+            acc[1] += np.size(v)
+    ratio = (sums[20.0][0] / sums[20.0][1]) / (sums[1000.0][0] / sums[1000.0][1])
+    want = short_section_factor(20.0) / short_section_factor(1000.0)
+    assert ratio == pytest.approx(want, abs=0.01)
+    assert short_section_factor(20.0) == pytest.approx(1 - SHORT_SECTION_LOSS_M / 20.0)
+    assert short_section_factor(5.0) == short_section_factor(11.25)

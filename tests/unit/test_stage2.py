@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from pipeline.stage2 import SegmentState, Stage2Params, alert_id_of, handle_impacts
-from schemas.records import PassImpact
+from pipeline.stage2 import SegmentState, Stage2Params, alert_id_of, handle_impacts, handle_records
+from schemas.records import PassImpact, SegmentPass
 
 T0 = datetime(2024, 3, 4, 8, 0, tzinfo=UTC)
 SEG = "-100100951#0"
@@ -152,8 +152,7 @@ class TestAxlePairs:
         import orjson
 
         st, _ = handle_impacts(None, [imp(v, 40.0, minutes=i) for i, v in enumerate("ab")], T0)
-        raw = orjson.loads(st.to_bytes())
-        v1 = orjson.dumps({**raw, "v": 1, "impacts": [r[:10] for r in raw["impacts"]]})
+        v1 = orjson.dumps({"v": 1, "segment_id": SEG, "impacts": [r[:10] for r in st.impacts], "alerts": {}})
         old = SegmentState.from_bytes(v1)
         assert all(len(r) == 11 and r[-1] is None for r in old.impacts)
         pairs = Stage2Params(min_axle_pair_fraction=0.5)
@@ -161,3 +160,105 @@ class TestAxlePairs:
         assert alerts == []  # 1 of 3 vehicles seen with both axles (the old rows lost theirs)
         st3, alerts = handle_impacts(st3, [imp("d", 40.1, minutes=6)], T0, params=pairs)
         assert alerts and alerts[0].n_vehicles == 4  # 2 of 4
+
+
+def pas(vehicle: str, *, minutes: float = 0.0, lo: float = 0.0, hi: float = 100.0, fs: float = 100.0,
+        seg: str = SEG) -> SegmentPass:  # fmt: skip
+    """A pass of ``vehicle`` from offset ``lo`` to ``hi`` starting at T0 + minutes (10 s long)."""
+    t0 = T0 + timedelta(minutes=minutes, seconds=-5)
+    return SegmentPass(
+        vehicle=vehicle * 8, segment_id=seg, entry_time=t0, exit_time=t0 + timedelta(seconds=10),
+        entry_offset_m=lo, exit_offset_m=hi, covered_m=abs(hi - lo), mean_speed_kmh=36.0, n_samples=1000,
+        fs_hz=fs, iri_m_per_km=3.0, roughness_rms_mps2=0.5, max_vertical_mps2=6.0, n_harsh_events=0,
+        confidence=1.0,
+    )  # fmt: skip
+
+
+class TestCoverage:
+    """Stage 2 counts the passes over a cluster: a pothole is hit by most of them."""
+
+    def test_low_hit_rate_is_not_a_pothole(self):
+        hits = [imp(v, 40.0, minutes=i) for i, v in enumerate("abc")]
+        own = [pas(v, minutes=i) for i, v in enumerate("abc")]
+        misses = [pas(v, minutes=10 + i) for i, v in enumerate("defghij")]
+        _, alerts = handle_records(None, hits, own + misses, T0)
+        assert alerts == []  # 3 of 10 passes over it
+        st, alerts = handle_records(None, hits, own + misses[:2], T0)
+        (a,) = alerts  # 3 of 5
+        assert a.n_vehicles == 3
+        # passes that did not drive over the cluster's position do not count
+        away = [pas(v, minutes=10 + i, lo=50.0, hi=100.0) for i, v in enumerate("defghij")]
+        _, alerts = handle_records(None, hits, own + away, T0)
+        assert len(alerts) == 1
+        # the direction of driving does not matter (entry offset > exit offset)
+        back = [pas(v, minutes=10 + i, lo=90.0, hi=10.0) for i, v in enumerate("defghij")]
+        _, alerts = handle_records(None, hits, own + back, T0)
+        assert alerts == []
+
+    def test_order_of_passes_and_impacts_does_not_matter(self):
+        hits = [imp(v, 40.0, minutes=i) for i, v in enumerate("abcd")]
+        own = [pas(v, minutes=i) for i, v in enumerate("abcd")]
+        extra = [pas(v, minutes=10 + i) for i, v in enumerate("ef")]
+        st1, a1 = handle_records(None, hits, own + extra, T0)
+        st2 = None
+        for p in extra + own:
+            st2, none = handle_records(st2, [], [p], T0)
+            assert none == []  # a pass alone never confirms
+        st2, a2 = handle_records(st2, hits, [], T0)
+        st3, a3 = handle_records(None, hits, [], T0)  # impacts first: each counts as its pass
+        st3, more = handle_records(st3, [], own + extra, T0)
+        assert a1 == a2 == a3 and len(a1) == 1 and more == []
+        assert sorted(st1.passes) == sorted(st2.passes) == sorted(st3.passes)
+
+    def test_two_impacts_of_one_pass_are_one_hit(self):
+        # front and rear axle: one pass, two impacts
+        hits = [imp(v, 40.0, minutes=i) for i, v in enumerate("abc")]
+        rear = [h.model_copy(update={"time": h.time + timedelta(seconds=0.2), "offset_m": 42.7}) for h in hits]
+        misses = [pas(v, minutes=10 + i) for i, v in enumerate("defg")]
+        _, alerts = handle_records(None, hits + rear, [pas(v, minutes=i) for i, v in enumerate("abc")] + misses, T0)
+        assert alerts == []  # 3 passes of 7, not 6 of 10
+        _, alerts = handle_records(None, hits + rear, misses[:1], T0)  # without the own passes: still 3 of 4
+        assert len(alerts) == 1
+
+    def test_replayed_and_low_rate_passes(self):
+        p = pas("a")
+        st, _ = handle_records(None, [], [p, p], T0)
+        st, _ = handle_records(st, [], [p], T0)
+        assert len(st.passes) == 1
+        st, _ = handle_records(st, [], [pas("b", fs=10.0)], T0)
+        assert len(st.passes) == 1  # 10 Hz passes could not have registered a pothole
+        with pytest.raises(ValueError, match="segments"):
+            handle_records(st, [], [pas("c", seg="other")], T0)
+
+    def test_ttl_and_cap(self):
+        p = Stage2Params(max_passes=20)
+        st, _ = handle_records(None, [], [pas(f"v{i:03d}", minutes=i) for i in range(50)], T0, params=p)
+        assert len(st.passes) == 20 and st.coverage_from == st.passes[0][0]
+        # impacts older than the kept coverage do not count for the rate
+        old = [imp(v, 40.0, minutes=i) for i, v in enumerate("abc")]
+        new = [imp(v, 40.0, minutes=45 + i) for i, v in enumerate("xyz")]
+        _, alerts = handle_records(st, old + new, [], T0 + timedelta(hours=1), params=p)
+        assert alerts == []  # x, y, z: 3 of the 20 kept passes (+ their own)
+        st, _ = handle_records(st, [], [], T0 + timedelta(days=91))
+        assert st.passes == [] and st.coverage_from is None
+
+    def test_state_round_trip_and_size(self):
+        st, _ = handle_records(None, [imp(v, 40.0, minutes=i) for i, v in enumerate("abc")],
+                               [pas(f"v{i % 300:03d}", minutes=i) for i in range(2000)], T0)  # fmt: skip
+        raw = st.to_bytes()
+        back = SegmentState.from_bytes(raw)
+        assert back == st and len(back.passes) == 2000
+        assert raw[:4] == b"RS2Z" and len(raw) < 40_000  # pseudonyms once each, zstd
+        small, _ = handle_records(None, [], [pas("a")], T0)
+        assert small.to_bytes()[:1] == b"{" and SegmentState.from_bytes(small.to_bytes()) == small
+
+    def test_version_2_state_is_read(self):
+        import orjson
+
+        st, _ = handle_impacts(None, [imp(v, 40.0, minutes=i) for i, v in enumerate("ab")], T0)
+        v2 = orjson.dumps({"v": 2, "segment_id": SEG, "impacts": st.impacts, "alerts": {}})
+        old = SegmentState.from_bytes(v2)
+        assert old.impacts == st.impacts and old.passes == [] and old.coverage_from is None
+        # its impacts count as their own passes; new passes are added
+        st3, alerts = handle_records(old, [imp("c", 40.2, minutes=5)], [pas("c", minutes=5), pas("d", minutes=6)], T0)
+        assert len(alerts) == 1 and len(st3.passes) == 2  # a, b, c hit, of a, b, c, d
