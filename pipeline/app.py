@@ -250,10 +250,11 @@ def create_app(settings: Settings) -> faust.App:
         partitions=settings.partitions,
         help="stage 2: recent impacts, pass coverage and alerts of a segment (pipeline.stage2.SegmentState)",
     )
-    # Stage 2 reads both topics stage 1 writes keyed by segment (co-partitioned: same key,
-    # same partition count): impacts are the evidence, passes the coverage (hit rate).
-    stage2_source = app.topic(settings.impacts_topic, settings.passes_topic, key_type=bytes, value_type=bytes,
-                              partitions=settings.partitions)  # fmt: skip
+    # Stage 2 reads the impacts and, with ``stage2_coverage``, the passes too (co-partitioned:
+    # same key, same partition count): impacts are the evidence, passes the coverage (hit
+    # rate). Without passes every impact counts as its own pass: the hit-rate rule is void.
+    stage2_topics = [settings.impacts_topic, *([settings.passes_topic] if settings.stage2_coverage else [])]
+    stage2_source = app.topic(*stage2_topics, key_type=bytes, value_type=bytes, partitions=settings.partitions)
     seg_cache: dict[bytes, tuple[bytes, SegmentState]] = {}  # decoded states while the table holds them
 
     @app.agent(stage2_source, name="stage2")

@@ -84,7 +84,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     net = load_network(args.network)
     refs = {r[0]: r[1] for r in load_reference_csv(args.references)} if args.references else None
     run = score_traces(args.traces, net, pseudonymise=Pseudonymiser(s.pseudonym_key.get_secret_value()),
-                       frame_s=args.frame_s, progress=True, reference_iri=refs)
+                       frame_s=args.frame_s, progress=True, reference_iri=refs, coverage=s.stage2_coverage)
     files = write_outputs(run, net, args.out)
     print(f"{run.n_vehicles} vehicles, {run.n_frames} frames -> {len(run.passes)} passes, "
           f"{len(run.events)} harsh events, {len(run.scores)} segments scored, {len(run.impacts)} impacts, "

@@ -60,11 +60,13 @@ def score_traces(
     params: PassParams = PassParams(),
     progress: bool = False,
     reference_iri: dict[str, float] | None = None,
+    coverage: bool = False,
 ) -> ScoreRun:
     """Passes, events and calibrated segment scores of trace files (no Kafka, no database).
 
     ``reference_iri``: segment id -> measured IRI (m/km), the calibration's anchor (the
     database's ``reference_segments``); without it the fleet's median gain is 1.
+    ``coverage``: stage 2 also gets the passes (the workers' ``stage2_coverage``).
     """
     traces = read_traces(paths)
     handler = FrameHandler(net=net, pseudonymise=pseudonymise, params=params)
@@ -96,7 +98,7 @@ def score_traces(
     cal = calibrate(*vehicle_segment_means(passes), reference_iri=reference_iri)
     scores = segment_scores(passes, events, cal)
     return ScoreRun(passes, events, scores, n_frames, len(traces), dead, impacts,
-                    confirm_potholes(impacts, net, passes), cal)  # fmt: skip
+                    confirm_potholes(impacts, net, passes if coverage else ()), cal)  # fmt: skip
 
 
 def confirm_potholes(

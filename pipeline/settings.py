@@ -33,6 +33,12 @@ class Settings(BaseSettings):
     passes_topic: str = "segment.passes"
     alerts_topic: str = "road.alerts"
     impacts_topic: str = "segment.impacts"
+    stage2_coverage: bool = Field(
+        default=False,
+        description="stage 2 also reads segment.passes to confirm potholes on the hit rate among the passes "
+        "over them (docs/decisions.md: on the development seeds it trades recall for precision, for about a "
+        "sixth of a worker's CPU)",
+    )
     partitions: int = Field(default=4, ge=1, description="partitions of the keyed topics and tables")
     frame_s: float = Field(default=DEFAULT_FRAME_S, gt=0, le=60, description="seconds of samples per frame message")
     batch_max: int = Field(default=500, ge=1, description="frames per database commit (at most)")

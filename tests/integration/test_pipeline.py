@@ -371,7 +371,6 @@ def test_two_workers_split_the_partitions_and_give_the_offline_passes(
 
         frames = [_json.loads(f.read_text())["frames"] for f in stats]
         assert all(n > 0 for n in frames), f"a worker got no partition: frames per worker {frames}"
-        assert sum(frames) >= sent.frames
         expected = sorted(
             (p.vehicle, p.segment_id, p.entry_time, p.exit_time, p.n_samples, p.iri_m_per_km, p.n_harsh_events)
             for p in offline.passes

@@ -80,7 +80,7 @@ def settings(stack, tmp_path_factory):
         kafka_bootstrap=stack.kafka_bootstrap, pg_dsn=dsn, pseudonym_key="integration-test-pseudonym-key-0123456789",
         app_id=f"rs-s2-{tag}", frames_topic=f"it.{tag}.s2.frames", dlq_topic=f"it.{tag}.s2.dlq",
         passes_topic=f"it.{tag}.s2.passes", impacts_topic=f"it.{tag}.s2.impacts", alerts_topic=f"it.{tag}.s2.alerts",
-        partitions=4, data_dir=tmp_path_factory.mktemp("s2worker"),
+        partitions=4, data_dir=tmp_path_factory.mktemp("s2worker"), stage2_coverage=True,
     )  # fmt: skip
     with psycopg.connect(stack.pg_dsn, autocommit=True) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
