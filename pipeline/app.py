@@ -261,12 +261,12 @@ def create_app(settings: Settings) -> faust.App:
     async def stage2(stream: faust.Stream) -> None:
         """Keyed by segment: pothole confirmation across vehicles -> road.alerts + database.
 
-        Impacts are rare: one at a time, alerts committed to the database before the
-        segment's state is written, the producer flushed, then the event acknowledged.
-        Passes (one per vehicle and segment) only update the segment's coverage: the table
-        is written and the event acknowledged without waiting for the producer (Faust
-        flushes the producer before it commits offsets, so an acknowledged pass whose
-        changelog record is not yet on the broker is not committed either). A replay
+        One message at a time: alerts committed to the database before the segment's state
+        is written, then the event acknowledged without waiting for the producer (Faust
+        flushes the producer before it commits offsets, so an acknowledged event whose
+        changelog record is not yet on the broker is not committed either; a flush per
+        message cost a network round trip each). Passes (with ``stage2_coverage``) only
+        update the segment's coverage. A replay
         recomputes the same alerts (same ids and revisions; upserts keep the highest
         revision) and stage 2 ignores impacts and passes it has already seen.
         """
@@ -306,8 +306,6 @@ def create_app(settings: Settings) -> faust.App:
             seg_cache[key] = (state_bytes, new_state)
             if len(seg_cache) > 4096:
                 seg_cache.pop(next(iter(seg_cache)))
-            if not is_pass:
-                await app.producer.flush()
             await stream.ack(event)
 
     async def write_alerts_until_done(alerts) -> None:
