@@ -9,18 +9,17 @@ Thin wiring around ``pipeline.stage1.FrameHandler``. Per message:
    pending batch, unacknowledged.
 
 Every ``batch_max`` events or ``batch_s`` seconds (a timer covers idle time), the batch is
-handed to a commit task (the agent goes on with the next frames; one commit at a time, in
-batch order) and committed in this order: (a) all its passes and events in one database transaction
+committed in this order: (a) all its passes and events in one database transaction
 (idempotent inserts, retried while the database is down), (b) the producer flushed, so
 that every changelog, dead-letter and pass record of the batch is on the broker, (c) the
 events acknowledged (Faust commits offsets of acknowledged events only), (d) the outboxes
 of those frames marked confirmed.
 
-Stage 2 (keyed by segment) reads ``segment.impacts`` (and ``segment.passes`` with
-``stage2_coverage``; co-partitioned), confirms potholes across vehicles
+Stage 2 (keyed by segment) reads ``segment.impacts`` and ``segment.passes`` (co-partitioned),
+confirms potholes across vehicles on their hit rate among the passes over them
 (``pipeline.stage2``) and writes ``road.alerts`` and the ``road_alerts`` table: per impact,
-alerts committed, then the segment's state, then the ack (Faust flushes the producer
-before committing offsets).
+alerts committed, then the segment's state, then the ack; passes (coverage only) update
+the state and are acknowledged (Faust flushes the producer before committing offsets).
 
 Nothing is lost and nothing is counted twice: a crash before (c) replays the batch; frames
 the state already holds are skipped as duplicates (``last_seq``) and their results, still
@@ -71,14 +70,6 @@ class _Batch:
 
     def __len__(self) -> int:
         return len(self.events)
-
-    def take(self) -> _Batch:
-        """Move the contents into a new batch (to commit) and start empty."""
-        out = _Batch()
-        out.events, out.results, out.confirm, out.stats, out.started = (
-            self.events, self.results, self.confirm, self.stats, self.started)
-        self.__init__()
-        return out
 
 
 def create_app(settings: Settings) -> faust.App:
@@ -188,48 +179,34 @@ def create_app(settings: Settings) -> faust.App:
         help="per-vehicle state + outbox (pipeline.stage1 envelope), key = pseudonym",
     )
 
-    commit_lock = asyncio.Lock()
-    commit_box: dict[str, asyncio.Future | None] = {"task": None}
-
     async def flush() -> None:
-        """Hand the pending batch to a commit task and return: the agent processes the next
-        frames while it commits. One commit at a time, in batch order: a new one waits for
-        the previous (which also bounds what is held when the database is down)."""
-        async with commit_lock:
-            prev = commit_box["task"]
-            if prev is not None:
-                commit_box["task"] = None
-                await prev
-            async with lock:
-                if not batch:
-                    return
-                taken = batch.take()
-            commit_box["task"] = asyncio.ensure_future(commit(taken))
-
-    async def commit(b: _Batch) -> None:
-        """Commit one batch: database, producer, acknowledgements, confirmations."""
-        passes = [p for r in b.results for p in r[1]]
-        events = [e for r in b.results for e in r[2]]
-        if passes or events:
-            refused = await write_until_done(passes, events)
-            if refused is not None:
-                # One frame's rows are invalid: write frame by frame, dead-letter the refused.
-                for ev, ps, es, raw, key in b.results:
-                    bad = await write_until_done(ps, es)
-                    if bad is not None:
-                        m = ev.message
-                        env = dead_letter(raw, m.key, "SinkError", f"database refused the results: {bad}",
-                                          topic=m.topic, partition=m.partition, offset=m.offset,
-                                          worker=worker_name)
-                        await dlq.send(key=m.key, value=env)
-        await app.producer.flush()
-        stream = stream_box["stream"]
-        for ev in b.events:
-            await stream.ack(ev)
-        for key, seq in b.confirm:
-            handler.confirm(key, seq)
-        for kw in b.stats:
-            stats.record(**kw)
+        """Commit the pending batch: database, producer, acknowledgements, confirmations."""
+        async with lock:
+            if not batch:
+                return
+            passes = [p for r in batch.results for p in r[1]]
+            events = [e for r in batch.results for e in r[2]]
+            if passes or events:
+                refused = await write_until_done(passes, events)
+                if refused is not None:
+                    # One frame's rows are invalid: write frame by frame, dead-letter the refused.
+                    for ev, ps, es, raw, key in batch.results:
+                        bad = await write_until_done(ps, es)
+                        if bad is not None:
+                            m = ev.message
+                            env = dead_letter(raw, m.key, "SinkError", f"database refused the results: {bad}",
+                                              topic=m.topic, partition=m.partition, offset=m.offset,
+                                              worker=worker_name)
+                            await dlq.send(key=m.key, value=env)
+            await app.producer.flush()
+            stream = stream_box["stream"]
+            for ev in batch.events:
+                await stream.ack(ev)
+            for key, seq in batch.confirm:
+                handler.confirm(key, seq)
+            for kw in batch.stats:
+                stats.record(**kw)
+            batch.__init__()
 
     @app.agent(frames, name="stage1")
     async def stage1(stream: faust.Stream) -> None:
