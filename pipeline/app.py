@@ -15,11 +15,11 @@ that every changelog, dead-letter and pass record of the batch is on the broker,
 events acknowledged (Faust commits offsets of acknowledged events only), (d) the outboxes
 of those frames marked confirmed.
 
-Stage 2 (keyed by segment) reads ``segment.impacts`` and ``segment.passes`` (co-partitioned),
-confirms potholes across vehicles on their hit rate among the passes over them
+Stage 2 (keyed by segment) reads ``segment.impacts`` (and ``segment.passes`` with
+``stage2_coverage``; co-partitioned), confirms potholes across vehicles
 (``pipeline.stage2``) and writes ``road.alerts`` and the ``road_alerts`` table: per impact,
-alerts committed, then the segment's state, then the ack; passes (coverage only) update
-the state and are acknowledged (Faust flushes the producer before committing offsets).
+alerts committed, then the segment's state, then the ack (Faust flushes the producer
+before committing offsets).
 
 Nothing is lost and nothing is counted twice: a crash before (c) replays the batch; frames
 the state already holds are skipped as duplicates (``last_seq``) and their results, still
