@@ -48,7 +48,7 @@ from schemas.records import HarshEvent, SegmentPass
 
 __all__ = ["PassParams", "VehicleState", "FrameResult", "StateVersionError", "process_frame", "nominal_rate_hz"]
 
-STATE_VERSION = 6
+STATE_VERSION = 7
 BLOCK_S = 0.2
 """Duration of the blocks samples are summed into before placement, s (0.2 s = 2.2 m at 40 km/h)."""
 _TAIL = ("t", "d", "v", "m", "q", "iv", "y2", "yn2", "ay")
@@ -226,7 +226,7 @@ class VehicleState:
         )
 
 
-_STATE_MAGIC = b"RSV6"
+_STATE_MAGIC = b"RSV7"
 # Blocks: times and distances in float64 (placement), sums in float32 (rounded when the
 # block is made, so a restored state and a running one hold the same values).
 _BLK_DTYPE = {k: ("<f8" if k in ("t0", "d0") else "|u1" if k in ("n", "nm") else "<f4") for k in _BLK}
@@ -247,30 +247,18 @@ def _get_blocks(d: dict, get) -> dict:
     return blk
 
 
-# The impact detector's arrays, as stored (sample indices and segments fit 32 bits: a
-# trip of 2**31 samples would last 248 days at 100 Hz). Read back in their own dtypes.
-_IMPACT_TAIL = {"y": "<f8", "v": "<f8", "off": "<f8", "seg": "<i4", "t": "<f8", "d": "<f8", "idx": "<i4",
-                "sig": "<f8"}
-_IMPACT_TAIL_DTYPE = {"seg": np.int64, "idx": np.int64}
+# The impact detector's arrays as stored: sample indices and segments in 32 bits (a trip
+# of 2**31 samples would last 248 days at 100 Hz); ImpactState.from_parts restores dtypes.
+_IMPACT_NARROW = {"tail.seg": "<i4", "tail.idx": "<i4", "hist_idx": "<i4"}
 
 
 def _put_impact(arr: _ArrayWriter, z: ImpactState) -> dict:
-    return {
-        "fs": z.fs, "n_seen": z.n_seen, "dist_m": z.dist_m, "last_t_s": _f(z.last_t_s), "n_context": z.n_context,
-        "last_block": z.last_block, "band_zi": arr.put(z.band_zi, "<f8"),
-        "tail": {k: arr.put(z.tail[k], dt) for k, dt in _IMPACT_TAIL.items() if k in z.tail},
-        "block_meds": arr.put(z.block_meds, "<f8"), "hist_d": arr.put(z.hist_d, "<f8"),
-        "hist_v": arr.put(z.hist_v, "<f8"), "hist_idx": arr.put(z.hist_idx, "<i4"),
-    }
+    scalars, arrays = z.parts()
+    return {"s": scalars, "a": {k: arr.put(v, _IMPACT_NARROW.get(k, "<f8")) for k, v in arrays.items()}}
 
 
 def _get_impact(d: dict, get) -> ImpactState:
-    return ImpactState(
-        fs=d["fs"], band_zi=get(d["band_zi"]), n_seen=d["n_seen"], dist_m=d["dist_m"], last_t_s=_unf(d["last_t_s"]),
-        tail={k: get(v).astype(_IMPACT_TAIL_DTYPE.get(k, np.float64)) for k, v in d["tail"].items()},
-        n_context=d["n_context"], block_meds=get(d["block_meds"]), last_block=d["last_block"],
-        hist_d=get(d["hist_d"]), hist_v=get(d["hist_v"]), hist_idx=get(d["hist_idx"]).astype(np.int64),
-    )
+    return ImpactState.from_parts(d["s"], {k: get(v) for k, v in d["a"].items()})
 
 
 class _ArrayWriter:

@@ -313,38 +313,46 @@ class ImpactState:
     hist_v: np.ndarray = field(default_factory=lambda: np.zeros(0))
     hist_idx: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
+    def parts(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """The state as scalars and named arrays (tail arrays as ``tail.<name>``), for a
+        caller's own encoding; :meth:`from_parts` inverts it, whatever dtype the arrays
+        were stored in (indices fit 32 bits)."""
+        scalars = {"fs": self.fs, "n_seen": self.n_seen, "dist_m": self.dist_m,
+                   "last_t_s": repr(self.last_t_s) if not np.isfinite(self.last_t_s) else self.last_t_s,
+                   "n_context": self.n_context, "last_block": self.last_block}
+        arrays = {"band_zi": self.band_zi, "block_meds": self.block_meds, "hist_d": self.hist_d,
+                  "hist_v": self.hist_v, "hist_idx": self.hist_idx,
+                  **{f"tail.{k}": self.tail.get(k, np.zeros(0)) for k, _ in _TAIL}}
+        return scalars, arrays
+
+    @classmethod
+    def from_parts(cls, scalars: dict[str, Any], arrays: dict[str, np.ndarray]) -> ImpactState:
+        a = arrays
+        return cls(
+            fs=float(scalars["fs"]),
+            band_zi=np.asarray(a["band_zi"], np.float64).reshape(-1, 2),
+            n_seen=int(scalars["n_seen"]),
+            dist_m=float(scalars["dist_m"]),
+            last_t_s=float(scalars["last_t_s"]),
+            tail={k: np.asarray(a[f"tail.{k}"]).astype(dt) for k, dt in _TAIL},
+            n_context=int(scalars["n_context"]),
+            block_meds=np.asarray(a["block_meds"], np.float64),
+            last_block=int(scalars["last_block"]),
+            hist_d=np.asarray(a["hist_d"], np.float64),
+            hist_v=np.asarray(a["hist_v"], np.float64),
+            hist_idx=np.asarray(a["hist_idx"]).astype(np.int64),
+        )
+
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "fs": self.fs,
-            "band_zi": _pack(self.band_zi.ravel(), "f8"),
-            "n_seen": self.n_seen,
-            "dist_m": self.dist_m,
-            "last_t_s": repr(self.last_t_s) if not np.isfinite(self.last_t_s) else self.last_t_s,
-            "tail": {k: _pack(self.tail.get(k, np.zeros(0)), dt) for k, dt in _TAIL},
-            "n_context": self.n_context,
-            "block_meds": _pack(self.block_meds, "f8"),
-            "last_block": self.last_block,
-            "hist_d": _pack(self.hist_d, "f8"),
-            "hist_v": _pack(self.hist_v, "f8"),
-            "hist_idx": _pack(self.hist_idx, "i8"),
-        }
+        """JSON-able form (arrays as base64 of little-endian float64/int64)."""
+        scalars, arrays = self.parts()
+        dt = {f"tail.{k}": d for k, d in _TAIL} | {"hist_idx": "i8"}
+        return {**scalars, "arrays": {k: _pack(np.ravel(v), dt.get(k, "f8")) for k, v in arrays.items()}}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ImpactState:
-        return cls(
-            fs=float(d["fs"]),
-            band_zi=_unpack(d["band_zi"], "f8").reshape(-1, 2),
-            n_seen=int(d["n_seen"]),
-            dist_m=float(d["dist_m"]),
-            last_t_s=float(d["last_t_s"]),
-            tail={k: _unpack(d["tail"][k], dt) for k, dt in _TAIL},
-            n_context=int(d["n_context"]),
-            block_meds=_unpack(d["block_meds"], "f8"),
-            last_block=int(d["last_block"]),
-            hist_d=_unpack(d["hist_d"], "f8"),
-            hist_v=_unpack(d["hist_v"], "f8"),
-            hist_idx=_unpack(d["hist_idx"], "i8"),
-        )
+        dt = {f"tail.{k}": t for k, t in _TAIL} | {"hist_idx": "i8"}
+        return cls.from_parts(d, {k: _unpack(v, dt.get(k, "f8")) for k, v in d["arrays"].items()})
 
 
 def kind_score(polarity: int, slowdown: float, speed_kmh: float, double_hit_m: float) -> float:

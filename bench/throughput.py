@@ -22,7 +22,6 @@ import asyncio
 import json
 import os
 import platform
-import signal
 import subprocess
 import sys
 import tempfile
@@ -36,6 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from pipeline import db, stack  # noqa: E402
+from pipeline.demo import stop_workers  # noqa: E402
 from pipeline.settings import Settings, settings_env  # noqa: E402
 from pipeline.topics import ensure_topics, group_lag  # noqa: E402
 from schemas.frame import DEFAULT_FRAME_S  # noqa: E402
@@ -130,13 +130,7 @@ def run_consumers(cmds: list[list[str]], envs: list[dict[str, str]], s: Settings
         cpu = sum(proc_cpu_s(p.pid) - cpu0.get(p.pid, 0.0) for p in procs)
         rss = max(proc_peak_rss_mb(p.pid) for p in procs)
     finally:
-        for p in procs:
-            p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_workers(*procs)
     elapsed = max(t_end - (t_first or t_start), 1e-6)
     return {"elapsed_s": elapsed, "messages": total - done_first, "cpu_s": cpu, "peak_rss_mb": rss}
 
@@ -479,11 +473,7 @@ def _latency_run(info, net, fleet, work: Path, tag: str, args, *, rate_samples_p
             time.sleep(0.5)
         time.sleep(1.0)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_workers(proc)
     drop_db(info, dsn)
     doc = json.loads(stats_file.read_text())
     lat = np.asarray(doc["latency_s"])

@@ -50,6 +50,18 @@ def wait_until_consumed(bootstrap: str, group: str, topic: str, *, total: int, p
         bar.close()
 
 
+def stop_workers(*procs: subprocess.Popen, timeout_s: float = 60.0) -> None:
+    """SIGTERM every worker (each commits its batch and leaves the group), then wait;
+    one still running after ``timeout_s`` is killed."""
+    for p in procs:
+        p.send_signal(signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
 def run_demo(*, vehicles: int = 40, seed: int = 7, out: Path = Path("out/demo"), frame_s: float = DEFAULT_FRAME_S) -> int:
     from pipeline import db, stack
     from pipeline.localenv import local_settings
@@ -102,11 +114,7 @@ def run_demo(*, vehicles: int = 40, seed: int = 7, out: Path = Path("out/demo"),
         try:
             wait_until_consumed(s.kafka_bootstrap, s.app_id, s.frames_topic, total=end_before, proc=proc)
         finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop_workers(proc)
 
     print("6/6 results, read back from the database:\n", flush=True)
     with db.connect(s.pg_dsn.get_secret_value(), autocommit=True) as conn:

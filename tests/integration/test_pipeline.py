@@ -21,7 +21,7 @@ import pytest
 
 from agents.scores import segment_scores
 from pipeline import db
-from pipeline.demo import wait_until_consumed
+from pipeline.demo import stop_workers, wait_until_consumed
 from pipeline.offline import score_traces
 from pipeline.pseudonym import Pseudonymiser
 from pipeline.settings import Settings, settings_env
@@ -103,11 +103,7 @@ def _run_worker_until_consumed(s: Settings, total: int, log: Path) -> None:
             print(log.read_text()[-5000:])
             raise
         finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop_workers(proc)
 
 
 BAD_MESSAGES = [
@@ -325,7 +321,7 @@ def test_two_workers_split_the_partitions_and_give_the_offline_passes(
 ):
     """Two worker processes in one consumer group: each gets partitions and processes
     frames, and together they write exactly what one worker (and the offline scorer) does."""
-    from pipeline.demo import wait_until_consumed
+    from pipeline.demo import stop_workers, wait_until_consumed
     from simulator.replay import replay
 
     tag = uuid.uuid4().hex[:8]
@@ -357,13 +353,7 @@ def test_two_workers_split_the_partitions_and_give_the_offline_passes(
         wait_until_consumed(base.kafka_bootstrap, base.app_id, base.frames_topic, total=sent.frames, proc=procs[0],
                             timeout_s=300, progress=False)
     finally:
-        for p in procs:
-            p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_workers(*procs)
         for fh in files:
             fh.close()
     try:

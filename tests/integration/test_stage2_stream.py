@@ -12,7 +12,6 @@ offline run uses (a pass at its entry time, before the impacts).
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import uuid
@@ -23,7 +22,7 @@ import psycopg
 import pytest
 
 from pipeline import db
-from pipeline.demo import wait_until_consumed
+from pipeline.demo import stop_workers, wait_until_consumed
 from pipeline.offline import confirm_potholes
 from pipeline.settings import Settings, settings_env
 from pipeline.topics import ensure_topics
@@ -132,11 +131,7 @@ def test_stream_stage2_equals_offline_and_replay_changes_nothing(settings, recor
             print(log.read_text()[-5000:])
             raise
         finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop_workers(proc)
     offline = confirm_potholes(impacts, net, passes)
     want = sorted((a.segment_id, a.position_m, a.n_vehicles, a.n_impacts, a.confidence, a.revision) for a in offline)
     assert [a.segment_id for a in offline] == [passes[0].segment_id]  # the pothole, not the rough spot
