@@ -56,6 +56,7 @@ __all__ = ["create_app", "run_worker"]
 log = logging.getLogger("roadsense.worker")
 
 DB_RETRY_S = (0.5, 1.0, 2.0, 5.0, 10.0)
+FAIL_STOP_EXIT = 70  # EX_SOFTWARE: the worker stopped itself rather than lose a frame (``fail_stop``)
 
 
 class _Batch:
@@ -212,35 +213,66 @@ def create_app(settings: Settings) -> faust.App:
     async def stage1(stream: faust.Stream) -> None:
         stream_box["stream"] = stream
         async for event in stream.noack().events():
-            msg = event.message
-            raw = event.value if isinstance(event.value, bytes) else bytes(event.value or b"")
-            out = handler.handle(raw, lambda k: states.get(k.encode()))
-            async with lock:
-                if not batch:
-                    batch.started = time.monotonic()
-                batch.events.append(event)
-                if out.dead_letter is not None:
-                    etype, reason = out.dead_letter
-                    log.warning("dead letter %s[%s]@%s: %s", msg.topic, msg.partition, msg.offset, reason)
-                    env = dead_letter(raw, msg.key, etype, reason, topic=msg.topic, partition=msg.partition,
-                                      offset=msg.offset, worker=worker_name)
-                    await dlq.send(key=msg.key, value=env)
-                    batch.stats.append(dict(kafka_ts_ms=_ts_ms(msg), samples=0, passes=0, vehicle=None, dead=True))
-                else:
-                    if out.state is not None:
-                        states[out.state_key.encode()] = out.state  # type: ignore[union-attr]
-                    if out.passes or out.events or out.impacts:
-                        batch.results.append((event, out.passes, out.events, raw, out.state_key))
-                        batch.confirm.append((out.state_key, out.seq))  # type: ignore[arg-type]
-                    for p in out.passes:
-                        await passes_topic.send(key=p.segment_id.encode(), value=p.model_dump_json().encode())
-                    for imp in out.impacts:
-                        await impacts_topic.send(key=imp.segment_id.encode(), value=imp.model_dump_json().encode())
-                    batch.stats.append(dict(kafka_ts_ms=_ts_ms(msg), samples=out.n_samples,
-                                            passes=len(out.passes), vehicle=out.state_key, dead=False))
-                full = len(batch) >= settings.batch_max or time.monotonic() - batch.started >= settings.batch_s
-            if full:
-                await flush()
+            try:
+                full = await stage1_event(event)
+                if full:
+                    await flush()
+            except Exception as exc:
+                fail_stop(exc, event)
+
+    async def stage1_event(event) -> bool:
+        """One frame into the pending batch; True when the batch is due for its commit.
+
+        The event joins the batch only once its state is in the table and its records are
+        handed to the producer: an event in the batch is acknowledged by the next commit.
+        """
+        msg = event.message
+        raw = event.value if isinstance(event.value, bytes) else bytes(event.value or b"")
+        out = handler.handle(raw, lambda k: states.get(k.encode()))
+        async with lock:
+            if out.dead_letter is not None:
+                etype, reason = out.dead_letter
+                log.warning("dead letter %s[%s]@%s: %s", msg.topic, msg.partition, msg.offset, reason)
+                env = dead_letter(raw, msg.key, etype, reason, topic=msg.topic, partition=msg.partition,
+                                  offset=msg.offset, worker=worker_name)
+                await dlq.send(key=msg.key, value=env)
+                stat = dict(kafka_ts_ms=_ts_ms(msg), samples=0, passes=0, vehicle=None, dead=True)
+            else:
+                if out.state is not None:
+                    states[out.state_key.encode()] = out.state  # type: ignore[union-attr]
+                for p in out.passes:
+                    await passes_topic.send(key=p.segment_id.encode(), value=p.model_dump_json().encode())
+                for imp in out.impacts:
+                    await impacts_topic.send(key=imp.segment_id.encode(), value=imp.model_dump_json().encode())
+                if out.passes or out.events or out.impacts:
+                    batch.results.append((event, out.passes, out.events, raw, out.state_key))
+                    batch.confirm.append((out.state_key, out.seq))  # type: ignore[arg-type]
+                stat = dict(kafka_ts_ms=_ts_ms(msg), samples=out.n_samples, passes=len(out.passes),
+                            vehicle=out.state_key, dead=False)
+            if not batch:
+                batch.started = time.monotonic()
+            batch.events.append(event)
+            batch.stats.append(stat)
+            return len(batch) >= settings.batch_max or time.monotonic() - batch.started >= settings.batch_s
+
+    def fail_stop(exc: BaseException, event) -> None:
+        """An event that could not be handled for a reason other than its content.
+
+        Bad input never gets here (it is dead-lettered); this is the table, the producer or
+        a bug. The event cannot be acknowledged (its results are not stored), and the worker
+        cannot go on past it: Faust would restart the agent, later acknowledgements would
+        commit offsets beyond it, and at the next rebalance the worker would wait forever
+        for it. So the process exits at once, without committing anything more, as if
+        killed: a restarted worker (systemd, Kubernetes, ``roadsense worker`` again) resumes
+        from the committed offsets, and its recovery re-writes the outboxes
+        (``tests/integration/test_pipeline.py`` kills workers to check that path).
+        """
+        m = event.message
+        log.critical("cannot handle %s[%s]@%s, stopping the worker without committing: %r",
+                     m.topic, m.partition, m.offset, exc, exc_info=exc)
+        stats.dump()
+        logging.shutdown()
+        os._exit(FAIL_STOP_EXIT)
 
     segment_states = app.Table(
         "segment_state",
@@ -271,42 +303,48 @@ def create_app(settings: Settings) -> faust.App:
         revision) and stage 2 ignores impacts and passes it has already seen.
         """
         async for event in stream.noack().events():
-            msg = event.message
-            raw = event.value if isinstance(event.value, bytes) else bytes(event.value or b"")
-            is_pass = msg.topic == settings.passes_topic
             try:
-                rec = SegmentPass.model_validate_json(raw) if is_pass else PassImpact.model_validate_json(raw)
-                key = rec.segment_id.encode()
-                value = segment_states.get(key)
-                cached = seg_cache.get(key)
-                if value is None:
-                    st = None
-                elif cached is not None and cached[0] == value:
-                    st = cached[1]
-                else:
-                    st = SegmentState.from_bytes(value)
-                # event time, so that replayed history is not expired on arrival
-                if is_pass:
-                    new_state, alerts = handle_records(st, [], [rec], rec.exit_time, net=net)
-                else:
-                    new_state, alerts = handle_records(st, [rec], [], rec.time, net=net)
+                await stage2_event(stream, event)
             except Exception as exc:
-                log.warning("stage 2 dead letter %s[%s]@%s: %s", msg.topic, msg.partition, msg.offset, exc)
-                env = dead_letter(raw, msg.key, type(exc).__name__, f"stage 2: {exc}", topic=msg.topic,
-                                  partition=msg.partition, offset=msg.offset, worker=worker_name)
-                await (await dlq.send(key=msg.key, value=env))
-                await stream.ack(event)
-                continue
-            if alerts:
-                await write_alerts_until_done(alerts)
-                for a in alerts:
-                    await alerts_topic.send(key=a.segment_id.encode(), value=a.model_dump_json().encode())
-            state_bytes = new_state.to_bytes()
-            segment_states[key] = state_bytes
-            seg_cache[key] = (state_bytes, new_state)
-            if len(seg_cache) > 4096:
-                seg_cache.pop(next(iter(seg_cache)))
+                fail_stop(exc, event)
+
+    async def stage2_event(stream: faust.Stream, event) -> None:
+        msg = event.message
+        raw = event.value if isinstance(event.value, bytes) else bytes(event.value or b"")
+        is_pass = msg.topic == settings.passes_topic
+        try:
+            rec = SegmentPass.model_validate_json(raw) if is_pass else PassImpact.model_validate_json(raw)
+            key = rec.segment_id.encode()
+            value = segment_states.get(key)
+            cached = seg_cache.get(key)
+            if value is None:
+                st = None
+            elif cached is not None and cached[0] == value:
+                st = cached[1]
+            else:
+                st = SegmentState.from_bytes(value)
+            # event time, so that replayed history is not expired on arrival
+            if is_pass:
+                new_state, alerts = handle_records(st, [], [rec], rec.exit_time, net=net)
+            else:
+                new_state, alerts = handle_records(st, [rec], [], rec.time, net=net)
+        except Exception as exc:
+            log.warning("stage 2 dead letter %s[%s]@%s: %s", msg.topic, msg.partition, msg.offset, exc)
+            env = dead_letter(raw, msg.key, type(exc).__name__, f"stage 2: {exc}", topic=msg.topic,
+                              partition=msg.partition, offset=msg.offset, worker=worker_name)
+            await (await dlq.send(key=msg.key, value=env))
             await stream.ack(event)
+            return
+        if alerts:
+            await write_alerts_until_done(alerts)
+            for a in alerts:
+                await alerts_topic.send(key=a.segment_id.encode(), value=a.model_dump_json().encode())
+        state_bytes = new_state.to_bytes()
+        segment_states[key] = state_bytes
+        seg_cache[key] = (state_bytes, new_state)
+        if len(seg_cache) > 4096:
+            seg_cache.pop(next(iter(seg_cache)))
+        await stream.ack(event)
 
     async def write_alerts_until_done(alerts) -> None:
         attempt = 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
@@ -9,7 +11,11 @@ from kafka.errors import KafkaError, TopicAlreadyExistsError
 from pipeline.settings import Settings
 from schemas._errors import RoadsenseError
 
-__all__ = ["ensure_topics", "group_lag", "TopicError"]
+__all__ = ["ensure_topics", "changelog_topics", "group_lag", "TopicError"]
+
+# The Faust app's tables (``pipeline.app``); Faust names their changelogs
+# ``{app_id}-{table}-changelog``.
+TABLES = ("vehicle_state", "segment_state")
 
 
 class TopicError(RoadsenseError):
@@ -23,10 +29,23 @@ def _admin(bootstrap: str) -> KafkaAdminClient:
         raise TopicError(f"cannot reach Kafka at {bootstrap}: {exc!r}") from exc
 
 
-def ensure_topics(settings: Settings) -> list[str]:
-    """Create the pipeline's named topics if absent (partitions from settings); returns created."""
+def changelog_topics(settings: Settings) -> list[str]:
+    """Names of the changelog topics Faust keeps for the app's tables."""
+    return [f"{settings.app_id}-{t}-changelog" for t in TABLES]
+
+
+def ensure_topics(settings: Settings, *, wait_s: float = 30.0) -> list[str]:
+    """Create the pipeline's topics if absent, tables' changelogs included; returns created.
+
+    The changelogs are created here, not left to Faust: a worker that starts while its
+    client's metadata does not yet list a changelog fails the first table write
+    (``PartitionsMismatch``: "changelog has 0 partitions"). Returns once a fresh client
+    sees every topic with its partitions (at most ``wait_s``), so that a worker started
+    next finds them.
+    """
     names = [settings.frames_topic, settings.dlq_topic, settings.passes_topic, settings.impacts_topic,
              settings.alerts_topic]
+    compacted = changelog_topics(settings)
     admin = _admin(settings.kafka_bootstrap)
     created: list[str] = []
     try:
@@ -34,6 +53,8 @@ def ensure_topics(settings: Settings) -> list[str]:
         for _ in range(3):
             existing = set(admin.list_topics())
             new = [NewTopic(n, settings.partitions, 1) for n in names if n not in existing]
+            new += [NewTopic(n, settings.partitions, 1, topic_configs={"cleanup.policy": "compact"})
+                    for n in compacted if n not in existing]
             if not new:
                 break
             try:
@@ -42,9 +63,38 @@ def ensure_topics(settings: Settings) -> list[str]:
                 break
             except TopicAlreadyExistsError:
                 continue
-        return created
     finally:
         admin.close()
+    seen = _wait_visible(settings.kafka_bootstrap, names + compacted, wait_s)
+    # Keyed topics and the tables' changelogs must agree (a table partition is a source
+    # partition; stage 2 joins impacts and passes by partition).
+    keyed = [settings.frames_topic, settings.passes_topic, settings.impacts_topic, *compacted]
+    wrong = {t: seen[t] for t in keyed if seen[t] != settings.partitions}
+    if wrong:
+        raise TopicError(
+            f"topics with a partition count other than the configured {settings.partitions}: "
+            + ", ".join(f"{t} has {n}" for t, n in wrong.items())
+            + " (set ROADSENSE_PARTITIONS to match, or recreate them; a table's changelog must have "
+            "as many partitions as its source topic)"
+        )
+    return created
+
+
+def _wait_visible(bootstrap: str, topics: list[str], wait_s: float) -> dict[str, int]:
+    """Partition count of each topic, once a fresh client's metadata lists them all."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, client_id="roadsense-topics", enable_auto_commit=False)
+    try:
+        deadline = time.monotonic() + wait_s
+        while True:
+            seen = {t: len(consumer.partitions_for_topic(t)) for t in topics}
+            missing = [t for t, n in seen.items() if not n]
+            if not missing:
+                return seen
+            if time.monotonic() > deadline:
+                raise TopicError(f"topics created but not visible after {wait_s:.0f} s: {', '.join(missing)}")
+            time.sleep(0.2)  # partitions_for_topic fetches fresh metadata for a topic it lacks
+    finally:
+        consumer.close()
 
 
 def group_lag(bootstrap: str, group: str, topic: str) -> tuple[int, int]:

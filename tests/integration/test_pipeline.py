@@ -337,7 +337,7 @@ def test_two_workers_split_the_partitions_and_give_the_offline_passes(
         base = Settings(
             kafka_bootstrap=stack.kafka_bootstrap, pg_dsn=dsn, pseudonym_key=KEY, app_id=f"rs-two-{tag}",
             frames_topic=f"it.{tag}.2.frames", dlq_topic=f"it.{tag}.2.dlq", passes_topic=f"it.{tag}.2.passes",
-            alerts_topic=f"it.{tag}.2.alerts", partitions=4, data_dir=tmp_path_factory.mktemp("two"),
+            impacts_topic=f"it.{tag}.2.impacts", alerts_topic=f"it.{tag}.2.alerts", partitions=4, data_dir=tmp_path_factory.mktemp("two"),
         )
         ensure_topics(base)
         stats = [logs / f"w{i}.json" for i in range(2)]
@@ -369,3 +369,71 @@ def test_two_workers_split_the_partitions_and_give_the_offline_passes(
     finally:
         with psycopg.connect(stack.pg_dsn, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_ensure_topics_creates_the_changelogs_and_refuses_a_partition_mismatch(stack):
+    from kafka import KafkaAdminClient
+    from kafka.admin import ConfigResource, ConfigResourceType
+
+    from pipeline.topics import TopicError, changelog_topics
+
+    tag = uuid.uuid4().hex[:8]
+    s = Settings(kafka_bootstrap=stack.kafka_bootstrap, pseudonym_key=KEY, app_id=f"rs-topics-{tag}",
+                 frames_topic=f"it.{tag}.t.frames", dlq_topic=f"it.{tag}.t.dlq", passes_topic=f"it.{tag}.t.passes",
+                 impacts_topic=f"it.{tag}.t.impacts", alerts_topic=f"it.{tag}.t.alerts", partitions=3)
+    created = ensure_topics(s)
+    logs = changelog_topics(s)
+    assert set(logs) <= set(created) and len(logs) == 2
+    admin = KafkaAdminClient(bootstrap_servers=stack.kafka_bootstrap)
+    try:
+        desc = {t["name"]: t for t in admin.describe_topics(logs)}
+        assert all(len(desc[t]["partitions"]) == 3 for t in logs)
+        configs = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, t) for t in logs])["topic"]
+        assert all(configs[t]["cleanup.policy"]["value"] == "compact" for t in logs), configs
+    finally:
+        admin.close()
+    assert ensure_topics(s) == []  # idempotent
+    with pytest.raises(TopicError, match=r"has 3"):
+        ensure_topics(s.model_copy(update={"partitions": 4}))
+
+
+def test_a_worker_that_cannot_store_a_frame_stops_without_committing_it(stack, fleet_dir, tmp_path_factory):
+    """Fail-stop: an event whose state cannot be written (here the state table's changelog
+    has the wrong partition count, as a hand-made topic could) is neither acknowledged nor
+    skipped; the worker exits (code 70) and the group's offsets stay before it."""
+    from kafka import KafkaAdminClient
+    from kafka.admin import NewTopic
+
+    from pipeline.app import FAIL_STOP_EXIT
+    from pipeline.topics import TopicError, changelog_topics, group_lag
+    from simulator.replay import replay
+
+    tag = uuid.uuid4().hex[:8]
+    s = Settings(
+        kafka_bootstrap=stack.kafka_bootstrap, pg_dsn=stack.pg_dsn, pseudonym_key=KEY, app_id=f"rs-stop-{tag}",
+        frames_topic=f"it.{tag}.f.frames", dlq_topic=f"it.{tag}.f.dlq", passes_topic=f"it.{tag}.f.passes",
+        impacts_topic=f"it.{tag}.f.impacts", alerts_topic=f"it.{tag}.f.alerts", partitions=4,
+        data_dir=tmp_path_factory.mktemp("stop"),
+    )
+    admin = KafkaAdminClient(bootstrap_servers=stack.kafka_bootstrap)
+    try:
+        admin.create_topics([NewTopic(changelog_topics(s)[0], 1, 1, topic_configs={"cleanup.policy": "compact"})])
+    finally:
+        admin.close()
+    with pytest.raises(TopicError, match="changelog"):  # what `roadsense worker` says before starting
+        ensure_topics(s)
+    sent = replay([fleet_dir], s.kafka_bootstrap, s.frames_topic, frame_s=2.0, speedup=0.0, progress=False)
+    log = tmp_path_factory.mktemp("stoplog") / "worker.log"
+    code = "from pipeline.app import run_worker; from pipeline.settings import Settings; run_worker(Settings())"
+    with log.open("ab") as fh:  # run_worker directly: the CLI's topic check would refuse to start
+        proc = subprocess.Popen([sys.executable, "-c", code], env=_env(s), cwd=REPO, stdout=fh,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            rc = proc.wait(timeout=180)
+        finally:
+            stop_workers(proc)
+    text = log.read_text()
+    assert rc == FAIL_STOP_EXIT, text[-3000:]
+    assert "stopping the worker without committing" in text
+    lag, end = group_lag(s.kafka_bootstrap, s.app_id, s.frames_topic)
+    assert end == sent.frames and lag == sent.frames  # nothing committed: every frame will be replayed
