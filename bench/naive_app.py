@@ -31,6 +31,7 @@ app = faust.App(
     settings.app_id,
     broker=f"kafka://{settings.kafka_bootstrap}",
     store="memory://",
+    datadir=str(settings.data_dir),  # not ``{app_id}-data`` in the working directory
     topic_partitions=settings.partitions,
     consumer_auto_offset_reset="earliest",
     web_enabled=False,
