@@ -585,7 +585,8 @@ def _stream_step(
             new_meds = np.median(mag_all[p0 : p0 + n_b * blk].reshape(n_b, blk), axis=1)
             meds = np.concatenate([meds, new_meds])
     last_b = k0 + meds.size - 1
-    new = {"y": y_new, "v": v_kmh, "off": off, "seg": seg, "t": t, "d": d_new, "idx": idx_new, "sig": np.full(n, np.nan)}
+    new = {"y": y_new, "v": v_kmh, "off": off, "seg": seg, "t": t, "d": d_new, "idx": idx_new,
+           "sig": np.full(n, np.nan)}  # sigma: computed below for the whole window
     w = {k: np.concatenate([zi.tail.get(k, np.zeros(0, dt)).astype(dt), new[k].astype(dt)]) for k, dt in _TAIL}
     m = w["y"].size
     c = zi.n_context

@@ -472,8 +472,9 @@ def main_network(args: argparse.Namespace) -> int:
                       f"median rel err {x['median_rel_error']:.1%}  bias {x['median_bias']:+.1%}  "
                       f"level acc {x['level_accuracy']:.1%} ({x['n_level_errors_near_threshold']} of "
                       f"{x['n_level_errors']} errors within 15 % of a threshold)")
-            print(f"potholes: true {ph['n_true']} (on segments with >= 5 passes; {ph['n_true_reachable']} driven over by "
-                  f">= 3 vehicles, recall on those {ph['recall_reachable']:.3f}), alerts {ph['n_confirmed']}, "
+            print(f"potholes: true {ph['n_true']} (on segments with >= 5 passes; {ph['n_true_reachable']} "
+                  f"driven over by >= 3 vehicles, recall on those {ph['recall_reachable']:.3f}), "
+                  f"alerts {ph['n_confirmed']}, "
                   f"precision {ph['precision']:.3f}, recall {ph['recall']:.3f} (D-E roads {ph['recall_on_de_roads']:.3f}), "
                   f"loc err p90 {ph['location_error_m_p90']:.1f} m, false at bumps/rails {ph['false_potholes_at_bumps']} "
                   f"of {ph['n_designed_features']}")  # fmt: skip
