@@ -30,10 +30,12 @@
 :func:`impact_features` is its streaming form for the per-vehicle processor: it takes the
 placed samples chunk by chunk (with their segment and offset), carries an explicit state
 (:class:`ImpactState`: filter ``zi``, a short tail of samples, a decimated speed history)
-and gives exactly the same impacts however the stream is cut. Its scale is causal (the
-robust scale of the previous ``SCALE_WINDOW_S`` seconds, per block of ``BLOCK_S``), so it
-needs no look-ahead beyond the impact itself; each impact also carries shape features
-(duration, double-hit spacing, number of peaks) and a ``kind_score``.
+and gives exactly the same impacts however the stream is cut. Its scale is local: the
+robust scale of the previous ``SCALE_WINDOW_S`` seconds (per block of ``BLOCK_S``), raised
+to that of the calmest block of the next ``SCALE_AHEAD_S`` (so a rougher stretch is not
+measured against the smoother road behind it); a sample is decided once those later blocks
+are in, so impacts are reported up to ~1.25 s after they happen. Each impact also carries
+shape features (duration, double-hit spacing, number of peaks) and a ``kind_score``.
 """
 
 from __future__ import annotations
@@ -436,7 +438,8 @@ def impact_features(
     Feeding a stream in any chunks (with ``zf`` -> ``zi``, even through
     :meth:`ImpactState.to_dict`) gives exactly the impacts of one call on the whole stream.
     The first ``SCALE_WINDOW_S`` seconds of a stream (and after a gap) detect nothing: the
-    scale needs its history.
+    scale needs its history. A sample waits for the ``SCALE_AHEAD_S`` after its block
+    (:func:`_block_sigma`) unless ``final``, so ``zf`` holds ~1.25 s of samples at most.
 
     Examples
     --------
