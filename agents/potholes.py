@@ -439,7 +439,7 @@ def impact_features(
     :meth:`ImpactState.to_dict`) gives exactly the impacts of one call on the whole stream.
     The first ``SCALE_WINDOW_S`` seconds of a stream (and after a gap) detect nothing: the
     scale needs its history. A sample waits for the ``SCALE_AHEAD_S`` after its block
-    (:func:`_block_sigma`) unless ``final``, so ``zf`` holds ~1.25 s of samples at most.
+    (:func:`_block_sigma`) unless ``final``, so ``zf`` holds about 1.25 s of samples more.
 
     Examples
     --------
