@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from agents.potholes import ImpactState, impact_features
+import agents.potholes as potholes
+from agents.potholes import ImpactState, _block_sigma, impact_features
 from simulator.profiles import ISO_GD0_M3, Feature, segment_truth
 from simulator.quarter_car import draw_vehicle, drive
 
@@ -65,7 +66,8 @@ class TestImpactFeatures:
         _, z = impact_features(acc[:3000], sp[:3000], pos[:3000], FS, segment=seg[:3000])
         import orjson
 
-        assert len(orjson.dumps(z.to_dict())) < 10_000
+        # the look-ahead keeps ~1.25 s of samples (SCALE_AHEAD_S + the open block) in the tail
+        assert len(orjson.dumps(z.to_dict())) < 16_000
 
     def test_gap_restarts(self, road):
         acc, sp, pos, _ = road
@@ -84,3 +86,62 @@ class TestImpactFeatures:
             impact_features(np.zeros(10), 50.0, 0.0, FS, segment=np.zeros(3))
         with pytest.raises(TypeError):
             impact_features(np.array(["a"] * 10), 50.0, 0.0, FS)
+
+
+def _smooth_then_rough(shock_at: int | None = None) -> np.ndarray:
+    """20 s of a smooth road then 10 s of a rough one (white noise, m/s^2), gravity added;
+    optionally a down-then-up shock (a pothole) at sample ``shock_at``."""
+    rng = np.random.default_rng(0)
+    a = np.concatenate([0.05 * rng.standard_normal(2000), 1.0 * rng.standard_normal(1000)])
+    if shock_at is not None:
+        a[shock_at : shock_at + 3] += [-8.0, 0.0, 16.0]
+    return a + 9.81
+
+
+class TestLookAheadScale:
+    def test_rougher_stretch_is_not_an_impact(self, monkeypatch):
+        a = _smooth_then_rough()
+        imps, _ = impact_features(a, 50.0, 0.0, FS, final=True)
+        assert imps == []
+        # causal only, the first shocks of the rough stretch stood out against the smooth road
+        monkeypatch.setattr(potholes, "SCALE_AHEAD_S", 0.0)
+        causal, _ = impact_features(a, 50.0, 0.0, FS, final=True)
+        assert len(causal) >= 1 and all(20.0 <= i.t_s < 21.5 for i in causal)
+
+    def test_shock_in_rough_stretch_still_found(self):
+        imps, _ = impact_features(_smooth_then_rough(2500), 50.0, 0.0, FS, final=True)
+        assert [round(i.t_s, 1) for i in imps] == [25.0] and imps[0].polarity == -1
+
+    @pytest.mark.parametrize("seed", [0, 1])
+    def test_chunked_equals_one_call_at_transition(self, seed):
+        a = _smooth_then_rough(2500)
+        whole, _ = impact_features(a, 50.0, 0.0, FS, final=True)
+        rng = np.random.default_rng(seed)
+        cuts = np.sort(rng.choice(np.arange(1, a.size), 60, replace=False))
+        z, got = None, []
+        for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, a.size]):
+            imps, z = impact_features(a[lo:hi], 50.0, lo * 50.0 / 3.6 / FS, FS, zi=z, final=hi == a.size)
+            got += imps
+        assert _key(got) == _key(whole)
+
+
+class TestBlockSigma:
+    def test_past_then_smallest_later_block(self):
+        meds = np.array([1.0, 1.0, 1.0, 1.0, 3.0, 2.0, 5.0])  # blocks 10..16
+        sig, waiting = _block_sigma(np.array([14, 13]), meds, 10, 4, 2, False)
+        # block 14: past blocks 10-13 (median 1), later blocks 15-16 (smallest 2)
+        assert sig[0] == pytest.approx(1.4826 * 2.0) and not waiting.any()
+        # block 13: past 9-12 incomplete (no history): never decided, not waiting
+        assert np.isnan(sig[1])
+
+    def test_waits_for_later_blocks_unless_final(self):
+        meds = np.ones(6)  # blocks 0..5
+        sig, waiting = _block_sigma(np.array([5, 5]), meds, 0, 4, 2, False)
+        assert waiting.all() and np.isnan(sig).all()
+        sig, waiting = _block_sigma(np.array([5]), meds, 0, 4, 2, True)
+        assert not waiting.any() and sig[0] == pytest.approx(1.4826)
+
+    def test_calm_road_keeps_causal_scale(self):
+        meds = np.array([2.0] * 8 + [0.5, 0.5])  # the road turns smoother: the past decides
+        sig, _ = _block_sigma(np.array([8]), meds, 0, 8, 1, False)
+        assert sig[0] == pytest.approx(1.4826 * 2.0)

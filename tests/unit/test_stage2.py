@@ -131,8 +131,11 @@ class TestAxlePairs:
         single = [imp(v, 40.0, minutes=i) for i, v in enumerate("abcd")]
 
         pairs = Stage2Params(min_axle_pair_fraction=0.5)
-        _, default = handle_impacts(None, [p.model_copy(update={"double_hit_m": None}) for p in single], T0)
-        assert default  # the condition is off by default
+        singles = [p.model_copy(update={"double_hit_m": None}) for p in single]
+        _, without = handle_impacts(None, singles, T0, params=Stage2Params(min_axle_pair_fraction=0.0))
+        assert without  # without the condition these confirm
+        _, default = handle_impacts(None, singles, T0)
+        assert default == []  # the default asks for axle pairs (0.3 of the vehicles)
         st, alerts = handle_impacts(None, [p.model_copy(update={"double_hit_m": None}) for p in single], T0,
                                     params=pairs)  # fmt: skip
         assert alerts == []  # four vehicles, down-first, strong: but nobody's rear axle hit it
@@ -147,6 +150,15 @@ class TestAxlePairs:
         st2, none = handle_impacts(None, [p.model_copy(update={"double_hit_m": None}) for p in single] + late, T0,
                                    params=pairs)  # fmt: skip
         assert none == []
+
+    def test_half_down_first_with_axle_pairs_is_a_pothole(self):
+        # on a rough road the first lobe's polarity is close to random: half down-first
+        # confirms (default 0.5) when the vehicles' both axles hit the place
+        mixed = [imp(v, 40.0, minutes=i, polarity=-1 if i % 2 else 1) for i, v in enumerate("abcd")]
+        _, alerts = handle_impacts(None, mixed, T0)
+        assert len(alerts) == 1
+        _, alerts = handle_impacts(None, mixed, T0, params=Stage2Params(min_pothole_fraction=0.6))
+        assert alerts == []
 
     def test_version_1_state_is_read(self):
         import orjson
