@@ -8,37 +8,37 @@ indices and sums. This module writes each array as a *record*
 
 whose transform is chosen from the caller's *hint* and **checked**: a transform is used
 only when it gives back, bit for bit, the array it was given (NaN, inf, -0.0 included);
-otherwise the plain bytes are written. So a restored state always equals the running
+otherwise the raw bytes are written. So a restored state always equals the running
 one, and a wrong hint can only cost bytes, never change a value. (Differences of
 integers wrap around in 64 bits, which cumulative sums undo exactly; the float
 transforms recompute the floats from the integers and compare.)
 
-Transforms
-----------
-plain
-    The array's own bytes, *byte-shuffled* when its items are wider than a byte (all
-    first bytes, then all second bytes, ...): neighbouring values share their sign,
-    exponent and high mantissa bytes, and zstd finds those once they are grouped.
-int
+Transforms (by hint)
+--------------------
+``raw``
+    The array's own bytes.
+``shuffle``
+    The bytes *byte-shuffled* (all first bytes, then all second bytes, ...):
+    neighbouring values that share their sign, exponent and high mantissa bytes then
+    give zstd runs to find. It helps float32 sums and small integers in wide types; it
+    hurts float64 values of unrelated magnitudes (the matcher's candidates), which stay
+    ``raw``: chosen per array on measured sizes (docs/decisions.md).
+``int0``, ``int1``, ``int2``
     Integer values (of an integer dtype, or integer-valued floats such as sample
-    counts), differenced ``order`` times (0, 1 or 2; the leading values stored in 64
-    bits), written in the narrowest of 1, 2, 4 or 8 bytes that holds every difference,
-    shuffled. A monotone index (1, 2, 3, ...) becomes a run of ones.
-dec
-    float64 values that are exactly ``k / 10**p`` (correctly rounded division, so the
-    nearest double to a decimal with ``p`` digits, as a JSON timestamp decodes to):
-    stored as the integers ``k`` (``int`` transform).
-mul
-    float64 values that are exactly ``k * 10.0**-p`` as computed in Python/NumPy (the
-    trip odometer: micrometres times ``1e-6``): stored as ``k``.
-bits
-    float64 values as their IEEE bit patterns (int64), differenced: for a monotone,
-    smooth sequence of one sign the patterns grow slowly, and their high bytes repeat.
-
-Hints: ``"plain"``, ``"int0"``/``"int1"``/``"int2"`` (difference order), ``"dec"`` (tries
-``p`` = 2, 3, 6), ``"um"`` (``mul`` with ``p`` = 6), ``"bits"``. ``dec``, ``um`` and
-``bits`` difference the integers twice when asked with a trailing ``2`` (``"um2"``), for
-sequences with a steady step (block start distances).
+    counts), differenced 0, 1 or 2 times (the leading values in 64 bits), in the
+    narrowest of 1, 2, 4 or 8 bytes that holds every difference, shuffled. A sample
+    index (1, 2, 3, ...) becomes a run of ones.
+``dec``, ``dec2``
+    float64 values that are exactly ``k / 10**p`` for ``p`` = 2, 3 or 6 (correctly
+    rounded division: the nearest double to a decimal with ``p`` digits, as a JSON
+    timestamp decodes to): stored as the integers ``k``, differenced once or twice.
+``um``, ``um2``
+    float64 values that are exactly ``k * 1e-6`` as NumPy computes it (the trip
+    odometer: integer micrometres times ``1e-6``): stored as ``k``.
+``bits``, ``bits2``
+    float64 or float32 values as their IEEE bit patterns, differenced: for a smooth
+    sequence of one sign and binade the patterns move slowly, and the high bytes of the
+    differences are zeros.
 """
 
 from __future__ import annotations
@@ -51,9 +51,9 @@ __all__ = ["put", "get", "ArrayCodecError"]
 
 _DTYPES = ("<f8", "<f4", "<i8", "<i4", "<i2", "|i1", "|u1", "|b1")
 _CODE = {np.dtype(d): i for i, d in enumerate(_DTYPES)}
+_DT = {d: np.dtype(d) for d in _DTYPES}
 _NONE = 255
 _PLAIN, _INT, _DEC, _MUL, _BITS, _SHUF = 0, 1, 2, 3, 4, 5
-_WIDTHS = (1, 2, 4, 8)
 _INT_DT = {1: np.dtype("|i1"), 2: np.dtype("<i2"), 4: np.dtype("<i4"), 8: np.dtype("<i8")}
 _HEAD = struct.Struct("<BBBBB")
 _NONE_RECORD = bytes([_NONE, 0, 0, 0, 0])
@@ -82,14 +82,16 @@ def _unshuffle(raw: bytes | memoryview, dtype: np.dtype, n: int) -> np.ndarray:
 
 
 def _diff(k: np.ndarray, order: int) -> tuple[np.ndarray, np.ndarray]:
-    """(leading values, ``order``-th differences) of an int64 array (wrapping arithmetic:
-    exactly invertible by ``_undiff`` whatever the values)."""
+    """(leading values, ``order``-th differences) of an int64 array. Array arithmetic wraps
+    around silently, and ``_undiff``'s cumulative sums wrap back: exact for any values.
+    (Slicing, not ``np.diff``: a third of the time on these short arrays.)"""
     order = min(order, k.size)
     if order == 0:
         return k[:0], k
+    d = k[1:] - k[:-1]
     if order == 1:
-        return k[:1], np.diff(k)
-    return np.concatenate([k[:1], np.diff(k[:2])]), np.diff(k, 2)  # arrays: wrap without a warning
+        return k[:1], d
+    return np.array([k[0], d[0]], _I8), d[1:] - d[:-1]
 
 
 def _undiff(heads: np.ndarray, d: np.ndarray) -> np.ndarray:
@@ -103,23 +105,22 @@ def _undiff(heads: np.ndarray, d: np.ndarray) -> np.ndarray:
 def _int_payload(k: np.ndarray, order: int) -> tuple[int, int, bytes]:
     """(order, width, payload) of int64 values."""
     heads, d = _diff(k, order)
+    w = 1
     if d.size:
-        lo, hi = int(d.min()), int(d.max())
+        lo, hi = d.min(), d.max()
         w = 1 if -128 <= lo and hi < 128 else 2 if -32768 <= lo and hi < 32768 else \
-            4 if -(1 << 31) <= lo and hi < (1 << 31) else 8
-    else:
-        w = 1
+            4 if -2147483648 <= lo and hi < 2147483648 else 8
     return heads.size, w, heads.tobytes() + _shuffle(d.astype(_INT_DT[w]))
 
 
 def _int_values(raw: memoryview, order: int, w: int, n: int) -> tuple[np.ndarray, int]:
     """int64 values of an ``int`` payload of ``n`` values, and the payload's length."""
     order = min(order, n)
-    heads = np.frombuffer(raw, _I8, count=order)
     pos = 8 * order
     m = n - order
     if len(raw) < pos + m * w:
         raise ArrayCodecError("array record truncated")
+    heads = np.frombuffer(raw, _I8, count=order)
     d = _unshuffle(raw[pos : pos + m * w], _INT_DT[w], m)
     return _undiff(heads, d), pos + m * w
 
@@ -137,10 +138,11 @@ def _as_ints(a: np.ndarray) -> np.ndarray | None:
 def _scaled(a: np.ndarray, p: int, mul: bool) -> np.ndarray | None:
     """Integers k with ``k / 10**p`` (or ``k * 10.0**-p``) == a bit for bit, or None."""
     s = _POW10[p]
-    if not float(np.abs(a).max()) * s < 2.0**53:  # NaN and inf fail here
+    x = np.rint(a * s)
+    if not np.abs(x).max() < 2.0**53:  # NaN and inf fail here: their cast would be undefined
         return None
-    k = np.rint(a * s).astype(_I8)
-    back = k * _NEG_POW10[p] if mul else k / s
+    k = x.astype(_I8)
+    back = k * _NEG_POW10[p] if mul else k / s  # from the integers: -0.0 comes back as 0.0 and fails
     return k if back.tobytes() == a.tobytes() else None
 
 
@@ -156,7 +158,8 @@ _DIMS = {n: struct.Struct(f"<{n}I") for n in range(4)}
 
 
 def put(out: list[bytes], a: np.ndarray | None, dtype: str, hint: str = "raw") -> None:
-    """Append the record of ``a`` (converted to ``dtype``; None allowed) to ``out``.
+    """Append the record of ``a`` (converted to ``dtype``; None allowed) to ``out``, as
+    one or more pieces: the record is ``b"".join`` of what was appended.
 
     The conversion to ``dtype`` is the caller's decision (e.g. float64 sample counts kept
     in a few bits): it must be exact for the values it is used on. ``hint`` is one of
@@ -169,7 +172,7 @@ def put(out: list[bytes], a: np.ndarray | None, dtype: str, hint: str = "raw") -
         tf, order, digits = _HINTS[hint]
     except KeyError:
         raise ValueError(f"unknown array hint {hint!r}") from None
-    dt = np.dtype(dtype)
+    dt = _DT.get(dtype) or np.dtype(dtype)
     b = np.ascontiguousarray(a, dtype=dt)
     flat = b.reshape(-1)
     enc = None
@@ -180,7 +183,7 @@ def put(out: list[bytes], a: np.ndarray | None, dtype: str, hint: str = "raw") -
     if enc is None:
         enc = (_PLAIN, 0, 0, flat.tobytes())
     tf, par, w, payload = enc
-    out.append(_HEAD.pack(_CODE[dt], tf, par, w, b.ndim) + _DIMS[b.ndim].pack(*b.shape) + payload)
+    out += (_HEAD.pack(_CODE[dt], tf, par, w, b.ndim), _DIMS[b.ndim].pack(*b.shape), payload)  # joined by the caller
 
 
 def _encode(flat: np.ndarray, tf: int, order: int, digits: tuple[int, ...]) -> tuple[int, int, int, bytes] | None:
@@ -234,9 +237,11 @@ def get(buf: memoryview, pos: int) -> tuple[np.ndarray | None, int]:
     pos += _HEAD.size
     if code == _NONE:
         return None, pos
-    if code >= len(_DTYPES) or (tf not in (_PLAIN, _SHUF) and w not in _INT_DT):
-        raise ArrayCodecError(f"not an array record (dtype code {code}, width {w})")
-    shape = struct.unpack_from(f"<{ndim}I", buf, pos)
+    if code >= len(_DTYPES) or (tf not in (_PLAIN, _SHUF) and w not in _INT_DT) or ndim not in _DIMS:
+        raise ArrayCodecError(f"not an array record (dtype code {code}, width {w}, {ndim} dimensions)")
+    if pos + 4 * ndim > len(buf):
+        raise ArrayCodecError("array record truncated")
+    shape = _DIMS[ndim].unpack_from(buf, pos)
     pos += 4 * ndim
     n = int(np.prod(shape)) if ndim else 1
     a, used = _decode(buf[pos:], np.dtype(_DTYPES[code]), tf, par, w, n)

@@ -61,7 +61,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import shapely
 
-from agents import _arraycodec as _codec
 from agents._routes import Router
 from roadnet import RoadNetwork
 
@@ -294,9 +293,6 @@ def path_length_m(
 # --------------------------------------------------------------------------- state
 _MAGIC = b"RSMM"
 _VERSION = 3
-"""Layout of the state's arrays (``meta[0]``)."""
-_BYTES_VERSION = 4
-"""Encoding of :meth:`MatchState.to_bytes` (3: each field's raw bytes; 4: grouped records)."""
 # Field name, dtype; the order is the wire order.
 _FIELDS: tuple[tuple[str, str], ...] = (
     ("meta", "<i8"),  # version, n_segments, n_seen, had_chain, chain_active, has_anchor,
@@ -359,20 +355,13 @@ class MatchState:
                    + len(a["pend_i"]) + len(a["held_i"]) // 4)
 
     def to_bytes(self) -> bytes:
-        """Compact binary encoding (no pickle): magic, encoding version, then four
-        ``agents._arraycodec`` records (lossless): the fields' lengths, every integer
-        field in one array (narrowest width that holds them), every float64 field in one
-        (byte-shuffled), the float32 transition matrices (byte-shuffled). A vehicle's
-        state embeds this with every frame, so few records (cheap to write) and bytes
-        that zstd compresses."""
-        a = self.arrays
-        out: list[bytes] = [_MAGIC + struct.pack("<H", _BYTES_VERSION)]
-        _codec.put(out, np.array([a[name].size for name, _ in _FIELDS], np.int64), "<i8", "int0")
-        for group in (_INT_FIELDS, _F8_FIELDS):
-            _codec.put(out, np.concatenate([np.ravel(a[n]) for n in group]), "<f8" if group is _F8_FIELDS else "<i8",
-                       "raw" if group is _F8_FIELDS else "int0")
-        _codec.put(out, a["trans"], "<f4")
-        return b"".join(out)
+        """Compact binary encoding (little-endian arrays, no pickle)."""
+        parts = [_MAGIC, struct.pack("<H", _VERSION)]
+        for name, dt in _FIELDS:
+            a = np.ascontiguousarray(self.arrays[name], dtype=dt)
+            parts.append(struct.pack("<I", a.size))
+            parts.append(a.tobytes())
+        return b"".join(parts)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> MatchState:
@@ -381,39 +370,23 @@ class MatchState:
         if bytes(mv[:4]) != _MAGIC or len(mv) < 6:
             raise ValueError("data is not a MatchState encoding (bad magic)")
         (version,) = struct.unpack_from("<H", mv, 4)
-        if version != _BYTES_VERSION:
-            raise ValueError(f"MatchState encoding version={version}, expected {_BYTES_VERSION}")
+        if version != _VERSION:
+            raise ValueError(f"MatchState encoding version={version}, expected {_VERSION}")
         pos = 6
-        recs = []
-        try:
-            for _ in range(4):
-                r, pos = _codec.get(mv, pos)
-                recs.append(r)
-        except (_codec.ArrayCodecError, struct.error) as exc:
-            raise ValueError(f"MatchState encoding not readable: {exc}") from exc
+        arrays: dict[str, np.ndarray] = {}
+        for name, dt in _FIELDS:
+            if pos + 4 > len(mv):
+                raise ValueError(f"MatchState encoding truncated at field {name!r}")
+            (n,) = struct.unpack_from("<I", mv, pos)
+            pos += 4
+            nbytes = n * np.dtype(dt).itemsize
+            if pos + nbytes > len(mv):
+                raise ValueError(f"MatchState encoding truncated in field {name!r}")
+            arrays[name] = np.frombuffer(mv[pos : pos + nbytes], dtype=dt).astype(dt[1:])
+            pos += nbytes
         if pos != len(mv):
             raise ValueError("MatchState encoding has trailing bytes")
-        sizes, ints, floats, trans = recs
-        if any(r is None for r in recs) or sizes.size != len(_FIELDS):
-            raise ValueError("MatchState encoding has the wrong fields")
-        n = dict(zip((name for name, _ in _FIELDS), sizes.tolist()))
-        arrays: dict[str, np.ndarray] = {"trans": trans.astype(np.float32, copy=False)}
-        for group, src in ((_INT_FIELDS, ints), (_F8_FIELDS, floats)):
-            if src.size != sum(n[k] for k in group):
-                raise ValueError("MatchState encoding truncated")
-            pos = 0
-            for k in group:
-                arrays[k] = src[pos : pos + n[k]].astype(_FIELD_DTYPE[k])
-                pos += n[k]
-        if trans.size != n["trans"]:
-            raise ValueError("MatchState encoding truncated")
         return cls(arrays)
-
-
-_FIELD_DTYPE = {name: np.dtype(dt[1:]) for name, dt in _FIELDS}
-_INT_FIELDS = tuple(name for name, dt in _FIELDS if dt[1] == "i")
-_F8_FIELDS = tuple(name for name, dt in _FIELDS if dt == "<f8")
-assert set(_INT_FIELDS) | set(_F8_FIELDS) | {"trans"} == set(_FIELD_DTYPE), "a field without a group"
 
 
 # --------------------------------------------------------------------------- internals

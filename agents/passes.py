@@ -142,10 +142,11 @@ class VehicleState:
         """Binary record: magic, version, header length, JSON header, array records.
 
         Scalars and the small nested records go in the JSON header; the arrays follow it
-        in a fixed order, each as an ``agents._arraycodec`` record (lossless: times as
-        decimal integers, odometer distances as micrometres, indices differenced, float
-        columns byte-shuffled for the table's zstd). No base64: the state is written with
-        every frame.
+        in a fixed order (impact detector, filter states, unfinished block, blocks, the
+        matcher's bytes, ``_ARRAY_CODEC``), each an ``agents._arraycodec`` record:
+        lossless, and laid out for the table's zstd (times as decimal integers, odometer
+        distances as micrometres, indices differenced, float32 sums byte-shuffled). No
+        base64: the state is written with every frame.
         """
         out: list[bytes] = []
         imp = None
@@ -191,8 +192,8 @@ class VehicleState:
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> VehicleState:
-        """Decode :meth:`to_bytes`; ``StateVersionError`` for a state of another version
-        (or bytes that are not one)."""
+        """Decode :meth:`to_bytes`: ``StateVersionError`` for a state of another version
+        (or bytes without the magic), ``ValueError`` for a corrupt one."""
         if raw[:4] != _STATE_MAGIC or len(raw) < 10:
             raise StateVersionError("not a vehicle state of this release (bad magic)")
         version, n_head = struct.unpack_from("<HI", raw, 4)
@@ -207,20 +208,17 @@ class VehicleState:
             a, pos = _codec.get(body, pos)
             return a
 
-        try:
-            impact = None
-            if d["impact"] is not None:
-                arrays = {k: get() for k in d["impact"]["a"]}
-                impact = ImpactState.from_parts(d["impact"]["s"], arrays)
-            band_zi, noise_zi = get(), get()
-            tail = _get_columns(get, _TAIL_CODEC) if d["tail"] else {}
-            blk = _get_columns(get, _BLK_CODEC) if d["blk"] else {}
-            match = get()
-            arrays = {k: get() for k in _ARRAY_CODEC}
-        except _codec.ArrayCodecError as exc:
-            raise StateVersionError(f"vehicle state not readable: {exc}") from exc
+        impact = None
+        if d["impact"] is not None:
+            arrays = {k: get() for k in d["impact"]["a"]}
+            impact = ImpactState.from_parts(d["impact"]["s"], arrays)
+        band_zi, noise_zi = get(), get()
+        tail = _get_columns(get, _TAIL_CODEC) if d["tail"] else {}
+        blk = _get_columns(get, _BLK_CODEC) if d["blk"] else {}
+        match = get()
+        arrays = {k: get() for k in _ARRAY_CODEC}
         if pos != len(raw):
-            raise StateVersionError("vehicle state has trailing bytes")
+            raise ValueError("vehicle state has trailing bytes")
         return cls(
             last_seq=d["last_seq"],
             trip_start_t_s=_unf(d["trip_start_t_s"]),
@@ -252,22 +250,32 @@ class VehicleState:
 
 _STATE_MAGIC = b"RSV8"
 _put = _codec.put
-# (stored dtype, agents._arraycodec hint) per array. Times come from the frames' decimal
-# timestamps ("dec"); distances from the odometer in integer micrometres ("um"); the
-# block start distances have a steady step ("um2": second differences). Sums, filter
-# states and the like are plain (byte-shuffled). Every hint is verified when written.
+# (stored dtype, agents._arraycodec hint) per array, chosen on measured stored sizes of
+# development states (docs/decisions.md, "Compact state"). Every hint is checked when
+# written (values off its grid are stored raw), so none can change a value. Times come
+# from the frames' decimal timestamps ("dec"); distances from the odometer in integer
+# micrometres ("um"; "um2": second differences, for a steady step such as block starts);
+# smooth float sequences as differenced bit patterns ("bits"); float32 sums and small
+# integers in wide types byte-shuffled. A tuple of columns is one 2-D record (one call).
 _TAIL_CODEC = {"t": ("<f8", "dec"), "d": ("<f8", "um"), "m": ("<f8", "int1"),
                ("v", "q", "iv", "y2", "yn2", "ay"): ("<f8", "shuffle")}
 # Blocks: start time and trip distance in float64 (placement), spans and sums in float32
 # (rounded when the block is made, so a restored state and a running one hold the same
-# values), sample counts (float32 of integers <= 0.2 s x fs) as small integers. A tuple
-# of columns is stored as one 2-D record (one call instead of several).
-_BLK_CODEC = {"t0": ("<f8", "dec"), "d0": ("<f8", "um2"), "n": ("<f4", "int1"), "nm": ("<f4", "int1"),
+# values), sample counts (float32 of integers <= 0.2 s x fs) as small integers.
+_BLK_CODEC = {"t0": ("<f8", "dec"), "d0": ("<f8", "um2"), ("n", "nm"): ("<f4", "int1"),
               ("dt", "dd", "sv"): ("<f4", "bits"), ("sq", "siv", "sy2", "syn2", "my"): ("<f4", "shuffle")}
-_ARRAY_CODEC = {"fix_index": ("<i8", "int1"), "fix_dist_m": ("<f8", "raw"), "recent_t": ("<f8", "dec"),
+_ARRAY_CODEC = {"fix_index": ("<i8", "shuffle"), "fix_dist_m": ("<f8", "raw"), "recent_t": ("<f8", "dec"),
                 "recent_seg": ("<i4", "raw"), "recent_off": ("<f4", "shuffle"), "recent_d": ("<f8", "um2"),
                 "recent_v": ("<f4", "shuffle")}
 """Top-level arrays of the state, in the order they are stored."""
+# The impact detector's arrays (ImpactState.parts; a name not listed is stored raw in
+# float64, which from_parts casts back): sample indices differenced, times and speeds
+# decimal (the frames'), the odometer it is given in micrometres, its own integrated
+# distance and the decimated distance history as bit patterns.
+_IMPACT_CODEC = {"tail.idx": ("<i8", "int1"), "hist_idx": ("<i8", "int1"), "tail.seg": ("<i8", "shuffle"),
+                 "tail.t": ("<f8", "dec"), "tail.off": ("<f8", "um2"), "tail.d": ("<f8", "bits2"),
+                 "hist_d": ("<f8", "bits2"), "tail.y": ("<f8", "shuffle"), "tail.v": ("<f8", "dec"),
+                 "hist_v": ("<f8", "dec")}
 
 
 def _put_columns(out: list[bytes], cols: dict, codec: dict) -> None:
@@ -284,15 +292,6 @@ def _get_columns(get, codec: dict) -> dict:
         else:
             cols[k] = a
     return cols
-
-
-# The impact detector's arrays (ImpactState.parts; any other name is stored plain
-# float64): sample indices and segments differenced, times decimal, the odometer it is
-# given in micrometres, its own integrated distance and the decimated distance history as
-# bit patterns (monotone), speeds as decimals when the frames' speeds are.
-_IMPACT_CODEC = {"tail.idx": ("<i8", "int1"), "hist_idx": ("<i8", "int1"), "tail.seg": ("<i8", "int1"),
-                 "tail.t": ("<f8", "dec"), "tail.off": ("<f8", "um2"), "tail.d": ("<f8", "bits2"),
-                 "hist_d": ("<f8", "bits2"), "tail.y": ("<f8", "shuffle"), "tail.v": ("<f8", "dec"), "hist_v": ("<f8", "dec")}
 
 
 def _f(x: float) -> float | str:
