@@ -105,8 +105,13 @@ class TestPseudonymiser:
         assert KEY not in repr(Pseudonymiser(KEY))
 
 
+# A version-7 state in the previous release's envelope (plain zstd, magic RSE2)
+_V7 = b"RSE2" + struct.pack("<I", 0) + zstandard.ZstdCompressor(level=1).compress(
+    b"RSV7" + struct.pack("<HI", 7, 2) + b"{}")
+
+
 class TestStateFromAnotherRelease:
-    @pytest.mark.parametrize("old", [b'{"v": 1, "last_seq": 3}', b"RSE1\x00\x00\x00\x00{\"v\": 1}"])
+    @pytest.mark.parametrize("old", [b'{"v": 1, "last_seq": 3}', b"RSE1\x00\x00\x00\x00{\"v\": 1}", _V7])
     def test_old_state_restarts_the_trip_instead_of_dead_letters(self, handler, old):
         out = handler.handle(_with(), lambda k: old)
         assert out.dead_letter is None and out.state is not None
