@@ -214,6 +214,13 @@ def mid_trip(net):
 
 
 class TestStateBytes:
+    def test_every_column_has_a_codec(self):
+        from agents import passes
+
+        for codec, cols in ((passes._BLK_CODEC, passes._BLK), (passes._TAIL_CODEC, passes._TAIL)):
+            flat = [c for k in codec for c in (k if isinstance(k, tuple) else (k,))]
+            assert sorted(flat) == sorted(cols)
+
     @pytest.mark.parametrize("decimal", [True, False])
     def test_round_trip_is_bit_for_bit(self, mid_trip, decimal):
         st = mid_trip[decimal]
