@@ -199,7 +199,7 @@ def state_size(net, n_vehicles: int, frame_s: float, seed: int, *, breakdown: bo
     """State of ``n_vehicles`` active vehicles (``sample_states``): the serialised
     ``VehicleState`` and the table value the worker stores (``pipeline.stage1`` envelope:
     zstd with the state dictionary, empty outbox). ``breakdown``: also what each part of
-    the state weighs (``state_breakdown``)."""
+    the state weighs (``state_parts``)."""
     from pipeline.stage1 import pack_envelope
 
     raw, stored, parts = [], [], []
@@ -225,7 +225,8 @@ def state_size(net, n_vehicles: int, frame_s: float, seed: int, *, breakdown: bo
 
 def state_parts(st) -> dict[str, tuple[int, int]]:
     """Bytes of each part of a state as stored (array records by name, the JSON header's
-    entries), raw and zstd-compressed alone with the table's compressor: what to attack
+    entries), raw and zstd-compressed alone with the table's compressor (less the bytes an
+    empty state costs): what to attack
     first, not an exact split of the stored total (zstd compresses the parts together)."""
     import orjson
     import struct
