@@ -225,9 +225,9 @@ def state_size(net, n_vehicles: int, frame_s: float, seed: int, *, breakdown: bo
 
 def state_parts(st) -> dict[str, tuple[int, int]]:
     """Bytes of each part of a state as stored (array records by name, the JSON header's
-    entries), raw and zstd-compressed alone with the table's compressor (less the bytes an
-    empty state costs): what to attack
-    first, not an exact split of the stored total (zstd compresses the parts together)."""
+    entries), raw and zstd-compressed alone with the table's compressor (less what an empty
+    value costs): what to attack first, not an exact split of the stored total (zstd
+    compresses the parts together)."""
     import orjson
     import struct
 
