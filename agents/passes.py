@@ -37,6 +37,7 @@ from datetime import UTC, datetime
 import numpy as np
 import orjson
 
+from agents import _arraycodec as _codec
 from agents import map_matching as mm
 from agents.roughness import WINDOW_M, RoughnessFeatures, RoughnessState, estimate_from_features, sample_terms
 from agents.harsh_events import HarshDetectorState, HarshParams, detect_harsh_events
@@ -48,7 +49,7 @@ from schemas.records import HarshEvent, SegmentPass
 
 __all__ = ["PassParams", "VehicleState", "FrameResult", "StateVersionError", "process_frame", "nominal_rate_hz"]
 
-STATE_VERSION = 7
+STATE_VERSION = 8
 BLOCK_S = 0.2
 """Duration of the blocks samples are summed into before placement, s (0.2 s = 2.2 m at 40 km/h)."""
 _TAIL = ("t", "d", "v", "m", "q", "iv", "y2", "yn2", "ay")
@@ -138,13 +139,31 @@ class VehicleState:
     recent_v: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
 
     def to_bytes(self) -> bytes:
-        """Binary record: magic, version, header length, JSON header, array section.
+        """Binary record: magic, version, header length, JSON header, array records.
 
-        Scalars and the small nested records go in the JSON header; every array goes
-        verbatim (little-endian) into the array section and the header holds its
-        reference. No base64: the state is written with every frame.
+        Scalars and the small nested records go in the JSON header; the arrays follow it
+        in a fixed order (impact detector, filter states, unfinished block, blocks, the
+        matcher's bytes, ``_ARRAY_CODEC``), each an ``agents._arraycodec`` record:
+        lossless, and laid out for the table's zstd (times as decimal integers, odometer
+        distances as micrometres, indices differenced, float32 sums byte-shuffled). No
+        base64: the state is written with every frame.
         """
-        arr = _ArrayWriter()
+        out: list[bytes] = []
+        imp = None
+        if self.impact is not None:
+            scalars, arrays = self.impact.parts()
+            imp = {"s": scalars, "a": list(arrays)}
+            for k, v in arrays.items():
+                _put(out, v, *_IMPACT_CODEC.get(k, ("<f8", "raw")))
+        _put(out, self.band_zi, "<f8")
+        _put(out, self.noise_zi, "<f8")
+        if self.tail:
+            _put_columns(out, self.tail, _TAIL_CODEC)
+        if self.blk:
+            _put_columns(out, self.blk, _BLK_CODEC)
+        _put(out, None if self.match is None else np.frombuffer(self.match, np.uint8), "|u1")
+        for k, (dtype, hint) in _ARRAY_CODEC.items():
+            _put(out, getattr(self, k), dtype, hint)
         d = {
             "last_seq": self.last_seq,
             "trip_start_t_s": _f(self.trip_start_t_s),
@@ -154,16 +173,11 @@ class VehicleState:
             "fs_hz": _f(self.fs_hz),
             "powertrain": self.powertrain,
             "model_year": self.model_year,
-            "band_zi": None if self.band_zi is None else arr.put(self.band_zi, "<f8"),
-            "noise_zi": None if self.noise_zi is None else arr.put(self.noise_zi, "<f8"),
-            "impact": None if self.impact is None else _put_impact(arr, self.impact),
-            "tail": {k: arr.put(v, "<f8") for k, v in self.tail.items()},
-            "blk": _put_blocks(arr, self.blk),
+            "impact": imp,
+            "tail": bool(self.tail),
+            "blk": bool(self.blk),
             "unplaced_impacts": self.unplaced_impacts,
             "harsh": self.harsh.to_dict(),
-            "match": None if self.match is None else arr.put(np.frombuffer(self.match, np.uint8), "|u1"),
-            "fix_index": arr.put(self.fix_index, "<i8"),
-            "fix_dist_m": arr.put(self.fix_dist_m, "<f8"),
             "last_match_t_s": _f(self.last_match_t_s),
             "anchor": self.anchor,
             "frontier_t_s": _f(self.frontier_t_s),
@@ -172,25 +186,39 @@ class VehicleState:
             "pending_passes": self.pending_passes,
             "unplaced_events": self.unplaced_events,
             "pending_events": self.pending_events,
-            "recent_t": arr.put(self.recent_t, "<f8"),
-            "recent_seg": arr.put(self.recent_seg, "<i4"),
-            "recent_off": arr.put(self.recent_off, "<f4"),
-            "recent_d": arr.put(self.recent_d, "<f8"),
-            "recent_v": arr.put(self.recent_v, "<f4"),
         }
         head = orjson.dumps(d)
-        return b"".join([_STATE_MAGIC, struct.pack("<HI", STATE_VERSION, len(head)), head, *arr.parts])
+        return b"".join([_STATE_MAGIC, struct.pack("<HI", STATE_VERSION, len(head)), head, *out])
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> VehicleState:
+        """Decode :meth:`to_bytes`: ``StateVersionError`` for a state of another version
+        (or bytes without the magic), ``ValueError`` for a corrupt one."""
         if raw[:4] != _STATE_MAGIC or len(raw) < 10:
             raise StateVersionError("not a vehicle state of this release (bad magic)")
         version, n_head = struct.unpack_from("<HI", raw, 4)
         if version != STATE_VERSION:
             raise StateVersionError(f"vehicle state version {version}, expected {STATE_VERSION}")
         d = orjson.loads(raw[10 : 10 + n_head])
-        body = bytearray(raw[10 + n_head :])  # writable: the arrays are views into it
-        get = lambda ref: _array(body, ref)  # noqa: E731
+        body = memoryview(raw)
+        pos = 10 + n_head
+
+        def get():
+            nonlocal pos
+            a, pos = _codec.get(body, pos)
+            return a
+
+        impact = None
+        if d["impact"] is not None:
+            arrays = {k: get() for k in d["impact"]["a"]}
+            impact = ImpactState.from_parts(d["impact"]["s"], arrays)
+        band_zi, noise_zi = get(), get()
+        tail = _get_columns(get, _TAIL_CODEC) if d["tail"] else {}
+        blk = _get_columns(get, _BLK_CODEC) if d["blk"] else {}
+        match = get()
+        arrays = {k: get() for k in _ARRAY_CODEC}
+        if pos != len(raw):
+            raise ValueError("vehicle state has trailing bytes")
         return cls(
             last_seq=d["last_seq"],
             trip_start_t_s=_unf(d["trip_start_t_s"]),
@@ -200,16 +228,14 @@ class VehicleState:
             fs_hz=_unf(d["fs_hz"]),
             powertrain=d["powertrain"],
             model_year=d["model_year"],
-            band_zi=None if d["band_zi"] is None else get(d["band_zi"]),
-            noise_zi=None if d["noise_zi"] is None else get(d["noise_zi"]),
-            impact=None if d["impact"] is None else _get_impact(d["impact"], get),
-            tail={k: get(v) for k, v in d["tail"].items()},
-            blk=_get_blocks(d["blk"], get),
+            band_zi=band_zi,
+            noise_zi=noise_zi,
+            impact=impact,
+            tail=tail,
+            blk=blk,
             unplaced_impacts=d["unplaced_impacts"],
             harsh=HarshDetectorState.from_dict(d["harsh"]),
-            match=None if d["match"] is None else get(d["match"]).tobytes(),
-            fix_index=get(d["fix_index"]),
-            fix_dist_m=get(d["fix_dist_m"]),
+            match=None if match is None else match.tobytes(),
             last_match_t_s=_unf(d["last_match_t_s"]),
             anchor=None if d["anchor"] is None else tuple(d["anchor"]),  # type: ignore[arg-type]
             frontier_t_s=_unf(d["frontier_t_s"]),
@@ -218,72 +244,54 @@ class VehicleState:
             pending_passes=d["pending_passes"],
             unplaced_events=d["unplaced_events"],
             pending_events=d["pending_events"],
-            recent_t=get(d["recent_t"]),
-            recent_seg=get(d["recent_seg"]),
-            recent_off=get(d["recent_off"]),
-            recent_d=get(d["recent_d"]),
-            recent_v=get(d["recent_v"]),
+            **arrays,
         )
 
 
-_STATE_MAGIC = b"RSV7"
-# Blocks: times and distances in float64 (placement), sums in float32 (rounded when the
-# block is made, so a restored state and a running one hold the same values).
-_BLK_DTYPE = {k: ("<f8" if k in ("t0", "d0") else "|u1" if k in ("n", "nm") else "<f4") for k in _BLK}
+_STATE_MAGIC = b"RSV8"
+_put = _codec.put
+# (stored dtype, agents._arraycodec hint) per array, chosen on measured stored sizes of
+# development states (docs/decisions.md, "Compact state"). Every hint is checked when
+# written (values off its grid are stored raw), so none can change a value. Times come
+# from the frames' decimal timestamps ("dec"); distances from the odometer in integer
+# micrometres ("um"; "um2": second differences, for a steady step such as block starts);
+# smooth float sequences as differenced bit patterns ("bits"); float32 sums and small
+# integers in wide types byte-shuffled. A tuple of columns is one 2-D record (one call).
+_TAIL_CODEC = {"t": ("<f8", "dec"), "d": ("<f8", "um"), "m": ("<f8", "int1"),
+               ("v", "q", "iv", "y2", "yn2", "ay"): ("<f8", "shuffle")}
+# Blocks: start time and trip distance in float64 (placement), spans and sums in float32
+# (rounded when the block is made, so a restored state and a running one hold the same
+# values), sample counts (float32 of integers <= 0.2 s x fs) as small integers.
+_BLK_CODEC = {"t0": ("<f8", "dec"), "d0": ("<f8", "um2"), ("n", "nm"): ("<f4", "int1"),
+              ("dt", "dd", "sv"): ("<f4", "bits"), ("sq", "siv", "sy2", "syn2", "my"): ("<f4", "shuffle")}
+_ARRAY_CODEC = {"fix_index": ("<i8", "shuffle"), "fix_dist_m": ("<f8", "raw"), "recent_t": ("<f8", "dec"),
+                "recent_seg": ("<i4", "raw"), "recent_off": ("<f4", "shuffle"), "recent_d": ("<f8", "um2"),
+                "recent_v": ("<f4", "shuffle")}
+"""Top-level arrays of the state, in the order they are stored."""
+# The impact detector's arrays (ImpactState.parts; a name not listed is stored raw in
+# float64, which from_parts casts back): sample indices differenced, times and speeds
+# decimal (the frames'), the odometer it is given in micrometres, its own integrated
+# distance and the decimated distance history as bit patterns.
+_IMPACT_CODEC = {"tail.idx": ("<i8", "int1"), "hist_idx": ("<i8", "int1"), "tail.seg": ("<i8", "shuffle"),
+                 "tail.t": ("<f8", "dec"), "tail.off": ("<f8", "um2"), "tail.d": ("<f8", "bits2"),
+                 "hist_d": ("<f8", "bits2"), "tail.y": ("<f8", "shuffle"), "tail.v": ("<f8", "dec"),
+                 "hist_v": ("<f8", "dec")}
 
 
-def _put_blocks(arr: _ArrayWriter, blk: dict) -> dict:
-    if not blk:
-        return {}
-    # n, nm: sample counts of a block (<= 0.2 s x fs), exact in one byte
-    return {k: arr.put(v, _BLK_DTYPE[k]) for k, v in blk.items()}
+def _put_columns(out: list[bytes], cols: dict, codec: dict) -> None:
+    for k, (dtype, hint) in codec.items():
+        _put(out, np.stack([cols[c] for c in k]) if isinstance(k, tuple) else cols[k], dtype, hint)
 
 
-def _get_blocks(d: dict, get) -> dict:
-    if not d:
-        return {}
-    blk = {k: get(v) for k, v in d.items()}
-    blk["n"], blk["nm"] = blk["n"].astype(np.float32), blk["nm"].astype(np.float32)
-    return blk
-
-
-# The impact detector's arrays as stored: sample indices and segments in 32 bits (a trip
-# of 2**31 samples would last 248 days at 100 Hz); ImpactState.from_parts restores dtypes.
-_IMPACT_NARROW = {"tail.seg": "<i4", "tail.idx": "<i4", "hist_idx": "<i4"}
-
-
-def _put_impact(arr: _ArrayWriter, z: ImpactState) -> dict:
-    scalars, arrays = z.parts()
-    return {"s": scalars, "a": {k: arr.put(v, _IMPACT_NARROW.get(k, "<f8")) for k, v in arrays.items()}}
-
-
-def _get_impact(d: dict, get) -> ImpactState:
-    return ImpactState.from_parts(d["s"], {k: get(v) for k, v in d["a"].items()})
-
-
-class _ArrayWriter:
-    """Collects arrays for a state's array section; ``put`` returns the header reference
-    ``[dtype, byte offset, shape]``."""
-
-    __slots__ = ("parts", "pos")
-
-    def __init__(self) -> None:
-        self.parts: list[bytes] = []
-        self.pos = 0
-
-    def put(self, a: np.ndarray, dtype: str) -> list:
-        b = np.ascontiguousarray(a, dtype=dtype)
-        ref = [dtype, self.pos, list(b.shape)]
-        raw = b.tobytes()
-        self.parts.append(raw)
-        self.pos += len(raw)
-        return ref
-
-
-def _array(body: bytearray, ref: list) -> np.ndarray:
-    dtype, pos, shape = ref
-    a = np.frombuffer(body, dtype=dtype, count=math.prod(shape), offset=pos).reshape(shape)
-    return a if a.dtype.isnative else a.astype(a.dtype.newbyteorder("="))
+def _get_columns(get, codec: dict) -> dict:
+    cols = {}
+    for k in codec:
+        a = get()
+        if isinstance(k, tuple):
+            cols.update(zip(k, a))
+        else:
+            cols[k] = a
+    return cols
 
 
 def _f(x: float) -> float | str:

@@ -168,22 +168,19 @@ def db_rows(dsn: str) -> list[tuple]:
             "FROM segment_passes ORDER BY 1, 3, 2").fetchall()
 
 
-def state_size(net, n_vehicles: int, frame_s: float, seed: int) -> dict:
-    """State of ``n_vehicles`` active vehicles, each taken at a random frame of its trip
-    (not the first or last): the serialised ``VehicleState`` and the table value the
-    worker stores (``pipeline.stage1`` envelope: zstd-compressed, empty outbox)."""
+def sample_states(net, n_vehicles: int, frame_s: float, seed: int, *, chunk: int = 500):
+    """Yield the ``VehicleState`` of ``n_vehicles`` simulated vehicles (1-1.5 km trips,
+    all departing at once), each taken after a random frame of its trip (not the first
+    or last: the trip is still open). Fleets of ``chunk`` vehicles, seeds ``seed``,
+    ``seed + chunk``, ..."""
     from agents.passes import process_frame
     from pipeline.pseudonym import Pseudonymiser
-    from pipeline.stage1 import pack_envelope
     from schemas.frame import FrameArrays
     from schemas.tracefile import frames_of
     from simulator import simulate_fleet
 
     pseudo = Pseudonymiser(KEY)
     rng = np.random.default_rng(seed)
-    raw, stored = [], []
-    t0 = time.perf_counter()
-    chunk = 500
     for start in range(0, n_vehicles, chunk):
         fleet = simulate_fleet(net, n_vehicles=min(chunk, n_vehicles - start), seed=seed + start,
                                trip_km=(1.0, 1.5), departure_spread_s=0)
@@ -195,14 +192,63 @@ def state_size(net, n_vehicles: int, frame_s: float, seed: int) -> dict:
             st = None
             for f in frames[: stop + 1]:
                 st = process_frame(st, FrameArrays.from_model(f), net, vehicle=pseudo(vid)).state
-            b = st.to_bytes()
-            raw.append(len(b))
-            stored.append(len(pack_envelope(b, [])))
+            yield st
+
+
+def state_size(net, n_vehicles: int, frame_s: float, seed: int, *, breakdown: bool = False) -> dict:
+    """State of ``n_vehicles`` active vehicles (``sample_states``): the serialised
+    ``VehicleState`` and the table value the worker stores (``pipeline.stage1`` envelope:
+    zstd with the state dictionary, empty outbox). ``breakdown``: also what each part of
+    the state weighs (``state_parts``)."""
+    from pipeline.stage1 import pack_envelope
+
+    raw, stored, parts = [], [], []
+    t0 = time.perf_counter()
+    for st in sample_states(net, n_vehicles, frame_s, seed):
+        b = st.to_bytes()
+        raw.append(len(b))
+        stored.append(len(pack_envelope(b, [])))
+        if breakdown:
+            parts.append(state_parts(st))
     raw_a, stored_a = np.asarray(raw), np.asarray(stored)
-    return {"vehicles": int(raw_a.size), "mean_bytes": float(stored_a.mean()),
-            "p99_bytes": float(np.percentile(stored_a, 99)), "max_bytes": int(stored_a.max()),
-            "mean_bytes_uncompressed": float(raw_a.mean()), "total_mb": float(stored_a.sum() / 1e6),
-            "elapsed_s": time.perf_counter() - t0}
+    out = {"vehicles": int(raw_a.size), "mean_bytes": float(stored_a.mean()),
+           "p99_bytes": float(np.percentile(stored_a, 99)), "max_bytes": int(stored_a.max()),
+           "mean_bytes_uncompressed": float(raw_a.mean()), "total_mb": float(stored_a.sum() / 1e6),
+           "elapsed_s": time.perf_counter() - t0}
+    if breakdown:
+        # per vehicle: a part a state lacks counts as 0 bytes
+        keys = sorted({k for p in parts for k in p})
+        out["parts"] = {k: {"raw_bytes": sum(p.get(k, (0, 0))[0] for p in parts) / len(parts),
+                            "zstd_alone_bytes": sum(p.get(k, (0, 0))[1] for p in parts) / len(parts)} for k in keys}
+    return out
+
+
+def state_parts(st) -> dict[str, tuple[int, int]]:
+    """Bytes of each part of a state as stored (array records by name, the JSON header's
+    entries), raw and zstd-compressed alone with the table's compressor (less what an empty
+    value costs): what to attack first, not an exact split of the stored total (zstd
+    compresses the parts together)."""
+    import orjson
+    import struct
+
+    from agents import _arraycodec, passes
+    from pipeline.stage1 import pack_envelope
+
+    b = st.to_bytes()
+    n_head = struct.unpack_from("<HI", b, 4)[1]
+    head = orjson.loads(b[10 : 10 + n_head])
+    out = {f"header.{k}": orjson.dumps(v) for k, v in head.items()}
+    names = [f"impact.{k}" for k in (head["impact"] or {"a": []})["a"]] + ["band_zi", "noise_zi"]
+    names += [f"tail.{k}" for k in passes._TAIL_CODEC] if head["tail"] else []
+    names += [f"blk.{'+'.join(k) if isinstance(k, tuple) else k}" for k in passes._BLK_CODEC] if head["blk"] else []
+    names += ["match", *passes._ARRAY_CODEC]
+    mv, pos = memoryview(b), 10 + n_head
+    for name in names:
+        _, end = _arraycodec.get(mv, pos)
+        out[name] = bytes(mv[pos:end])
+        pos = end
+    empty = len(pack_envelope(b"", []))
+    return {k: (len(v), len(pack_envelope(v, [])) - empty) for k, v in out.items()}
 
 
 # --------------------------------------------------------------------------------- main
@@ -220,6 +266,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="only compare frame durations: one worker's rate and latency at half of it, per duration")
     ap.add_argument("--state-only", action="store_true",
                     help="only the state per active vehicle (over --state-vehicles; no broker needed)")
+    ap.add_argument("--state-breakdown", action="store_true",
+                    help="with --state-only: also what each part of the state weighs, per vehicle")
     args = ap.parse_args(argv)
     if args.quick:
         args.vehicles, args.naive_max, args.state_vehicles = 60, 1000, 200
@@ -228,7 +276,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.state_only:
         from roadnet import load_network
 
-        st = state_size(load_network(), args.state_vehicles, frame_s=args.frame_s, seed=args.seed + 1)
+        st = state_size(load_network(), args.state_vehicles, frame_s=args.frame_s, seed=args.seed + 1,
+                        breakdown=args.state_breakdown)
+        if args.state_breakdown:
+            log(f"{'part':28s} {'raw B':>8s} {'zstd alone B':>12s}  (mean per vehicle)")
+            for k, v in sorted(st["parts"].items(), key=lambda kv: -kv[1]["zstd_alone_bytes"]):
+                log(f"{k:28s} {v['raw_bytes']:8.0f} {v['zstd_alone_bytes']:12.0f}")
         print(json.dumps({"frame_s": args.frame_s, "state_bytes_per_vehicle": st["mean_bytes"],
                           "state_bytes_per_vehicle_uncompressed": st["mean_bytes_uncompressed"],
                           "state_vehicles": st["vehicles"], **st}))

@@ -8,10 +8,12 @@ import struct
 
 import orjson
 import pytest
+import zstandard
 
 from agents import passes
 from pipeline.pseudonym import Pseudonymiser
-from pipeline.stage1 import FrameHandler, dead_letter, pack_envelope
+from pipeline import stage1
+from pipeline.stage1 import EnvelopeError, FrameHandler, dead_letter, pack_envelope, unpack_envelope
 from roadnet import load_network
 from schemas._errors import RoadsenseError
 from schemas.records import DeadLetter
@@ -103,9 +105,62 @@ class TestPseudonymiser:
         assert KEY not in repr(Pseudonymiser(KEY))
 
 
+# A version-7 state in the previous release's envelope (plain zstd, magic RSE2)
+_V7 = b"RSE2" + struct.pack("<I", 0) + zstandard.ZstdCompressor(level=1).compress(
+    b"RSV7" + struct.pack("<HI", 7, 2) + b"{}")
+
+
 class TestStateFromAnotherRelease:
-    @pytest.mark.parametrize("old", [b'{"v": 1, "last_seq": 3}', b"RSE1\x00\x00\x00\x00{\"v\": 1}"])
+    @pytest.mark.parametrize("old", [b'{"v": 1, "last_seq": 3}', b"RSE1\x00\x00\x00\x00{\"v\": 1}", _V7])
     def test_old_state_restarts_the_trip_instead_of_dead_letters(self, handler, old):
         out = handler.handle(_with(), lambda k: old)
         assert out.dead_letter is None and out.state is not None
         assert handler.stats["state_resets"] >= 1
+
+
+@pytest.fixture(scope="module")
+def mid_trip_state():
+    """A real state 20 s into a simulated trip (10 s frames), as the worker stores it."""
+    from agents.passes import process_frame
+    from schemas.frame import FrameArrays
+    from schemas.tracefile import frames_of
+    from simulator import simulate_fleet
+
+    net = load_network()
+    fleet = simulate_fleet(net, n_vehicles=1, seed=11, trip_km=(1.5, 2.0), departure_spread_s=0)
+    ((vid, tr),) = fleet.traces.items()
+    st = None
+    for f in frames_of(tr, vid, frame_s=10.0)[:3]:
+        st = process_frame(st, FrameArrays.from_model(f), net, vehicle="p" * 32).state
+    assert st.blk and st.match is not None
+    return st.to_bytes()
+
+
+class TestEnvelope:
+    def test_round_trip(self, mid_trip_state):
+        box = [{"seq": 3, "passes": [], "events": [], "impacts": []}]
+        assert unpack_envelope(pack_envelope(mid_trip_state, box)) == (mid_trip_state, box)
+        assert unpack_envelope(pack_envelope(mid_trip_state, [])) == (mid_trip_state, [])
+
+    def test_a_dictionary_is_shipped_for_this_state_version(self):
+        # Bumping agents.passes.STATE_VERSION needs a dictionary trained on the new layout:
+        # .venv/bin/python bench/train_state_dict.py
+        path = stage1.state_dict_path()
+        assert path.exists(), f"{path} missing: run bench/train_state_dict.py"
+        assert zstandard.ZstdCompressionDict(path.read_bytes()).dict_id() == stage1.STATE_DICT_ID
+        assert pack_envelope(b"state", [])[:4] == b"RSE3"
+
+    def test_the_dictionary_makes_states_smaller(self, mid_trip_state):
+        plain = len(zstandard.ZstdCompressor(level=1).compress(mid_trip_state))
+        assert len(pack_envelope(mid_trip_state, [])) - 8 < 0.95 * plain
+
+    def test_plain_envelope_of_the_previous_release_is_read(self, mid_trip_state):
+        box = orjson.dumps([{"seq": 1}])
+        old = b"RSE2" + struct.pack("<I", len(box)) + box + zstandard.ZstdCompressor(level=1).compress(mid_trip_state)
+        assert unpack_envelope(old) == (mid_trip_state, [{"seq": 1}])
+
+    def test_state_compressed_with_another_dictionary_is_an_envelope_error(self, mid_trip_state):
+        other = zstandard.ZstdCompressionDict(bytes(range(256)) * 64, dict_type=zstandard.DICT_TYPE_RAWCONTENT)
+        z = zstandard.ZstdCompressor(level=1, dict_data=other, write_checksum=True).compress(mid_trip_state)
+        with pytest.raises(EnvelopeError, match="not readable"):
+            unpack_envelope(b"RSE3" + struct.pack("<I", 0) + z)

@@ -1,0 +1,248 @@
+"""Lossless, compact byte encoding of the numeric arrays of a stored state.
+
+A vehicle's state is written with every frame; most of it is arrays of times, distances,
+indices and sums. This module writes each array as a *record*
+
+    dtype code (u8), transform (u8), parameter (u8), integer width (u8), ndim (u8),
+    shape (u32 each), payload
+
+whose transform is chosen from the caller's *hint* and **checked**: a transform is used
+only when it gives back, bit for bit, the array it was given (NaN, inf, -0.0 included);
+otherwise the raw bytes are written. So a restored state always equals the running
+one, and a wrong hint can only cost bytes, never change a value. (Differences of
+integers wrap around in 64 bits, which cumulative sums undo exactly; the float
+transforms recompute the floats from the integers and compare.)
+
+Transforms (by hint)
+--------------------
+``raw``
+    The array's own bytes.
+``shuffle``
+    The bytes *byte-shuffled* (all first bytes, then all second bytes, ...):
+    neighbouring values that share their sign, exponent and high mantissa bytes then
+    give zstd runs to find. It helps float32 sums and small integers in wide types; it
+    hurts float64 values of unrelated magnitudes (the matcher's candidates), which stay
+    ``raw``: chosen per array on measured sizes (docs/decisions.md).
+``int0``, ``int1``, ``int2``
+    Integer values (of an integer dtype, or integer-valued floats such as sample
+    counts), differenced 0, 1 or 2 times (the leading values in 64 bits), in the
+    narrowest of 1, 2, 4 or 8 bytes that holds every difference, shuffled. A sample
+    index (1, 2, 3, ...) becomes a run of ones.
+``dec``, ``dec2``
+    float64 values that are exactly ``k / 10**p`` for ``p`` = 2, 3 or 6 (correctly
+    rounded division: the nearest double to a decimal with ``p`` digits, as a JSON
+    timestamp decodes to): stored as the integers ``k``, differenced once or twice.
+``um``, ``um2``
+    float64 values that are exactly ``k * 1e-6`` as NumPy computes it (the trip
+    odometer: integer micrometres times ``1e-6``): stored as ``k``.
+``bits``, ``bits2``
+    float64 or float32 values as their IEEE bit patterns, differenced: for a smooth
+    sequence of one sign and binade the patterns move slowly, and the high bytes of the
+    differences are zeros.
+"""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+
+__all__ = ["put", "get", "ArrayCodecError"]
+
+_DTYPES = ("<f8", "<f4", "<i8", "<i4", "<i2", "|i1", "|u1", "|b1")
+_CODE = {np.dtype(d): i for i, d in enumerate(_DTYPES)}
+_DT = {d: np.dtype(d) for d in _DTYPES}
+_NONE = 255
+_PLAIN, _INT, _DEC, _MUL, _BITS, _SHUF = 0, 1, 2, 3, 4, 5
+_INT_DT = {1: np.dtype("|i1"), 2: np.dtype("<i2"), 4: np.dtype("<i4"), 8: np.dtype("<i8")}
+_HEAD = struct.Struct("<BBBBB")
+_NONE_RECORD = bytes([_NONE, 0, 0, 0, 0])
+_I8 = np.dtype("<i8")
+_BITS_INT = {8: _I8, 4: np.dtype("<i4")}  # float width -> integer of its bit pattern
+
+
+class ArrayCodecError(ValueError):
+    """Bytes that are not an array record of this module (truncated, unknown code)."""
+
+
+def _shuffle(b: np.ndarray) -> bytes:
+    """Bytes of a 1-D contiguous array, byte-shuffled when its items are wider than one byte."""
+    w = b.dtype.itemsize
+    if w == 1 or b.size < 2:
+        return b.tobytes()
+    return b.view(np.uint8).reshape(b.size, w).T.tobytes()
+
+
+def _unshuffle(raw: bytes | memoryview, dtype: np.dtype, n: int) -> np.ndarray:
+    w = dtype.itemsize
+    u = np.frombuffer(raw, np.uint8, count=n * w)
+    if w == 1 or n < 2:
+        return u.view(dtype).copy()
+    return np.ascontiguousarray(u.reshape(w, n).T).view(dtype).reshape(n)
+
+
+def _diff(k: np.ndarray, order: int) -> tuple[np.ndarray, np.ndarray]:
+    """(leading values, ``order``-th differences) of an int64 array. Array arithmetic wraps
+    around silently, and ``_undiff``'s cumulative sums wrap back: exact for any values.
+    (Slicing, not ``np.diff``: a third of the time on these short arrays.)"""
+    order = min(order, k.size)
+    if order == 0:
+        return k[:0], k
+    d = k[1:] - k[:-1]
+    if order == 1:
+        return k[:1], d
+    return np.array([k[0], d[0]], _I8), d[1:] - d[:-1]
+
+
+def _undiff(heads: np.ndarray, d: np.ndarray) -> np.ndarray:
+    k = d.astype(_I8)
+    for h in heads[::-1]:
+        k = np.concatenate([[h], k])
+        np.cumsum(k, out=k)
+    return k
+
+
+def _int_payload(k: np.ndarray, order: int) -> tuple[int, int, bytes]:
+    """(order, width, payload) of int64 values."""
+    heads, d = _diff(k, order)
+    w = 1
+    if d.size:
+        lo, hi = d.min(), d.max()
+        w = 1 if -128 <= lo and hi < 128 else 2 if -32768 <= lo and hi < 32768 else \
+            4 if -2147483648 <= lo and hi < 2147483648 else 8
+    return heads.size, w, heads.tobytes() + _shuffle(d.astype(_INT_DT[w]))
+
+
+def _int_values(raw: memoryview, order: int, w: int, n: int) -> tuple[np.ndarray, int]:
+    """int64 values of an ``int`` payload of ``n`` values, and the payload's length."""
+    order = min(order, n)
+    pos = 8 * order
+    m = n - order
+    if len(raw) < pos + m * w:
+        raise ArrayCodecError("array record truncated")
+    heads = np.frombuffer(raw, _I8, count=order)
+    d = _unshuffle(raw[pos : pos + m * w], _INT_DT[w], m)
+    return _undiff(heads, d), pos + m * w
+
+
+def _as_ints(a: np.ndarray) -> np.ndarray | None:
+    """int64 of an integer array, or of a float array whose values are all integers."""
+    if a.dtype.kind in "iub":
+        return a.astype(_I8)
+    if not float(np.abs(a).max()) < 2.0**53:  # also false for NaN: the cast would be undefined
+        return None
+    k = a.astype(_I8)
+    return k if k.astype(a.dtype).tobytes() == a.tobytes() else None
+
+
+def _scaled(a: np.ndarray, p: int, mul: bool) -> np.ndarray | None:
+    """Integers k with ``k / 10**p`` (or ``k * 10.0**-p``) == a bit for bit, or None."""
+    s = _POW10[p]
+    x = np.rint(a * s)
+    if not np.abs(x).max() < 2.0**53:  # NaN and inf fail here: their cast would be undefined
+        return None
+    k = x.astype(_I8)
+    back = k * _NEG_POW10[p] if mul else k / s  # from the integers: -0.0 comes back as 0.0 and fails
+    return k if back.tobytes() == a.tobytes() else None
+
+
+_POW10 = {p: 10.0**p for p in range(10)}
+_NEG_POW10 = {p: float(f"1e-{p}") for p in range(10)}  # the literal 1e-6, as in ``d_um * 1e-6``
+# hint -> (transform, difference order, decimal digits to try)
+_HINTS: dict[str, tuple[int, int, tuple[int, ...]]] = {
+    "raw": (_PLAIN, 0, ()), "shuffle": (_SHUF, 0, ()), "int0": (_INT, 0, ()), "int1": (_INT, 1, ()), "int2": (_INT, 2, ()),
+    "dec": (_DEC, 1, (2, 3, 6)), "dec2": (_DEC, 2, (2, 3, 6)), "um": (_MUL, 1, (6,)), "um2": (_MUL, 2, (6,)),
+    "bits": (_BITS, 1, ()), "bits2": (_BITS, 2, ()),
+}
+_DIMS = {n: struct.Struct(f"<{n}I") for n in range(4)}
+
+
+def put(out: list[bytes], a: np.ndarray | None, dtype: str, hint: str = "raw") -> None:
+    """Append the record of ``a`` (converted to ``dtype``; None allowed) to ``out``, as
+    one or more pieces: the record is ``b"".join`` of what was appended.
+
+    The conversion to ``dtype`` is the caller's decision (e.g. float64 sample counts kept
+    in a few bits): it must be exact for the values it is used on. ``hint`` is one of
+    the module docstring's; a hint that does not fit the values gives the plain bytes.
+    """
+    if a is None:
+        out.append(_NONE_RECORD)
+        return
+    try:
+        tf, order, digits = _HINTS[hint]
+    except KeyError:
+        raise ValueError(f"unknown array hint {hint!r}") from None
+    dt = _DT.get(dtype) or np.dtype(dtype)
+    b = np.ascontiguousarray(a, dtype=dt)
+    flat = b.reshape(-1)
+    enc = None
+    if tf == _SHUF:
+        enc = (_SHUF, 0, 0, _shuffle(flat))
+    elif tf != _PLAIN and flat.size > 1:
+        enc = _encode(flat, tf, order, digits)
+    if enc is None:
+        enc = (_PLAIN, 0, 0, flat.tobytes())
+    tf, par, w, payload = enc
+    out += (_HEAD.pack(_CODE[dt], tf, par, w, b.ndim), _DIMS[b.ndim].pack(*b.shape), payload)  # joined by the caller
+
+
+def _encode(flat: np.ndarray, tf: int, order: int, digits: tuple[int, ...]) -> tuple[int, int, int, bytes] | None:
+    """(transform, parameter, width, payload), or None when the transform does not fit."""
+    if tf == _INT:
+        k = _as_ints(flat)
+        if k is None:
+            return None
+        o, w, payload = _int_payload(k, order)
+        return _INT, o, w, payload
+    if tf == _BITS:
+        if flat.dtype.kind != "f":
+            return None
+        o, w, payload = _int_payload(flat.view(_BITS_INT[flat.dtype.itemsize]).astype(_I8), order)
+        return _BITS, o, w, payload
+    if flat.dtype != np.float64:
+        return None
+    for p in digits:
+        k = _scaled(flat, p, mul=tf == _MUL)
+        if k is not None:
+            o, w, payload = _int_payload(k, order)
+            return tf, p | (o << 4), w, payload
+    return None
+
+
+def _decode(raw: memoryview, dt: np.dtype, tf: int, par: int, w: int, n: int) -> tuple[np.ndarray, int]:
+    if tf in (_PLAIN, _SHUF):
+        if len(raw) < n * dt.itemsize:
+            raise ArrayCodecError("array record truncated")
+        if tf == _PLAIN:
+            return np.frombuffer(raw, dt, count=n).copy(), n * dt.itemsize
+        return _unshuffle(raw[: n * dt.itemsize], dt, n), n * dt.itemsize
+    if tf == _INT:
+        k, used = _int_values(raw, par, w, n)
+        return k.astype(dt), used
+    if tf in (_DEC, _MUL):
+        p, o = par & 15, par >> 4
+        k, used = _int_values(raw, o, w, n)
+        return (k * float(f"1e-{p}") if tf == _MUL else k / 10.0**p).astype(dt), used
+    if tf == _BITS:
+        k, used = _int_values(raw, par, w, n)
+        return k.astype(_BITS_INT[dt.itemsize]).view(dt), used
+    raise ArrayCodecError(f"unknown array transform {tf}")
+
+
+def get(buf: memoryview, pos: int) -> tuple[np.ndarray | None, int]:
+    """(array, position after its record) of the record at ``pos`` of ``buf``."""
+    if pos + _HEAD.size > len(buf):
+        raise ArrayCodecError("array record truncated")
+    code, tf, par, w, ndim = _HEAD.unpack_from(buf, pos)
+    pos += _HEAD.size
+    if code == _NONE:
+        return None, pos
+    if code >= len(_DTYPES) or (tf not in (_PLAIN, _SHUF) and w not in _INT_DT) or ndim not in _DIMS:
+        raise ArrayCodecError(f"not an array record (dtype code {code}, width {w}, {ndim} dimensions)")
+    if pos + 4 * ndim > len(buf):
+        raise ArrayCodecError("array record truncated")
+    shape = _DIMS[ndim].unpack_from(buf, pos)
+    pos += 4 * ndim
+    n = int(np.prod(shape)) if ndim else 1
+    a, used = _decode(buf[pos:], np.dtype(_DTYPES[code]), tf, par, w, n)
+    return a.reshape(shape), pos + used
