@@ -496,12 +496,22 @@ def compare_modes(seed: int, n_vehicles: int, full_vertical: bool, days: float, 
     a = collect(seed, n_vehicles, "pipeline", full_vertical, days, trips, cache_dir, batch, fs_hz, frame_s)
     b = collect(seed, n_vehicles, "direct", full_vertical, days, trips, cache_dir, batch, fs_hz)
     net = load_network()
-    tops = []
+    zn = zoning(net)
+    tops, found = [], []
     for o in (a, b):
         ps = o["pass_seg"]
         n_all = np.bincount(ps[ps >= 0], minlength=len(net)).astype(float)
-        tops.append([str(z) for z in rank_hotspots(n_all, o["ev_seg"], o["ev_off"], net).zone_id[:10]])
-    return {"seed": seed, "top10_common": len(set(tops[0]) & set(tops[1])),
+        top = rank_hotspots(n_all, o["ev_seg"], o["ev_off"], net).zone[:10]
+        tops.append(top)
+        hx = np.array([h[2] for h in o["hotspots"]])
+        hy = np.array([h[3] for h in o["hotspots"]])
+        d = np.hypot(zn.zone_x_m[top][:, None] - hx[None, :], zn.zone_y_m[top][:, None] - hy[None, :])
+        found.append(sorted({int(k) for k in np.argmin(d, axis=1)[d.min(axis=1) <= HIT_M]}))
+    # the same place can be a different zone id (a junction vs the street next to it)
+    d = np.hypot(zn.zone_x_m[tops[0]][:, None] - zn.zone_x_m[tops[1]][None, :], zn.zone_y_m[tops[0]][:, None] - zn.zone_y_m[tops[1]][None, :])
+    return {"seed": seed, "top10_common": len(set(tops[0].tolist()) & set(tops[1].tolist())),
+            "top10_same_place_80m": int((d.min(axis=1) <= HIT_M).sum()),
+            "hotspots_found": {"pipeline": found[0], "direct": found[1]}, "same_hotspots_found": found[0] == found[1],
             "events_located": (len(a["ev_t"]), len(b["ev_t"])), "passes": (len(a["pass_t"]), len(b["pass_t"]))}  # fmt: skip
 
 
@@ -583,6 +593,8 @@ def main(argv: list[str] | None = None) -> dict:
         "n_impacts": int(sum(r["n_impacts"] for r in res)),
         "hotspot_precision_at_10": round(float(np.mean([r["precision_at_10"] for r in res])), 4),
         "hotspot_recall": round(float(np.mean([r["recall"] for r in res])), 4),
+        "hotspot_precision_at_10_by_seed": [r["precision_at_10"] for r in res],
+        "hotspot_recall_by_seed": [r["recall"] for r in res],
         "hotspot_precision_at_10_no_suppression": round(float(np.mean([r["precision_at_10_no_suppression"] for r in res])), 4),
         "hotspot_recall_no_suppression": round(float(np.mean([r["recall_no_suppression"] for r in res])), 4),
         "busiest_arterials_in_top10": int(sum(r["busiest_arterials_in_top10"] for r in res)),
