@@ -39,17 +39,20 @@ meeting there), the rates per vehicle-km follow a Gamma(α, β) prior fitted by 
 of moments (Marshall 1991): ``m = Σy / Σx``, ``s² = Σ x (y/x - m)² / Σx``,
 ``τ² = max(s² - m / x̄, (0.5 m)²)`` (``MIN_CV``), ``α = m² / τ²``, ``β = m / τ²``. Groups of fewer than
 ``min_group`` zones borrow the prior of all zones of their kind. Each zone's posterior is
-Gamma(α + y, β + x): its mean is the EB rate, its quantiles the interval. Zones are ranked
-by the posterior mean (a zone with few passes is pulled towards its group's mean, so a
-quiet street with two events does not outrank a junction with fifty).
+Gamma(α + y, β + x): its mean is the EB rate, its quantiles the interval. By default
+zones are ranked by the posterior probability that their rate is at least twice that of
+the *ordinary* zones of their group (:func:`ordinary_rate`), under a nonparametric prior
+of rate multipliers (:func:`multiplier_prior`); ``rank_by='mean'`` ranks by the Gamma
+posterior mean (a zone with few passes is pulled towards its group's mean, so a quiet
+street with two events does not outrank a junction with fifty).
 
 Distinct places
 ---------------
 One dangerous place often lights up two neighbouring zones (two nodes of a complex
 junction, a junction and the short street next to it): the approach and exit of one
-hotspot spill over the 40 m functional areas. So that the top of the ranking lists
+hotspot spill over the functional areas. So that the top of the ranking lists
 distinct places, a greedy non-maximum suppression walks the ranking and sets aside every
-zone whose centre lies within ``suppress_m`` (80 m, twice ``radius_m``: the functional areas
+zone whose centre lies within ``suppress_m`` (80 m, about an approach plus an exit area: the functional areas
 of two zones closer than that touch or overlap) of a higher-ranked zone that was kept. The
 set-aside zones are not dropped: they follow all kept zones, in their own order, so every
 zone (and its prior, for before/after studies) is still in the ranking. ``suppress_m=0``
@@ -151,7 +154,7 @@ def zoning(net: RoadNetwork, *, radius_m: float = 25.0, cluster_m: float = 40.0,
     """Split ``net`` into junction and segment zones (cached per network and options).
 
     ``radius_m``: functional area of a junction on its exits, m, measured along the road
-    from the junction; ``approach_m``: on its approaches (default ``radius_m``). Both are
+    from the junction; ``approach_m``: on its approaches (``None``: ``radius_m``). Both are
     measured through nodes that are not junctions (a street split into several segments).
     """
     return _zoning(net, float(radius_m), float(cluster_m), float(min_mid_m), float(radius_m if approach_m is None else approach_m))
@@ -357,7 +360,8 @@ def _zoning(net: RoadNetwork, radius_m: float, cluster_m: float, min_mid_m: floa
 def attribute_events(zn: Zoning, segment: np.ndarray, offset_m: np.ndarray) -> np.ndarray:
     """Zone index of each event from its segment index and offset (m along the segment).
 
-    Events within ``radius_m`` of a junction belong to the junction's zone; the others to
+    Events within the functional area of a junction (``approach_m`` before it, ``radius_m``
+    after it, along the road) belong to the junction's zone; the others to
     their street's segment zone. Unknown segments (< 0) give -1.
     """
     seg = np.asarray(segment, np.int64)
@@ -597,7 +601,8 @@ def rank_hotspots(
     suppress_m : float
         Non-maximum suppression distance between zone centres, m: a zone within this
         distance of a higher-ranked kept zone is moved after all kept zones, so the top of
-        the ranking lists distinct places (0: off). Default 80 m = twice ``radius_m``.
+        the ranking lists distinct places (0: off). Default 80 m, about an approach plus an
+        exit area.
     ordinary_p : float
         The reference rate of a group, to which multipliers are relative, is that of its
         ordinary zones: zones whose count is this improbable under it are left out of it
