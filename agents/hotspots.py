@@ -393,8 +393,9 @@ class HotspotRanking:
     prior_alpha, prior_beta : the zone's group Gamma prior (β in vehicle-km)
     p_excess : posterior probability that the rate exceeds ``excess_factor`` x the group
         mean (nonparametric prior, :func:`multiplier_prior`); 0 where no prior was fitted
-    multiplier : posterior mean of the rate / group mean rate (NaN where not fitted)
-    group_rate_per_vkm : the group's mean rate (the Gamma prior's mean α/β)
+    multiplier : posterior mean of the rate / the group's reference rate (NaN where not fitted)
+    group_rate_per_vkm : the group's reference rate: that of its ordinary zones
+        (:func:`ordinary_rate`; the mean rate with ``ordinary_p=0``)
     lon_deg, lat_deg : WGS84 position
     level : interval probability
     excess_factor : the factor of ``p_excess``
@@ -432,7 +433,7 @@ class HotspotRanking:
 
     def prior_rates(self, i: int) -> np.ndarray:
         """The discrete prior of the ``i``-th ranked zone's rate, events per vehicle-km
-        (``multiplier_grid`` × its group's mean rate; probabilities ``multiplier_weights``),
+        (``multiplier_grid`` × its group's reference rate; probabilities ``multiplier_weights``),
         for :func:`agents.before_after.before_after`."""
         return self.multiplier_grid * self.group_rate_per_vkm[i]
 
@@ -502,7 +503,7 @@ def ordinary_rate(y: np.ndarray, x: np.ndarray, *, p_out: float = 1e-3, max_iter
     return m
 
 
-#: Rate multipliers (a zone's rate / its group's mean rate) on which the nonparametric prior
+#: Rate multipliers (a zone's rate / its group's reference rate) on which the nonparametric prior
 #: of :func:`multiplier_prior` lives: 60 log-spaced points from 0.05 to 100 (a zone 100
 #: times as harsh as similar places is beyond anything plausible; 0.05 is near-zero).
 MULT_GRID = np.geomspace(0.05, 100.0, 60)
@@ -513,7 +514,7 @@ def multiplier_prior(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Nonparametric empirical-Bayes prior of rate multipliers, and each zone's posterior.
 
-    Model: ``y_i ~ Poisson(r_i e_i)`` with ``e_i`` the events expected at the group's mean
+    Model: ``y_i ~ Poisson(r_i e_i)`` with ``e_i`` the events expected at the group's reference
     rate and ``r_i`` drawn from an unknown distribution ``G``; ``G`` is the
     Kiefer-Wolfowitz nonparametric maximum likelihood estimate on ``grid`` (fixed-grid EM,
     Laird 1978; Koenker & Mizera 2014). Unlike a Gamma prior, it can put mass on a few
@@ -524,7 +525,7 @@ def multiplier_prior(
     Parameters
     ----------
     y : (n,) event counts
-    expected : (n,) events expected at the group mean rate (> 0)
+    expected : (n,) events expected at the group's reference rate (> 0)
     grid : (k,) multipliers
     max_iter, tol : EM iterations and stopping tolerance on the weights (max abs change)
 
@@ -592,7 +593,7 @@ def rank_hotspots(
         Probability of the posterior interval (0.9: 5 % and 95 % quantiles).
     rank_by : 'excess' | 'mean' | 'lower'
         'excess' (default): by the posterior probability that the zone's rate exceeds
-        ``excess_factor`` times its group's mean rate, under the nonparametric prior of
+        ``excess_factor`` times its group's reference rate (``ordinary_p``), under the nonparametric prior of
         :func:`multiplier_prior` (ties: by the Gamma posterior mean); 'mean': by the
         Gamma posterior mean rate; 'lower': by its interval's lower bound.
     excess_factor : float
