@@ -7,14 +7,18 @@ impacts), in batches of ``--batch`` vehicles sharing one world (memory), then de
 
 * ``--mode pipeline`` (default): the traces are written and scored by
   :func:`pipeline.offline.score_traces`, i.e. ``agents.passes.process_frame`` frame by
-  frame (``--frame-s``, default 10 s as the workers, through the wire format), the code the Faust workers run: events,
-  their segment and offset, and the passes (map-matched, privacy-trimmed) are the
-  pipeline's own records, and the ranking's inputs are built by
+  frame (``--frame-s``, default 10 s like the workers' ``ROADSENSE_FRAME_S``; 5 s frames
+  cost twice the CPU for the same passes and events), through the wire format, the code
+  the Faust workers run: events, their segment and offset, and the passes (map-matched,
+  privacy-trimmed) are the pipeline's own records, and the ranking's inputs are built by
   ``pipeline.report.hotspot_inputs_from_records`` as ``roadsense hotspots`` does (the
-  integration test checks that the database gives the same ranking).
+  integration test checks that the database gives the same ranking). The same simulated
+  fleet is also detected in ``direct`` mode (a few % more time) and cached as such, so
+  ``--compare`` compares the two on the very same fleet.
 * ``--mode direct``: ``agents.harsh_events.detect_harsh_events`` on each trip's samples,
-  events placed by the odometer on the simulator's true passes, same 300 m trim. About 10x
-  cheaper; used for larger exposure and many seeds.
+  events placed by the odometer on the simulator's true passes, same 300 m trim. About 5x
+  cheaper than ``pipeline`` (~0.1 s of CPU per vehicle of 2 trips, simulation included,
+  against ~0.45 s); used for larger exposure and many seeds.
 
 Then:
 
