@@ -23,7 +23,7 @@ prior has one shape for a whole group, so it shrinks a genuinely dangerous place
 times its group's) as hard as an ordinary place that had a bad spell: at an untreated
 hotspot the expected after count is then far too low and the test claims an *increase*
 (on the development seeds: 7 of 42 untreated hotspots at α = 0.05). With the discrete
-prior of :func:`agents.hotspots.multiplier_prior` (rates = multipliers × the group's mean,
+prior of :func:`agents.hotspots.multiplier_prior` (rates = multipliers × the group's reference rate,
 fitted on all zones of the before period) the before count itself tells which part of the
 prior the place belongs to: a hotspot's posterior sits on high multipliers, an ordinary
 zone with a chance excess is still pulled back (regression to the mean), and the after

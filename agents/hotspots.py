@@ -9,14 +9,22 @@ Zones
 * **Junction zones**: a node where three or more distinct neighbouring nodes meet is a
   junction; junction nodes joined by a segment of at most ``cluster_m`` (40 m) form one
   zone (a dual-carriageway crossing), and so do the nodes of a one-way ring of pieces up to
-  80 m (a roundabout). The first and last ``radius_m``
-  (40 m) of every segment touching a junction zone belong to it: drivers brake on the
-  approach and accelerate on the exit, so "events near a junction are attributed to the
-  junction". 40 m is the usual functional area of an urban junction (approach plus
-  stopping distance at 50 km/h).
+  80 m (a roundabout).
+* **Functional areas**: the last ``approach_m`` (50 m) of road leading into a junction
+  zone and the first ``radius_m`` (25 m) leading out of it belong to it, so "events near a
+  junction are attributed to the junction". Both are measured along the road, through
+  nodes that are not junctions: OSM splits streets into pieces (a bridge, a change of
+  speed limit, a bus stop), and an approach brake 30 m before a junction that falls on the
+  piece before such a node is still that junction's. The approach is the longer: the
+  manoeuvres a junction provokes (late braking, an evasive swerve) start within the
+  stopping distance of its conflict points (at 50 km/h: 1 s of reaction, 14 m, plus 32 m
+  of braking at 3 m/s²), while those of its exit (a hard acceleration, the end of a
+  turn) start in its first few tens of metres. A link shorter than the two areas is split
+  between the junctions at its ends in proportion to them (mostly the approach of the
+  next one).
 * **Segment zones**: the rest of a street, both directions together (safety works treat
-  the street, not one direction). A middle part shorter than ``min_mid_m`` (20 m) is split
-  between the junctions at its ends.
+  the street, not one direction). A middle part shorter than ``min_mid_m`` (20 m) goes to
+  the junctions at its ends.
 
 Exposure
 --------
@@ -31,17 +39,20 @@ meeting there), the rates per vehicle-km follow a Gamma(α, β) prior fitted by 
 of moments (Marshall 1991): ``m = Σy / Σx``, ``s² = Σ x (y/x - m)² / Σx``,
 ``τ² = max(s² - m / x̄, (0.5 m)²)`` (``MIN_CV``), ``α = m² / τ²``, ``β = m / τ²``. Groups of fewer than
 ``min_group`` zones borrow the prior of all zones of their kind. Each zone's posterior is
-Gamma(α + y, β + x): its mean is the EB rate, its quantiles the interval. Zones are ranked
-by the posterior mean (a zone with few passes is pulled towards its group's mean, so a
-quiet street with two events does not outrank a junction with fifty).
+Gamma(α + y, β + x): its mean is the EB rate, its quantiles the interval. By default
+zones are ranked by the posterior probability that their rate is at least twice that of
+the *ordinary* zones of their group (:func:`ordinary_rate`), under a nonparametric prior
+of rate multipliers (:func:`multiplier_prior`); ``rank_by='mean'`` ranks by the Gamma
+posterior mean (a zone with few passes is pulled towards its group's mean, so a quiet
+street with two events does not outrank a junction with fifty).
 
 Distinct places
 ---------------
 One dangerous place often lights up two neighbouring zones (two nodes of a complex
 junction, a junction and the short street next to it): the approach and exit of one
-hotspot spill over the 40 m functional areas. So that the top of the ranking lists
+hotspot spill over the functional areas. So that the top of the ranking lists
 distinct places, a greedy non-maximum suppression walks the ranking and sets aside every
-zone whose centre lies within ``suppress_m`` (80 m, twice ``radius_m``: the functional areas
+zone whose centre lies within ``suppress_m`` (80 m, about an approach plus an exit area: the functional areas
 of two zones closer than that touch or overlap) of a higher-ranked zone that was kept. The
 set-aside zones are not dropped: they follow all kept zones, in their own order, so every
 zone (and its prior, for before/after studies) is still in the ranking. ``suppress_m=0``
@@ -66,7 +77,8 @@ from scipy.spatial import cKDTree
 
 from roadnet import RoadNetwork, to_wgs84
 
-__all__ = ["Zoning", "HotspotRanking", "zoning", "attribute_events", "rank_hotspots", "suppress_neighbours", "format_hotspots"]
+__all__ = ["Zoning", "HotspotRanking", "zoning", "attribute_events", "ordinary_rate", "rank_hotspots", "suppress_neighbours",
+           "format_hotspots"]
 
 #: Road classes from the most to the least important (a junction takes its best class).
 CLASS_ORDER = (
@@ -137,9 +149,15 @@ def _best_class(classes: list[str]) -> str:
     return min(classes, key=lambda c: rank.get(c, len(CLASS_ORDER)))
 
 
-def zoning(net: RoadNetwork, *, radius_m: float = 40.0, cluster_m: float = 40.0, min_mid_m: float = 20.0) -> Zoning:
-    """Split ``net`` into junction and segment zones (cached per network and options)."""
-    return _zoning(net, float(radius_m), float(cluster_m), float(min_mid_m))
+def zoning(net: RoadNetwork, *, radius_m: float = 25.0, cluster_m: float = 40.0, min_mid_m: float = 20.0,
+           approach_m: float | None = 50.0) -> Zoning:  # fmt: skip
+    """Split ``net`` into junction and segment zones (cached per network and options).
+
+    ``radius_m``: functional area of a junction on its exits, m, measured along the road
+    from the junction; ``approach_m``: on its approaches (``None``: ``radius_m``). Both are
+    measured through nodes that are not junctions (a street split into several segments).
+    """
+    return _zoning(net, float(radius_m), float(cluster_m), float(min_mid_m), float(radius_m if approach_m is None else approach_m))
 
 
 #: Smallest spread of true rates between zones of a group assumed by the prior (coefficient
@@ -150,12 +168,69 @@ MIN_CV = 0.5
 
 #: Pieces of a one-way ring up to this length (m) make a roundabout, one junction zone.
 RING_PIECE_M = 80.0
+#: A roundabout's ring is at most this long (m; 400 m of circle is 127 m across) ...
+RING_MAX_M = 400.0
+#: ... and none of its nodes is farther than this from their centre (m).
+RING_RADIUS_M = 80.0
+
+
+def _chain_junctions(net: RoadNetwork, node_zone: np.ndarray, reach_m: float, downstream: bool) -> tuple[np.ndarray, np.ndarray]:
+    """For every directed segment, the junction zone reached by following the road through
+    nodes that are not junctions (two distinct neighbours: a street split in pieces), and
+    the distance to it, m, from the segment's end (``downstream``) or start (upstream).
+
+    Stops after ``reach_m``; (-1, inf) where no junction is reached within it.
+    """
+    n_seg = len(net)
+    a = np.concatenate([net.from_node, net.to_node])
+    b = np.concatenate([net.to_node, net.from_node])
+    pairs = np.unique(np.stack([a, b], axis=1), axis=0)
+    pairs = pairs[pairs[:, 0] != pairs[:, 1]]
+    deg = np.bincount(pairs[:, 0], minlength=net.n_nodes)
+    # the two neighbours of each degree-2 node
+    first = np.full(net.n_nodes, -1, np.int64)
+    second = np.full(net.n_nodes, -1, np.int64)
+    starts = np.searchsorted(pairs[:, 0], np.arange(net.n_nodes))
+    two = np.flatnonzero(deg == 2)
+    first[two], second[two] = pairs[starts[two], 1], pairs[starts[two] + 1, 1]
+    # segment index by (from, to) (the first of parallel pieces)
+    key = net.from_node.astype(np.int64) * net.n_nodes + net.to_node
+    order = np.argsort(key, kind="stable")
+    skey = key[order]
+
+    def seg_of(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+        k = u * net.n_nodes + v
+        i = np.clip(np.searchsorted(skey, k), 0, len(skey) - 1)
+        return np.where((u >= 0) & (v >= 0) & (skey[i] == k), order[i], -1)
+
+    # the piece that continues each segment (downstream) / precedes it (upstream)
+    if downstream:
+        v, u = net.to_node, net.from_node
+    else:
+        v, u = net.from_node, net.to_node
+    other = np.where(first[v] == u, second[v], np.where(second[v] == u, first[v], -1))
+    cont = np.where(deg[v] == 2, seg_of(v, other) if downstream else seg_of(other, v), -1)
+    z = node_zone[v].copy()
+    d = np.where(z >= 0, 0.0, np.inf)
+    cur, acc = cont.copy(), np.zeros(n_seg)
+    for _ in range(n_seg):
+        act = np.flatnonzero((z < 0) & (cur >= 0) & (acc < reach_m))
+        if not len(act):
+            break
+        c = cur[act]
+        acc[act] += net.length_m[c]
+        zc = node_zone[net.to_node[c] if downstream else net.from_node[c]]
+        hit = (zc >= 0) & (acc[act] < reach_m)
+        z[act[hit]], d[act[hit]] = zc[hit], acc[act[hit]]
+        cur[act] = np.where(hit, -1, cont[c])
+    return z, d
 
 
 @lru_cache(maxsize=8)
-def _zoning(net: RoadNetwork, radius_m: float, cluster_m: float, min_mid_m: float, ring_piece_m: float = RING_PIECE_M) -> Zoning:
-    if radius_m < 0 or cluster_m < 0 or min_mid_m < 0:
-        raise ValueError(f"{radius_m=}, {cluster_m=} and {min_mid_m=} must be >= 0")
+def _zoning(net: RoadNetwork, radius_m: float, cluster_m: float, min_mid_m: float, approach_m: float,
+            ring_piece_m: float = RING_PIECE_M) -> Zoning:  # fmt: skip
+    if radius_m < 0 or cluster_m < 0 or min_mid_m < 0 or approach_m < 0:
+        raise ValueError(f"{radius_m=}, {approach_m=}, {cluster_m=} and {min_mid_m=} must be >= 0")
     n_seg, n_nodes = len(net), net.n_nodes
     a = np.concatenate([net.from_node, net.to_node])
     b = np.concatenate([net.to_node, net.from_node])
@@ -167,7 +242,22 @@ def _zoning(net: RoadNetwork, radius_m: float, cluster_m: float, min_mid_m: floa
     oneway = (net.reverse < 0) & (net.length_m <= ring_piece_m)
     go = csr_matrix((np.ones(int(oneway.sum())), (net.from_node[oneway], net.to_node[oneway])), shape=(n_nodes, n_nodes))
     _, ring = connected_components(go, directed=True, connection="strong")
-    in_ring = (np.bincount(ring, minlength=n_nodes) >= 3)[ring]
+    # a roundabout is compact: a strongly connected group of one-way pieces with a ring of
+    # at most RING_MAX_M and every node within RING_RADIUS_M of its centre; a bigger one is
+    # a network of one-way streets (found: 25 nodes, 957 m of ring, 170 m across), whose
+    # junctions are separate places
+    same_ring = oneway & (ring[net.from_node] == ring[net.to_node])
+    ring_len = np.bincount(ring[net.from_node[same_ring]], weights=net.length_m[same_ring], minlength=n_nodes)
+    sp = shapely.get_point(net.geom_m, 0)
+    px, py = np.zeros(n_nodes), np.zeros(n_nodes)
+    px[net.from_node], py[net.from_node] = shapely.get_x(sp), shapely.get_y(sp)
+    cnt = np.bincount(ring, minlength=n_nodes).astype(float)
+    cx = np.bincount(ring, weights=px, minlength=n_nodes) / np.maximum(cnt, 1)
+    cy = np.bincount(ring, weights=py, minlength=n_nodes) / np.maximum(cnt, 1)
+    spread = np.zeros(n_nodes)
+    np.maximum.at(spread, ring, np.hypot(px - cx[ring], py - cy[ring]))
+    compact = (cnt >= 3) & (ring_len <= RING_MAX_M) & (spread <= RING_RADIUS_M)
+    in_ring = compact[ring]
     ring_link = oneway & in_ring[net.from_node] & (ring[net.from_node] == ring[net.to_node])
     link = short | ring_link
     g = csr_matrix((np.ones(int(link.sum())), (net.from_node[link], net.to_node[link])), shape=(n_nodes, n_nodes))
@@ -181,16 +271,30 @@ def _zoning(net: RoadNetwork, radius_m: float, cluster_m: float, min_mid_m: floa
 
     zs, ze = node_zone[net.from_node], node_zone[net.to_node]
     length = net.length_m
-    cut0 = np.where(zs >= 0, np.minimum(radius_m, length), 0.0)
-    cut1 = np.where(ze >= 0, np.maximum(length - radius_m, 0.0), length)
-    same = (zs >= 0) & (zs == ze)
+    # the junction each segment leads to (its approach) and comes from (its exit), through
+    # non-junction nodes, with the distance left of each functional area on this segment
+    zd, dd = _chain_junctions(net, node_zone, approach_m, downstream=True)
+    zu, du = _chain_junctions(net, node_zone, radius_m, downstream=False)
+    r_end = np.where(zd >= 0, np.clip(approach_m - dd, 0.0, length), 0.0)
+    r_start = np.where(zu >= 0, np.clip(radius_m - du, 0.0, length), 0.0)
+    zd = np.where(r_end > 0, zd, -1)
+    zu = np.where(r_start > 0, zu, -1)
+    cut0 = r_start
+    cut1 = length - r_end
+    same = (zs >= 0) & (zs == ze) | (zu >= 0) & (zu == zd) & (cut1 - cut0 < min_mid_m)
     mid_short = (cut1 - cut0 < min_mid_m) & ~same
-    # short middles: to the junctions (split at the middle if both ends are junctions)
-    both = mid_short & (zs >= 0) & (ze >= 0)
-    only_s = mid_short & (zs >= 0) & (ze < 0)
-    only_e = mid_short & (zs < 0) & (ze >= 0)
-    cut0 = np.where(both, length / 2, np.where(only_s, length, np.where(only_e, 0.0, cut0)))
-    cut1 = np.where(both, length / 2, np.where(only_s, length, np.where(only_e, 0.0, cut1)))
+    # short middles go to the junctions at their ends (split in proportion to the two
+    # areas); where the two areas overlap (a link shorter than both), the approach of the
+    # junction ahead comes first: the manoeuvres on a short link are mostly braking for
+    # what is ahead, and a hard acceleration out of the junction behind starts within a
+    # few metres of it
+    both = mid_short & (zu >= 0) & (zd >= 0)
+    only_s = mid_short & (zu >= 0) & (zd < 0)
+    only_e = mid_short & (zu < 0) & (zd >= 0)
+    gap = cut1 - cut0
+    split = np.where(gap >= 0, cut0 + gap * r_start / np.maximum(r_start + r_end, 1e-9), np.maximum(length - r_end, 0.0))
+    cut0 = np.where(both, split, np.where(only_s, length, np.where(only_e, 0.0, cut0)))
+    cut1 = np.where(both, split, np.where(only_s, length, np.where(only_e, 0.0, cut1)))
     cut0 = np.where(same, length, cut0)
     cut1 = np.where(same, length, cut1)
     has_mid = cut1 - cut0 > 1e-9
@@ -200,9 +304,9 @@ def _zoning(net: RoadNetwork, radius_m: float, cluster_m: float, min_mid_m: floa
     seg_zone_of_key = np.full(n_seg, -1, np.int64)
     seg_zone_of_key[mid_keys] = n_j + np.arange(len(mid_keys))
     zmid = np.where(has_mid, seg_zone_of_key[key], -1)
-    zstart = np.where(cut0 > 1e-9, zs, -1)
-    zend = np.where(length - cut1 > 1e-9, ze, -1)
-    zstart = np.where(same, zs, zstart)
+    zstart = np.where(cut0 > 1e-9, zu, -1)
+    zend = np.where(length - cut1 > 1e-9, zd, -1)
+    zstart = np.where(same, np.where(zs >= 0, zs, zu), zstart)
     enters = np.where((ze >= 0) & (zs != ze), ze, -1)
 
     # zone attributes
@@ -256,7 +360,8 @@ def _zoning(net: RoadNetwork, radius_m: float, cluster_m: float, min_mid_m: floa
 def attribute_events(zn: Zoning, segment: np.ndarray, offset_m: np.ndarray) -> np.ndarray:
     """Zone index of each event from its segment index and offset (m along the segment).
 
-    Events within ``radius_m`` of a junction belong to the junction's zone; the others to
+    Events within the functional area of a junction (``approach_m`` before it, ``radius_m``
+    after it, along the road) belong to the junction's zone; the others to
     their street's segment zone. Unknown segments (< 0) give -1.
     """
     seg = np.asarray(segment, np.int64)
@@ -288,8 +393,9 @@ class HotspotRanking:
     prior_alpha, prior_beta : the zone's group Gamma prior (β in vehicle-km)
     p_excess : posterior probability that the rate exceeds ``excess_factor`` x the group
         mean (nonparametric prior, :func:`multiplier_prior`); 0 where no prior was fitted
-    multiplier : posterior mean of the rate / group mean rate (NaN where not fitted)
-    group_rate_per_vkm : the group's mean rate (the Gamma prior's mean α/β)
+    multiplier : posterior mean of the rate / the group's reference rate (NaN where not fitted)
+    group_rate_per_vkm : the group's reference rate: that of its ordinary zones
+        (:func:`ordinary_rate`; the mean rate with ``ordinary_p=0``)
     lon_deg, lat_deg : WGS84 position
     level : interval probability
     excess_factor : the factor of ``p_excess``
@@ -327,7 +433,7 @@ class HotspotRanking:
 
     def prior_rates(self, i: int) -> np.ndarray:
         """The discrete prior of the ``i``-th ranked zone's rate, events per vehicle-km
-        (``multiplier_grid`` × its group's mean rate; probabilities ``multiplier_weights``),
+        (``multiplier_grid`` × its group's reference rate; probabilities ``multiplier_weights``),
         for :func:`agents.before_after.before_after`."""
         return self.multiplier_grid * self.group_rate_per_vkm[i]
 
@@ -352,7 +458,52 @@ def _gamma_prior(y: np.ndarray, x: np.ndarray) -> tuple[float, float]:
     return m * m / tau2, m / tau2
 
 
-#: Rate multipliers (a zone's rate / its group's mean rate) on which the nonparametric prior
+def ordinary_rate(y: np.ndarray, x: np.ndarray, *, p_out: float = 1e-3, max_iter: int = 20) -> float:
+    """Rate of the ordinary zones of a group, events per unit of exposure.
+
+    The group's mean rate ``Σy / Σx`` is pulled up by the very places a ranking looks for:
+    three junctions with 400 harsh brakes each among 80 ordinary ones (about 0.08 events
+    per vehicle-km) made the mean of their group 0.27, three times the ordinary rate, and
+    every zone's rate multiplier three times too small. So zones whose count is improbable
+    under the current rate (Poisson upper tail ``P(Y >= y) < p_out``) are set aside and
+    the rate recomputed, until nothing changes (a few iterations).
+
+    Parameters
+    ----------
+    y : (n,) event counts
+    x : (n,) exposures (> 0), e.g. vehicle-km
+    p_out : upper-tail probability below which a zone is not ordinary (0: keep all)
+    max_iter : iterations at most
+
+    Returns
+    -------
+    float
+        Events per unit of ``x``; 0 when there is no event.
+
+    Examples
+    --------
+    >>> y = np.r_[np.zeros(90), np.ones(10), [40.0]]
+    >>> x = np.ones(101)
+    >>> round(ordinary_rate(y, x, p_out=0.0), 3), round(ordinary_rate(y, x), 3)
+    (0.495, 0.1)
+    """
+    y = np.asarray(y, float)
+    x = np.asarray(x, float)
+    keep = np.ones(len(y), bool)
+    m = 0.0
+    for _ in range(max_iter):
+        sx = float(x[keep].sum())
+        m = float(y[keep].sum()) / sx if sx > 0 else 0.0
+        if m <= 0 or p_out <= 0:
+            break
+        new = stats.poisson.sf(y - 1, m * x) >= p_out
+        if (new == keep).all():
+            break
+        keep = new
+    return m
+
+
+#: Rate multipliers (a zone's rate / its group's reference rate) on which the nonparametric prior
 #: of :func:`multiplier_prior` lives: 60 log-spaced points from 0.05 to 100 (a zone 100
 #: times as harsh as similar places is beyond anything plausible; 0.05 is near-zero).
 MULT_GRID = np.geomspace(0.05, 100.0, 60)
@@ -363,7 +514,7 @@ def multiplier_prior(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Nonparametric empirical-Bayes prior of rate multipliers, and each zone's posterior.
 
-    Model: ``y_i ~ Poisson(r_i e_i)`` with ``e_i`` the events expected at the group's mean
+    Model: ``y_i ~ Poisson(r_i e_i)`` with ``e_i`` the events expected at the group's reference
     rate and ``r_i`` drawn from an unknown distribution ``G``; ``G`` is the
     Kiefer-Wolfowitz nonparametric maximum likelihood estimate on ``grid`` (fixed-grid EM,
     Laird 1978; Koenker & Mizera 2014). Unlike a Gamma prior, it can put mass on a few
@@ -374,7 +525,7 @@ def multiplier_prior(
     Parameters
     ----------
     y : (n,) event counts
-    expected : (n,) events expected at the group mean rate (> 0)
+    expected : (n,) events expected at the group's reference rate (> 0)
     grid : (k,) multipliers
     max_iter, tol : EM iterations and stopping tolerance on the weights (max abs change)
 
@@ -409,7 +560,8 @@ def rank_hotspots(
     event_offset_m: np.ndarray,
     net: RoadNetwork,
     *,
-    radius_m: float = 40.0,
+    radius_m: float = 25.0,
+    approach_m: float | None = 50.0,
     cluster_m: float = 40.0,
     min_mid_m: float = 20.0,
     min_group: int = 20,
@@ -418,6 +570,7 @@ def rank_hotspots(
     rank_by: str = "excess",
     excess_factor: float = 2.0,
     suppress_m: float = 80.0,
+    ordinary_p: float = 1e-3,
 ) -> HotspotRanking:
     """Rank zones by their empirical-Bayes rate of harsh events per vehicle-km.
 
@@ -440,7 +593,7 @@ def rank_hotspots(
         Probability of the posterior interval (0.9: 5 % and 95 % quantiles).
     rank_by : 'excess' | 'mean' | 'lower'
         'excess' (default): by the posterior probability that the zone's rate exceeds
-        ``excess_factor`` times its group's mean rate, under the nonparametric prior of
+        ``excess_factor`` times its group's reference rate (``ordinary_p``), under the nonparametric prior of
         :func:`multiplier_prior` (ties: by the Gamma posterior mean); 'mean': by the
         Gamma posterior mean rate; 'lower': by its interval's lower bound.
     excess_factor : float
@@ -449,7 +602,12 @@ def rank_hotspots(
     suppress_m : float
         Non-maximum suppression distance between zone centres, m: a zone within this
         distance of a higher-ranked kept zone is moved after all kept zones, so the top of
-        the ranking lists distinct places (0: off). Default 80 m = twice ``radius_m``.
+        the ranking lists distinct places (0: off). Default 80 m, about an approach plus an
+        exit area.
+    ordinary_p : float
+        The reference rate of a group, to which multipliers are relative, is that of its
+        ordinary zones: zones whose count is this improbable under it are left out of it
+        (:func:`ordinary_rate`). 0 keeps every zone (the group's mean rate).
 
     Returns
     -------
@@ -472,7 +630,7 @@ def rank_hotspots(
         raise ValueError(f"n_passes must have one entry per segment: expected {(len(net),)}, got {n.shape}")
     if not 0 < level < 1:
         raise ValueError(f"{level=} must be in (0, 1)")
-    zn = zoning(net, radius_m=radius_m, cluster_m=cluster_m, min_mid_m=min_mid_m)
+    zn = zoning(net, radius_m=radius_m, cluster_m=cluster_m, min_mid_m=min_mid_m, approach_m=approach_m)
     z_ev = attribute_events(zn, event_segment, event_offset_m)
     nz = len(zn)
     y = np.bincount(z_ev[z_ev >= 0], minlength=nz).astype(float)
@@ -507,12 +665,16 @@ def rank_hotspots(
     if not excess_factor > 1:
         raise ValueError(f"{excess_factor=} must be > 1")
     # nonparametric prior of rate multipliers, pooled over groups (a multiplier is relative
-    # to the zone's own group mean, so one distribution serves all groups)
+    # to the rate of the ordinary zones of the zone's group, so one distribution serves
+    # all groups)
     p_exc = np.zeros(nz)
     mult = np.full(nz, np.nan)
-    group_rate = np.where(beta > 0, alpha / np.maximum(beta, 1e-300), 0.0)
+    group_rate = np.zeros(nz)
+    for g in np.unique(group[has]):
+        mg = has & (group == g)
+        group_rate[group == g] = ordinary_rate(y[mg], vkm[mg], p_out=ordinary_p)
     weights = np.full(len(MULT_GRID), 1.0 / len(MULT_GRID))
-    fit = has & (alpha > 0) & (beta > 0)
+    fit = has & (group_rate > 0)
     if fit.any():
         expected = group_rate[fit] * vkm[fit]
         weights, post = multiplier_prior(y[fit], expected)
@@ -573,13 +735,13 @@ def zone_label(net: RoadNetwork, zn: Zoning, zone: int) -> str:
     return f"junction of {' × '.join(roads[:4])} ({zn.zone_class[z]}) at {lat[0]:.5f}, {lon[0]:.5f}"
 
 
-def format_hotspots(ranking: HotspotRanking, net: RoadNetwork, *, top: int = 10, radius_m: float = 40.0,
-                    cluster_m: float = 40.0, min_mid_m: float = 20.0) -> str:  # fmt: skip
+def format_hotspots(ranking: HotspotRanking, net: RoadNetwork, *, top: int = 10, radius_m: float = 25.0,
+                    cluster_m: float = 40.0, min_mid_m: float = 20.0, approach_m: float | None = 50.0) -> str:  # fmt: skip
     """A text table of the ``top`` zones for the ``roadsense hotspots`` CLI.
 
     Pass the zoning options used for ``ranking`` (the defaults match).
     """
-    zn = zoning(net, radius_m=radius_m, cluster_m=cluster_m, min_mid_m=min_mid_m)
+    zn = zoning(net, radius_m=radius_m, cluster_m=cluster_m, min_mid_m=min_mid_m, approach_m=approach_m)
     pct = int(round(100 * ranking.level))
     lines = [
         f"{'rank':>4}  {'events':>6}  {'passes':>7}  {'per 1000':>8}  {f'P(>{ranking.excess_factor:g}x)':>8}  "

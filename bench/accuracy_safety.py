@@ -7,14 +7,18 @@ impacts), in batches of ``--batch`` vehicles sharing one world (memory), then de
 
 * ``--mode pipeline`` (default): the traces are written and scored by
   :func:`pipeline.offline.score_traces`, i.e. ``agents.passes.process_frame`` frame by
-  frame (5 s frames, through the wire format), the code the Faust workers run: events,
-  their segment and offset, and the passes (map-matched, privacy-trimmed) are the
-  pipeline's own records, and the ranking's inputs are built by
+  frame (``--frame-s``, default 10 s like the workers' ``ROADSENSE_FRAME_S``; 5 s frames
+  cost twice the CPU for the same passes and events), through the wire format, the code
+  the Faust workers run: events, their segment and offset, and the passes (map-matched,
+  privacy-trimmed) are the pipeline's own records, and the ranking's inputs are built by
   ``pipeline.report.hotspot_inputs_from_records`` as ``roadsense hotspots`` does (the
-  integration test checks that the database gives the same ranking).
+  integration test checks that the database gives the same ranking). The same simulated
+  fleet is also detected in ``direct`` mode (a few % more time) and cached as such, so
+  ``--compare`` compares the two on the very same fleet.
 * ``--mode direct``: ``agents.harsh_events.detect_harsh_events`` on each trip's samples,
-  events placed by the odometer on the simulator's true passes, same 300 m trim. About 10x
-  cheaper; used for larger exposure and many seeds.
+  events placed by the odometer on the simulator's true passes, same 300 m trim. About 5x
+  cheaper than ``pipeline`` (~0.1 s of CPU per vehicle of 2 trips, simulation included,
+  against ~0.45 s); used for larger exposure and many seeds.
 
 Then:
 
@@ -74,6 +78,7 @@ from agents.harsh_events import EVENT_TYPES, detect_harsh_events  # noqa: E402
 from agents.hotspots import attribute_events, rank_hotspots, zoning  # noqa: E402
 from agents.passes import PassParams  # noqa: E402
 from roadnet import load_network  # noqa: E402
+from schemas.frame import DEFAULT_FRAME_S  # noqa: E402
 from schemas.tracefile import TRIP_GAP_S  # noqa: E402
 
 TRIM_M = PassParams().trim_m  #: the pipeline's privacy trim at both ends of a trip, m
@@ -92,7 +97,7 @@ COLLECT_CODE = ("agents", "simulator", "schemas", "pipeline/offline.py", "pipeli
                 "roadnet")  # fmt: skip
 #: Bump when ``collect`` itself changes what it returns (the bench file is not hashed, so
 #: that editing ``evaluate`` keeps the cache).
-COLLECT_VERSION = 1
+COLLECT_VERSION = 2
 
 
 def _code_hash() -> str:
@@ -117,7 +122,7 @@ def _odometer(t_s: np.ndarray, speed_kmh: np.ndarray) -> np.ndarray:
 
 
 def collect(seed: int, n_vehicles: int, mode: str, full_vertical: bool, days: float, trips: int,
-            cache_dir: str | None, batch: int = 1000, fs_hz: float = 50.0, frame_s: float = 5.0) -> dict:  # fmt: skip
+            cache_dir: str | None, batch: int = 1000, fs_hz: float = 50.0, frame_s: float = DEFAULT_FRAME_S) -> dict:  # fmt: skip
     """Simulate one seed and detect: the expensive part, cached on disk when ``cache_dir``.
 
     The fleet is simulated in batches of ``batch`` vehicles (memory): batch 0 is
@@ -130,11 +135,22 @@ def collect(seed: int, n_vehicles: int, mode: str, full_vertical: bool, days: fl
     output covers), impact crossings, the hotspots and the fix date.
     """
     bkey = "" if batch >= n_vehicles else f"-b{batch}"
-    key = f"{mode}-s{seed}-v{n_vehicles}{bkey}-d{days:g}-t{trips}-fs{fs_hz:g}-f{frame_s:g}-{'fv' if full_vertical else 'zv'}-{_code_hash()}"
-    path = Path(cache_dir) / f"{key}.pkl" if cache_dir else None
+
+    def path_of(m: str) -> Path | None:
+        fkey = f"-f{frame_s:g}" if m == "pipeline" else ""  # the direct mode has no frames
+        key = f"{m}-s{seed}-v{n_vehicles}{bkey}-d{days:g}-t{trips}-fs{fs_hz:g}{fkey}-{'fv' if full_vertical else 'zv'}-{_code_hash()}"
+        return Path(cache_dir) / f"{key}.pkl" if cache_dir else None
+
+    path = path_of(mode)
     if path is not None and path.exists():
         with path.open("rb") as fh:
             return pickle.load(fh)
+    # the pipeline's fleet is also detected directly (~5 % more time): `--compare` then
+    # compares the two on the very same simulated fleet without simulating it again
+    modes = (mode,)
+    p_direct = path_of("direct")
+    if mode == "pipeline" and not (p_direct is not None and p_direct.exists()):
+        modes = ("pipeline", "direct")
     import simulator.fleet as fleet_mod
     from simulator.fleet import DEFAULT_START
     from simulator.hotspots import choose_hotspots
@@ -150,28 +166,36 @@ def collect(seed: int, n_vehicles: int, mode: str, full_vertical: bool, days: fl
     for b, lo in enumerate(range(0, n_vehicles, batch)):
         nv = min(batch, n_vehicles - lo)
         parts.append(_collect_batch(net, hs, seed if b == 0 else seed * 1000 + b, nv, seed, road_seed if b else None,
-                                    mode, days, trips, fs_hz, frame_s))  # fmt: skip
-    obs: dict = {"seed": seed, "mode": mode, "date": date, "n_vehicles": n_vehicles,
-                 "hotspots": [(h.id, h.kind, h.x_m, h.y_m, h.fixed_at_s is not None) for h in hs]}  # fmt: skip
-    for k in parts[0]:
-        if isinstance(parts[0][k], np.ndarray):
-            obs[k] = np.concatenate([p[k] for p in parts])
-        else:
-            obs[k] = round(sum(p[k] for p in parts), 1)
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp_path = path.with_suffix(".tmp")
-        with tmp_path.open("wb") as fh:
-            pickle.dump(obs, fh)
-        tmp_path.replace(path)
-    return obs
+                                    modes, days, trips, fs_hz, frame_s))  # fmt: skip
+    result = {}
+    for m in modes:
+        obs: dict = {"seed": seed, "mode": m, "date": date, "n_vehicles": n_vehicles,
+                     "hotspots": [(h.id, h.kind, h.x_m, h.y_m, h.fixed_at_s is not None) for h in hs]}  # fmt: skip
+        for k in parts[0][m]:
+            if isinstance(parts[0][m][k], np.ndarray):
+                obs[k] = np.concatenate([p[m][k] for p in parts])
+            else:
+                obs[k] = round(sum(p[m][k] for p in parts), 1)
+        pm = path_of(m)
+        if pm is not None:
+            pm.parent.mkdir(parents=True, exist_ok=True)
+            tmp_path = pm.with_suffix(".tmp")
+            with tmp_path.open("wb") as fh:
+                pickle.dump(obs, fh)
+            tmp_path.replace(pm)
+        result[m] = obs
+    return result[mode]
 
 
-def _collect_batch(net, hs: tuple, seed: int, n_vehicles: int, world_seed: int, road_seed: int | None, mode: str,
-                   days: float, trips: int, fs_hz: float, frame_s: float) -> dict:  # fmt: skip
+def _collect_batch(net, hs: tuple, seed: int, n_vehicles: int, world_seed: int, road_seed: int | None,
+                   modes: tuple[str, ...], days: float, trips: int, fs_hz: float, frame_s: float) -> dict[str, dict]:  # fmt: skip
+    """Simulate one batch once and detect it in each of ``modes``: mode -> observations."""
     from simulator.fleet import simulate_fleet
     from simulator.hotspots import SafetyScenario
 
+    for mode in modes:
+        if mode not in ("pipeline", "direct"):
+            raise ValueError(f"{mode=} must be 'pipeline' or 'direct'")
     t0 = time.time()
     fl = simulate_fleet(
         net, n_vehicles=n_vehicles, seed=seed, fs_hz=fs_hz, trips_per_vehicle=trips,
@@ -179,94 +203,122 @@ def _collect_batch(net, hs: tuple, seed: int, n_vehicles: int, world_seed: int, 
         world_seed=world_seed, roughness_seed=road_seed,
     )  # fmt: skip
     t_sim = time.time() - t0
-    truth, E, imp = fl.truth, fl.truth.events, fl.truth.impacts
-    required = np.ones(len(E["type"]), bool)
-    dets: list[tuple] = []  # (vehicle, type, start_t, duration_s)
-    ev_rows: list[tuple] = []  # (type, t, segment index, offset)
-    if mode == "direct":
-        pass_rows: list[tuple] = []
-        for vid, tr in fl.traces.items():
-            d = _odometer(tr.t_s, tr.speed_kmh)
-            p = truth.passes_of(vid)
-            for trip_i, idx in enumerate(_trip_indices(tr.t_s)):
-                ab = None if tr.abs_engaged is None else tr.abs_engaged[idx]
-                ev, _ = detect_harsh_events(
-                    tr.accel_long_mps2[idx], tr.accel_lat_mps2[idx], tr.t_s[idx], fs_hz,
-                    speed_kmh=tr.speed_kmh[idx], abs_engaged=ab, final=True,
-                )  # fmt: skip
-                dets += [(vid, e.type, e.start_t_s, e.duration_s) for e in ev]
-                # placement by the odometer (speed integrated from the pass entry), privacy trim
-                lo_d, hi_d = d[idx[0]], d[idx[-1]]
-                pm = p["trip"] == trip_i
-                d_in = np.interp(p["entry_t_s"][pm], tr.t_s, d)
-                d_out = np.interp(p["exit_t_s"][pm], tr.t_s, d)
-                keep = (d_in - lo_d >= TRIM_M) & (hi_d - d_out >= TRIM_M)
-                pass_rows += [(int(s_), float(te)) for s_, te in zip(p["segment"][pm][keep], p["entry_t_s"][pm][keep])]
-                for e in ev:
-                    de = float(np.interp(e.start_t_s, tr.t_s, d))
-                    if de - lo_d < TRIM_M or hi_d - de < TRIM_M:
-                        continue
-                    j = np.flatnonzero(pm & (p["entry_t_s"] <= e.start_t_s))
-                    if len(j) == 0:
-                        continue
-                    j = j[-1]
-                    off = p["entry_offset_m"][j] + de - float(np.interp(p["entry_t_s"][j], tr.t_s, d))
-                    seg = int(p["segment"][j])
-                    ev_rows.append((e.type, e.start_t_s, seg, float(np.clip(off, 0.0, net.length_m[seg]))))
-        pass_seg = np.array([r[0] for r in pass_rows], np.int64)
-        pass_t = np.array([r[1] for r in pass_rows])
-        t_score = time.time() - t0 - t_sim
-        n_dead = 0
-    elif mode == "pipeline":
-        from pipeline.offline import score_traces
-        from pipeline.pseudonym import Pseudonymiser
-        from pipeline.report import hotspot_inputs_from_records
-        from simulator import write_fleet
+    out = {}
+    for mode in modes:
+        t1 = time.time()
+        part = _detect_direct(net, fl, fs_hz) if mode == "direct" else _detect_pipeline(net, fl, frame_s)
+        part.update(_truth_arrays(fl), sim_s=t_sim, score_s=time.time() - t1)
+        if mode == "direct":
+            part["truth_required"] = np.ones(len(part["truth_type"]), bool)
+        out[mode] = part
+    return out
 
-        pseudo = Pseudonymiser(PSEUDONYM_KEY)
-        vid_of = {pseudo(v): v for v in fl.traces}
-        with tempfile.TemporaryDirectory() as tmp:
-            trace_path = write_fleet(fl, tmp, format="parquet")
-            t1 = time.time()
-            run = score_traces([trace_path], net, pseudonymise=pseudo, frame_s=frame_s)
-            t_score = time.time() - t1
-        n_dead = len(run.dead_letters)
-        # the ranking's inputs exactly as `roadsense hotspots` builds them from the records
-        n_all, ev_seg_r, ev_off_r = hotspot_inputs_from_records(run.passes, run.events, net)
-        pass_seg = net.indices_of([p.segment_id for p in run.passes])
-        pass_t = np.array([p.entry_time.timestamp() for p in run.passes])
-        assert np.array_equal(np.bincount(pass_seg[pass_seg >= 0], minlength=len(net)), n_all)
-        for e, s_, o_ in zip(run.events, ev_seg_r, ev_off_r):
-            t_e = e.start_time.timestamp()
-            dets.append((vid_of[e.vehicle], e.type, t_e, e.duration_s))
-            ev_rows.append((e.type, t_e, int(s_), float(o_)))
-        # a true event is required only where the output covers the trip: beyond the
-        # privacy trim at both ends (with EDGE_M of slack for the two odometers)
-        for vid, tr in fl.traces.items():
-            d = _odometer(tr.t_s, tr.speed_kmh)
-            m = np.flatnonzero(E["vehicle_id"] == vid)
-            de = np.interp(E["start_t_s"][m], tr.t_s, d)
-            for idx in _trip_indices(tr.t_s):
-                inside = (E["start_t_s"][m] >= tr.t_s[idx[0]]) & (E["start_t_s"][m] <= tr.t_s[idx[-1]])
-                lo_d, hi_d = d[idx[0]], d[idx[-1]]
-                edge = (de - lo_d < TRIM_M + EDGE_M) | (hi_d - de < TRIM_M + EDGE_M)
-                required[m[inside & edge]] = False
-    else:
-        raise ValueError(f"{mode=} must be 'pipeline' or 'direct'")
+
+def _truth_arrays(fl) -> dict:
+    E, imp = fl.truth.events, fl.truth.impacts
+    return {
+        "truth_vid": np.asarray(E["vehicle_id"], object), "truth_type": np.asarray(E["type"], object),
+        "truth_t": np.asarray(E["start_t_s"], float), "truth_dur": np.asarray(E["duration_s"], float),
+        "truth_clear": np.asarray(E["clear"], bool),
+        "truth_seg": np.asarray(E["segment"], np.int64), "truth_off": np.asarray(E["offset_m"], float),
+        "truth_src": np.asarray(E["hotspot"], object),
+        "imp_vid": np.asarray(imp.get("vehicle_id", np.zeros(0, object)), object),
+        "imp_t": np.asarray(imp.get("t_s", np.zeros(0)), float),
+        "imp_kind": np.asarray(imp.get("kind", np.zeros(0, object)), object),
+    }  # fmt: skip
+
+
+def _arrays(dets: list[tuple], ev_rows: list[tuple], pass_seg, pass_t, n_dead: int) -> dict:
     return {
         "det_vid": np.array([r[0] for r in dets], object), "det_type": np.array([r[1] for r in dets], object),
         "det_t": np.array([r[2] for r in dets], float), "det_dur": np.array([r[3] for r in dets], float),
         "ev_type": np.array([r[0] for r in ev_rows], object), "ev_t": np.array([r[1] for r in ev_rows], float),
         "ev_seg": np.array([r[2] for r in ev_rows], np.int64), "ev_off": np.array([r[3] for r in ev_rows], float),
-        "pass_seg": np.asarray(pass_seg, np.int64), "pass_t": np.asarray(pass_t, float),
-        "truth_vid": np.asarray(E["vehicle_id"], object), "truth_type": np.asarray(E["type"], object),
-        "truth_t": np.asarray(E["start_t_s"], float), "truth_dur": np.asarray(E["duration_s"], float),
-        "truth_clear": np.asarray(E["clear"], bool), "truth_required": required,
-        "imp_vid": np.asarray(imp.get("vehicle_id", np.zeros(0, object)), object),
-        "imp_t": np.asarray(imp.get("t_s", np.zeros(0)), float),
-        "imp_kind": np.asarray(imp.get("kind", np.zeros(0, object)), object),
-        "sim_s": t_sim, "score_s": t_score, "dead_letters": n_dead,
+        "pass_seg": np.asarray(pass_seg, np.int64), "pass_t": np.asarray(pass_t, float), "dead_letters": n_dead,
     }  # fmt: skip
+
+
+def _detect_direct(net, fl, fs_hz: float) -> dict:
+    """The detector on each trip's samples, events placed by the odometer on the
+    simulator's passes, the pipeline's privacy trim."""
+    truth = fl.truth
+    dets: list[tuple] = []  # (vehicle, type, start_t, duration_s)
+    ev_rows: list[tuple] = []  # (type, t, segment index, offset)
+    pass_rows: list[tuple] = []
+    for vid, tr in fl.traces.items():
+        d = _odometer(tr.t_s, tr.speed_kmh)
+        p = truth.passes_of(vid)
+        for trip_i, idx in enumerate(_trip_indices(tr.t_s)):
+            ab = None if tr.abs_engaged is None else tr.abs_engaged[idx]
+            ev, _ = detect_harsh_events(
+                tr.accel_long_mps2[idx], tr.accel_lat_mps2[idx], tr.t_s[idx], fs_hz,
+                speed_kmh=tr.speed_kmh[idx], abs_engaged=ab, final=True,
+            )  # fmt: skip
+            dets += [(vid, e.type, e.start_t_s, e.duration_s) for e in ev]
+            # placement by the odometer (speed integrated from the pass entry), privacy trim
+            lo_d, hi_d = d[idx[0]], d[idx[-1]]
+            pm = p["trip"] == trip_i
+            d_in = np.interp(p["entry_t_s"][pm], tr.t_s, d)
+            d_out = np.interp(p["exit_t_s"][pm], tr.t_s, d)
+            keep = (d_in - lo_d >= TRIM_M) & (hi_d - d_out >= TRIM_M)
+            pass_rows += [(int(s_), float(te)) for s_, te in zip(p["segment"][pm][keep], p["entry_t_s"][pm][keep])]
+            for e in ev:
+                de = float(np.interp(e.start_t_s, tr.t_s, d))
+                if de - lo_d < TRIM_M or hi_d - de < TRIM_M:
+                    continue
+                j = np.flatnonzero(pm & (p["entry_t_s"] <= e.start_t_s))
+                if len(j) == 0:
+                    continue
+                j = j[-1]
+                off = p["entry_offset_m"][j] + de - float(np.interp(p["entry_t_s"][j], tr.t_s, d))
+                seg = int(p["segment"][j])
+                ev_rows.append((e.type, e.start_t_s, seg, float(np.clip(off, 0.0, net.length_m[seg]))))
+    pass_seg = np.array([r[0] for r in pass_rows], np.int64)
+    pass_t = np.array([r[1] for r in pass_rows])
+    return _arrays(dets, ev_rows, pass_seg, pass_t, 0)
+
+
+def _detect_pipeline(net, fl, frame_s: float) -> dict:
+    """``pipeline.offline.score_traces`` (``process_frame`` as the workers) on the written
+    traces; the ranking's inputs as ``roadsense hotspots`` builds them."""
+    from pipeline.offline import score_traces
+    from pipeline.pseudonym import Pseudonymiser
+    from pipeline.report import hotspot_inputs_from_records
+    from simulator import write_fleet
+
+    E = fl.truth.events
+    required = np.ones(len(E["type"]), bool)
+    dets: list[tuple] = []
+    ev_rows: list[tuple] = []
+    pseudo = Pseudonymiser(PSEUDONYM_KEY)
+    vid_of = {pseudo(v): v for v in fl.traces}
+    with tempfile.TemporaryDirectory() as tmp:
+        trace_path = write_fleet(fl, tmp, format="parquet")
+        run = score_traces([trace_path], net, pseudonymise=pseudo, frame_s=frame_s)
+    n_dead = len(run.dead_letters)
+    # the ranking's inputs exactly as `roadsense hotspots` builds them from the records
+    n_all, ev_seg_r, ev_off_r = hotspot_inputs_from_records(run.passes, run.events, net)
+    pass_seg = net.indices_of([p.segment_id for p in run.passes])
+    pass_t = np.array([p.entry_time.timestamp() for p in run.passes])
+    assert np.array_equal(np.bincount(pass_seg[pass_seg >= 0], minlength=len(net)), n_all)
+    for e, s_, o_ in zip(run.events, ev_seg_r, ev_off_r):
+        t_e = e.start_time.timestamp()
+        dets.append((vid_of[e.vehicle], e.type, t_e, e.duration_s))
+        ev_rows.append((e.type, t_e, int(s_), float(o_)))
+    # a true event is required only where the output covers the trip: beyond the
+    # privacy trim at both ends (with EDGE_M of slack for the two odometers)
+    for vid, tr in fl.traces.items():
+        d = _odometer(tr.t_s, tr.speed_kmh)
+        m = np.flatnonzero(E["vehicle_id"] == vid)
+        de = np.interp(E["start_t_s"][m], tr.t_s, d)
+        for idx in _trip_indices(tr.t_s):
+            inside = (E["start_t_s"][m] >= tr.t_s[idx[0]]) & (E["start_t_s"][m] <= tr.t_s[idx[-1]])
+            lo_d, hi_d = d[idx[0]], d[idx[-1]]
+            edge = (de - lo_d < TRIM_M + EDGE_M) | (hi_d - de < TRIM_M + EDGE_M)
+            required[m[inside & edge]] = False
+    out = _arrays(dets, ev_rows, pass_seg, pass_t, n_dead)
+    out["truth_required"] = required
+    return out
 
 
 def match_events(obs: dict) -> tuple[Counter, list]:
@@ -430,8 +482,8 @@ def evaluate(obs: dict, n_controls: int) -> dict:
 
 
 def run_seed(seed: int, n_vehicles: int, mode: str, full_vertical: bool, days: float, trips: int,
-             cache_dir: str | None, n_controls: int, batch: int, fs_hz: float) -> dict:  # fmt: skip
-    return evaluate(collect(seed, n_vehicles, mode, full_vertical, days, trips, cache_dir, batch, fs_hz), n_controls)
+             cache_dir: str | None, n_controls: int, batch: int, fs_hz: float, frame_s: float = DEFAULT_FRAME_S) -> dict:  # fmt: skip
+    return evaluate(collect(seed, n_vehicles, mode, full_vertical, days, trips, cache_dir, batch, fs_hz, frame_s), n_controls)
 
 
 def f1(c: Counter, t: str) -> tuple[float, float, float]:
@@ -442,18 +494,28 @@ def f1(c: Counter, t: str) -> tuple[float, float, float]:
 
 
 def compare_modes(seed: int, n_vehicles: int, full_vertical: bool, days: float, trips: int, cache_dir: str | None,
-                  batch: int, fs_hz: float) -> dict:  # fmt: skip
+                  batch: int, fs_hz: float, frame_s: float = DEFAULT_FRAME_S) -> dict:  # fmt: skip
     """The same fleet through the pipeline and through the direct path: how much of the
     ranking is the same (top-10 zones in common), and the located events and passes."""
-    a = collect(seed, n_vehicles, "pipeline", full_vertical, days, trips, cache_dir, batch, fs_hz)
+    a = collect(seed, n_vehicles, "pipeline", full_vertical, days, trips, cache_dir, batch, fs_hz, frame_s)
     b = collect(seed, n_vehicles, "direct", full_vertical, days, trips, cache_dir, batch, fs_hz)
     net = load_network()
-    tops = []
+    zn = zoning(net)
+    tops, found = [], []
     for o in (a, b):
         ps = o["pass_seg"]
         n_all = np.bincount(ps[ps >= 0], minlength=len(net)).astype(float)
-        tops.append([str(z) for z in rank_hotspots(n_all, o["ev_seg"], o["ev_off"], net).zone_id[:10]])
-    return {"seed": seed, "top10_common": len(set(tops[0]) & set(tops[1])),
+        top = rank_hotspots(n_all, o["ev_seg"], o["ev_off"], net).zone[:10]
+        tops.append(top)
+        hx = np.array([h[2] for h in o["hotspots"]])
+        hy = np.array([h[3] for h in o["hotspots"]])
+        d = np.hypot(zn.zone_x_m[top][:, None] - hx[None, :], zn.zone_y_m[top][:, None] - hy[None, :])
+        found.append(sorted({int(k) for k in np.argmin(d, axis=1)[d.min(axis=1) <= HIT_M]}))
+    # the same place can be a different zone id (a junction vs the street next to it)
+    d = np.hypot(zn.zone_x_m[tops[0]][:, None] - zn.zone_x_m[tops[1]][None, :], zn.zone_y_m[tops[0]][:, None] - zn.zone_y_m[tops[1]][None, :])
+    return {"seed": seed, "top10_common": len(set(tops[0].tolist()) & set(tops[1].tolist())),
+            "top10_same_place_80m": int((d.min(axis=1) <= HIT_M).sum()),
+            "hotspots_found": {"pipeline": found[0], "direct": found[1]}, "same_hotspots_found": found[0] == found[1],
             "events_located": (len(a["ev_t"]), len(b["ev_t"])), "passes": (len(a["pass_t"]), len(b["pass_t"]))}  # fmt: skip
 
 
@@ -480,6 +542,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--cache", default=None, help="directory caching each seed's detections (keyed by code hash)")
     ap.add_argument("--batch", type=int, default=1000, help="vehicles simulated at a time (memory: ~3.5 GB per 1000 at 50 Hz)")
     ap.add_argument("--fs", type=float, default=50.0, help="inertial sample rate, Hz (50: pothole shocks resolved)")
+    ap.add_argument("--frame-s", type=float, default=DEFAULT_FRAME_S,
+                    help="pipeline mode: seconds of samples per frame (the workers' default, ROADSENSE_FRAME_S)")
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--full-vertical", action="store_true")
     ap.add_argument("--compare", action="store_true",
@@ -491,12 +555,13 @@ def main(argv: list[str] | None = None) -> dict:
     with ProcessPoolExecutor(max_workers=args.workers) as ex:
         res = list(ex.map(run_seed, args.seeds, rep(args.vehicles), rep(args.mode), rep(args.full_vertical),
                           rep(args.days), rep(args.trips), rep(args.cache), rep(args.controls), rep(args.batch),
-                          rep(args.fs)))  # fmt: skip
+                          rep(args.fs), rep(args.frame_s)))  # fmt: skip
     comparison = None
     if args.compare:
         with ProcessPoolExecutor(max_workers=args.workers) as ex:
             comparison = list(ex.map(compare_modes, args.seeds, rep(args.vehicles), rep(args.full_vertical), rep(args.days),
-                                     rep(args.trips), rep(args.cache), rep(args.batch), rep(args.fs)))  # fmt: skip
+                                     rep(args.trips), rep(args.cache), rep(args.batch), rep(args.fs),
+                                     rep(args.frame_s)))  # fmt: skip
     c: Counter = Counter()
     for r in res:
         c.update(r["counts"])
@@ -532,6 +597,8 @@ def main(argv: list[str] | None = None) -> dict:
         "n_impacts": int(sum(r["n_impacts"] for r in res)),
         "hotspot_precision_at_10": round(float(np.mean([r["precision_at_10"] for r in res])), 4),
         "hotspot_recall": round(float(np.mean([r["recall"] for r in res])), 4),
+        "hotspot_precision_at_10_by_seed": [r["precision_at_10"] for r in res],
+        "hotspot_recall_by_seed": [r["recall"] for r in res],
         "hotspot_precision_at_10_no_suppression": round(float(np.mean([r["precision_at_10_no_suppression"] for r in res])), 4),
         "hotspot_recall_no_suppression": round(float(np.mean([r["recall_no_suppression"] for r in res])), 4),
         "busiest_arterials_in_top10": int(sum(r["busiest_arterials_in_top10"] for r in res)),
@@ -545,6 +612,7 @@ def main(argv: list[str] | None = None) -> dict:
         "vehicles_per_seed": args.vehicles,
         "batch": args.batch,
         "fs_hz": args.fs,
+        "frame_s": args.frame_s if args.mode == "pipeline" or args.compare else None,
         "days": args.days,
         "trips_per_vehicle": args.trips,
         "passes_per_seed": round(float(np.mean([r["n_passes"] for r in res]))),

@@ -28,8 +28,10 @@ class TestZoning:
         assert len(set(zn.zone_id)) == len(zn)
 
     def test_street_directions_share_a_zone(self, plaisir_net, zn):
-        two = np.flatnonzero((plaisir_net.reverse >= 0) & (zn.seg_zone_mid >= 0))[:50]
-        assert (zn.seg_zone_mid[two] == zn.seg_zone_mid[plaisir_net.reverse[two]]).all()
+        rev = plaisir_net.reverse
+        two = np.flatnonzero((rev >= 0) & (zn.seg_zone_mid >= 0) & (zn.seg_zone_mid[np.maximum(rev, 0)] >= 0))
+        assert len(two) > 500
+        assert (zn.seg_zone_mid[two] == zn.seg_zone_mid[rev[two]]).all()
 
     def test_exposure(self, plaisir_net, zn):
         s = a_junction_segment(plaisir_net, zn)
@@ -49,6 +51,62 @@ class TestAttributeEvents:
         assert z[0] == zn.seg_zone_end[s]
         assert z[1] == zn.seg_zone_mid[s]
         assert z[2] == -1
+
+    def test_functional_area_crosses_split_street(self, plaisir_net):
+        """A street split in two pieces at a node that is no junction: the approach of the
+        junction continues onto the upstream piece (its events are the junction's)."""
+        net = plaisir_net
+        zn = zoning(net, approach_m=40.0)
+        a = np.concatenate([net.from_node, net.to_node])
+        b = np.concatenate([net.to_node, net.from_node])
+        pairs = np.unique(np.stack([a, b], axis=1), axis=0)
+        deg = np.bincount(pairs[:, 0], minlength=net.n_nodes)
+        node_is_j = np.zeros(net.n_nodes, bool)
+        node_is_j[net.to_node[zn.seg_enters >= 0]] = True
+        # s ends at a degree-2 node; its continuation c enters a junction zone within 30 m
+        cand = [
+            (s, c) for s in np.flatnonzero((deg[net.to_node] == 2) & (net.length_m > 60.0))
+            for c in np.flatnonzero((net.from_node == net.to_node[s]) & (net.to_node != net.from_node[s]))
+            if zn.seg_enters[c] >= 0 and net.length_m[c] < 30.0
+        ]  # fmt: skip
+        assert cand, "the network has split streets next to junctions"
+        s, c = cand[0]
+        j = zn.seg_enters[c]
+        left = 40.0 - net.length_m[c]  # of the 40 m approach, on s
+        z = attribute_events(zn, np.array([s, s]), np.array([net.length_m[s] - left + 2.0, net.length_m[s] - left - 2.0]))
+        assert z[0] == j  # within 40 m of the junction along the road
+        assert z[1] != j
+        assert zn.seg_zone_end[s] == j
+
+    def test_approach_longer_than_exit(self, plaisir_net):
+        net = plaisir_net
+        zn2 = zoning(net, radius_m=20.0, approach_m=60.0)
+        ok = (zn2.seg_zone_end >= 0) & (zn2.seg_zone_start >= 0) & (zn2.seg_zone_mid >= 0) & (net.length_m > 200)
+        s = int(np.flatnonzero(ok)[0])
+        length = net.length_m[s]
+        z = attribute_events(zn2, np.full(4, s), np.array([length - 55.0, length - 65.0, 15.0, 25.0]))
+        assert list(z) == [zn2.seg_zone_end[s], zn2.seg_zone_mid[s], zn2.seg_zone_start[s], zn2.seg_zone_mid[s]]
+        assert zn2.seg_cut_end_m[s] == pytest.approx(length - 60.0)
+        assert zn2.seg_cut_start_m[s] == pytest.approx(20.0)
+        with pytest.raises(ValueError, match="approach_m"):
+            zoning(net, approach_m=-1.0)
+
+    def test_short_link_goes_to_the_junction_ahead(self, plaisir_net):
+        """Where the two functional areas of a link overlap, the approach comes first; a
+        short middle between them is split in proportion to them."""
+        net = plaisir_net
+        zn2 = zoning(net, radius_m=20.0, approach_m=60.0)
+        rev = net.reverse
+        # two-way links from one junction zone to another (each direction enters one)
+        ok = (rev >= 0) & (zn2.seg_enters >= 0) & (zn2.seg_enters[np.maximum(rev, 0)] >= 0)
+        ok &= zn2.seg_enters != zn2.seg_enters[np.maximum(rev, 0)]
+        s = int(np.flatnonzero(ok & (net.length_m > 30) & (net.length_m < 60))[0])
+        assert zn2.seg_cut_start_m[s] == pytest.approx(0.0, abs=1e-9)  # all approach
+        z = attribute_events(zn2, np.array([s]), np.array([2.0]))
+        assert z[0] == zn2.seg_enters[s]
+        s = int(np.flatnonzero(ok & (net.length_m > 81) & (net.length_m < 99) & (zn2.seg_zone_mid < 0))[0])
+        gap = net.length_m[s] - 80.0  # the 60 m approach and the 20 m exit leave a short middle
+        assert zn2.seg_cut_start_m[s] == pytest.approx(20.0 + gap * 20.0 / 80.0, rel=1e-6)
 
     def test_empty_and_shapes(self, zn):
         assert attribute_events(zn, np.zeros(0, int), np.zeros(0)).shape == (0,)
@@ -216,3 +274,58 @@ class TestMultiplierPrior:
         assert np.allclose(r.prior_rates(0), MULT_GRID * r.group_rate_per_vkm[0])
         assert "multiplier_grid" not in r.rows()[0]
 
+
+
+class TestOrdinaryRate:
+    """The reference rate of a group: that of its ordinary zones, not pulled up by hotspots."""
+
+    def test_basic(self):
+        from agents.hotspots import ordinary_rate
+
+        rng = np.random.default_rng(0)
+        x = rng.uniform(1.0, 20.0, 400)
+        y = rng.poisson(0.1 * x).astype(float)
+        y[:3] += 150.0  # three busy hotspots
+        mean = y.sum() / x.sum()
+        assert mean > 0.15  # the mean rate is pulled up by the three
+        assert ordinary_rate(y, x) == pytest.approx(0.1, rel=0.12)
+        assert ordinary_rate(y, x, p_out=0.0) == pytest.approx(mean)
+
+    def test_empty_and_no_events(self):
+        from agents.hotspots import ordinary_rate
+
+        assert ordinary_rate(np.zeros(5), np.ones(5)) == 0.0
+        assert ordinary_rate(np.zeros(0), np.zeros(0)) == 0.0
+
+    def test_multipliers_relative_to_ordinary_zones(self, plaisir_net):
+        """Three very harsh junctions do not shrink every other junction's multiplier."""
+        net = plaisir_net
+        zn = zoning(net)
+        n = np.full(len(net), 50.0)
+        rng = np.random.default_rng(1)
+        k = rng.poisson(0.2 * n * net.length_m / 1000)  # background 0.2 events / vehicle-km
+        seg = np.repeat(np.arange(len(net)), k)
+        off = rng.uniform(0, 1, seg.size) * net.length_m[seg]
+        hot = np.flatnonzero((zn.seg_zone_end >= 0) & (net.length_m > 100))[:3]
+        seg = np.r_[seg, np.repeat(hot, 300)]
+        off = np.r_[off, net.length_m[np.repeat(hot, 300)] - 10.0]
+        # with the mean rate as reference (p_out=0) ordinary junctions look 0.3-0.8 x ordinary
+        for p_out, lo, hi in ((1e-3, 0.8, 1.25), (0.0, 0.3, 0.8)):
+            r = rank_hotspots(n, seg, off, net, ordinary_p=p_out)
+            ordinary = (r.kind == "junction") & ~np.isin(r.zone, zn.seg_zone_end[hot])
+            ratio = r.n_events[ordinary].sum() / (r.group_rate_per_vkm[ordinary] * r.vehicle_km[ordinary]).sum()
+            assert lo < ratio < hi  # events of ordinary junctions / those expected at the reference
+
+
+class TestRoundabouts:
+    def test_one_way_street_networks_are_not_one_zone(self, plaisir_net):
+        """Strongly connected one-way streets are a roundabout only when compact: no junction
+        zone spans more than ~120 m (a 957 m network of one-way streets did: 173 m)."""
+        import shapely
+
+        net = plaisir_net
+        zn = zoning(net)
+        m = zn.seg_enters >= 0
+        end = shapely.get_point(net.geom_m[m], -1)
+        d = np.hypot(shapely.get_x(end) - zn.zone_x_m[zn.seg_enters[m]], shapely.get_y(end) - zn.zone_y_m[zn.seg_enters[m]])
+        assert d.max() < 120.0
