@@ -95,7 +95,7 @@ def create_app(settings: Settings) -> faust.App:
         broker_heartbeat_interval=3.0,
         web_enabled=False,
         producer_acks=-1,
-        # Per frame the worker writes a ~13 KB vehicle state and per impact a segment state
+        # Per frame the worker writes a ~10 KB vehicle state and per impact a segment state
         # (tens of KB on a busy segment): with Faust's 16 KB batches nearly every record
         # was its own produce request (py-spy: 10 % of the worker in the socket write).
         # Larger batches and 5 ms of linger: -13 % CPU per sample, +25 % samples/s
