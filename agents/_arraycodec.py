@@ -222,7 +222,7 @@ def _decode(raw: memoryview, dt: np.dtype, tf: int, par: int, w: int, n: int) ->
     if tf in (_DEC, _MUL):
         p, o = par & 15, par >> 4
         k, used = _int_values(raw, o, w, n)
-        return (k * float(f"1e-{p}") if tf == _MUL else k / 10.0**p).astype(dt), used
+        return (k * _NEG_POW10[p] if tf == _MUL else k / _POW10[p]).astype(dt), used
     if tf == _BITS:
         k, used = _int_values(raw, par, w, n)
         return k.astype(_BITS_INT[dt.itemsize]).view(dt), used

@@ -63,24 +63,11 @@ def env_of(s: Settings) -> dict[str, str]:
 
 
 def fresh_db(info, net) -> str:
-    import psycopg
-
-    name = f"rs_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(info.pg_dsn, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    dsn = info.pg_dsn.rsplit("/", 1)[0] + f"/{name}"
-    with db.connect(dsn, autocommit=True) as conn:
-        db.migrate(conn)
-        db.load_network(conn, net)
-    return dsn
+    return db.create_database(info.pg_dsn, "rs_bench", net=net)
 
 
 def drop_db(info, dsn: str) -> None:
-    import psycopg
-
-    name = dsn.rsplit("/", 1)[1]
-    with psycopg.connect(info.pg_dsn, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    db.drop_database(info.pg_dsn, dsn)
 
 
 def proc_cpu_s(pid: int) -> float:

@@ -48,6 +48,7 @@ from pipeline.settings import Settings
 from pipeline.stage1 import FrameHandler, dead_letter, outbox_results, unpack_envelope
 from pipeline.stage2 import SegmentState, handle_records
 from pipeline.stats import WorkerStats
+from pipeline.topics import SEGMENT_TABLE, VEHICLE_TABLE
 from schemas.records import PassImpact, SegmentPass
 from roadnet import load_network
 
@@ -178,7 +179,7 @@ def create_app(settings: Settings) -> faust.App:
             handler.confirm(key, seq)
 
     states = app.Table(
-        "vehicle_state",
+        VEHICLE_TABLE,
         default=None,
         key_type=bytes,
         value_type=bytes,
@@ -282,7 +283,7 @@ def create_app(settings: Settings) -> faust.App:
         os._exit(FAIL_STOP_EXIT)
 
     segment_states = app.Table(
-        "segment_state",
+        SEGMENT_TABLE,
         default=None,
         key_type=bytes,
         value_type=bytes,

@@ -64,7 +64,9 @@ __all__ = [
     "Statement",
     "applied_migrations",
     "connect",
+    "create_database",
     "dialect",
+    "drop_database",
     "ensure_login",
     "is_pglite",
     "load_network",
@@ -828,3 +830,30 @@ def ensure_login(conn: psycopg.Connection, user: str, password: str) -> None:
             )
     except psycopg.Error as exc:
         raise DatabaseError(f"cannot set up login {user!r}: {exc}", sqlstate=exc.sqlstate) from exc
+
+
+def create_database(admin_dsn: str, prefix: str, *, net: RoadNetwork | None = None) -> str:
+    """A new, migrated database beside ``admin_dsn``'s, named ``prefix`` and a random
+    suffix; returns its DSN. With ``net``, the road network is loaded too.
+
+    For tests and benchmarks that need a database of their own; :func:`drop_database`
+    removes it. Needs CREATEDB on ``admin_dsn``'s role.
+    """
+    import uuid
+
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(admin_dsn, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    dsn = admin_dsn.rsplit("/", 1)[0] + f"/{name}"
+    with connect(dsn, autocommit=True) as conn:
+        migrate(conn)
+        if net is not None:
+            load_network(conn, net)
+    return dsn
+
+
+def drop_database(admin_dsn: str, dsn: str) -> None:
+    """Drop the database of ``dsn`` (made by :func:`create_database`), closing its sessions."""
+    name = dsn.rsplit("/", 1)[1]
+    with psycopg.connect(admin_dsn, autocommit=True) as admin:
+        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))

@@ -13,9 +13,11 @@ from schemas._errors import RoadsenseError
 
 __all__ = ["ensure_topics", "changelog_topics", "group_lag", "TopicError"]
 
-# The Faust app's tables (``pipeline.app``); Faust names their changelogs
-# ``{app_id}-{table}-changelog``.
-TABLES = ("vehicle_state", "segment_state")
+# The Faust app's tables (``pipeline.app`` names them from here); Faust names their
+# changelogs ``{app_id}-{table}-changelog``.
+VEHICLE_TABLE = "vehicle_state"
+SEGMENT_TABLE = "segment_state"
+TABLES = (VEHICLE_TABLE, SEGMENT_TABLE)
 
 
 class TopicError(RoadsenseError):

@@ -16,7 +16,6 @@ import sys
 import uuid
 from pathlib import Path
 
-import psycopg
 import pytest
 
 from agents.scores import segment_scores
@@ -58,16 +57,9 @@ def offline(fleet_dir, net):
 @pytest.fixture(scope="module")
 def test_db(stack, net):
     """A fresh database on the local PostgreSQL, migrated, with the road network loaded."""
-    name = f"rs_it_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(stack.pg_dsn, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    dsn = stack.pg_dsn.rsplit("/", 1)[0] + f"/{name}"
-    with db.connect(dsn, autocommit=True) as conn:
-        db.migrate(conn)
-        db.load_network(conn, net)
+    dsn = db.create_database(stack.pg_dsn, "rs_it", net=net)
     yield dsn
-    with psycopg.connect(stack.pg_dsn, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    db.drop_database(stack.pg_dsn, dsn)
 
 
 @pytest.fixture(scope="module")
@@ -245,13 +237,8 @@ def test_a_worker_killed_mid_stream_loses_nothing_and_counts_nothing_twice(
     from simulator.replay import replay
 
     tag = uuid.uuid4().hex[:8]
-    name = f"rs_it_kill_{tag}"
-    with psycopg.connect(stack.pg_dsn, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    dsn = stack.pg_dsn.rsplit("/", 1)[0] + f"/{name}"
+    dsn = db.create_database(stack.pg_dsn, "rs_it_kill")
     try:
-        with db.connect(dsn, autocommit=True) as conn:
-            db.migrate(conn)
         s = Settings(
             kafka_bootstrap=stack.kafka_bootstrap, pg_dsn=dsn, pseudonym_key=KEY, app_id=f"rs-kill-{tag}",
             frames_topic=f"it.{tag}.k.frames", dlq_topic=f"it.{tag}.k.dlq", passes_topic=f"it.{tag}.k.passes", impacts_topic=f"it.{tag}.k.impacts",
@@ -286,8 +273,7 @@ def test_a_worker_killed_mid_stream_loses_nothing_and_counts_nothing_twice(
         )
         assert sorted(rows) == expected
     finally:
-        with psycopg.connect(stack.pg_dsn, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        db.drop_database(stack.pg_dsn, dsn)
 
 
 def _wait_for_members(bootstrap: str, group: str, n: int, procs: list, timeout_s: float = 120.0) -> None:
@@ -325,15 +311,10 @@ def test_two_workers_split_the_partitions_and_give_the_offline_passes(
     from simulator.replay import replay
 
     tag = uuid.uuid4().hex[:8]
-    name = f"rs_it_two_{tag}"
-    with psycopg.connect(stack.pg_dsn, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    dsn = stack.pg_dsn.rsplit("/", 1)[0] + f"/{name}"
+    dsn = db.create_database(stack.pg_dsn, "rs_it_two")
     logs = tmp_path_factory.mktemp("twologs")
     procs, files = [], []
     try:
-        with db.connect(dsn, autocommit=True) as conn:
-            db.migrate(conn)
         base = Settings(
             kafka_bootstrap=stack.kafka_bootstrap, pg_dsn=dsn, pseudonym_key=KEY, app_id=f"rs-two-{tag}",
             frames_topic=f"it.{tag}.2.frames", dlq_topic=f"it.{tag}.2.dlq", passes_topic=f"it.{tag}.2.passes",
@@ -367,8 +348,7 @@ def test_two_workers_split_the_partitions_and_give_the_offline_passes(
         )
         assert sorted(_db_passes(dsn)) == expected
     finally:
-        with psycopg.connect(stack.pg_dsn, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        db.drop_database(stack.pg_dsn, dsn)
 
 
 def test_ensure_topics_creates_the_changelogs_and_refuses_a_partition_mismatch(stack):

@@ -18,7 +18,6 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import psycopg
 import pytest
 
 from pipeline import db
@@ -69,20 +68,14 @@ def records():
 @pytest.fixture(scope="module")
 def settings(stack, tmp_path_factory):
     tag = uuid.uuid4().hex[:8]
-    name = f"rs_it_s2_{tag}"
-    with psycopg.connect(stack.pg_dsn, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    dsn = stack.pg_dsn.rsplit("/", 1)[0] + f"/{name}"
-    with db.connect(dsn, autocommit=True) as conn:
-        db.migrate(conn)
+    dsn = db.create_database(stack.pg_dsn, "rs_it_s2")
     yield Settings(
         kafka_bootstrap=stack.kafka_bootstrap, pg_dsn=dsn, pseudonym_key="integration-test-pseudonym-key-0123456789",
         app_id=f"rs-s2-{tag}", frames_topic=f"it.{tag}.s2.frames", dlq_topic=f"it.{tag}.s2.dlq",
         passes_topic=f"it.{tag}.s2.passes", impacts_topic=f"it.{tag}.s2.impacts", alerts_topic=f"it.{tag}.s2.alerts",
         partitions=4, data_dir=tmp_path_factory.mktemp("s2worker"), stage2_coverage=True,
     )  # fmt: skip
-    with psycopg.connect(stack.pg_dsn, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    db.drop_database(stack.pg_dsn, dsn)
 
 
 def _produce(bootstrap: str, topic: str, recs) -> None:
