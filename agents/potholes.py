@@ -36,6 +36,17 @@ to that of the calmest block of the next ``SCALE_AHEAD_S`` (so a rougher stretch
 measured against the smoother road behind it); a sample is decided once those later blocks
 are in, so impacts are reported up to ~1.25 s after they happen. Each impact also carries
 shape features (duration, double-hit spacing, number of peaks) and a ``kind_score``.
+
+The streaming form detects on a *whitened* signal: the band-passed acceleration minus its
+linear prediction from the previous ``LPC_ORDER`` samples (:func:`_whiten`; coefficients
+from the recent road's autocorrelation, per block, forgotten over ``LPC_TAU_S``). A random
+road (ISO 8608: slope ~ white noise) driven through the car's suspension gives a signal the
+predictor follows; a hole's edges are sudden and stand out in the prediction error. Peaks,
+grouping, polarity (first lobe) and severity are read on that error; ``peak_mps2`` stays
+the band-passed acceleration's largest value near the impact. An impact whose own group has
+no axle pair looks for the other axle's hit, a weaker peak (``PARTNER_K_SIGMA``) one
+wheelbase later, and reports it as ``double_hit_m`` (development seeds:
+``docs/decisions.md``, "Potholes: a whitened detector").
 """
 
 from __future__ import annotations
@@ -65,9 +76,9 @@ __all__ = [
 BAND_HZ = (2.0, 40.0)  #: impact band, Hz (top capped at 0.45 fs)
 K_SIGMA = 4.0  #: threshold, multiples of the pass's robust scale (:func:`detect_impacts`)
 #: threshold of the streaming detector (:func:`impact_features`, the pipeline's), multiples
-#: of its local robust scale; 3.5 since the scale looks ahead and stage 2 asks for axle
-#: pairs (development seeds 1, 3-6: 4.0 / 3.5 / 3.0 compared, see docs/decisions.md)
-STREAM_K_SIGMA = 3.5
+#: of the local robust scale of its whitened signal (development seeds 1, 3-6: 3.5 / 4.0 /
+#: 4.5 compared, see docs/decisions.md)
+STREAM_K_SIGMA = 4.0
 FLOOR_MPS2 = 1.0  #: absolute threshold floor, m/s^2
 GROUP_M = 2.5  #: peaks closer than this (m) belong to one impact
 LOOKBACK_M = 60.0  #: distance over which the approach speed is taken, m
@@ -102,12 +113,14 @@ class Impact:
     Attributes
     ----------
     offset_m : distance along the segment, m (start of the impact)
-    peak_mps2 : largest |band-passed acceleration|, m/s^2
+    peak_mps2 : largest |band-passed acceleration|, m/s^2 (streaming form: from the
+        impact's first peak to ``PEAK_AFTER_S`` after its last)
     polarity : -1 down-first (pothole-like), +1 up-first (bump-like)
     slowdown : speed at impact / max speed over the previous 60 m (<= 1)
     n_lobes : lobes above half the peak within the impact
     speed_kmh : speed at the impact, km/h
-    severity : peak / pass robust scale (dimensionless)
+    severity : peak / pass robust scale (dimensionless; streaming form: of the whitened
+        signal, peak over its local scale)
     segment : segment (index or id) of the impact's onset, when known (streaming form)
     t_s : time of the impact's first lobe, s (streaming form; NaN otherwise)
     duration_s : first to last sample of the impact above the threshold, s
@@ -267,6 +280,25 @@ SCALE_AHEAD_S = 1.0
 GAP_RESET_S = 0.5  #: a time gap longer than this restarts the detector (route break)
 LOBE_BACK_S = 0.3  #: how far back the first lobe of an impact is searched, s
 _HIST_DT_S = 0.1  #: decimation of the speed history used for ``slowdown``, s
+#: the other axle's hit: a peak of ``|y|`` this many local robust scales (of the impact's
+#: strongest peak) high, ``AXLE_SPACING_M`` after that peak, sets the impact's
+#: ``double_hit_m`` when the impact itself has no such pair (None: no search)
+PARTNER_K_SIGMA: float | None = 2.5
+PARTNER_WAIT_S = 1.0  #: the search covers at most this long after the peak, s
+#: impacts are detected on the band-passed acceleration *whitened* by a linear predictor
+#: of this order (0: on the band-passed acceleration itself), fitted on the recent road
+LPC_ORDER = 8
+LPC_WHITE = 1e-3  #: white-noise correction of the predictor (share of r[0] added to it)
+LPC_TAU_S = 2.0  #: memory of the predictor's autocorrelation (exponential, per block), s
+POLARITY_FROM = "e"  #: "e": first lobe of the whitened signal; "y": of the band-passed one
+#: absolute floor of the whitened signal's threshold, m/s^2 (``floor_mps2`` applies to the
+#: band-passed peak): the prediction error of a smooth road is a few hundredths
+E_FLOOR_MPS2 = 0.3
+#: the streaming detector's signals are kept on a grid of this step, m/s^2 (2^-12, far
+#: below a sensor's resolution): exact, and their stored tail compresses (the vehicle state
+#: stays within issue 5's budget)
+RESOLUTION_MPS2 = 2.0**-12
+PEAK_AFTER_S = 0.05  #: peak_mps2 is the largest |band-passed| up to this after the impact's last peak, s
 
 
 @lru_cache(maxsize=16)
@@ -284,8 +316,10 @@ def _unpack(text: str, dtype: str) -> np.ndarray:
     return np.frombuffer(base64.b64decode(text), dtype=np.dtype(dtype).newbyteorder("<")).astype(dtype)
 
 
+# tail columns: band-passed and whitened acceleration, speed, offset, segment, time,
+# distance, absolute sample index
 _TAIL = (("y", "f8"), ("v", "f8"), ("off", "f8"), ("seg", "i8"), ("t", "f8"), ("d", "f8"), ("idx", "i8"),
-         ("sig", "f8"))
+         ("e", "f8"))
 
 
 @dataclass
@@ -308,6 +342,9 @@ class ImpactState:
         the newest of them (-1: none yet)
     hist_d, hist_v, hist_idx : decimated (distance m, speed km/h, sample index) history
         for the slowdown
+    lpc_r : (LPC_ORDER + 1,) autocorrelation of the band-passed signal (m^2/s^4, summed
+        over blocks, exponentially forgotten) of the blocks up to ``lpc_last``, the whitening
+        predictor's statistics (empty: none yet)
     """
 
     fs: float
@@ -322,6 +359,8 @@ class ImpactState:
     hist_d: np.ndarray = field(default_factory=lambda: np.zeros(0))
     hist_v: np.ndarray = field(default_factory=lambda: np.zeros(0))
     hist_idx: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    lpc_r: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    lpc_last: int = -1
 
     def parts(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         """The state as scalars and named arrays (tail arrays as ``tail.<name>``), for a
@@ -329,15 +368,17 @@ class ImpactState:
         were stored in (indices fit 32 bits)."""
         scalars = {"fs": self.fs, "n_seen": self.n_seen, "dist_m": self.dist_m,
                    "last_t_s": repr(self.last_t_s) if not np.isfinite(self.last_t_s) else self.last_t_s,
-                   "n_context": self.n_context, "last_block": self.last_block}
+                   "n_context": self.n_context, "last_block": self.last_block, "lpc_last": self.lpc_last}
         arrays = {"band_zi": self.band_zi, "block_meds": self.block_meds, "hist_d": self.hist_d,
-                  "hist_v": self.hist_v, "hist_idx": self.hist_idx,
+                  "hist_v": self.hist_v, "hist_idx": self.hist_idx, "lpc_r": self.lpc_r,
                   **{f"tail.{k}": self.tail.get(k, np.zeros(0)) for k, _ in _TAIL}}
         return scalars, arrays
 
     @classmethod
     def from_parts(cls, scalars: dict[str, Any], arrays: dict[str, np.ndarray]) -> ImpactState:
-        a = arrays
+        a = dict(arrays)
+        if "tail.e" not in a:  # a state from before the whitening: no residual for its tail
+            a["tail.e"] = np.zeros(np.size(a["tail.y"]))
         return cls(
             fs=float(scalars["fs"]),
             band_zi=np.asarray(a["band_zi"], np.float64).reshape(-1, 2),
@@ -351,6 +392,8 @@ class ImpactState:
             hist_d=np.asarray(a["hist_d"], np.float64),
             hist_v=np.asarray(a["hist_v"], np.float64),
             hist_idx=np.asarray(a["hist_idx"]).astype(np.int64),
+            lpc_r=np.asarray(a.get("lpc_r", np.zeros(0)), np.float64),
+            lpc_last=int(scalars.get("lpc_last", -1)),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -549,6 +592,87 @@ def _block_sigma(
     return sig, waiting
 
 
+def _lpc(r: np.ndarray) -> np.ndarray:
+    """Linear-predictor coefficients from autocorrelations ``r[0..p]`` (Levinson-Durbin)."""
+    p = r.size - 1
+    a = np.zeros(p)
+    if not r[0] > 0:
+        return a
+    err = r[0] * (1.0 + LPC_WHITE)
+    for i in range(p):
+        k = (r[i + 1] - a[:i] @ r[i:0:-1]) / err
+        if not abs(k) < 1.0:
+            break  # not a valid autocorrelation (numerically): keep the lower order
+        a[:i] = a[:i] - k * a[:i][::-1]
+        a[i] = k
+        err *= 1.0 - k * k
+        if err <= 0:
+            break
+    return a
+
+
+def _whiten(
+    y_all: np.ndarray, i0: int, n_new: int, r: np.ndarray, last: int, blk: int, p: int, lam: float
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Prediction error of the last ``n_new`` samples of ``y_all`` (absolute index of
+    ``y_all[0]``: ``i0``; the samples before it, if any are needed, are taken as 0), each
+    predicted from its ``p`` previous samples with the coefficients of the autocorrelation
+    ``r`` of the complete blocks before its own (``r`` folds blocks up to ``last``,
+    exponentially forgotten by ``lam`` per block). Returns (e, r, last) after folding every
+    complete block. The tail keeps the open block and ``p`` samples before it, so any
+    framing gives the same residual."""
+    n_all = y_all.size
+    yb = np.concatenate([np.zeros(p), y_all])  # yb[j + p] = y_all[j]
+    first = i0 + n_all - n_new  # absolute index of the first new sample
+    if r.size != p + 1 or last != first // blk - 1:
+        # fresh stream, or a gap: start the statistics at the first new sample's block
+        r, last = np.zeros(p + 1), first // blk - 1
+
+    def fold(k: int, r: np.ndarray) -> np.ndarray:
+        j0, j1 = max(k * blk - i0, 0), (k + 1) * blk - i0
+        seg = yb[j0 : j1 + p]  # y_all[j0 - p : j1]
+        x = seg[p:]
+        lags = np.array([x @ seg[p - l : seg.size - l] for l in range(p + 1)])
+        return lam * r + lags
+
+    e = np.empty(n_new)
+    i = n_all - n_new
+    while i < n_all:
+        b = (i0 + i) // blk
+        while last < b - 1:
+            last += 1
+            r = fold(last, r)
+        a = _lpc(r)
+        j = min(n_all, (b + 1) * blk - i0)
+        # e[n] = y[n] - sum_l a[l] y[n - 1 - l], n = i..j-1 (indices in yb: + p)
+        idx = np.arange(i, j) + p
+        pred = np.zeros(j - i)
+        for l in range(p):
+            pred += a[l] * yb[idx - 1 - l]
+        e[i - (n_all - n_new) : j - (n_all - n_new)] = yb[idx] - pred
+        i = j
+    while last < (i0 + n_all) // blk - 1:
+        last += 1
+        r = fold(last, r)
+    return e, r, last
+
+
+def _partner(mag: np.ndarray, d: np.ndarray, i_peak: int, wait_n: int, thr: float, default: float) -> float:
+    """Distance (m) from the peak ``i_peak`` to the strongest later local maximum of ``mag``
+    at least ``thr`` high, ``AXLE_SPACING_M`` after it and within ``wait_n`` samples (the
+    other axle's hit); ``default`` if there is none. Only samples up to ``i_peak + wait_n``
+    and one more are read, so the result does not depend on how the stream was cut."""
+    lo, hi = AXLE_SPACING_M
+    j = np.arange(i_peak + 1, min(mag.size - 1, i_peak + wait_n + 1))
+    if j.size == 0:
+        return default
+    dd = d[j] - d[i_peak]
+    j = j[(dd >= lo) & (dd <= hi) & (mag[j] >= thr) & (mag[j] >= mag[j - 1]) & (mag[j] > mag[j + 1])]
+    if j.size == 0:
+        return default
+    return float(d[j[np.argmax(mag[j])]] - d[i_peak])
+
+
 def _stream_step(
     zi: ImpactState, sos: np.ndarray, a: np.ndarray, v_kmh: np.ndarray, off: np.ndarray, seg: np.ndarray,
     t: np.ndarray, final: bool, k_sigma: float, floor_mps2: float, group_m: float,
@@ -557,17 +681,32 @@ def _stream_step(
     n = a.size
     if n:
         y_new, band_zf = sosfilt(sos, a, zi.band_zi)
+        y_new = np.round(y_new / RESOLUTION_MPS2) * RESOLUTION_MPS2
     else:
         y_new, band_zf = np.zeros(0), zi.band_zi
-    d_new = zi.dist_m + np.cumsum(v_kmh / 3.6 / fs)
+    # distance in whole micrometres: integer sums do not depend on where the stream is cut
+    # (grouping compares distances, and float sums of a steady speed land on its limits)
+    d_new = (round(zi.dist_m * 1e6) + np.cumsum(np.round(v_kmh / 3.6 / fs * 1e6))) * 1e-6
     idx_new = zi.n_seen + np.arange(n, dtype=np.int64)
     blk = max(1, int(round(BLOCK_S * fs)))
     k_blocks = max(1, int(round(SCALE_WINDOW_S / BLOCK_S)))
     hist_step = max(1, int(round(_HIST_DT_S * fs)))
     tail_y = zi.tail.get("y", np.zeros(0))
     tail_idx = zi.tail.get("idx", np.zeros(0, np.int64))
-    mag_all = np.abs(np.concatenate([tail_y, y_new]))
     idx_all = np.concatenate([tail_idx, idx_new])
+    # 0. the detection signal: the band-passed acceleration whitened by a linear predictor
+    #    of the recent road (its residual e), or y itself
+    p_lpc = LPC_ORDER
+    if p_lpc > 0:
+        lam = float(np.exp(-BLOCK_S / LPC_TAU_S))
+        i0_all = int(idx_all[0]) if idx_all.size else zi.n_seen
+        e_new, lpc_r, lpc_last = _whiten(np.concatenate([tail_y, y_new]), i0_all, n, zi.lpc_r, zi.lpc_last, blk,
+                                         p_lpc, lam)  # fmt: skip
+        e_new = np.round(e_new / RESOLUTION_MPS2) * RESOLUTION_MPS2
+        x_tail = zi.tail.get("e", np.zeros(0))
+    else:
+        e_new, lpc_r, lpc_last, x_tail = y_new, zi.lpc_r, zi.lpc_last, tail_y
+    mag_all = np.abs(np.concatenate([x_tail, e_new]))
 
     # 1. robust scale: median |y| per complete block (absolute blocks of `blk` samples); a
     #    sample's sigma = 1.4826 x median of the K block medians before its block, all of
@@ -588,18 +727,18 @@ def _stream_step(
             new_meds = np.median(mag_all[p0 : p0 + n_b * blk].reshape(n_b, blk), axis=1)
             meds = np.concatenate([meds, new_meds])
     last_b = k0 + meds.size - 1
-    new = {"y": y_new, "v": v_kmh, "off": off, "seg": seg, "t": t, "d": d_new, "idx": idx_new,
-           "sig": np.full(n, np.nan)}  # sigma: computed below for the whole window
+    new = {"y": y_new, "v": v_kmh, "off": off, "seg": seg, "t": t, "d": d_new, "idx": idx_new, "e": e_new}
     w = {k: np.concatenate([zi.tail.get(k, np.zeros(0, dt)).astype(dt), new[k].astype(dt)]) for k, dt in _TAIL}
     m = w["y"].size
     c = zi.n_context
-    mag = np.abs(w["y"])
+    x = w["e"] if p_lpc > 0 else w["y"]
+    mag = np.abs(x)
     idx = w["idx"]
     # sigma of every sample still in the window, from the block medians around its block
     # (recomputed each call: a sample's sigma is final once its look-ahead blocks are in)
     sig, waiting = _block_sigma(idx // blk, meds, k0, k_blocks, max(0, int(round(SCALE_AHEAD_S / BLOCK_S))), final)
-    w["sig"] = sig
-    thr = np.where(np.isfinite(sig), np.maximum(k_sigma * np.nan_to_num(sig), floor_mps2), np.inf)
+    floor_x = min(E_FLOOR_MPS2, floor_mps2) if p_lpc > 0 else floor_mps2
+    thr = np.where(np.isfinite(sig), np.maximum(k_sigma * np.nan_to_num(sig), floor_x), np.inf)
 
     # 2. peaks among decidable samples (a peak needs the next sample and its sigma, unless
     #    final); samples after the first undecided one wait for the next call
@@ -627,6 +766,21 @@ def _stream_step(
         d_end = d[hi - 1] if hi > 0 else d[0]  # the last decidable sample
         if not (d_end - d[g[-1]] > group_m or d_end - d[g[0]] > MAX_IMPACT_M):
             closed, open_from = groups[:-1], g[0]
+    k_partner = PARTNER_K_SIGMA
+    wait_n = max(1, int(round(PARTNER_WAIT_S * fs)))
+    after_n = max(0, int(round(PEAK_AFTER_S * fs)))
+    ax_lo, ax_hi = AXLE_SPACING_M
+    if closed and not final:
+        # an impact waits until the samples after it that its features read are in: the
+        # band-passed peak (PEAK_AFTER_S) and the other axle's hit (all of AXLE_SPACING_M
+        # after its peak, or PARTNER_WAIT_S of samples)
+        for gi, g in enumerate(closed):
+            ip = g[int(np.argmax(mag[g]))]
+            if m - 1 - g[-1] <= after_n or (
+                k_partner is not None and not (d[m - 1] - d[ip] > ax_hi or m - 1 - ip > wait_n)
+            ):
+                closed, open_from = closed[:gi], g[0]
+                break
 
     # 4. speed history (decimated on the absolute index) for the slowdown
     dec = (idx_new % hist_step == 0)
@@ -641,22 +795,28 @@ def _stream_step(
         g = np.asarray(grp)
         i_peak = int(g[np.argmax(mag[g])])
         peak = float(mag[i_peak])
-        first, n_lobes = _first_lobe(y, int(g[0]), peak, lobe_back)
-        polarity = int(np.sign(y[first])) or 1
-        n_lobes += int(np.count_nonzero(np.diff(np.sign(y[g])) != 0))
+        sg = float(sig[i_peak])
+        strong = g[mag[g] >= 0.5 * peak]
+        far = strong[np.abs(d[strong] - d[i_peak]) >= 1.0]
+        double = float(abs(d[far[np.argmax(mag[far])]] - d[i_peak])) if far.size else float("nan")
+        if k_partner is not None and not ax_lo <= double <= ax_hi:
+            double = _partner(mag, d, i_peak, wait_n, max(k_partner * sg, floor_x), double)
+        y_peak = float(np.max(np.abs(y[g[0] : min(m, g[-1] + after_n + 1)])))
+        if y_peak < floor_mps2:
+            continue  # a sharp but weak event (smooth road): no impact
+        sgn = x if POLARITY_FROM == "e" else y
+        first, n_lobes = _first_lobe(sgn, int(g[0]), float(np.max(np.abs(sgn[g]))), lobe_back)
+        polarity = int(np.sign(sgn[first])) or 1
+        n_lobes += int(np.count_nonzero(np.diff(np.sign(sgn[g])) != 0))
         # history entries up to the first lobe, within LOOKBACK_M before it
         sel = (hi_idx <= idx[first]) & (hd >= d[first] - LOOKBACK_M)
         v_before = max(float(np.max(hv[sel])) if sel.any() else 0.0, float(w["v"][first]))
         slowdown = float(w["v"][first] / v_before) if v_before > 0 else 1.0
-        strong = g[mag[g] >= 0.5 * peak]
-        far = strong[np.abs(d[strong] - d[i_peak]) >= 1.0]
-        double = float(abs(d[far[np.argmax(mag[far])]] - d[i_peak])) if far.size else float("nan")
-        sg = float(sig[i_peak])
         pol_speed = float(w["v"][first])
         impacts.append(
             Impact(
                 offset_m=max(0.0, float(w["off"][first] - pol_speed / 3.6 * 0.02)),
-                peak_mps2=peak,
+                peak_mps2=y_peak,
                 polarity=polarity,
                 slowdown=min(slowdown, 1.0),
                 n_lobes=n_lobes,
@@ -677,7 +837,7 @@ def _stream_step(
     keep_from = max(0, c_next - lobe_back - 2)
     if m:
         cur_block_start = int(((idx[-1] + 1) // blk) * blk - idx[0])
-        keep_from = min(keep_from, max(0, cur_block_start))
+        keep_from = min(keep_from, max(0, cur_block_start - max(p_lpc, 0)))  # the predictor's lags
     if final:
         keep_from = m
     tail = {k: w[k][keep_from:] for k, _ in _TAIL}
@@ -698,6 +858,8 @@ def _stream_step(
         n_context=c_next - keep_from,
         block_meds=np.asarray(meds, float),
         last_block=last_b if meds.size else -1,
+        lpc_r=np.asarray(lpc_r, float),
+        lpc_last=int(lpc_last),
         hist_d=hd[hist_keep],
         hist_v=hv[hist_keep],
         hist_idx=hi_idx[hist_keep],
