@@ -13,11 +13,11 @@ T0 = datetime(2024, 3, 4, 8, 0, tzinfo=UTC)
 SEG = "-100100951#0"
 
 def imp(vehicle: str, offset: float, *, minutes: float = 0.0, polarity: int = -1, slowdown: float = 1.0,
-        fs: float = 100.0, seg: str = SEG, peak: float = 6.0) -> PassImpact:  # fmt: skip
+        fs: float = 100.0, seg: str = SEG, peak: float = 6.0, severity: float = 9.0) -> PassImpact:  # fmt: skip
     return PassImpact(
         vehicle=vehicle * 8, segment_id=seg, time=T0 + timedelta(minutes=minutes), offset_m=offset,
         peak_mps2=peak, polarity=polarity, slowdown=slowdown, n_lobes=3, n_peaks=3, speed_kmh=45.0,
-        severity=9.0, duration_s=0.2, double_hit_m=2.7, kind_score=0.75, fs_hz=fs,
+        severity=severity, duration_s=0.2, double_hit_m=2.7, kind_score=0.75, fs_hz=fs,
     )  # fmt: skip
 
 class TestHandleImpacts:
@@ -64,9 +64,22 @@ class TestHandleImpacts:
         assert len(alerts) == 1
 
     def test_weak_repeated_shocks_are_not_potholes(self):
-        batch = [imp(v, 8.0, minutes=i, peak=1.5) for i, v in enumerate("abcdef")]
+        # a dip of the random profile that every vehicle feels: weak, and not far above its road
+        batch = [imp(v, 8.0, minutes=i, peak=1.5, severity=4.5) for i, v in enumerate("abcdef")]
         _, alerts = handle_impacts(None, batch, T0)
         assert alerts == []
+
+    def test_shallow_hole_on_a_smooth_road(self):
+        # weak in m/s^2 but far above a smooth road's scale: a pothole
+        batch = [imp(v, 8.0, minutes=i, peak=1.5, severity=8.0) for i, v in enumerate("abcd")]
+        _, alerts = handle_impacts(None, batch, T0)
+        assert len(alerts) == 1 and alerts[0].n_vehicles == 4
+        # not below weak_min_peak_mps2, nor with the rule off, nor up-first
+        weaker = [imp(v, 8.0, minutes=i, peak=0.8, severity=8.0) for i, v in enumerate("abcd")]
+        assert handle_impacts(None, weaker, T0)[1] == []
+        assert handle_impacts(None, batch, T0, params=Stage2Params(weak_min_severity=0.0))[1] == []
+        bumps = [imp(v, 8.0, minutes=i, peak=1.5, severity=8.0, polarity=1) for i, v in enumerate("abcd")]
+        assert handle_impacts(None, bumps, T0)[1] == []
 
     def test_two_places_two_alerts(self):
         batch = [imp(v, p, minutes=i + p / 100) for i, v in enumerate("abc") for p in (10.0, 90.0)]
