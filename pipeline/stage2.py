@@ -56,7 +56,7 @@ if TYPE_CHECKING:
 __all__ = ["Stage2Params", "SegmentState", "handle_records", "handle_impacts", "impact_record", "hit_rate",
            "STATE_VERSION"]  # fmt: skip
 
-STATE_VERSION = 3
+STATE_VERSION = 4
 # compact impact row: time (epoch s), offset, vehicle, polarity, slowdown, peak, n_lobes,
 # speed, severity, fs, double_hit_m (None: single hit; added in version 2)
 _T, _OFF, _VEH, _POL, _SLOW, _PEAK, _LOBES, _SPEED, _SEV, _FS, _DH = range(11)
@@ -142,7 +142,9 @@ class SegmentState:
     segment_id : str
     impacts : list of compact rows ``[t_s, offset_m, vehicle, polarity, slowdown, peak,
         n_lobes, speed_kmh, severity, fs_hz, double_hit_m]``, sorted by time (a version-1
-        state's 10-value rows are read with ``double_hit_m`` None)
+        state's 10-value rows are read with ``double_hit_m`` None; states before version 4
+        hold severities of the band-passed detector, read as 0: they never count for
+        ``Stage2Params.weak_min_severity``)
     passes : list of compact rows ``[entry_t_s, exit_t_s, vehicle, lo_m, hi_m]`` (the
         coverage: offsets driven between), sorted by entry time (version 3; older states
         have none: their impacts then count as passes of their own)
@@ -176,11 +178,11 @@ class SegmentState:
             raw = _ZD.decompress(raw[len(_ZMAGIC) :])
         d = orjson.loads(raw)
         v = d.get("v")
-        if v not in (1, 2, STATE_VERSION):
+        if v not in (1, 2, 3, STATE_VERSION):
             raise ValueError(f"segment state version {v!r}, expected {STATE_VERSION}")
         rows = d["impacts"]
         passes: list[list[Any]] = []
-        if v == STATE_VERSION:
+        if v >= 3:
             names = d["vehicles"]
             rows = [[*r[:_VEH], names[r[_VEH]], *r[_VEH + 1 :]] for r in rows]
             passes = [[r[_PT0], r[_PT1], names[r[_PVEH]], r[_PLO], r[_PHI]] for r in d["passes"]]
@@ -188,6 +190,10 @@ class SegmentState:
         # between two impacts of one pass); versions 1-2 have no passes: each impact then
         # counts as a pass of its own (hit rate 1), as before passes were known
         impacts = [r if len(r) > _DH else [*r, None] for r in rows]
+        if v < 4:
+            # severities before version 4 came from the band-passed signal, on another scale
+            # than the whitened detector's: such impacts never make a weak cluster a pothole
+            impacts = [[*r[:_SEV], 0.0, *r[_SEV + 1 :]] for r in impacts]
         return cls(segment_id=d["segment_id"], impacts=impacts, alerts=d["alerts"], passes=passes,
                    coverage_from=d.get("coverage_from"))  # fmt: skip
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import orjson
 import pytest
 
 from pipeline.stage2 import SegmentState, Stage2Params, alert_id_of, handle_impacts, handle_records
@@ -80,6 +81,19 @@ class TestHandleImpacts:
         assert handle_impacts(None, batch, T0, params=Stage2Params(weak_min_severity=0.0))[1] == []
         bumps = [imp(v, 8.0, minutes=i, peak=1.5, severity=8.0, polarity=1) for i, v in enumerate("abcd")]
         assert handle_impacts(None, bumps, T0)[1] == []
+
+    def test_severities_of_version_3_states_do_not_count(self):
+        # before version 4, severity came from the band-passed signal (another scale)
+        batch = [imp(v, 8.0, minutes=i, peak=1.5, severity=8.0) for i, v in enumerate("abc")]
+        st, alerts = handle_impacts(None, batch, T0)
+        assert len(alerts) == 1
+        raw = orjson.loads(SegmentState.from_bytes(st.to_bytes()).to_bytes())
+        raw["v"], raw["alerts"] = 3, {}
+        old = SegmentState.from_bytes(orjson.dumps(raw))
+        assert [r[8] for r in old.impacts] == [0.0, 0.0, 0.0]
+        _, alerts = handle_impacts(old, [imp("d", 8.0, minutes=5, peak=1.5, severity=8.0)], T0)
+        assert alerts == []  # 1 of 4 impacts far above the road: the median is not
+        assert SegmentState.from_bytes(st.to_bytes()) == st  # version 4 keeps them
 
     def test_two_places_two_alerts(self):
         batch = [imp(v, p, minutes=i + p / 100) for i, v in enumerate("abc") for p in (10.0, 90.0)]
@@ -283,7 +297,8 @@ class TestCoverage:
         st, _ = handle_impacts(None, [imp(v, 40.0, minutes=i) for i, v in enumerate("ab")], T0)
         v2 = orjson.dumps({"v": 2, "segment_id": SEG, "impacts": st.impacts, "alerts": {}})
         old = SegmentState.from_bytes(v2)
-        assert old.impacts == st.impacts and old.passes == [] and old.coverage_from is None
+        assert old.impacts == [[*r[:8], 0.0, *r[9:]] for r in st.impacts]  # severity: another scale
+        assert old.passes == [] and old.coverage_from is None
         # its impacts count as their own passes; new passes are added
         st3, alerts = handle_records(old, [imp("c", 40.2, minutes=5)], [pas("c", minutes=5), pas("d", minutes=6)], T0)
         assert len(alerts) == 1 and len(st3.passes) == 2  # a, b, c hit, of a, b, c, d
