@@ -287,6 +287,7 @@ def before_after_sites(
     prior_beta: np.ndarray | float = 0.0,
     prior_rates: np.ndarray | None = None,
     prior_weights: np.ndarray | None = None,
+    comparison: tuple[float, float, float, float] | None = None,
     period_variance: float = 0.0,
     alpha: float = 0.05,
 ) -> BeforeAfter:
@@ -299,9 +300,13 @@ def before_after_sites(
     distribution of the total after count (the sites' mixture predictives convolved) gives
     the p-value; the rate-ratio interval uses the moment-matched Gamma of the expected
     after count. ``period_variance``: each site's own variation between periods,
-    independent across sites (as in :func:`before_after`).
+    independent across sites (as in :func:`before_after`). ``comparison``: the trend is
+    common to all sites, so its uncertainty is not averaged out by their number: the
+    total's distribution is mixed over the trend's posterior (equal-probability nodes;
+    Gamma priors: moment-matched).
     """
     tau2 = _check_variance(period_variance)
+    trend = _trend(comparison) if comparison is not None else (1.0, 0.0)
     eb = np.asarray(events_before, float)
     xb = np.asarray(exposure_before, float)
     ea = np.asarray(events_after, float)
@@ -313,12 +318,15 @@ def before_after_sites(
     if (eb < 0).any() or (ea < 0).any() or not (xb > 0).all() or not (xa > 0).all():
         raise ValueError("counts must be >= 0 and exposures > 0")
     if prior_rates is not None:
-        return _sites_discrete(eb, xb, ea, xa, np.asarray(prior_rates, float), prior_weights, tau2, alpha)
+        return _sites_discrete(eb, xb, ea, xa, np.asarray(prior_rates, float), prior_weights, tau2, trend, alpha)
     a_post = np.maximum(a0 + eb, 0.5)
     b_post = b0 + xb
     a_post, b_post = _with_period_variance(a_post, b_post, tau2)
     pi = float((a_post / b_post * xa).sum())
     var = float((a_post / b_post**2 * xa**2).sum())
+    g, v = trend  # × a common trend: E[gS] = g E[S], Var = g²((1 + v)(Var S + E[S]²) - E[S]²)
+    var = g * g * ((1.0 + v) * (var + pi * pi) - pi * pi)
+    pi *= g
     shape = pi * pi / var  # Gamma(shape, rate) of the expected after count
     xa_tot = float(xa.sum())
     # express it as a rate posterior Gamma(shape, shape / (pi / xa_tot)) per unit exposure
@@ -326,21 +334,30 @@ def before_after_sites(
 
 
 def _sites_discrete(eb: np.ndarray, xb: np.ndarray, ea: np.ndarray, xa: np.ndarray, rates: np.ndarray,
-                    weights: np.ndarray | None, tau2: float, alpha: float) -> BeforeAfter:  # fmt: skip
+                    weights: np.ndarray | None, tau2: float, trend: tuple[float, float], alpha: float) -> BeforeAfter:  # fmt: skip
     if rates.ndim != 2 or rates.shape[0] != eb.size:
         raise ValueError(f"prior_rates must be (n_sites, k); got {rates.shape} for {eb.size} sites")
     w = None if weights is None else np.broadcast_to(np.asarray(weights, float), rates.shape)
     posts = [_discrete_posterior(int(eb[i]), float(xb[i]), rates[i], None if w is None else w[i])[1] for i in range(eb.size)]
     mu = [rates[i] * xa[i] for i in range(eb.size)]
-    expected = float(sum(p @ m for p, m in zip(posts, mu)))
-    var_pi = float(sum(p @ (m**2 * (1.0 + tau2)) - (p @ m) ** 2 for p, m in zip(posts, mu)))
+    s1 = float(sum(p @ m for p, m in zip(posts, mu)))
+    var_s = float(sum(p @ (m**2 * (1.0 + tau2)) - (p @ m) ** 2 for p, m in zip(posts, mu)))
+    g, v = trend
+    expected = g * s1
+    var_pi = g * g * ((1.0 + v) * (var_s + s1 * s1) - s1 * s1)
     ea_tot = int(ea.sum())
     # the total's exact distribution, far enough into the tail to hold ea_tot
     n_max = int(max(ea_tot, expected + 12.0 * np.sqrt(expected + var_pi + 1.0)) + 20)
-    pmf = np.zeros(1)
-    pmf[0] = 1.0
-    for p, m in zip(posts, mu):
-        pmf = np.convolve(pmf, _mixture_pmf(m, p, 1.0, n_max, tau2))[: n_max + 1]  # m: after means per prior point
+    if v > 0:  # the common trend: equal-probability nodes of its Gamma posterior
+        nodes = stats.gamma.ppf((np.arange(_EPS_NODES) + 0.5) / _EPS_NODES, 1.0 / v, scale=g * v)
+    else:
+        nodes = np.array([g])
+    pmf = np.zeros(n_max + 1)
+    for gj in nodes:
+        pj = np.ones(1)
+        for p, m in zip(posts, mu):
+            pj = np.convolve(pj, _mixture_pmf(m * gj, p, 1.0, n_max, tau2))[: n_max + 1]  # after means per prior point
+        pmf[: len(pj)] += pj / len(nodes)
     cdf = float(pmf[: ea_tot + 1].sum())
     sf = float(max(1.0 - pmf[:ea_tot].sum(), 0.0))
     xa_tot = float(xa.sum())

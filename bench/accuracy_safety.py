@@ -450,10 +450,10 @@ def evaluate(obs: dict, n_controls: int, period_var: bool = True) -> dict:
     # the treated junctions were chosen as the busiest, not for their record
     fixed = [z for z in (zone_of_hotspot(k) for k, h in enumerate(obs["hotspots"]) if h[4]) if testable(z)]
     if fixed:
-        tv = tau2 or 0.0
-        power_trial = before_after_sites(y_b[fixed], vkm_b[fixed], y_a[fixed], vkm_a[fixed], period_variance=tv).as_dict()
+        kw = dict(period_variance=tau2, comparison=comparison) if tau2 is not None else {}
+        power_trial = before_after_sites(y_b[fixed], vkm_b[fixed], y_a[fixed], vkm_a[fixed], **kw).as_dict()
         power_trial_eb = before_after_sites(
-            y_b[fixed], vkm_b[fixed], y_a[fixed], vkm_a[fixed], period_variance=tv,
+            y_b[fixed], vkm_b[fixed], y_a[fixed], vkm_a[fixed], **kw,
             prior_rates=np.array([rk_b.prior_rates(pos_b[z]) for z in fixed]), prior_weights=rk_b.multiplier_weights,
         ).as_dict()  # fmt: skip
     else:  # no treated junction with exposure in both periods (tiny fleets): nothing to test

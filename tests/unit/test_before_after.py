@@ -176,3 +176,21 @@ class TestPeriodVariance:
             period_variance(np.array([5, 5]), np.ones(2), np.array([5, 5]), np.ones(2))
         with pytest.raises(ValueError, match="period_variance"):
             before_after(10, 1.0, 10, 1.0, period_variance=-0.1)
+
+    def test_programme_with_a_comparison_group(self):
+        rates, w = np.array([50.0, 400.0]), np.array([0.9, 0.1])
+        kw = dict(prior_rates=np.tile(rates, (3, 1)), prior_weights=w)
+        eb, x, ea = np.array([400, 380, 420]), np.ones(3), np.array([300, 290, 310])
+        plain = before_after_sites(eb, x, ea, x, **kw)
+        assert plain.changed and plain.direction == "decrease"
+        # everything fell by a quarter: the works did nothing
+        same = before_after_sites(eb, x, ea, x, comparison=(40000, 10.0, 30000, 10.0), **kw)
+        assert not same.changed and same.expected_after == pytest.approx(0.75 * plain.expected_after, rel=0.01)
+        # a small comparison group: its trend is common to the three sites, so the
+        # programme's total is no surer than the trend (wider than three independent ones)
+        small = before_after_sites(eb, x, ea, x, comparison=(400, 10.0, 300, 10.0), **kw)
+        indep = before_after_sites(eb, x, ea, x, period_variance=1 / 400 + 1 / 300,
+                                   comparison=(40000, 10.0, 30000, 10.0), **kw)  # fmt: skip
+        assert small.p_value > indep.p_value
+        gam = before_after_sites(eb, x, ea, x, prior_alpha=2.0, prior_beta=0.01, comparison=(400, 10.0, 300, 10.0))
+        assert not gam.changed and gam.expected_after == pytest.approx(0.75 * 1200, rel=0.02)
