@@ -50,7 +50,7 @@ exposures are for the whole set of segments (or zone) under study.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 from scipy import stats
@@ -178,8 +178,14 @@ def before_after(
     b_post = prior_beta + xb
     if a_post <= 0:
         a_post = 0.5  # no event and no prior: Jeffreys
-    a_post, b_post = _with_period_variance(a_post, b_post, tau2)
-    return _compare(eb, xb, ea, xa, a_post, b_post, trend, alpha)
+    a_wide, b_wide = _with_period_variance(a_post, b_post, tau2)
+    r = _compare(eb, xb, ea, xa, a_wide, b_wide, trend, alpha)
+    if tau2 == 0:
+        return r
+    # the period variation widens the interval; the estimate of the change stays the
+    # median without it (ε is skewed: its reciprocal's median is not 1)
+    median = float(_f_ratio_quantiles(ea, xa, a_post, b_post, trend, alpha)[1])
+    return replace(r, rate_ratio=median)
 
 
 def _trend(comparison: tuple[float, float, float, float]) -> tuple[float, float]:
@@ -250,6 +256,8 @@ def _compare_discrete(eb: int, xb: float, ea: int, xa: float, rates: np.ndarray,
     cdf = float(post @ _predictive(ea, mu, tau2, "cdf"))
     sf = float(post @ _predictive(ea, mu, tau2, "sf"))
     q = _ratio_quantiles_discrete(ea, xa, rates * trend, post, alpha, tau2)
+    if tau2 > 0:  # as in before_after: the median without the skewed ε
+        q[1] = _ratio_quantiles_discrete(ea, xa, rates * trend, post, alpha)[1]
     return _result(eb, xb, ea, xa, expected, var_pi, cdf, sf, q, alpha)
 
 

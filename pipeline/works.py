@@ -202,6 +202,10 @@ def study_works(
     return WorksStudy(inputs, zones, programme, comparison, pv, int(len(comp)))
 
 
+def _hi(x: float) -> str:
+    return f"{x:.2f}" if x < 100 else ">100"  # the data cannot bound it
+
+
 def _verdict(r: BeforeAfter) -> str:
     return {"decrease": "fewer events", "increase": "MORE events", "none": "no change shown"}[r.direction]
 
@@ -215,13 +219,14 @@ def print_works_study(study: WorksStudy, *, as_json: bool = False) -> None:
         return
     i = study.inputs
     a = study.programme.alpha
-    print(f"Before/after the works of {i.date.date().isoformat()}: before {i.before[0].date()}–{i.before[1].date()}, "
-          f"after {i.after[0].date()}–{i.after[1].date()} (harsh events per vehicle-km, exact test at α = {a:g})")  # fmt: skip
+    t = lambda d: f"{d.astimezone(i.date.tzinfo):%Y-%m-%d %H:%M}"  # noqa: E731
+    print(f"Before/after the works of {t(i.date)}: before {t(i.before[0])} – {t(i.before[1])}, "
+          f"after {t(i.after[0])} – {t(i.after[1])} ({i.date:%Z}; harsh events per vehicle-km, exact test at α = {a:g})")  # fmt: skip
     if study.comparison is not None:
         cb, xb, ca, xa = study.comparison
         print(f"Comparison group: {study.n_comparison_zones} zones beyond {SPILL_M:g} m, {cb:.0f} → {ca:.0f} events, "
-              f"trend {study.period.trend:.2f}, rates vary by {np.sqrt(study.period.variance) * 100:.0f} % between the periods "
-              f"without works")  # fmt: skip
+              f"trend {study.period.trend:.2f}; a zone's rate varies by {np.sqrt(study.period.variance) * 100:.0f} % between "
+              f"the periods without works (from {study.period.n_sites} zones with >= 2 events)")  # fmt: skip
     else:
         print("Comparison group: too few events to estimate a trend (none applied)")
     print(f"{'zone':<16} {'events':>11} {'veh-km':>15} {'expected':>8} {'after/before [95 %]':>22} {'p':>8}  verdict / where")
@@ -230,7 +235,7 @@ def print_works_study(study: WorksStudy, *, as_json: bool = False) -> None:
         rows.append(("programme", study.programme, f"{len(study.zones)} zones together"))
     for name, r, label in rows:
         print(f"{name:<16} {f'{r.events_before} → {r.events_after}':>11} {f'{r.exposure_before:.0f} → {r.exposure_after:.0f}':>15} "
-              f"{r.expected_after:>8.1f} {f'{r.rate_ratio:.2f} [{r.ratio_lo:.2f}–{r.ratio_hi:.2f}]':>22} {r.p_value:>8.2g}  "
+              f"{r.expected_after:>8.1f} {f'{r.rate_ratio:.2f} [{r.ratio_lo:.2f}–{_hi(r.ratio_hi)}]':>22} {r.p_value:>8.2g}  "
               f"{_verdict(r)}: {label}")  # fmt: skip
     if any(not z.selected_on_record for z in study.zones):
         print("* no before-period prior (not selected on its record, or no ranking prior): no regression-to-the-mean correction")
