@@ -40,6 +40,10 @@ Method
    opposite sign (gap <= ``swerve_max_gap_s``), each beyond ``swerve_trigger_mps2`` for
    ``swerve_min_lobe_s``, each turning the heading by less than ``swerve_max_heading_deg``
    (heading change = integral of a_lat / v). Any other triggered lateral run is a corner.
+   ``swerve_max_gap_s`` = 0.7 s: a lane change of amplitude ``A`` and period ``P`` stays
+   ``(P/π)·asin(2.5/A)`` inside the ±2.5 m/s² release between its lobes, 0.54 s for the
+   gentlest evasive one (0.4 g over 2.5 s); the margin covers the 2 Hz low-pass and noise.
+   At 0.5 s such swerves were read as two corners (most false corners of the safety bench).
 
 Defaults (m/s², ISO 8855 axes: forward and left positive)
 -------------------------------------------------------------------------------------------
@@ -101,7 +105,7 @@ class HarshParams:
     swerve_release_mps2: float = 2.5
     min_duration_s: float = 0.3
     swerve_min_lobe_s: float = 0.15
-    swerve_max_gap_s: float = 0.5
+    swerve_max_gap_s: float = 0.7
     swerve_max_heading_deg: float = 35.0
     lowpass_hz: float = 2.0
     bias_hz: float = 0.2

@@ -73,7 +73,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agents.before_after import before_after, before_after_sites  # noqa: E402
+from agents.before_after import before_after, before_after_sites, period_variance  # noqa: E402
 from agents.harsh_events import EVENT_TYPES, detect_harsh_events  # noqa: E402
 from agents.hotspots import attribute_events, rank_hotspots, zoning  # noqa: E402
 from agents.passes import PassParams  # noqa: E402
@@ -360,7 +360,7 @@ def match_events(obs: dict) -> tuple[Counter, list]:
     return counts, near_impacts
 
 
-def evaluate(obs: dict, n_controls: int) -> dict:
+def evaluate(obs: dict, n_controls: int, period_var: bool = True) -> dict:
     """Hotspot ranking and before/after on one seed's located events and passes."""
     net = load_network()
     counts, near_impacts = match_events(obs)
@@ -417,25 +417,15 @@ def evaluate(obs: dict, n_controls: int) -> dict:
     def testable(zone: int) -> bool:  # exposure in both periods and a fitted prior
         return vkm_b[zone] > 0 and vkm_a[zone] > 0 and zone in pos_b and rk_b.group_rate_per_vkm[pos_b[zone]] > 0
 
-    def study(zone: int, selected_on_record: bool) -> dict:
+    def study(zone: int, selected_on_record: bool, tau2: float) -> dict:
         """A site picked from its before-period record (the ranking) gets the EB prior
         (regression to the mean); a site picked for another reason is compared on its own
         exposure-adjusted counts (no selection, so no regression-to-the-mean bias)."""
         kw = dict(prior_rates=rk_b.prior_rates(pos_b[zone]), prior_weights=rk_b.multiplier_weights) if selected_on_record else {}
+        if tau2 is not None:  # the analyst's comparison group: trend and period variance
+            kw.update(period_variance=tau2, comparison=comparison)
         return before_after(int(y_b[zone]), vkm_b[zone], int(y_a[zone]), vkm_a[zone], **kw).as_dict()
 
-    # the treated junctions were chosen as the busiest, not for their record
-    fixed = [z for z in (zone_of_hotspot(k) for k, h in enumerate(obs["hotspots"]) if h[4]) if testable(z)]
-    if fixed:
-        power_trial = before_after_sites(y_b[fixed], vkm_b[fixed], y_a[fixed], vkm_a[fixed]).as_dict()
-        power_trial_eb = before_after_sites(
-            y_b[fixed], vkm_b[fixed], y_a[fixed], vkm_a[fixed],
-            prior_rates=np.array([rk_b.prior_rates(pos_b[z]) for z in fixed]), prior_weights=rk_b.multiplier_weights,
-        ).as_dict()  # fmt: skip
-    else:  # no treated junction with exposure in both periods (tiny fleets): nothing to test
-        nan = float("nan")
-        power_trial = power_trial_eb = {"changed": False, "direction": "none", "events_before": 0, "events_after": 0,
-                                        "rate_ratio": nan, "ratio_lo": nan, "ratio_hi": nan, "p_value": nan}  # fmt: skip
     # no change: (1) "ranked": the n_controls top zones of the before ranking (treated ones
     # excepted), hotspots or not: picked *because* their before record is bad, the
     # regression-to-the-mean trap, so EB; (2) "hotspot": every untreated injected hotspot,
@@ -450,12 +440,35 @@ def evaluate(obs: dict, n_controls: int) -> dict:
     def treated(zone: int) -> bool:
         return bool(np.min(np.hypot(zn.zone_x_m[zone] - fx, zn.zone_y_m[zone] - fy)) <= SPILL_M) if len(fixed_hs) else False
 
+    # a place's own variation between the two periods, measured on every zone out of the
+    # treated junctions' reach: what an analyst can compute from the same database
+    comparison_zones = np.array([z for z in range(len(zn)) if vkm_b[z] > 0 and vkm_a[z] > 0 and not treated(z)])
+    cz = comparison_zones
+    pv = period_variance(y_b[cz], vkm_b[cz], y_a[cz], vkm_a[cz])
+    comparison = (float(y_b[cz].sum()), float(vkm_b[cz].sum()), float(y_a[cz].sum()), float(vkm_a[cz].sum()))
+    tau2 = pv.variance if period_var else None
+    # the treated junctions were chosen as the busiest, not for their record
+    fixed = [z for z in (zone_of_hotspot(k) for k, h in enumerate(obs["hotspots"]) if h[4]) if testable(z)]
+    if fixed:
+        kw = dict(period_variance=tau2, comparison=comparison) if tau2 is not None else {}
+        power_trial = before_after_sites(y_b[fixed], vkm_b[fixed], y_a[fixed], vkm_a[fixed], **kw).as_dict()
+        power_trial_eb = before_after_sites(
+            y_b[fixed], vkm_b[fixed], y_a[fixed], vkm_a[fixed], **kw,
+            prior_rates=np.array([rk_b.prior_rates(pos_b[z]) for z in fixed]), prior_weights=rk_b.multiplier_weights,
+        ).as_dict()  # fmt: skip
+    else:  # no treated junction with exposure in both periods (tiny fleets): nothing to test
+        nan = float("nan")
+        power_trial = power_trial_eb = {"changed": False, "direction": "none", "events_before": 0, "events_after": 0,
+                                        "rate_ratio": nan, "ratio_lo": nan, "ratio_hi": nan, "p_value": nan}  # fmt: skip
     ranked = [int(z) for z in rk_b.zone if not treated(int(z)) and testable(int(z))][:n_controls]
     untreated = [z for z in (zone_of_hotspot(k) for k, h in enumerate(obs["hotspots"]) if not h[4]) if testable(z)]
-    null_trials = [dict(study(z, True), site="ranked") for z in ranked]
-    null_trials += [dict(study(z, False), site="hotspot") for z in untreated]
-    # diagnostic: the untreated hotspots with the EB prior anyway (the wrong tool there)
-    null_trials_hotspot_eb = [study(z, True) for z in untreated]
+    null_trials = [dict(study(z, True, tau2), site="ranked") for z in ranked]
+    null_trials += [dict(study(z, False, tau2), site="hotspot") for z in untreated]
+    # diagnostics: the same without the period variance; the untreated hotspots with the
+    # EB prior anyway (the wrong tool there)
+    null_trials_poisson = [dict(study(z, True, None), site="ranked") for z in ranked]
+    null_trials_poisson += [dict(study(z, False, None), site="hotspot") for z in untreated]
+    null_trials_hotspot_eb = [study(z, True, tau2) for z in untreated]
     return {
         "seed": obs["seed"],
         "counts": dict(counts),
@@ -472,7 +485,9 @@ def evaluate(obs: dict, n_controls: int) -> dict:
         "power_trial": power_trial,
         "power_trial_eb": power_trial_eb,
         "null_trials": null_trials,
+        "null_trials_poisson": null_trials_poisson,
         "null_trials_hotspot_eb": null_trials_hotspot_eb,
+        "period_variance": pv.as_dict(),
         "n_passes": int(len(ps)),
         "n_events_located": int(len(ev_t)),
         "sim_s": obs["sim_s"],
@@ -576,6 +591,9 @@ def main(argv: list[str] | None = None) -> dict:
             f"busy arterials in top 10: {r['busiest_arterials_in_top10']}; fixed junctions: before {pt['events_before']}, "
             f"after {pt['events_after']}, ratio {pt['rate_ratio']:.2f} [{pt['ratio_lo']:.2f}, {pt['ratio_hi']:.2f}], "
             f"p={pt['p_value']:.2g}; null claims {sum(n['changed'] for n in r['null_trials'])}/{len(r['null_trials'])}"
+            f" (without period variance {sum(n['changed'] for n in r['null_trials_poisson'])}; "
+            f"tau2 {r['period_variance']['variance']:.3f}, dispersion {r['period_variance']['dispersion']:.2f} "
+            f"over {r['period_variance']['n_sites']} zones)"
             f" (sim {r['sim_s']} s, detection {r['score_s']} s, dead letters {r['dead_letters']})",
             file=sys.stderr,
         )
@@ -588,6 +606,7 @@ def main(argv: list[str] | None = None) -> dict:
     fp_by_site = {s: f"{sum(n['changed'] for n in nulls if n['site'] == s)}/{sum(n['site'] == s for n in nulls)}"
                   for s in ("ranked", "hotspot")}  # fmt: skip
     heb = [n for r in res for n in r["null_trials_hotspot_eb"]]
+    n_fp_poisson = int(sum(n["changed"] for r in res for n in r["null_trials_poisson"]))
     fp_by_site["hotspot_with_eb_prior"] = f"{sum(n['changed'] for n in heb)}/{len(heb)}"
     out = {
         "mode": args.mode,
@@ -608,6 +627,9 @@ def main(argv: list[str] | None = None) -> dict:
         "before_after_false_positive_ci95": wilson(n_fp, len(nulls)),
         "before_after_false_positives_by_site": fp_by_site,
         "before_after_null_trials": len(nulls),
+        "before_after_false_positive_rate_without_period_variance": round(n_fp_poisson / max(len(nulls), 1), 4),
+        "period_variance_by_seed": [round(r["period_variance"]["variance"], 4) for r in res],
+        "period_dispersion_by_seed": [round(r["period_variance"]["dispersion"], 3) for r in res],
         "seeds": args.seeds,
         "vehicles_per_seed": args.vehicles,
         "batch": args.batch,

@@ -12,6 +12,7 @@ is a bug and shows its traceback.
     roadsense calibrate [--references CSV] [--days 90]   fleet self-calibration (vehicle gains)
     roadsense top [--limit 10]                    roughest segments and harshest spots
     roadsense hotspots [--limit 10]               accident-prone zones (empirical Bayes)
+    roadsense before-after --date D --zone ID...  did safety works change a zone's harsh-event rate?
     roadsense db migrate
     roadsense schemas [--out schemas/json]        regenerate the JSON Schema files
 """
@@ -137,6 +138,36 @@ def cmd_hotspots(args: argparse.Namespace) -> int:
     return 0
 
 
+def _works_date(text: str):
+    """An ISO date or date-time; without a timezone, the territory's (Europe/Paris)."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from pipeline.works import WorksStudyError
+
+    try:
+        d = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise WorksStudyError(f"--date {text!r} is not an ISO date (2026-03-01 or 2026-03-01T06:00+01:00)") from exc
+    return d if d.tzinfo is not None else d.replace(tzinfo=ZoneInfo("Europe/Paris"))
+
+
+def cmd_before_after(args: argparse.Namespace) -> int:
+    from pipeline import db
+    from pipeline.works import period_inputs_from_db, print_works_study, study_works
+    from roadnet import load_network
+
+    s = _settings()
+    date = _works_date(args.date)
+    net = load_network(s.network_path)
+    with db.connect(s.pg_dsn.get_secret_value()) as conn:
+        inputs = period_inputs_from_db(conn, net, date, gap_days=args.gap_days, before_days=args.before_days,
+                                       after_days=args.after_days)  # fmt: skip
+    study = study_works(inputs, net, args.zone, selected_on_record=not args.not_selected_on_record, alpha=args.alpha)
+    print_works_study(study, as_json=args.json)
+    return 0
+
+
 def cmd_db(args: argparse.Namespace) -> int:
     from pipeline import db
     from roadnet import load_network
@@ -221,6 +252,18 @@ def build_parser() -> argparse.ArgumentParser:
     hs = sub.add_parser("hotspots", help="accident-prone zones, exposure-normalised (from the database)")
     hs.add_argument("--limit", type=int, default=10)
     hs.set_defaults(func=cmd_hotspots)
+
+    ba = sub.add_parser("before-after", help="before/after study of safety works at hotspot zones (from the database)")
+    ba.add_argument("--date", required=True, help="the works' date, ISO (Europe/Paris unless a timezone is given)")
+    ba.add_argument("--zone", action="append", required=True, help="zone id from `roadsense hotspots` (repeat for a programme)")
+    ba.add_argument("--gap-days", type=float, default=0.0, help="days after the date left out (works in progress)")
+    ba.add_argument("--before-days", type=float, default=None, help="length of the before period (default: all data)")
+    ba.add_argument("--after-days", type=float, default=None, help="length of the after period (default: all data)")
+    ba.add_argument("--not-selected-on-record", action="store_true",
+                    help="the zones were chosen for another reason than their event record: no regression-to-the-mean prior")
+    ba.add_argument("--alpha", type=float, default=0.05, help="test level (two-sided)")
+    ba.add_argument("--json", action="store_true", help="one JSON document instead of a table")
+    ba.set_defaults(func=cmd_before_after)
 
     dbp = sub.add_parser("db", help="database maintenance")
     dbp.add_argument("action", choices=["migrate"])

@@ -227,6 +227,48 @@ def test_hotspot_ranking_from_the_database_equals_the_agents_on_offline_results(
     assert from_db.eb_rate_per_vkm == pytest.approx(direct.eb_rate_per_vkm)
 
 
+def test_before_after_from_the_database_splits_the_offline_results_at_the_date(first_run, offline, settings, net):
+    """`roadsense before-after` on the stream's database: the busiest zone's passes and
+    events on each side of a date are the offline scorer's; a bad zone id is a clear error."""
+    import json
+
+    import numpy as np
+
+    from agents.hotspots import attribute_events, zoning
+
+    times = sorted(p.entry_time for p in offline.passes)
+    date = times[len(times) // 2]
+    zn = zoning(net)
+
+    def per_zone(passes):
+        n = np.zeros(len(net))
+        np.add.at(n, net.indices_of([p.segment_id for p in passes]), 1.0)
+        return zn.exposure(n)
+
+    pz_b, vkm_b = per_zone([p for p in offline.passes if p.entry_time < date])
+    pz_a, vkm_a = per_zone([p for p in offline.passes if p.entry_time >= date])
+    z = int(np.argmax(np.minimum(pz_b, pz_a)))
+    assert pz_b[z] > 0 and pz_a[z] > 0
+    ev_zone = attribute_events(zn, net.indices_of([e.segment_id for e in offline.events]),
+                               np.array([e.offset_m for e in offline.events]))  # fmt: skip
+    after = np.array([e.start_time >= date for e in offline.events], bool)
+    cmd = [sys.executable, "-m", "pipeline.cli", "before-after", "--date", date.isoformat(), "--zone", str(zn.zone_id[z])]
+    out = subprocess.run(cmd + ["--json"], env=_env(settings), cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    (row,) = doc["zones"]
+    assert row["zone_id"] == str(zn.zone_id[z])
+    assert row["events_before"] == int(((ev_zone == z) & ~after).sum())
+    assert row["events_after"] == int(((ev_zone == z) & after).sum())
+    assert row["exposure_before"] == pytest.approx(vkm_b[z]) and row["exposure_after"] == pytest.approx(vkm_a[z])
+    assert 0.0 <= row["p_value"] <= 1.0 and "OpenStreetMap" in doc["attribution"]
+    table = subprocess.run(cmd, env=_env(settings), cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert table.returncode == 0 and str(zn.zone_id[z]) in table.stdout and "ODbL" in table.stdout
+    bad = subprocess.run(cmd[:-1] + ["J-no-such-node"], env=_env(settings), cwd=REPO, capture_output=True, text=True,
+                         timeout=300)  # fmt: skip
+    assert bad.returncode == 1 and "unknown zone" in bad.stderr and "Traceback" not in bad.stderr
+
+
 def test_a_worker_killed_mid_stream_loses_nothing_and_counts_nothing_twice(
     stack, offline, fleet_dir, net, tmp_path_factory
 ):

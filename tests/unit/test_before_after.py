@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from agents.before_after import before_after, before_after_sites, period_counts
+from agents.before_after import before_after, before_after_sites, period_counts, period_variance
 
 
 class TestBeforeAfter:
@@ -38,6 +38,16 @@ class TestBeforeAfter:
         # everything fell by half (comparison group): no effect of the works
         r = before_after(100, 10.0, 50, 10.0, comparison=(1000, 100.0, 500, 100.0))
         assert not r.changed
+
+    def test_a_small_comparison_group_is_not_taken_at_its_word(self):
+        # 20 then 10 events in the comparison group: a "trend" of 0.5 known to +-40 %;
+        # ignoring that uncertainty would call an unchanged place's 100 -> 100 an increase
+        r = before_after(100, 1.0, 100, 1.0, comparison=(20, 1.0, 10, 1.0))
+        assert r.expected_after == pytest.approx(50.0, rel=0.1) and not r.changed
+        big = before_after(100, 1.0, 100, 1.0, comparison=(20000, 1.0, 10000, 1.0))
+        assert big.changed and big.direction == "increase"
+        with pytest.raises(ValueError, match="both periods"):
+            before_after(100, 1.0, 100, 1.0, comparison=(20, 1.0, 0, 1.0))
 
     def test_zero_counts(self):
         r = before_after(0, 1.0, 0, 1.0)
@@ -113,3 +123,74 @@ class TestPeriodCounts:
             np.array([0.5, 1.5, 5.5]), np.array([1.0, 2.0, 4.0]), 4.0,
         )  # fmt: skip
         assert (eb, xb, ea, xa) == (1, 3.0, 2, 4.0)
+
+
+class TestPeriodVariance:
+    """A place's own variation between periods: measured on comparison places, then the
+    test keeps its level where a Poisson test does not."""
+
+    @staticmethod
+    def places(rng, n, tau2, mean=150.0):
+        lam = rng.gamma(4.0, mean / 4.0, n)  # places differ; the estimate must not care
+        xb, xa = rng.uniform(0.5, 2.0, n), rng.uniform(0.5, 2.0, n)
+        eps = rng.gamma(1.0 / tau2, tau2, n) if tau2 > 0 else np.ones(n)
+        return rng.poisson(lam * xb), xb, rng.poisson(lam * eps * xa), xa
+
+    def test_recovers_the_variance_and_the_trend(self):
+        rng = np.random.default_rng(5)
+        eb, xb, ea, xa = self.places(rng, 3000, 0.04)
+        pv = period_variance(eb, xb, ea, xa)
+        assert pv.variance == pytest.approx(0.04, abs=0.008) and pv.trend == pytest.approx(1.0, abs=0.02)
+        assert pv.dispersion > 3  # 150 events a place: a 20 % spread is far beyond Poisson
+        eb, xb, ea, xa = self.places(rng, 3000, 0.0)
+        pv0 = period_variance(eb, xb, 0.8 * ea + 0 * ea, xa)  # a general fall of 20 %, no spread
+        assert pv0.trend == pytest.approx(0.8, abs=0.02)
+        pvp = period_variance(eb, xb, ea, xa)
+        assert pvp.variance < 0.002 and pvp.dispersion == pytest.approx(1.0, abs=0.1)
+
+    def test_keeps_the_level_where_poisson_does_not(self):
+        rng = np.random.default_rng(6)
+        eb, xb, ea, xa = self.places(rng, 1200, 0.04)
+        tau2 = period_variance(eb[:600], xb[:600], ea[:600], xa[:600]).variance  # comparison places
+        test = range(600, 1200)
+        poisson = np.mean([before_after(eb[i], xb[i], ea[i], xa[i]).changed for i in test])
+        with_var = np.mean([before_after(eb[i], xb[i], ea[i], xa[i], period_variance=tau2).changed for i in test])
+        assert poisson > 0.2 and with_var <= 0.07
+        # and still sees a halved rate at a busy place
+        assert before_after(300, 1.0, 150, 1.0, period_variance=tau2).changed
+
+    def test_discrete_prior_and_sites(self):
+        rates, w = np.array([50.0, 500.0]), np.array([0.9, 0.1])
+        plain = before_after(400, 1.0, 330, 1.0, prior_rates=rates, prior_weights=w)
+        wide = before_after(400, 1.0, 330, 1.0, prior_rates=rates, prior_weights=w, period_variance=0.04)
+        assert plain.changed and not wide.changed
+        assert wide.ratio_hi - wide.ratio_lo > plain.ratio_hi - plain.ratio_lo
+        s0 = before_after_sites(np.array([400, 380]), np.ones(2), np.array([330, 320]), np.ones(2),
+                                prior_rates=np.tile(rates, (2, 1)), prior_weights=w)  # fmt: skip
+        s1 = before_after_sites(np.array([400, 380]), np.ones(2), np.array([330, 320]), np.ones(2),
+                                prior_rates=np.tile(rates, (2, 1)), prior_weights=w, period_variance=0.04)  # fmt: skip
+        assert s1.p_value > s0.p_value
+
+    def test_needs_places(self):
+        with pytest.raises(ValueError, match="at least 3 places"):
+            period_variance(np.array([5, 5]), np.ones(2), np.array([5, 5]), np.ones(2))
+        with pytest.raises(ValueError, match="period_variance"):
+            before_after(10, 1.0, 10, 1.0, period_variance=-0.1)
+
+    def test_programme_with_a_comparison_group(self):
+        rates, w = np.array([50.0, 400.0]), np.array([0.9, 0.1])
+        kw = dict(prior_rates=np.tile(rates, (3, 1)), prior_weights=w)
+        eb, x, ea = np.array([400, 380, 420]), np.ones(3), np.array([300, 290, 310])
+        plain = before_after_sites(eb, x, ea, x, **kw)
+        assert plain.changed and plain.direction == "decrease"
+        # everything fell by a quarter: the works did nothing
+        same = before_after_sites(eb, x, ea, x, comparison=(40000, 10.0, 30000, 10.0), **kw)
+        assert not same.changed and same.expected_after == pytest.approx(0.75 * plain.expected_after, rel=0.01)
+        # a small comparison group: its trend is common to the three sites, so the
+        # programme's total is no surer than the trend (wider than three independent ones)
+        small = before_after_sites(eb, x, ea, x, comparison=(400, 10.0, 300, 10.0), **kw)
+        indep = before_after_sites(eb, x, ea, x, period_variance=1 / 400 + 1 / 300,
+                                   comparison=(40000, 10.0, 30000, 10.0), **kw)  # fmt: skip
+        assert small.p_value > indep.p_value
+        gam = before_after_sites(eb, x, ea, x, prior_alpha=2.0, prior_beta=0.01, comparison=(400, 10.0, 300, 10.0))
+        assert not gam.changed and gam.expected_after == pytest.approx(0.75 * 1200, rel=0.02)

@@ -75,6 +75,13 @@ class TestDetectHarshEvents:
         assert ev[0].peak_mps2 > 4.0
         assert 1.5 < ev[1].duration_s < 2.5
 
+    def test_slowest_weakest_swerve_is_one_swerve(self):
+        # the gentlest lane change the swerve definition admits (4 m/s², 2.5 s period)
+        # stays ~0.54 s inside the release level between its lobes: one swerve, not two corners
+        for amp in (4.0, -4.0):
+            ax, ay, t, v = drive(lat=[(14.0, 2.5, amp, "sine")], v0_kmh=60.0)
+            assert [e.type for e in detect(ax, ay, t, v)] == ["swerve"]
+
     def test_right_corner_is_negative(self):
         ax, ay, t, v = drive(lat=[(12.0, 1.5, -4.5, "flat")])
         (e,) = detect(ax, ay, t, v)
