@@ -39,7 +39,11 @@ Method
 5. **Swerve vs corner.** A swerve (evasive lane change) is two adjacent lateral runs of
    opposite sign (gap <= ``swerve_max_gap_s``), each beyond ``swerve_trigger_mps2`` for
    ``swerve_min_lobe_s``, each turning the heading by less than ``swerve_max_heading_deg``
-   (heading change = integral of a_lat / v). Any other triggered lateral run is a corner.
+   (60°; heading change = integral of a_lat / v), and the two together by at most
+   ``swerve_max_net_heading_deg`` (20°): a lane change ends in the direction it started,
+   a turn or a roundabout does not. The per-lobe limit alone (35° until the fourth
+   session) cut strong swerves at low speed (6.5 m/s² over 2.5 s at 25 km/h turns the car
+   by 43° each way) into two corners. Any other triggered lateral run is a corner.
    ``swerve_max_gap_s`` = 0.7 s: a lane change of amplitude ``A`` and period ``P`` stays
    ``(P/π)·asin(2.5/A)`` inside the ±2.5 m/s² release between its lobes, 0.54 s for the
    gentlest evasive one (0.4 g over 2.5 s); the margin covers the 2 Hz low-pass and noise.
@@ -106,7 +110,8 @@ class HarshParams:
     min_duration_s: float = 0.3
     swerve_min_lobe_s: float = 0.15
     swerve_max_gap_s: float = 0.7
-    swerve_max_heading_deg: float = 35.0
+    swerve_max_heading_deg: float = 60.0
+    swerve_max_net_heading_deg: float = 20.0
     lowpass_hz: float = 2.0
     bias_hz: float = 0.2
     level_tau_s: float = 30.0
@@ -565,6 +570,7 @@ def _resolve_lateral(
             nxt is not None and nxt[_R_SIGN] != r[_R_SIGN]
             and nxt[_R_START_T] - r[_R_END_T] <= p.swerve_max_gap_s + 1e-9
             and _lobe_ok(r, p, fs, has_speed) and _lobe_ok(nxt, p, fs, has_speed)
+            and (not has_speed or np.degrees(abs(r[_R_HEAD] - nxt[_R_HEAD])) <= p.swerve_max_net_heading_deg)
         ):  # fmt: skip
             peak = r[_R_PEAK] if abs(r[_R_PEAK]) >= abs(nxt[_R_PEAK]) else nxt[_R_PEAK]
             ti, tt = (r[_R_TRIG_I], r[_R_TRIG_T]) if r[_R_TRIG_I] >= 0 else (r[_R_START_I], r[_R_START_T])

@@ -82,6 +82,17 @@ class TestDetectHarshEvents:
             ax, ay, t, v = drive(lat=[(14.0, 2.5, amp, "sine")], v0_kmh=60.0)
             assert [e.type for e in detect(ax, ay, t, v)] == ["swerve"]
 
+    def test_strong_swerve_at_low_speed_is_one_swerve(self):
+        # 6.5 m/s² over 2.5 s at 25 km/h turns the car by ~43° each way, and back
+        ax, ay, t, v = drive(lat=[(14.0, 2.5, 6.5, "sine")], v0_kmh=25.0)
+        assert [e.type for e in detect(ax, ay, t, v)] == ["swerve"]
+
+    def test_a_turn_then_a_longer_opposite_turn_is_two_corners(self):
+        # opposite lobes back to back, but the car ends ~30° off its first heading: a bend
+        # sequence (e.g. a roundabout's exit), not a lane change
+        ax, ay, t, v = drive(lat=[(14.0, 0.8, 4.5, "flat"), (14.9, 2.5, -4.5, "flat")])
+        assert [e.type for e in detect(ax, ay, t, v)] == ["harsh_corner", "harsh_corner"]
+
     def test_right_corner_is_negative(self):
         ax, ay, t, v = drive(lat=[(12.0, 1.5, -4.5, "flat")])
         (e,) = detect(ax, ay, t, v)
