@@ -593,22 +593,25 @@ def _block_sigma(
 
 
 def _lpc(r: np.ndarray) -> np.ndarray:
-    """Linear-predictor coefficients from autocorrelations ``r[0..p]`` (Levinson-Durbin)."""
-    p = r.size - 1
-    a = np.zeros(p)
-    if not r[0] > 0:
-        return a
-    err = r[0] * (1.0 + LPC_WHITE)
+    """Linear-predictor coefficients from autocorrelations ``r[..., 0..p]`` (Levinson-Durbin,
+    over the last axis: one predictor per row)."""
+    r = np.asarray(r, float)
+    rows = r.reshape(-1, r.shape[-1])
+    m, p = rows.shape[0], rows.shape[1] - 1
+    a = np.zeros((m, p))
+    err = rows[:, 0] * (1.0 + LPC_WHITE)
+    active = rows[:, 0] > 0
     for i in range(p):
-        k = (r[i + 1] - a[:i] @ r[i:0:-1]) / err
-        if not abs(k) < 1.0:
-            break  # not a valid autocorrelation (numerically): keep the lower order
-        a[:i] = a[:i] - k * a[:i][::-1]
-        a[i] = k
-        err *= 1.0 - k * k
-        if err <= 0:
-            break
-    return a
+        num = rows[:, i + 1] - (a[:, :i] * rows[:, i:0:-1]).sum(axis=1)
+        k = np.divide(num, err, out=np.zeros(m), where=active)
+        # |k| >= 1: not a valid autocorrelation (numerically); that row keeps its lower order
+        ok = active & (np.abs(k) < 1.0)
+        upd = a[:, :i] - k[:, None] * a[:, i - 1 :: -1] if i else a[:, :0]
+        a[ok, :i] = upd[ok]
+        a[ok, i] = k[ok]
+        err = np.where(ok, err * (1.0 - k * k), err)
+        active = ok & (err > 0)
+    return a.reshape(r.shape[:-1] + (p,))
 
 
 def _whiten(
@@ -620,41 +623,35 @@ def _whiten(
     ``r`` of the complete blocks before its own (``r`` folds blocks up to ``last``,
     exponentially forgotten by ``lam`` per block). Returns (e, r, last) after folding every
     complete block. The tail keeps the open block and ``p`` samples before it, so any
-    framing gives the same residual."""
+    framing gives the same residual (each block's sums are computed alone)."""
     n_all = y_all.size
-    yb = np.concatenate([np.zeros(p), y_all])  # yb[j + p] = y_all[j]
     first = i0 + n_all - n_new  # absolute index of the first new sample
-    if r.size != p + 1 or last != first // blk - 1:
+    b0 = first // blk
+    if r.size != p + 1 or last != b0 - 1:
         # fresh stream, or a gap: start the statistics at the first new sample's block
-        r, last = np.zeros(p + 1), first // blk - 1
-
-    def fold(k: int, r: np.ndarray) -> np.ndarray:
-        j0, j1 = max(k * blk - i0, 0), (k + 1) * blk - i0
-        seg = yb[j0 : j1 + p]  # y_all[j0 - p : j1]
-        x = seg[p:]
-        lags = np.array([x @ seg[p - l : seg.size - l] for l in range(p + 1)])
-        return lam * r + lags
-
-    e = np.empty(n_new)
-    i = n_all - n_new
-    while i < n_all:
-        b = (i0 + i) // blk
-        while last < b - 1:
-            last += 1
-            r = fold(last, r)
-        a = _lpc(r)
-        j = min(n_all, (b + 1) * blk - i0)
-        # e[n] = y[n] - sum_l a[l] y[n - 1 - l], n = i..j-1 (indices in yb: + p)
-        idx = np.arange(i, j) + p
-        pred = np.zeros(j - i)
-        for l in range(p):
-            pred += a[l] * yb[idx - 1 - l]
-        e[i - (n_all - n_new) : j - (n_all - n_new)] = yb[idx] - pred
-        i = j
-    while last < (i0 + n_all) // blk - 1:
-        last += 1
-        r = fold(last, r)
-    return e, r, last
+        r, last = np.zeros(p + 1), b0 - 1
+    if n_new == 0:
+        return np.zeros(0), r, last
+    base = min(i0, b0 * blk) - p  # absolute index of yb[0]
+    yb = np.concatenate([np.zeros(i0 - base), y_all])
+    n_fold = (i0 + n_all) // blk - b0  # complete blocks b0 .. b0 + n_fold - 1
+    hist = np.empty((n_fold + 1, p + 1))  # hist[j]: folded up to block b0 + j - 1
+    hist[0] = r
+    if n_fold:
+        rows = (b0 + np.arange(n_fold))[:, None] * blk - base + np.arange(blk)
+        x = yb[rows]
+        lags = np.stack([(x * yb[rows - l]).sum(axis=1) for l in range(p + 1)], axis=1)
+        for j in range(n_fold):
+            hist[j + 1] = lam * hist[j] + lags[j]
+    n_blk = (i0 + n_all - 1) // blk - b0 + 1  # blocks holding new samples
+    coef = _lpc(hist[:n_blk])
+    s = np.arange(first, i0 + n_all)
+    a = coef[s // blk - b0]
+    j = s - base
+    pred = np.zeros(n_new)
+    for l in range(p):
+        pred += a[:, l] * yb[j - 1 - l]
+    return yb[j] - pred, hist[n_fold], b0 - 1 + n_fold
 
 
 def _partner(mag: np.ndarray, d: np.ndarray, i_peak: int, wait_n: int, thr: float, default: float) -> float:
