@@ -277,6 +277,10 @@ MIN_SPEED_KMH = 5.0  #: no impact is detected slower than this
 #: block of the next second, so that the first shocks of a rougher stretch are not
 #: measured against the smoother road behind (see :func:`_block_sigma`)
 SCALE_AHEAD_S = 1.0
+#: onset of a rougher road: when even the calmest later block is this many times the past
+#: scale, the later blocks' *second* smallest median is the scale (the road has changed;
+#: the smallest of four is a low estimate of it), see :func:`_block_sigma`; 0: off
+SCALE_ONSET_RATIO = 1.2
 GAP_RESET_S = 0.5  #: a time gap longer than this restarts the detector (route break)
 LOBE_BACK_S = 0.3  #: how far back the first lobe of an impact is searched, s
 _HIST_DT_S = 0.1  #: decimation of the speed history used for ``slowdown``, s
@@ -535,7 +539,8 @@ def _validate_stream(accel: Any, speed: Any, fs: float) -> tuple[np.ndarray, np.
 
 
 def _block_sigma(
-    b: np.ndarray, meds: np.ndarray, k0: int, k_past: int, k_ahead: int, final: bool
+    b: np.ndarray, meds: np.ndarray, k0: int, k_past: int, k_ahead: int, final: bool,
+    onset_ratio: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Robust scale (m/s^2) of samples in blocks ``b``, and which samples must wait.
 
@@ -551,6 +556,8 @@ def _block_sigma(
         Blocks used before and after a sample's block.
     final : bool
         End of the stream: no later block will come.
+    onset_ratio : float, optional
+        :data:`SCALE_ONSET_RATIO` by default (read at call time).
 
     Returns
     -------
@@ -572,7 +579,21 @@ def _block_sigma(
     the smooth road, and its ordinary shocks, repeatable for every vehicle, were
     confirmed as potholes near segment starts (development seeds: 8 of 9 alerts within 5 m
     of a segment end were false).
+
+    The smallest of the later block medians is a *low* estimate of the road's scale (the
+    calmest of four blocks of a random road; about 0.75 of their median). On a steady road
+    the past median decides and this does not matter; at the onset of a rougher road the
+    past median is the smooth road's for ~1.25 s (until half its blocks are rough), so the
+    scale was that low estimate, the threshold ~3 instead of 4 scales, and the new road's
+    ordinary shocks passed it in the first 5-20 m for most vehicles, front and rear axle:
+    clusters of down-first impacts with axle pairs, confirmed as potholes near segment
+    starts. So when even the calmest later block is ``onset_ratio`` times the past scale
+    (the road has changed, not one impact: its shock and ringing rarely fill all later
+    blocks) and at least three later blocks are in, the *second* smallest is used (a shock
+    must fill three of four blocks to raise its own threshold).
     """
+    if onset_ratio is None:
+        onset_ratio = SCALE_ONSET_RATIO
     sig = np.full(b.shape, np.nan)
     waiting = np.zeros(b.shape, bool)
     last_b = k0 + meds.size - 1
@@ -587,7 +608,10 @@ def _block_sigma(
                 continue
             ahead = meds[ub + 1 - k0 : min(ub + k_ahead, last_b) + 1 - k0]
             if ahead.size:
-                s = max(s, float(np.min(ahead)))
+                lo = float(np.min(ahead))
+                if onset_ratio > 0 and ahead.size >= 3 and lo >= onset_ratio * s:
+                    lo = float(np.partition(ahead, 1)[1])  # onset of a rougher road
+                s = max(s, lo)
         sig[sel] = 1.4826 * s
     return sig, waiting
 

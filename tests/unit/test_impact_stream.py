@@ -118,6 +118,35 @@ class TestLookAheadScale:
         shock = [i for i in imps if 24.9 <= i.t_s <= 25.1]
         assert len(shock) == 1 and shock[0].polarity == -1 and shock[0].severity > 20
 
+    def test_onset_of_rougher_segment_gives_few_impacts(self, monkeypatch):
+        """Class A then class D (a junction: the classes of consecutive segments differ), no
+        pothole: the first metres of the D road must not stand out for most vehicles (they
+        were confirmed as potholes near segment starts, front and rear axle)."""
+
+        def onset_impacts() -> int:
+            n = 0
+            for r in range(12):
+                rng = np.random.default_rng(100 + r)
+                prof = []
+                for gd0, length in ((ISO_GD0_M3["A"], 150.0), (ISO_GD0_M3["D"], 60.0)):
+                    t = segment_truth(f"s{r}-{gd0}", length, gd0, seed=r, lead_m=0.0, tail_m=0.0)
+                    z = t.z_m  # pinned, as the simulator joins segments: 0 at both ends
+                    prof.append(z - (z[0] + (z[-1] - z[0]) * np.linspace(0.0, 1.0, z.size)))
+                z = np.concatenate([prof[0], prof[1][1:]])
+                x = np.arange(z.size) * 0.025
+                veh = draw_vehicle(("small_car", "suv", "van")[r % 3], rng)
+                v = float(rng.uniform(40.0, 70.0))
+                xs = np.array([0.0, x[-1] - 1.0])
+                _, pos, sp, acc = drive(veh, x, z, xs, np.array([v, v]), FS, rng)
+                imps, _ = impact_features(acc, sp, pos, FS, final=True)
+                n += sum(150.0 <= i.offset_m < 170.0 for i in imps)
+            return n
+
+        now = onset_impacts()
+        monkeypatch.setattr(potholes, "SCALE_ONSET_RATIO", 0.0)
+        before = onset_impacts()
+        assert before >= 8 and 2 * now <= before, (now, before)  # 5 and 12 when written
+
     @pytest.mark.parametrize("seed", [0, 1])
     def test_chunked_equals_one_call_at_transition(self, seed):
         a = _smooth_then_rough(2500)
@@ -146,6 +175,26 @@ class TestBlockSigma:
         assert waiting.all() and np.isnan(sig).all()
         sig, waiting = _block_sigma(np.array([5]), meds, 0, 4, 2, True)
         assert not waiting.any() and sig[0] == pytest.approx(1.4826)
+
+    def test_onset_of_rougher_road_takes_second_smallest_later_block(self):
+        meds = np.array([1.0] * 4 + [9.0, 2.0, 3.0, 2.5, 4.0])  # blocks 0..8; the sample's: 4
+        sig, _ = _block_sigma(np.array([4]), meds, 0, 4, 4, False)
+        # every later block >= SCALE_ONSET_RATIO x the past scale: the road changed, the
+        # smallest of four (2.0) is a low estimate of it; the second smallest is the scale
+        assert sig[0] == pytest.approx(1.4826 * 2.5)
+        sig, _ = _block_sigma(np.array([4]), meds, 0, 4, 4, False, onset_ratio=0.0)
+        assert sig[0] == pytest.approx(1.4826 * 2.0)
+
+    def test_shock_ringing_into_later_blocks_keeps_smallest(self):
+        # one impact and its ringing fill three later blocks; the fourth is calm: no onset
+        meds = np.array([1.0] * 4 + [9.0, 6.0, 5.0, 1.1, 4.0])
+        sig, _ = _block_sigma(np.array([4]), meds, 0, 4, 4, False)
+        assert sig[0] == pytest.approx(1.4826 * 1.1)
+
+    def test_fewer_than_three_later_blocks_keep_smallest(self):
+        meds = np.array([1.0] * 4 + [9.0, 3.0, 2.0])  # end of the stream after block 6
+        sig, _ = _block_sigma(np.array([4]), meds, 0, 4, 4, True)
+        assert sig[0] == pytest.approx(1.4826 * 2.0)
 
     def test_calm_road_keeps_causal_scale(self):
         meds = np.array([2.0] * 8 + [0.5, 0.5])  # the road turns smoother: the past decides
