@@ -43,6 +43,11 @@ class Settings(BaseSettings):
     frame_s: float = Field(default=DEFAULT_FRAME_S, gt=0, le=60, description="seconds of samples per frame message")
     batch_max: int = Field(default=500, ge=1, description="frames per database commit (at most)")
     batch_s: float = Field(default=0.5, gt=0, le=30, description="longest wait before a commit, s")
+    fetch_wait_ms: int = Field(
+        default=100, ge=1, le=1500,
+        description="longest wait of the worker's Kafka fetch, ms (Faust hard-codes 1500; one worker then used "
+        "0.59 of a core, 0.94 at 100: docs/decisions.md)",
+    )
     store: str = Field(default="rocksdb://", description="Faust table store: rocksdb:// or memory://")
     data_dir: Path = Field(default=Path(".stack/worker"), description="Faust data dir (RocksDB tables)")
     trim_m: float = Field(default=300.0, ge=0, description="privacy trim at trip start and end, m")
