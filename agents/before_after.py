@@ -270,7 +270,7 @@ def _ratio_quantiles_discrete(ea: int, xa: float, rates_b: np.ndarray, post: np.
     if not ok.any():
         return np.array([0.0, np.inf, np.inf])
     if tau2 > 0:
-        eps = stats.gamma.ppf((np.arange(_EPS_NODES) + 0.5) / _EPS_NODES, 1.0 / tau2, scale=tau2)
+        eps = _gamma_nodes(1.0, tau2)
         rb = (rates_b[ok][:, None] * eps[None, :]).ravel()
         w = np.repeat(post[ok], _EPS_NODES) / _EPS_NODES
     else:
@@ -283,6 +283,12 @@ def _ratio_quantiles_discrete(ea: int, xa: float, rates_b: np.ndarray, post: np.
 
 #: Nodes of the period variation ``ε`` in the discrete prior's rate-ratio interval.
 _EPS_NODES = 16
+
+
+def _gamma_nodes(mean: float, rel_var: float) -> np.ndarray:
+    """``_EPS_NODES`` equal-probability nodes (mid-quantiles) of the Gamma of this mean and
+    relative variance."""
+    return stats.gamma.ppf((np.arange(_EPS_NODES) + 0.5) / _EPS_NODES, 1.0 / rel_var, scale=mean * rel_var)
 
 
 def before_after_sites(
@@ -357,7 +363,7 @@ def _sites_discrete(eb: np.ndarray, xb: np.ndarray, ea: np.ndarray, xa: np.ndarr
     # the total's exact distribution, far enough into the tail to hold ea_tot
     n_max = int(max(ea_tot, expected + 12.0 * np.sqrt(expected + var_pi + 1.0)) + 20)
     if v > 0:  # the common trend: equal-probability nodes of its Gamma posterior
-        nodes = stats.gamma.ppf((np.arange(_EPS_NODES) + 0.5) / _EPS_NODES, 1.0 / v, scale=g * v)
+        nodes = _gamma_nodes(g, v)
     else:
         nodes = np.array([g])
     pmf = np.zeros(n_max + 1)

@@ -174,17 +174,17 @@ RING_MAX_M = 400.0
 RING_RADIUS_M = 80.0
 
 
-def _chain_junctions(net: RoadNetwork, node_zone: np.ndarray, reach_m: float, downstream: bool) -> tuple[np.ndarray, np.ndarray]:
-    """For every directed segment, the junction zone reached by following the road through
-    nodes that are not junctions (two distinct neighbours: a street split in pieces), and
-    the distance to it, m, from the segment's end (``downstream``) or start (upstream).
-
-    Stops after ``reach_m``; (-1, inf) where no junction is reached within it.
-    """
-    n_seg = len(net)
+def _node_pairs(net: RoadNetwork) -> np.ndarray:
+    """(k, 2) distinct node pairs joined by a segment, both directions, sorted."""
     a = np.concatenate([net.from_node, net.to_node])
     b = np.concatenate([net.to_node, net.from_node])
-    pairs = np.unique(np.stack([a, b], axis=1), axis=0)
+    return np.unique(np.stack([a, b], axis=1), axis=0)
+
+
+def _continuations(net: RoadNetwork, pairs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For every directed segment, the piece that continues it through its end node and
+    the piece that precedes it through its start node, when that node is not a junction
+    (two distinct neighbours: a street split in pieces); -1 otherwise."""
     pairs = pairs[pairs[:, 0] != pairs[:, 1]]
     deg = np.bincount(pairs[:, 0], minlength=net.n_nodes)
     # the two neighbours of each degree-2 node
@@ -203,13 +203,23 @@ def _chain_junctions(net: RoadNetwork, node_zone: np.ndarray, reach_m: float, do
         i = np.clip(np.searchsorted(skey, k), 0, len(skey) - 1)
         return np.where((u >= 0) & (v >= 0) & (skey[i] == k), order[i], -1)
 
-    # the piece that continues each segment (downstream) / precedes it (upstream)
-    if downstream:
-        v, u = net.to_node, net.from_node
-    else:
-        v, u = net.from_node, net.to_node
-    other = np.where(first[v] == u, second[v], np.where(second[v] == u, first[v], -1))
-    cont = np.where(deg[v] == 2, seg_of(v, other) if downstream else seg_of(other, v), -1)
+    def through(v: np.ndarray, u: np.ndarray, downstream: bool) -> np.ndarray:
+        other = np.where(first[v] == u, second[v], np.where(second[v] == u, first[v], -1))
+        return np.where(deg[v] == 2, seg_of(v, other) if downstream else seg_of(other, v), -1)
+
+    return through(net.to_node, net.from_node, True), through(net.from_node, net.to_node, False)
+
+
+def _chain_junctions(net: RoadNetwork, node_zone: np.ndarray, cont: np.ndarray, reach_m: float,
+                     downstream: bool) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """For every directed segment, the junction zone reached by following the road through
+    nodes that are not junctions (``cont``: :func:`_continuations` in that direction), and
+    the distance to it, m, from the segment's end (``downstream``) or start (upstream).
+
+    Stops after ``reach_m``; (-1, inf) where no junction is reached within it.
+    """
+    n_seg = len(net)
+    v = net.to_node if downstream else net.from_node
     z = node_zone[v].copy()
     d = np.where(z >= 0, 0.0, np.inf)
     cur, acc = cont.copy(), np.zeros(n_seg)
@@ -232,9 +242,7 @@ def _zoning(net: RoadNetwork, radius_m: float, cluster_m: float, min_mid_m: floa
     if radius_m < 0 or cluster_m < 0 or min_mid_m < 0 or approach_m < 0:
         raise ValueError(f"{radius_m=}, {approach_m=}, {cluster_m=} and {min_mid_m=} must be >= 0")
     n_seg, n_nodes = len(net), net.n_nodes
-    a = np.concatenate([net.from_node, net.to_node])
-    b = np.concatenate([net.to_node, net.from_node])
-    pairs = np.unique(np.stack([a, b], axis=1), axis=0)
+    pairs = _node_pairs(net)
     is_j = np.bincount(pairs[:, 0], minlength=n_nodes) >= 3
     # cluster junction nodes joined by short segments
     short = is_j[net.from_node] & is_j[net.to_node] & (net.length_m <= cluster_m)
@@ -273,8 +281,9 @@ def _zoning(net: RoadNetwork, radius_m: float, cluster_m: float, min_mid_m: floa
     length = net.length_m
     # the junction each segment leads to (its approach) and comes from (its exit), through
     # non-junction nodes, with the distance left of each functional area on this segment
-    zd, dd = _chain_junctions(net, node_zone, approach_m, downstream=True)
-    zu, du = _chain_junctions(net, node_zone, radius_m, downstream=False)
+    cont_down, cont_up = _continuations(net, pairs)
+    zd, dd = _chain_junctions(net, node_zone, cont_down, approach_m, downstream=True)
+    zu, du = _chain_junctions(net, node_zone, cont_up, radius_m, downstream=False)
     r_end = np.where(zd >= 0, np.clip(approach_m - dd, 0.0, length), 0.0)
     r_start = np.where(zu >= 0, np.clip(radius_m - du, 0.0, length), 0.0)
     zd = np.where(r_end > 0, zd, -1)

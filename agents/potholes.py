@@ -294,7 +294,6 @@ PARTNER_WAIT_S = 1.0  #: the search covers at most this long after the peak, s
 LPC_ORDER = 8
 LPC_WHITE = 1e-3  #: white-noise correction of the predictor (share of r[0] added to it)
 LPC_TAU_S = 2.0  #: memory of the predictor's autocorrelation (exponential, per block), s
-POLARITY_FROM = "e"  #: "e": first lobe of the whitened signal; "y": of the band-passed one
 #: absolute floor of the whitened signal's threshold, m/s^2 (``floor_mps2`` applies to the
 #: band-passed peak): the prediction error of a smooth road is a few hundredths
 E_FLOOR_MPS2 = 0.3
@@ -825,10 +824,10 @@ def _stream_step(
         y_peak = float(np.max(np.abs(y[g[0] : min(m, g[-1] + after_n + 1)])))
         if y_peak < floor_mps2:
             continue  # a sharp but weak event (smooth road): no impact
-        sgn = x if POLARITY_FROM == "e" else y
-        first, n_lobes = _first_lobe(sgn, int(g[0]), float(np.max(np.abs(sgn[g]))), lobe_back)
-        polarity = int(np.sign(sgn[first])) or 1
-        n_lobes += int(np.count_nonzero(np.diff(np.sign(sgn[g])) != 0))
+        # polarity from the detection signal's first lobe (y's lost recall and confirmed a hump)
+        first, n_lobes = _first_lobe(x, int(g[0]), peak, lobe_back)
+        polarity = int(np.sign(x[first])) or 1
+        n_lobes += int(np.count_nonzero(np.diff(np.sign(x[g])) != 0))
         # history entries up to the first lobe, within LOOKBACK_M before it
         sel = (hi_idx <= idx[first]) & (hd >= d[first] - LOOKBACK_M)
         v_before = max(float(np.max(hv[sel])) if sel.any() else 0.0, float(w["v"][first]))
@@ -898,6 +897,7 @@ class Cluster:
     n_impacts, n_vehicles, pothole_fraction (share of pothole-like impacts)
     median_slowdown, median_peak_mps2, vehicles (distinct ids)
     down_fraction : share of down-first impacts (polarity only, whatever the speed)
+    median_severity : median of the impacts' ``severity`` (peak over the road's local scale)
     axle_pair_fraction : share of the cluster's vehicles whose front and rear axles both
         hit it on one pass (two hits ``AXLE_SPACING_M`` apart: two impacts of the vehicle
         within ``AXLE_PAIR_S`` of each other, or one impact with such a ``double_hit_m``). A
@@ -916,6 +916,7 @@ class Cluster:
     vehicles: tuple[Any, ...]
     down_fraction: float = float("nan")
     axle_pair_fraction: float = float("nan")
+    median_severity: float = float("nan")
 
 
 AXLE_SPACING_M = (1.8, 4.5)  #: wheelbases of cars to minibuses, m (physical range, with placement noise)
@@ -1002,6 +1003,7 @@ def cluster_impacts(
                     vehicles=vehs,
                     down_fraction=float(np.mean([m.polarity < 0 for m in members])),
                     axle_pair_fraction=_axle_pair_fraction(members, [vid[i] for i in idx[part]]),
+                    median_severity=float(np.median([m.severity for m in members])),
                 )
             )
     return out
@@ -1039,6 +1041,8 @@ def confirm(
     min_peak_mps2: float = 0.0,
     min_axle_pair_fraction: float = 0.0,
     min_fs_hz: float = 0.0,
+    weak_min_severity: float = 0.0,
+    weak_min_peak_mps2: float = 1.0,
 ) -> list[ConfirmedFeature]:
     """Confirmed potholes (and bumps) from clusters hit by enough distinct vehicles.
 
@@ -1071,6 +1075,12 @@ def confirm(
         (:attr:`Cluster.axle_pair_fraction`; 0: no condition).
     min_fs_hz : float
         Below this sample rate no pothole is confirmed (bumps still are); 0: no condition.
+    weak_min_severity, weak_min_peak_mps2 : float
+        A cluster below ``min_peak_mps2`` but with a median peak of at least
+        ``weak_min_peak_mps2`` still passes the peak condition when its impacts stand far
+        above their road: :attr:`Cluster.median_severity` at least ``weak_min_severity``
+        (0: no such exception; shallow holes on smooth roads, see
+        ``pipeline.stage2.Stage2Params.weak_min_severity``).
 
     Returns
     -------
@@ -1092,7 +1102,11 @@ def confirm(
             continue
         # a pothole needs both axles of enough vehicles (NaN, e.g. one vehicle: no)
         axles_ok = min_axle_pair_fraction <= 0 or c.axle_pair_fraction >= min_axle_pair_fraction
-        strong = c.median_peak_mps2 >= min_peak_mps2 and axles_ok and fs_hz >= min_fs_hz
+        peak_ok = c.median_peak_mps2 >= min_peak_mps2 or (
+            weak_min_severity > 0 and c.median_peak_mps2 >= weak_min_peak_mps2
+            and c.median_severity >= weak_min_severity
+        )  # fmt: skip
+        strong = peak_ok and axles_ok and fs_hz >= min_fs_hz
         slowed = c.median_slowdown < max_slowdown_for_bump
         kind: Literal["pothole", "bump"]
         if signature == "polarity":

@@ -40,6 +40,24 @@ def print_top(conn: psycopg.Connection, *, limit: int = 10, min_passes: int = 2)
     print(f"\n{ATTRIBUTION}")
 
 
+def passes_per_segment(conn: psycopg.Connection, net, since=None, until=None):
+    """(n_segments,) stored passes per network segment, optionally with ``since <=
+    entry_time < until`` (aware datetimes); segments unknown to ``net`` are left out."""
+    import numpy as np
+
+    n_passes = np.zeros(len(net), float)
+    rows = conn.execute(
+        "SELECT segment_id, count(*) FROM segment_passes "
+        "WHERE (%(t0)s::timestamptz IS NULL OR entry_time >= %(t0)s) AND (%(t1)s::timestamptz IS NULL OR entry_time < %(t1)s) "
+        "GROUP BY segment_id", {"t0": since, "t1": until},
+    ).fetchall()  # fmt: skip
+    if rows:
+        idx = net.indices_of([r[0] for r in rows])
+        ok = idx >= 0
+        n_passes[idx[ok]] = np.asarray([r[1] for r in rows], float)[ok]
+    return n_passes
+
+
 def hotspot_inputs_from_db(conn: psycopg.Connection, net) -> tuple:
     """(passes per network segment, event segment indices, event offsets) from the database.
 
@@ -47,12 +65,7 @@ def hotspot_inputs_from_db(conn: psycopg.Connection, net) -> tuple:
     """
     import numpy as np
 
-    n_passes = np.zeros(len(net), float)
-    rows = conn.execute("SELECT segment_id, count(*) FROM segment_passes GROUP BY segment_id").fetchall()
-    if rows:
-        idx = net.indices_of([r[0] for r in rows])
-        ok = idx >= 0
-        n_passes[idx[ok]] = np.asarray([r[1] for r in rows], float)[ok]
+    n_passes = passes_per_segment(conn, net)
     ev = conn.execute("SELECT segment_id, offset_m FROM harsh_events ORDER BY start_time, vehicle, type").fetchall()
     seg = net.indices_of([r[0] for r in ev]) if ev else np.zeros(0, np.int64)
     off = np.asarray([r[1] for r in ev], float)

@@ -393,16 +393,13 @@ def handle_records(
             continue
         (cluster,) = cluster_impacts([_as_impact(r) for r in members], [sid] * len(members),
                                      [r[_VEH] for r in members], gap_m=params.gap_m)  # fmt: skip
-        min_peak = params.min_peak_mps2
-        if (params.weak_min_severity > 0 and params.weak_min_peak_mps2 <= cluster.median_peak_mps2 < min_peak
-                and float(np.median([r[_SEV] for r in members])) >= params.weak_min_severity):
-            min_peak = 0.0  # a shallow hole on a smooth road: far above its road
         found = confirm(
             [cluster], min_vehicles=params.min_vehicles, fs_hz=min(r[_FS] for r in members),
             signature=params.signature, min_pothole_fraction=params.min_pothole_fraction,
             slowed_pothole_fraction=params.slowed_pothole_fraction,  # type: ignore[arg-type]
-            min_peak_mps2=min_peak, min_axle_pair_fraction=params.min_axle_pair_fraction,
-            min_fs_hz=params.min_fs_hz,
+            min_peak_mps2=params.min_peak_mps2, min_axle_pair_fraction=params.min_axle_pair_fraction,
+            min_fs_hz=params.min_fs_hz, weak_min_severity=params.weak_min_severity,
+            weak_min_peak_mps2=params.weak_min_peak_mps2,
         )  # fmt: skip
         if not found or found[0].kind != "pothole":
             continue

@@ -27,6 +27,7 @@ import psycopg
 
 from agents.before_after import BeforeAfter, PeriodVariance, before_after, before_after_sites, period_variance
 from agents.hotspots import Zoning, attribute_events, rank_hotspots, zone_label, zoning
+from pipeline.report import ATTRIBUTION, passes_per_segment
 from schemas._errors import RoadsenseError
 
 __all__ = ["PeriodInputs", "WorksStudy", "WorksStudyError", "period_inputs_from_db", "print_works_study", "study_works"]
@@ -117,17 +118,7 @@ def period_inputs_from_db(
         raise WorksStudyError(f"need passes on both sides of {date.isoformat()}: stored passes run from "
                               f"{lo_t.isoformat()} to {hi_t.isoformat()}")  # fmt: skip
 
-    def passes(t0: datetime, t1: datetime) -> np.ndarray:
-        n = np.zeros(len(net), float)
-        rows = conn.execute("SELECT segment_id, count(*) FROM segment_passes WHERE entry_time >= %s AND entry_time < %s "
-                            "GROUP BY segment_id", (t0, t1)).fetchall()  # fmt: skip
-        if rows:
-            idx = net.indices_of([r[0] for r in rows])
-            ok = idx >= 0
-            n[idx[ok]] = np.asarray([r[1] for r in rows], float)[ok]
-        return n
-
-    n_b, n_a = passes(b0, date), passes(a0, a1)
+    n_b, n_a = passes_per_segment(conn, net, b0, date), passes_per_segment(conn, net, a0, a1)
     if n_b.sum() == 0 or n_a.sum() == 0:
         raise WorksStudyError(f"no pass {'before' if n_b.sum() == 0 else 'after'} the works "
                               f"(before {b0.isoformat()}–{date.isoformat()}, after {a0.isoformat()}–{a1.isoformat()})")  # fmt: skip
@@ -212,8 +203,6 @@ def _verdict(r: BeforeAfter) -> str:
 
 def print_works_study(study: WorksStudy, *, as_json: bool = False) -> None:
     """A table for a person (or one JSON document with ``as_json``)."""
-    from pipeline.report import ATTRIBUTION
-
     if as_json:
         print(json.dumps(dict(study.as_dict(), attribution=ATTRIBUTION)))
         return
