@@ -30,6 +30,17 @@ zone with a chance excess is still pulled back (regression to the mean), and the
 count without change is a mixture of Poissons (exact p-value). That is the
 between-place overdispersion of the counts.
 
+**Smoothing the prior** (``prior_bandwidth``): the nonparametric maximum-likelihood prior
+is a few atoms (the Kiefer-Wolfowitz estimate is discrete whatever the truth), so the
+posterior of a place with a long record snaps to the nearest atom, which may be 30 % from
+its rate, and the predictive of its after count is then too narrow and off-centre. Each
+atom is spread by a Gaussian kernel in log rate (``PRIOR_BANDWIDTH`` = 0.2, about ±20 %),
+on the prior's own points. On the development seeds of the safety bench (101-104,
+115-116: 120 no-change zones picked by their before record) the mean log predictive
+probability of their after counts was -1.820 unsmoothed, -1.804 at 0.2, -1.809 at 0.3,
+-1.834 at 0.5 (over all 4,339 zones: best at 0.2 too), and the claims fell from 7 to 5 of
+120 at α = 0.05 (``docs/decisions.md``).
+
 **A place's own variation over time** (``period_variance``): even with no works, a
 place's rate is not the same in two periods. The drivers who pass differ (one aggressive
 commuter's daily brakes are a cluster, not independent events), and so do weather and
@@ -55,7 +66,11 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 from scipy import stats
 
-__all__ = ["BeforeAfter", "PeriodVariance", "before_after", "before_after_sites", "period_counts", "period_variance"]
+#: Bandwidth of the Gaussian kernel smoothing a discrete prior, in natural log of the rate.
+PRIOR_BANDWIDTH = 0.2
+
+__all__ = ["PRIOR_BANDWIDTH", "BeforeAfter", "PeriodVariance", "before_after", "before_after_sites", "period_counts", "period_variance",
+           "smooth_prior"]
 
 
 @dataclass(frozen=True)
@@ -107,6 +122,7 @@ def before_after(
     prior_beta: float = 0.0,
     prior_rates: np.ndarray | None = None,
     prior_weights: np.ndarray | None = None,
+    prior_bandwidth: float = PRIOR_BANDWIDTH,
     comparison: tuple[float, float, float, float] | None = None,
     period_variance: float = 0.0,
     alpha: float = 0.05,
@@ -128,6 +144,10 @@ def before_after(
         probabilities, e.g. ``HotspotRanking.prior_rates_of(zone)`` and
         ``.multiplier_weights`` of a ranking of the before period; replaces the Gamma
         prior (see the module docstring).
+    prior_bandwidth : float
+        Gaussian kernel spreading each point of a discrete prior over its neighbours, in
+        natural log of the rate (>= 0; 0: the prior as given). It acts only between
+        points a few bandwidths apart: use a fine grid.
     comparison : (events_before, exposure_before, events_after, exposure_after), optional
         An untreated comparison group: its rate ratio after/before is the trend ``g``
         applied to the expected after count. Its own uncertainty (relative variance about
@@ -172,7 +192,7 @@ def before_after(
         trend, trend_var = _trend(comparison)
         tau2 = (1.0 + tau2) * (1.0 + trend_var) - 1.0
     if prior_rates is not None:
-        rates, post = _discrete_posterior(eb, xb, prior_rates, prior_weights)
+        rates, post = _discrete_posterior(eb, xb, prior_rates, prior_weights, prior_bandwidth)
         return _compare_discrete(eb, xb, ea, xa, rates, post, trend, tau2, alpha)
     a_post = prior_alpha + eb
     b_post = prior_beta + xb
@@ -230,15 +250,36 @@ def _predictive(k: np.ndarray, mu: np.ndarray, tau2: float, kind: str) -> np.nda
     return getattr(d, kind)(k)
 
 
-def _discrete_posterior(eb: int, xb: float, rates: np.ndarray, weights: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+def _discrete_posterior(eb: int, xb: float, rates: np.ndarray, weights: np.ndarray | None,
+                        bandwidth: float = 0.0) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """Posterior probabilities of a discrete rate prior after ``eb`` events in ``xb``."""
     r = np.asarray(rates, float)
     w = np.full(r.shape, 1.0 / r.size) if weights is None else np.asarray(weights, float)
     if r.ndim != 1 or r.shape != w.shape or r.size == 0 or (r < 0).any() or (w < 0).any() or not w.sum() > 0:
         raise ValueError("prior_rates and prior_weights must be 1-D, of equal length, >= 0, weights not all 0")
+    w = smooth_prior(r, w, bandwidth)
     ll = stats.poisson.logpmf(eb, r * xb) + np.log(np.maximum(w, 1e-300))
     post = np.exp(ll - ll.max())
     return r, post / post.sum()
+
+
+def smooth_prior(rates: np.ndarray, weights: np.ndarray, bandwidth: float) -> np.ndarray:
+    """Weights of a discrete prior with each point's mass spread over the points by a
+    Gaussian kernel of ``bandwidth`` in log rate (each point's mass is kept; points at
+    rate 0 keep theirs)."""
+    r = np.asarray(rates, float)
+    w = np.asarray(weights, float)
+    bw = float(bandwidth)
+    if not (bw >= 0 and np.isfinite(bw)):
+        raise ValueError(f"prior_bandwidth must be a finite number >= 0; got {bandwidth}")
+    pos = r > 0
+    if bw == 0 or pos.sum() < 2:
+        return w
+    lr = np.log(r[pos])
+    k = np.exp(-0.5 * ((lr[:, None] - lr[None, :]) / bw) ** 2)
+    out = w.copy()
+    out[pos] = (k / k.sum(axis=0, keepdims=True)) @ w[pos]
+    return out
 
 
 def _mixture_pmf(rates: np.ndarray, post: np.ndarray, x: float, n_max: int, tau2: float = 0.0) -> np.ndarray:
@@ -301,6 +342,7 @@ def before_after_sites(
     prior_beta: np.ndarray | float = 0.0,
     prior_rates: np.ndarray | None = None,
     prior_weights: np.ndarray | None = None,
+    prior_bandwidth: float = PRIOR_BANDWIDTH,
     comparison: tuple[float, float, float, float] | None = None,
     period_variance: float = 0.0,
     alpha: float = 0.05,
@@ -317,7 +359,7 @@ def before_after_sites(
     independent across sites (as in :func:`before_after`). ``comparison``: the trend is
     common to all sites, so its uncertainty is not averaged out by their number: the
     total's distribution is mixed over the trend's posterior (equal-probability nodes;
-    Gamma priors: moment-matched).
+    Gamma priors: moment-matched). ``prior_bandwidth``: as in :func:`before_after`.
     """
     tau2 = _check_variance(period_variance)
     trend = _trend(comparison) if comparison is not None else (1.0, 0.0)
@@ -332,7 +374,8 @@ def before_after_sites(
     if (eb < 0).any() or (ea < 0).any() or not (xb > 0).all() or not (xa > 0).all():
         raise ValueError("counts must be >= 0 and exposures > 0")
     if prior_rates is not None:
-        return _sites_discrete(eb, xb, ea, xa, np.asarray(prior_rates, float), prior_weights, tau2, trend, alpha)
+        return _sites_discrete(eb, xb, ea, xa, np.asarray(prior_rates, float), prior_weights, tau2, trend, alpha,
+                               prior_bandwidth)  # fmt: skip
     a_post = np.maximum(a0 + eb, 0.5)
     b_post = b0 + xb
     a_post, b_post = _with_period_variance(a_post, b_post, tau2)
@@ -348,11 +391,13 @@ def before_after_sites(
 
 
 def _sites_discrete(eb: np.ndarray, xb: np.ndarray, ea: np.ndarray, xa: np.ndarray, rates: np.ndarray,
-                    weights: np.ndarray | None, tau2: float, trend: tuple[float, float], alpha: float) -> BeforeAfter:  # fmt: skip
+                    weights: np.ndarray | None, tau2: float, trend: tuple[float, float], alpha: float,
+                    bandwidth: float) -> BeforeAfter:  # fmt: skip
     if rates.ndim != 2 or rates.shape[0] != eb.size:
         raise ValueError(f"prior_rates must be (n_sites, k); got {rates.shape} for {eb.size} sites")
     w = None if weights is None else np.broadcast_to(np.asarray(weights, float), rates.shape)
-    posts = [_discrete_posterior(int(eb[i]), float(xb[i]), rates[i], None if w is None else w[i])[1] for i in range(eb.size)]
+    posts = [_discrete_posterior(int(eb[i]), float(xb[i]), rates[i], None if w is None else w[i], bandwidth)[1]
+             for i in range(eb.size)]  # fmt: skip
     mu = [rates[i] * xa[i] for i in range(eb.size)]
     s1 = float(sum(p @ m for p, m in zip(posts, mu)))
     var_s = float(sum(p @ (m**2 * (1.0 + tau2)) - (p @ m) ** 2 for p, m in zip(posts, mu)))

@@ -462,8 +462,10 @@ def evaluate(obs: dict, n_controls: int, period_var: bool = True) -> dict:
                                         "rate_ratio": nan, "ratio_lo": nan, "ratio_hi": nan, "p_value": nan}  # fmt: skip
     ranked = [int(z) for z in rk_b.zone if not treated(int(z)) and testable(int(z))][:n_controls]
     untreated = [z for z in (zone_of_hotspot(k) for k, h in enumerate(obs["hotspots"]) if not h[4]) if testable(z)]
-    null_trials = [dict(study(z, True, tau2), site="ranked") for z in ranked]
-    null_trials += [dict(study(z, False, tau2), site="hotspot") for z in untreated]
+    # an untreated hotspot high in the ranking is in both lists: two trials (two ways of
+    # picking it) but one place, so main() also counts distinct zones
+    null_trials = [dict(study(z, True, tau2), site="ranked", zone=z) for z in ranked]
+    null_trials += [dict(study(z, False, tau2), site="hotspot", zone=z) for z in untreated]
     # diagnostics: the same without the period variance; the untreated hotspots with the
     # EB prior anyway (the wrong tool there)
     null_trials_poisson = [dict(study(z, True, None), site="ranked") for z in ranked]
@@ -605,6 +607,11 @@ def main(argv: list[str] | None = None) -> dict:
     n_fp = int(sum(n["changed"] for n in nulls))
     fp_by_site = {s: f"{sum(n['changed'] for n in nulls if n['site'] == s)}/{sum(n['site'] == s for n in nulls)}"
                   for s in ("ranked", "hotspot")}  # fmt: skip
+    by_zone: dict = {}
+    for r in res:
+        for t in r["null_trials"]:
+            key = (r["seed"], t["zone"])
+            by_zone[key] = by_zone.get(key, False) or bool(t["changed"])
     heb = [n for r in res for n in r["null_trials_hotspot_eb"]]
     n_fp_poisson = int(sum(n["changed"] for r in res for n in r["null_trials_poisson"]))
     fp_by_site["hotspot_with_eb_prior"] = f"{sum(n['changed'] for n in heb)}/{len(heb)}"
@@ -627,6 +634,8 @@ def main(argv: list[str] | None = None) -> dict:
         "before_after_false_positive_ci95": wilson(n_fp, len(nulls)),
         "before_after_false_positives_by_site": fp_by_site,
         "before_after_null_trials": len(nulls),
+        "before_after_false_positive_rate_distinct_zones": round(sum(by_zone.values()) / max(len(by_zone), 1), 4),
+        "before_after_null_zones": len(by_zone),
         "before_after_false_positive_rate_without_period_variance": round(n_fp_poisson / max(len(nulls), 1), 4),
         "period_variance_by_seed": [round(r["period_variance"]["variance"], 4) for r in res],
         "period_dispersion_by_seed": [round(r["period_variance"]["dispersion"], 3) for r in res],

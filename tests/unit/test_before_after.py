@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from agents.before_after import before_after, before_after_sites, period_counts, period_variance
+from agents.before_after import before_after, before_after_sites, period_counts, period_variance, smooth_prior
 
 
 class TestBeforeAfter:
@@ -103,6 +103,40 @@ class TestDiscretePrior:
     def test_bad_prior(self):
         with pytest.raises(ValueError, match="prior_rates"):
             before_after(1, 1.0, 1, 1.0, prior_rates=np.array([1.0, 2.0]), prior_weights=np.array([1.0]))
+
+
+class TestPriorSmoothing:
+    """A maximum-likelihood prior is a few atoms; a place between them must not be read as
+    the nearest atom (agents.before_after.smooth_prior)."""
+
+    grid = np.geomspace(0.05, 100.0, 60)
+
+    def atoms(self) -> np.ndarray:
+        w = np.zeros(self.grid.size)
+        w[np.argmin(np.abs(self.grid - 1.0))] = 0.95
+        w[np.argmin(np.abs(self.grid - 10.0))] = 0.05
+        return w
+
+    def test_mass_kept_and_spread(self):
+        w = self.atoms()
+        s = smooth_prior(self.grid, w, 0.2)
+        assert s.sum() == pytest.approx(1.0) and np.count_nonzero(s > 1e-6) > 2
+        assert np.array_equal(smooth_prior(self.grid, w, 0.0), w)
+        # mean log rate is kept (symmetric kernel, away from the grid's ends)
+        assert s @ np.log(self.grid) == pytest.approx(w @ np.log(self.grid), abs=1e-6)
+
+    def test_place_between_atoms_is_not_snapped(self):
+        # rate 14 over 10 units: 140 events before and after, no change; the bare atoms
+        # (1 and ~9.8) predict ~98 and claim an increase
+        w = self.atoms()
+        bare = before_after(140, 10.0, 140, 10.0, prior_rates=self.grid, prior_weights=w, prior_bandwidth=0.0)
+        smooth = before_after(140, 10.0, 140, 10.0, prior_rates=self.grid, prior_weights=w)
+        assert bare.changed and bare.direction == "increase"
+        assert not smooth.changed and smooth.expected_after > 120.0
+
+    def test_bad_bandwidth(self):
+        with pytest.raises(ValueError, match="prior_bandwidth"):
+            before_after(1, 1.0, 1, 1.0, prior_rates=self.grid, prior_weights=self.atoms(), prior_bandwidth=-0.1)
 
 
 class TestBeforeAfterSites:
