@@ -389,7 +389,13 @@ def main(argv: list[str] | None = None) -> int:
         "p50_latency_s": lat["p50_s"],
         "p99_latency_s": lat["p99_s"],
         "frame_s": args.frame_s,
-        "scaling_2_workers": results[2]["samples_per_s"] / p1["samples_per_s"],
+        # sustained rates (both workers consuming; see _steady_rate); the whole run's
+        # ratio also counts the group's join and the tail where one worker has run dry
+        "scaling_2_workers": (results[2]["steady_samples_per_s"] / p1["steady_samples_per_s"]
+                              if results[2]["steady_samples_per_s"] and p1["steady_samples_per_s"] else None),
+        "scaling_2_workers_whole_run": results[2]["samples_per_s"] / p1["samples_per_s"],
+        "samples_per_s_pipeline_steady": p1["steady_samples_per_s"],
+        "samples_per_s_2_workers_steady": results[2]["steady_samples_per_s"],
         # the most 2 workers could give on this machine: one worker is bound by its own core;
         # two share os.cpu_count() cores with the broker and the database, which spend
         # stack_cpu_s for every cpu_s of a worker (CPU per sample, so the machine's other
@@ -462,7 +468,26 @@ def _rate_from_stats(files: list[Path]) -> dict:
     first = min(d["first_t"] for d in docs if d["first_t"])
     last = max(d["last_t"] for d in docs)
     return {"messages": sum(d["frames"] for d in docs), "samples": sum(d["samples"] for d in docs),
-            "elapsed_s": max(last - first, 1e-6), "elapsed_wall_s_lag_based": None}
+            "elapsed_s": max(last - first, 1e-6), "elapsed_wall_s_lag_based": None, **_steady_rate(docs)}
+
+
+def _steady_rate(docs: list[dict]) -> dict:
+    """Samples/s while every worker is consuming: the whole seconds after the last worker's
+    first frame and before the first worker's last frame. A group's start (the second
+    worker joins a group the first already consumes alone, then both wait for the
+    rebalance) and its end (one worker's partitions run dry first) are left out."""
+    start = max(d["first_t"] for d in docs)
+    end = min(d["last_t"] for d in docs)
+    secs = range(int(start) + 1, int(end))  # whole seconds strictly inside
+    if len(secs) < 3:
+        return {"steady_samples_per_s": None, "steady_s": 0}
+    per_s = np.zeros(len(secs))
+    for d in docs:
+        for sec, n in d.get("samples_by_s", []):
+            if secs.start <= sec < secs.stop:
+                per_s[sec - secs.start] += n
+    return {"steady_samples_per_s": float(per_s.mean()), "steady_s": len(secs),
+            "steady_start_delay_s": start - min(d["first_t"] for d in docs)}
 
 
 def _check_logs(logdir: Path, app_id: str) -> None:

@@ -19,8 +19,12 @@ __all__ = ["WorkerStats"]
 class WorkerStats:
     """Counters plus a bounded reservoir of recent latencies (seconds)."""
 
-    def __init__(self, path: Path | None, *, keep: int = 200_000, every: int = 500) -> None:
+    def __init__(self, path: Path | None, *, keep: int = 200_000, every: int = 500, keep_s: int = 7200) -> None:
         self.path = path
+        self.keep_s = keep_s
+        # samples per wall-clock second (epoch s -> samples): the sustained rate once every
+        # worker of a group is running, without the group's start and end
+        self.samples_by_s: dict[int, int] = {}
         self.every = every
         self.keep = keep
         self.latency_s: list[float] = []
@@ -39,6 +43,10 @@ class WorkerStats:
         self.last_t = now
         self.frames += 1
         self.samples += samples
+        sec = int(now)
+        self.samples_by_s[sec] = self.samples_by_s.get(sec, 0) + samples
+        if len(self.samples_by_s) > self.keep_s:
+            del self.samples_by_s[min(self.samples_by_s)]
         self.passes += passes
         self.dead_letters += int(dead)
         if vehicle is not None:
@@ -66,6 +74,7 @@ class WorkerStats:
             "latency_p50_s": float(np.percentile(lat, 50)) if lat.size else None,
             "latency_p99_s": float(np.percentile(lat, 99)) if lat.size else None,
             "latency_s": lat[-20000:].round(4).tolist(),
+            "samples_by_s": sorted(self.samples_by_s.items()),
         }
         tmp = self.path.with_suffix(".tmp")
         tmp.write_bytes(orjson.dumps(doc))

@@ -1,0 +1,40 @@
+"""Worker counters (pipeline.stats) and the bench's sustained rate computed from them."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from pipeline import stats as stats_mod
+from pipeline.stats import WorkerStats
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("bench_throughput", REPO / "bench" / "throughput.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_samples_per_second_add_up(tmp_path, monkeypatch):
+    clock = iter([100.2, 100.7, 101.1, 103.9])
+    monkeypatch.setattr(stats_mod.time, "time", lambda: next(clock))
+    s = WorkerStats(tmp_path / "w.json", every=1)
+    for n in (10, 20, 30, 40):
+        s.record(kafka_ts_ms=None, samples=n, passes=0, vehicle="v", dead=False)
+    doc = json.loads((tmp_path / "w.json").read_text())
+    assert doc["samples_by_s"] == [[100, 30], [101, 30], [103, 40]]
+    assert sum(n for _, n in doc["samples_by_s"]) == doc["samples"] == 100
+
+
+def test_steady_rate_leaves_out_the_join_and_the_tail():
+    bench = _bench()
+    # worker a alone from t=10 (1000/s), b joins at 15.5; both at 600/s until b runs dry at 30.2
+    a = {"first_t": 10.0, "last_t": 40.0, "samples_by_s": [[t, 1000 if t < 15 else 600] for t in range(10, 41)]}
+    b = {"first_t": 15.5, "last_t": 30.2, "samples_by_s": [[t, 600] for t in range(15, 31)]}
+    r = bench._steady_rate([a, b])
+    assert r["steady_samples_per_s"] == pytest.approx(1200.0)
+    assert r["steady_s"] == 14 and r["steady_start_delay_s"] == pytest.approx(5.5)
