@@ -299,3 +299,45 @@ class TestPartner:
         imps, _ = impact_features(a, 50.0, 0.0, FS, final=True)
         front = [i for i in imps if 9.95 <= i.t_s <= 10.05]
         assert len(front) == 1 and not 1.8 <= front[0].double_hit_m <= 4.5
+
+
+def _block_sigma_loop(b, meds, k0, k_past, k_ahead, final, onset_ratio):
+    """The per-block loop _block_sigma replaced (reference for the vectorised one)."""
+    sig = np.full(b.shape, np.nan)
+    waiting = np.zeros(b.shape, bool)
+    last_b = k0 + meds.size - 1
+    for ub in np.unique(b):
+        if ub - k_past < k0:
+            continue
+        sel = b == ub
+        s = float(np.median(meds[ub - k_past - k0 : ub - k0]))
+        if k_ahead:
+            if ub + k_ahead > last_b and not final:
+                waiting[sel] = True
+                continue
+            ahead = meds[ub + 1 - k0 : min(ub + k_ahead, last_b) + 1 - k0]
+            if ahead.size:
+                lo = float(np.min(ahead))
+                if onset_ratio > 0 and ahead.size >= 3 and lo >= onset_ratio * s:
+                    lo = float(np.partition(ahead, 1)[1])
+                s = max(s, lo)
+        sig[sel] = 1.4826 * s
+    return sig, waiting
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_block_sigma_equals_the_per_block_loop(seed):
+    rng = np.random.default_rng(seed)
+    k0 = int(rng.integers(0, 50))
+    n_meds = int(rng.integers(0, 40))
+    # medians of a road that turns rougher now and then (the onset rule must fire too)
+    meds = rng.gamma(4.0, 0.05, n_meds) * np.repeat(rng.choice([1.0, 3.0], 8), 5)[:n_meds]
+    lo_b = k0 + int(rng.integers(-3, max(n_meds, 1)))
+    hi_b = k0 + n_meds  # the current, incomplete block at most
+    b = np.sort(rng.integers(lo_b, hi_b + 1, int(rng.integers(0, 300))))
+    k_past, k_ahead = int(rng.choice([4, 8])), int(rng.choice([0, 1, 4]))
+    final = bool(rng.integers(0, 2))
+    want = _block_sigma_loop(b, meds, k0, k_past, k_ahead, final, 1.2)
+    got = _block_sigma(b, meds, k0, k_past, k_ahead, final, 1.2)
+    np.testing.assert_array_equal(got[1], want[1])
+    np.testing.assert_allclose(got[0], want[0], rtol=0, atol=0, equal_nan=True)
