@@ -1043,8 +1043,6 @@ def confirm(
     min_fs_hz: float = 0.0,
     weak_min_severity: float = 0.0,
     weak_min_peak_mps2: float = 1.0,
-    weak_min_vehicles: int = 0,
-    weak_min_down_fraction: float = 0.9,
 ) -> list[ConfirmedFeature]:
     """Confirmed potholes (and bumps) from clusters hit by enough distinct vehicles.
 
@@ -1083,12 +1081,6 @@ def confirm(
         above their road: :attr:`Cluster.median_severity` at least ``weak_min_severity``
         (0: no such exception; shallow holes on smooth roads, see
         ``pipeline.stage2.Stage2Params.weak_min_severity``).
-    weak_min_vehicles, weak_min_down_fraction : int, float
-        Such a cluster also passes the peak condition, whatever its severity, when at
-        least ``weak_min_vehicles`` distinct vehicles hit it and at least
-        ``weak_min_down_fraction`` of its impacts are down-first (0 vehicles: no such
-        exception). A hole's entry edge is sharp: nearly every wheel drops first, while
-        the first lobe of a dip of the random profile varies from vehicle to vehicle.
 
     Returns
     -------
@@ -1110,12 +1102,9 @@ def confirm(
             continue
         # a pothole needs both axles of enough vehicles (NaN, e.g. one vehicle: no)
         axles_ok = min_axle_pair_fraction <= 0 or c.axle_pair_fraction >= min_axle_pair_fraction
-        weak = c.median_peak_mps2 >= weak_min_peak_mps2
         peak_ok = c.median_peak_mps2 >= min_peak_mps2 or (
-            weak_min_severity > 0 and weak and c.median_severity >= weak_min_severity
-        ) or (
-            weak_min_vehicles > 0 and weak and c.n_vehicles >= weak_min_vehicles
-            and c.down_fraction >= weak_min_down_fraction
+            weak_min_severity > 0 and c.median_peak_mps2 >= weak_min_peak_mps2
+            and c.median_severity >= weak_min_severity
         )  # fmt: skip
         strong = peak_ok and axles_ok and fs_hz >= min_fs_hz
         slowed = c.median_slowdown < max_slowdown_for_bump

@@ -122,18 +122,6 @@ class Stage2Params:
     feels there 4-5 (development seeds 1, 3-6, ``docs/decisions.md``)."""
     weak_min_peak_mps2: float = 1.0
     """Lowest median peak of such a cluster, m/s^2."""
-    weak_min_vehicles: int = 4
-    """A cluster below ``min_peak_mps2`` (but at least ``weak_min_peak_mps2``) is also a
-    pothole, whatever its severity, when at least this many distinct vehicles hit it and
-    at least ``weak_min_down_fraction`` of its impacts are down-first (0 = no such rule).
-    A hole's entry edge is sharp, so nearly every wheel drops first; on a dip of the random
-    profile the first lobe's sign varies from vehicle to vehicle. Development seeds 1, 3-6
-    (training families): of the unconfirmed weak clusters of >= 4 vehicles, the missed
-    potholes had 0.75-1.0 down-first, the others 0-0.86 but one (a 5 m link); pooled
-    precision / recall 0.964 / 0.863 without, 0.962 / 0.887 with 4 vehicles and 0.9
-    (``docs/decisions.md``)."""
-    weak_min_down_fraction: float = 0.9
-    """Down-first share of such a cluster."""
     max_passes: int = 2000
     """At most this many passes (the newest) are kept per segment as coverage; older
     impacts then no longer count for the hit rate (``SegmentState.coverage_from``)."""
@@ -411,8 +399,7 @@ def handle_records(
             slowed_pothole_fraction=params.slowed_pothole_fraction,  # type: ignore[arg-type]
             min_peak_mps2=params.min_peak_mps2, min_axle_pair_fraction=params.min_axle_pair_fraction,
             min_fs_hz=params.min_fs_hz, weak_min_severity=params.weak_min_severity,
-            weak_min_peak_mps2=params.weak_min_peak_mps2, weak_min_vehicles=params.weak_min_vehicles,
-            weak_min_down_fraction=params.weak_min_down_fraction,
+            weak_min_peak_mps2=params.weak_min_peak_mps2,
         )  # fmt: skip
         if not found or found[0].kind != "pothole":
             continue
