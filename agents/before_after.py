@@ -69,8 +69,8 @@ from scipy import stats
 #: Bandwidth of the Gaussian kernel smoothing a discrete prior, in natural log of the rate.
 PRIOR_BANDWIDTH = 0.2
 
-__all__ = ["PRIOR_BANDWIDTH", "BeforeAfter", "PeriodVariance", "before_after", "before_after_sites", "period_counts", "period_variance",
-           "smooth_prior"]
+__all__ = ["PRIOR_BANDWIDTH", "BeforeAfter", "PeriodVariance", "before_after", "before_after_sites", "period_counts",
+           "period_variance", "smooth_prior"]
 
 
 @dataclass(frozen=True)
