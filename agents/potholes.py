@@ -613,11 +613,11 @@ def _block_sigma(
         idx = np.clip(j, -1, meds.size)[:, None] + 1 + np.arange(k_ahead)[None, :]
         ahead = padded[np.clip(idx, 0, padded.size - 1)]  # (n_blocks, k_ahead), +inf where absent
         n_in = np.isfinite(ahead).sum(axis=1)
-        part = np.partition(ahead, 1, axis=1) if k_ahead >= 2 else np.concatenate([ahead, ahead], axis=1)
-        lo = part[:, 0]
-        onset = (onset_ratio > 0) & (n_in >= 3) & (lo >= onset_ratio * s)
-        lo = np.where(onset, part[:, 1], lo)  # onset of a rougher road: the second smallest
-        s = np.where(n_in > 0, np.fmax(s, np.where(np.isfinite(lo), lo, -np.inf)), s)
+        lo = ahead.min(axis=1)
+        if k_ahead >= 3:  # onset of a rougher road (>= 3 later blocks in): the second smallest
+            onset = (onset_ratio > 0) & (n_in >= 3) & (lo >= onset_ratio * s)
+            lo = np.where(onset, np.partition(ahead, 1, axis=1)[:, 1], lo)
+        s = np.where(n_in > 0, np.fmax(s, lo), s)
         s[~has_past] = np.nan
         s[wait_b] = np.nan
         waiting = wait_b[inv]

@@ -45,8 +45,8 @@ class WorkerStats:
         self.samples += samples
         sec = int(now)
         self.samples_by_s[sec] = self.samples_by_s.get(sec, 0) + samples
-        if len(self.samples_by_s) > self.keep_s:
-            del self.samples_by_s[min(self.samples_by_s)]
+        if len(self.samples_by_s) > self.keep_s:  # seconds arrive in order: the first key is the oldest
+            del self.samples_by_s[next(iter(self.samples_by_s))]
         self.passes += passes
         self.dead_letters += int(dead)
         if vehicle is not None:
