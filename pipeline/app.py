@@ -36,6 +36,7 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Collection
 from pathlib import Path
 
 import faust
@@ -414,6 +415,47 @@ def _set_fetch_wait(ms: int) -> None:
     aiokafka.AIOKafkaConsumer.__init__ = patched
 
 
+async def seek_to_committed_or_start(consumer, topics: Collection[str]) -> dict:
+    """``consumer.seek_to_committed()``, and partitions of ``topics`` without a committed
+    offset back to their first offset; returns the committed offsets (None: none).
+
+    aiokafka's ``AIOKafkaConsumer.seek_to_committed`` leaves a partition whose committed
+    offset is None or 0 where its fetch position is. Faust relies on that seek after every
+    rebalance: it drops the records fetched while its flow is stopped, or fetched under the
+    previous generation, and expects the seek to fetch them again. On a partition nobody
+    has committed yet (a new consumer group, a new partition, the first seconds of a
+    deployment) the position stays after the dropped records, so they are never processed,
+    and nothing reports it (docs/decisions.md, "Records lost at a rebalance"). Only the
+    topics whose offsets the group commits are rewound, not the changelogs, which Faust
+    positions itself. Records already processed come again and are recognised as
+    duplicates, as after any rebalance (at-least-once).
+    """
+    committed = await consumer.seek_to_committed()
+    rewind = [tp for tp, offset in committed.items() if not offset and tp.topic in topics]
+    for tp in rewind:
+        # not seek_to_beginning(): it waits for the broker's answer (up to the request
+        # timeout), which would hold up a worker stopping during a rebalance. Offset 0, if
+        # already deleted, is reset by the fetcher to the first offset (auto_offset_reset).
+        consumer.seek(tp, 0)
+    return committed
+
+
+def _rewind_uncommitted_partitions() -> None:
+    """Make Faust's seek to committed offsets use :func:`seek_to_committed_or_start`,
+    for the topics the app commits (its stream sources)."""
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+
+    if getattr(AIOKafkaConsumerThread.seek_to_committed, "_roadsense", False):
+        return
+
+    async def seek_to_committed(self) -> dict:
+        acking = set(self.app.topics.acking_topics)
+        return await self.call_thread(seek_to_committed_or_start, self._ensure_consumer(), acking)
+
+    seek_to_committed._roadsense = True  # type: ignore[attr-defined]
+    AIOKafkaConsumerThread.seek_to_committed = seek_to_committed  # type: ignore[method-assign]
+
+
 def run_worker(settings: Settings, *, loglevel: str = "info") -> None:
     """Run one worker process until SIGTERM/SIGINT (then it commits and stops)."""
     Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
@@ -421,6 +463,7 @@ def run_worker(settings: Settings, *, loglevel: str = "info") -> None:
     # before the worker creates its loop.
     mode.loop.use("uvloop")
     _set_fetch_wait(settings.fetch_wait_ms)
+    _rewind_uncommitted_partitions()
     app = create_app(settings)
     worker = faust.Worker(app, loglevel=loglevel, quiet=True)
     worker.execute_from_commandline()

@@ -60,6 +60,7 @@ def stop_workers(*procs: subprocess.Popen, timeout_s: float = 60.0) -> None:
             p.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
             p.kill()
+            p.wait()
 
 
 def run_demo(*, vehicles: int = 40, seed: int = 7, out: Path = Path("out/demo"), frame_s: float = DEFAULT_FRAME_S) -> int:
