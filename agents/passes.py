@@ -608,7 +608,8 @@ def _accumulate(st, blk, seg0, off0, seg1, off1, net, recent: list) -> None:
         w = np.floor(np.maximum(rel, 0.0) / WINDOW_M).astype(np.int64)
         old = len(op["win"][0])
         size = max(int(w.max()) + 1, old)
-        cur = np.bincount((w + size * np.arange(5)[:, None]).ravel(), weights=(sums[_WIN, s:e] * inside).ravel(),
+        wts = (sums[_WIN, s:e] * inside).ravel()
+        cur = np.bincount((w + size * np.arange(5)[:, None]).ravel(), weights=wts,
                           minlength=5 * size).reshape(5, size)
         if old:
             cur[:, :old] += op["win"]

@@ -475,7 +475,10 @@ def roughness_features(
         band_zi = signal.sosfilt_zi(band) * a[0]
         noise_zi = None if hf is None else signal.sosfilt_zi(hf) * a[0]
         zi = RoughnessState(
-            features=RoughnessFeatures(fs=fs), band_zi=band_zi, noise_zi=noise_zi, window_pos_m=ENTRY_SKIP_M
+            features=RoughnessFeatures(fs=fs),
+            band_zi=band_zi,
+            noise_zi=noise_zi,
+            window_pos_m=ENTRY_SKIP_M,
         )
     else:
         if zi.features.fs != fs:

@@ -315,7 +315,8 @@ def test_roughness_windows_start_after_the_entry_skip():
            "sv": 200 * ones, "sy2": ones, "syn2": ones, "my": ones}  # fmt: skip
     st = VehicleState()
     seg = np.zeros(n, np.int64)
-    _accumulate(st, blk, seg, blk["d0"], seg, blk["d0"] + 2.0, SimpleNamespace(length_m=np.array([24.0])), [])
+    net = SimpleNamespace(length_m=np.array([24.0]))
+    _accumulate(st, blk, seg, blk["d0"], seg, blk["d0"] + 2.0, net, [])
     win = np.asarray(st.open_pass["win"])  # rows: sq, nm, siv, sv, n
     assert ENTRY_SKIP_M == 3.0
     # block 0 (middle 1 m) is out; blocks 1-6 (starts 2-12 m, middles 3-13 m) in window 0
