@@ -39,7 +39,14 @@ import orjson
 
 from agents import _arraycodec as _codec
 from agents import map_matching as mm
-from agents.roughness import WINDOW_M, RoughnessFeatures, RoughnessState, estimate_from_features, sample_terms
+from agents.roughness import (
+    ENTRY_SKIP_M,
+    WINDOW_M,
+    RoughnessFeatures,
+    RoughnessState,
+    estimate_from_features,
+    sample_terms,
+)
 from agents.harsh_events import HarshDetectorState, HarshParams, detect_harsh_events
 from agents.potholes import Impact, ImpactState, impact_features
 from roadnet import RoadNetwork, to_metric
@@ -593,11 +600,16 @@ def _accumulate(st, blk, seg0, off0, seg1, off1, net, recent: list) -> None:
         for k, x in zip(_SUMS, run_sums[r]):
             op[k] += x
         op["my"] = max(op["my"], float(run_max[r]))
-        # 10 m windows of the roughness estimate, counted from the pass's entry
-        w = np.floor((blk["d0"][s:e] - op["entry_d"]) / WINDOW_M).astype(np.int64)
+        # 10 m windows of the roughness estimate, counted from ENTRY_SKIP_M after the pass's
+        # entry; a block whose middle is before that is in no window (the rear axle was
+        # still on the previous segment)
+        rel = blk["d0"][s:e] - op["entry_d"] - ENTRY_SKIP_M
+        inside = (rel + 0.5 * blk["dd"][s:e] >= 0.0).astype(np.float64)
+        w = np.floor(np.maximum(rel, 0.0) / WINDOW_M).astype(np.int64)
         old = len(op["win"][0])
         size = max(int(w.max()) + 1, old)
-        cur = np.bincount((w + size * np.arange(5)[:, None]).ravel(), weights=sums[_WIN, s:e].ravel(),
+        wts = (sums[_WIN, s:e] * inside).ravel()
+        cur = np.bincount((w + size * np.arange(5)[:, None]).ravel(), weights=wts,
                           minlength=5 * size).reshape(5, size)
         if old:
             cur[:, :old] += op["win"]
@@ -660,7 +672,8 @@ def _close_open(st: VehicleState) -> None:
         window_speed_mps=(wsv[done] / np.maximum(wn[done], 1))[keep],
     )
     partial = RoughnessState(
-        features=features, band_zi=np.zeros((1, 2)), noise_zi=None, window_pos_m=max(last, 0) * WINDOW_M,
+        features=features, band_zi=np.zeros((1, 2)), noise_zi=None,
+        window_pos_m=ENTRY_SKIP_M + max(last, 0) * WINDOW_M,
         partial_sum_q=float(wsq[last]) if last >= 0 else 0.0, partial_n=int(wnm[last]) if last >= 0 else 0,
         partial_inv_vk=float(wsiv[last]) if last >= 0 else 0.0, partial_sum_v=float(wsv[last]) if last >= 0 else 0.0,
         partial_n_all=int(wn[last]) if last >= 0 else 0,

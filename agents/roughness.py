@@ -18,7 +18,8 @@ for a *nominal* passenger car (:data:`NOMINAL_VEHICLE`), the prior; the actual v
 parameters are never used. What the prior gets wrong is mostly a per-vehicle gain, learned
 by :func:`fleet_calibrate` from segments that several vehicles drive.
 
-Robustness: the normalised power ``q = a^2 / (v K(v))`` is averaged in 10 m windows and
+Robustness: the normalised power ``q = a^2 / (v K(v))`` is averaged in 10 m windows (from
+``ENTRY_SKIP_M`` = 3 m after the pass's entry, once the rear axle is on the segment too) and
 windows driven slower than ``SLOW_FRACTION`` of the pass's cruise speed (the driver braked
 for a speed bump, a rail crossing, a junction) are left out, and windows above
 ``WINSOR_FACTOR`` times the pass median are clipped there, so that an impact (handled by
@@ -98,6 +99,11 @@ HIGHPASS_HIGH_RATE_HZ = 2.0
 BAND_TOP_HZ = 20.0  #: upper edge of the roughness band (capped at 0.35 fs)
 NOISE_BAND = (0.6, 0.9)  #: band for the noise floor, fractions of Nyquist (fs >= 60 Hz)
 WINDOW_M = 10.0  #: window length for the robust average, m
+#: the windows of a pass start this far after its entry, m: until the rear axle is on the
+#: segment (a passenger car's wheelbase is 2.5-3.3 m), half of what the IMU at mid-wheelbase
+#: responds to is the previous segment's road (see docs/decisions.md, "Roughness level
+#: accuracy: the previous segment under the rear axle")
+ENTRY_SKIP_M = 3.0
 WINSOR_FACTOR = 6.0  #: windows above this multiple of the pass median are clipped
 SLOW_FRACTION = 0.75  #: windows slower than this x the pass's cruise speed are left out
 MODEL_REL_ERROR = 0.12  #: segment-level model error (1 sigma, relative), from the dev bench
@@ -463,11 +469,17 @@ def roughness_features(
                 features=RoughnessFeatures(fs=fs),
                 band_zi=np.zeros((band.shape[0], 2)),
                 noise_zi=None if hf is None else np.zeros((hf.shape[0], 2)),
+                window_pos_m=ENTRY_SKIP_M,
             )
             return state.features, state
         band_zi = signal.sosfilt_zi(band) * a[0]
         noise_zi = None if hf is None else signal.sosfilt_zi(hf) * a[0]
-        zi = RoughnessState(features=RoughnessFeatures(fs=fs), band_zi=band_zi, noise_zi=noise_zi)
+        zi = RoughnessState(
+            features=RoughnessFeatures(fs=fs),
+            band_zi=band_zi,
+            noise_zi=noise_zi,
+            window_pos_m=ENTRY_SKIP_M,
+        )
     else:
         if zi.features.fs != fs:
             raise ValueError(f"zi was built for fs={zi.features.fs}, got {fs=}")
@@ -483,16 +495,19 @@ def roughness_features(
     sum_sq_noise = float(np.sum(terms.yn2))
     v, moving, inv_vk, q = terms.v, terms.moving, terms.inv_vk, terms.q
     f0 = zi.features
-    # distance at the start of each sample, and its 10 m window index
+    # distance at the start of each sample, and its 10 m window index (negative: the
+    # samples of the first ENTRY_SKIP_M, in no window)
     d_start = f0.distance_m + np.concatenate([[0.0], np.cumsum(v[:-1] / fs)])
     d_end = f0.distance_m + float(np.sum(v) / fs)
     w_idx = np.floor((d_start - zi.window_pos_m) / WINDOW_M).astype(np.int64)
-    last = int(w_idx[-1])
-    sums = np.bincount(w_idx, weights=q, minlength=last + 1)
-    counts = np.bincount(w_idx, weights=moving.astype(float), minlength=last + 1)
-    invs = np.bincount(w_idx, weights=inv_vk, minlength=last + 1)
-    n_all = np.bincount(w_idx, minlength=last + 1).astype(float)
-    vsum = np.bincount(w_idx, weights=v, minlength=last + 1)
+    last = max(int(w_idx[-1]), 0)
+    inside = (w_idx >= 0).astype(float)
+    w_idx = np.maximum(w_idx, 0)
+    sums = np.bincount(w_idx, weights=q * inside, minlength=last + 1)
+    counts = np.bincount(w_idx, weights=moving * inside, minlength=last + 1)
+    invs = np.bincount(w_idx, weights=inv_vk * inside, minlength=last + 1)
+    n_all = np.bincount(w_idx, weights=inside, minlength=last + 1)
+    vsum = np.bincount(w_idx, weights=v * inside, minlength=last + 1)
     sums[0] += zi.partial_sum_q
     counts[0] += zi.partial_n
     invs[0] += zi.partial_inv_vk

@@ -287,7 +287,7 @@ def print_report(label: str, res: dict) -> None:
 # --network: a fleet on the real SQY network, through the exact stream code
 # ----------------------------------------------------------------------------------------
 def run_network(seed: int, n_vehicles: int, fs: float, families: tuple[str, ...], trip_km: tuple[float, float],
-                min_passes: int = 5) -> dict:  # fmt: skip
+                min_passes: int = 5, rows_out: str | None = None) -> dict:  # fmt: skip
     import tempfile
     from collections import defaultdict
 
@@ -333,6 +333,9 @@ def run_network(seed: int, n_vehicles: int, fs: float, families: tuple[str, ...]
             rows.append((str(tr.iso_class[i]), true_iri(i), float(sc.iri_m_per_km), float(net.length_m[i])))
         return _roughness_figures(rows)
 
+    if rows_out:
+        _write_rows(rows_out, seed, fs, run, tr, net, refs, true_iri, min_passes)
+
     # headline: the pipeline's own calibrated scores (roadsense score == stream + job)
     rough = figures(run.scores)
     rough["anchor"] = run.calibration.anchor
@@ -354,6 +357,43 @@ def run_network(seed: int, n_vehicles: int, fs: float, families: tuple[str, ...]
     ph = _evaluate_network_potholes(f, alerts, n_passes, min_passes, tr.iso_class, net, truth_passes=tr.passes)
     return {"roughness": rough, "potholes": ph, "n_passes": len(run.passes), "n_impacts": len(run.impacts),
             "sim_s": t_sim, "score_s": t_score, "dead_letters": len(run.dead_letters)}  # fmt: skip
+
+
+def _write_rows(path: str, seed: int, fs: float, run, tr, net, refs: dict, true_iri, min_passes: int) -> None:
+    """Append one JSON line per scored segment (>= ``min_passes`` passes, references
+    excluded): length, class, true IRI, the IRI of the same profile without its potholes,
+    the pipeline's calibrated score and the segment's features (``--rows-out``)."""
+    from agents.iri import iri
+    from simulator.profiles import feature_profile
+
+    f = tr.features
+    fseg = np.asarray(f.get("segment_id", np.zeros(0)), dtype=object).astype(str)
+    fkind = np.asarray(f.get("kind", np.zeros(0)), dtype=object).astype(str)
+    import pickle
+
+    with open(f"{path}.{seed}.{fs:g}.pkl", "wb") as pk:  # the passes and gains, for re-aggregation
+        pickle.dump({"passes": [p.model_dump() for p in run.passes], "gains": run.calibration}, pk)
+    with open(path, "a") as out:
+        for sc in run.scores:
+            if sc.n_passes < min_passes or sc.iri_m_per_km is None or sc.segment_id in refs:
+                continue
+            i = net.index_of(sc.segment_id)
+            t = tr.surface.truth(i)
+            holes = [x for x in t.features if x.kind == "pothole"]
+            no_holes = float("nan")
+            if holes:
+                defects, _ = feature_profile(t.x_m, holes)
+                inside = (t.x_m >= -1e-9) & (t.x_m <= t.length_m + 1e-9)
+                no_holes = float(iri((t.z_pavement_m - defects)[inside], t.dx_m))
+            m = fseg == str(sc.segment_id)
+            row = {"seed": seed, "fs": fs, "segment_id": str(sc.segment_id), "length_m": float(net.length_m[i]),
+                   "iso_class": str(tr.iso_class[i]), "true_iri": true_iri(i), "true_iri_no_potholes": no_holes,
+                   "est_iri": float(sc.iri_m_per_km), "n_passes": int(sc.n_passes),
+                   "n_vehicles": int(getattr(sc, "n_vehicles", 0) or 0), "n_potholes": int(np.sum(m & (fkind == "pothole"))),
+                   "pothole_depths_m": [float(-x.height_m) for x in holes],
+                   "pothole_lengths_m": [float(x.length_m) for x in holes],
+                   "n_designed": int(np.sum(m & (fkind != "pothole"))), "n_stretches": len(tr.surface.stretches[i])}  # fmt: skip
+            out.write(json.dumps(row) + "\n")
 
 
 N_REF = 6  #: reference segments (known IRI) anchoring the fleet calibration in --network
@@ -456,7 +496,8 @@ def main_network(args: argparse.Namespace) -> int:
     results: dict[float, list[dict]] = {fs: [] for fs in rates}
     for fs in rates:
         for seed in seeds:
-            res = run_network(seed, args.vehicles, fs, families, (args.trip_km_min, args.trip_km_max))
+            res = run_network(seed, args.vehicles, fs, families, (args.trip_km_min, args.trip_km_max),
+                              rows_out=args.rows_out)
             results[fs].append(res)
             r, ph = res["roughness"], res["potholes"]
             print(f"\n== network, seed {seed}, {fs:g} Hz, {args.vehicles} vehicles ({', '.join(families)}): "
@@ -525,6 +566,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--network", action="store_true",
                     help="fleet on the real network (simulate_fleet) through pipeline.offline.score_traces")
     ap.add_argument("--seeds", default=None, help="--network: comma-separated seeds (default 2024,2025; --dev: 1)")
+    ap.add_argument("--rows-out", default=None,
+                    help="--network: append one JSON line per scored segment to this file (per-segment analysis)")
     ap.add_argument("--trip-km-min", type=float, default=4.0)
     ap.add_argument("--trip-km-max", type=float, default=8.0)
     args = ap.parse_args(argv)

@@ -297,3 +297,30 @@ class TestRecentPositions:
         st.unplaced_impacts = [{"t_s": 31.0, "offset_m": 310.0}]
         _trim_recent(st, PassParams(event_history_s=15.0))
         assert st.recent_t[0] <= 31.0 - 0.2 + 1e-9 and st.recent_t[-1] > 59.7
+
+
+def test_roughness_windows_start_after_the_entry_skip():
+    """A pass's 10 m roughness windows start ENTRY_SKIP_M after its entry: blocks whose
+    middle is in the first 3 m (the rear axle still on the previous segment) are in no
+    window, the others are counted from there."""
+    from types import SimpleNamespace
+
+    from agents.passes import _accumulate
+    from agents.roughness import ENTRY_SKIP_M
+
+    n = 12  # 2 m blocks: middles at 1, 3, 5, ... m
+    ones = np.ones(n)
+    blk = {"t0": np.arange(n) * 0.2, "dt": np.full(n, 0.2), "d0": np.arange(n) * 2.0, "dd": np.full(n, 2.0),
+           "n": 20 * ones, "nm": 20 * ones, "sq": np.where(np.arange(n) == 0, 1e3, 1.0), "siv": ones,
+           "sv": 200 * ones, "sy2": ones, "syn2": ones, "my": ones}  # fmt: skip
+    st = VehicleState()
+    seg = np.zeros(n, np.int64)
+    net = SimpleNamespace(length_m=np.array([24.0]))
+    _accumulate(st, blk, seg, blk["d0"], seg, blk["d0"] + 2.0, net, [])
+    win = np.asarray(st.open_pass["win"])  # rows: sq, nm, siv, sv, n
+    assert ENTRY_SKIP_M == 3.0
+    # block 0 (middle 1 m) is out; blocks 1-6 (starts 2-12 m, middles 3-13 m) in window 0
+    # ([3, 13) m, block 1 by its middle), blocks 7-11 (starts 14-22 m) in window 1
+    np.testing.assert_allclose(win[0], [6.0, 5.0])
+    np.testing.assert_allclose(win[1], [120.0, 100.0])
+    assert st.open_pass["sq"] == pytest.approx(1e3 + 11)  # the pass's totals keep every block

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from agents.roughness import (
+    ENTRY_SKIP_M,
     IRI_LEVEL_THRESHOLDS_M_PER_KM,
     RoughnessState,
     confidence,
@@ -56,6 +57,34 @@ class TestRoughnessFeatures:
             assert getattr(f, name) == pytest.approx(getattr(whole, name), rel=1e-9)
         np.testing.assert_allclose(f.window_q, whole.window_q, rtol=1e-9)
         assert estimate_from_features(f, partial=z) == pytest.approx(estimate_from_features(whole, partial=zw))
+
+    def test_windows_start_after_the_entry_skip(self):
+        """The 10 m windows start ENTRY_SKIP_M (3 m) after the pass's entry: 10 m/s for
+        8 s is 80 m, windows [3, 13) ... [63, 73) and the open window from 73 m."""
+        a, _ = _pass(1, n=800)
+        f, z = roughness_features(a, np.full(800, 36.0), FS)
+        assert ENTRY_SKIP_M == 3.0
+        assert f.window_q.size == 7 and z.window_pos_m == pytest.approx(73.0)
+        # a chunk that ends inside the skipped metres leaves the windows untouched
+        f1, z1 = roughness_features(a[:20], np.full(20, 36.0), FS)
+        assert f1.window_q.size == 0 and z1.partial_n == 0 and z1.window_pos_m == ENTRY_SKIP_M
+
+    def test_the_first_metres_do_not_count(self, monkeypatch):
+        """Vibration in the first 2 m of a pass (the rear axle still on the previous
+        segment) barely moves the estimate; without the skip it would raise it by ~30 %."""
+        rng = np.random.default_rng(4)
+        a = 9.81 + 0.3 * rng.standard_normal(800)
+        b = a.copy()
+        b[:20] += 4.0 * rng.standard_normal(20)
+        v = np.full(800, 36.0)
+
+        def est(x):
+            f, z = roughness_features(x, v, FS)
+            return estimate_from_features(f, partial=z)[0]
+
+        assert est(b) == pytest.approx(est(a), rel=0.02)
+        monkeypatch.setattr("agents.roughness.ENTRY_SKIP_M", 0.0)
+        assert est(b) > 1.2 * est(a)
 
     def test_state_roundtrip(self):
         a, v = _pass(4)
