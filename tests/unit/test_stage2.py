@@ -193,7 +193,7 @@ class TestAxlePairs:
         st, _ = handle_impacts(None, [imp(v, 40.0, minutes=i) for i, v in enumerate("ab")], T0)
         v1 = orjson.dumps({"v": 1, "segment_id": SEG, "impacts": [r[:10] for r in st.impacts], "alerts": {}})
         old = SegmentState.from_bytes(v1)
-        assert all(len(r) == 11 and r[-1] is None for r in old.impacts)
+        assert all(len(r) == 12 and r[10] is None and r[11] is None for r in old.impacts)
         pairs = Stage2Params(min_axle_pair_fraction=0.5)
         st3, alerts = handle_impacts(old, [imp("c", 40.2, minutes=5)], T0, params=pairs)
         assert alerts == []  # 1 of 3 vehicles seen with both axles (the old rows lost theirs)
