@@ -310,10 +310,10 @@ RESOLUTION_MPS2 = 2.0**-12
 PEAK_AFTER_S = 0.05  #: peak_mps2 is the largest |band-passed| up to this after the impact's last peak, s
 #: ``speed_dip`` compares the speed this long before and after the impact's first lobe with
 #: the speed at it, s (drivers slow down for a hump or a rail and speed up after it)
-DIP_S = 1.0
+DIP_S = 1.5
 #: an impact is at a speed dip when the vehicle was at least this factor faster both
 #: ``DIP_S`` before and after it (:attr:`Cluster.dip_fraction`)
-DIP_FACTOR = 1.05
+DIP_FACTOR = 1.1
 
 
 @lru_cache(maxsize=16)

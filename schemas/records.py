@@ -117,7 +117,7 @@ class PassImpact(_Record):
     fs_hz: Finite = Field(gt=0, description="inertial sample rate of the pass")
     speed_dip: Finite | None = Field(
         default=None, ge=0,
-        description="lower of the speeds 1 s before and 1 s after the impact over the speed at it (> 1: slowed for "
+        description="lower of the speeds 1.5 s before and 1.5 s after the impact over the speed at it (> 1: slowed for "
                     "the spot, as at humps and rails); None: unknown",
     )  # fmt: skip
 
