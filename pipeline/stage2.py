@@ -234,8 +234,9 @@ def impact_record(impact: Impact, *, vehicle: str, segment_id: str) -> PassImpac
         double_hit_m=round(impact.double_hit_m, 3) if math.isfinite(impact.double_hit_m) else None,
         kind_score=round(impact.kind_score if math.isfinite(impact.kind_score) else 0.5, 3),
         fs_hz=impact.fs_hz if math.isfinite(impact.fs_hz) and impact.fs_hz > 0 else 1.0,
-        speed_dip=round(min(impact.speed_dip, 100.0), 4) if math.isfinite(impact.speed_dip) and impact.speed_dip >= 0 else None,
-    )
+        speed_dip=(round(min(impact.speed_dip, 100.0), 4)
+                   if math.isfinite(impact.speed_dip) and impact.speed_dip >= 0 else None),
+    )  # fmt: skip
 
 
 def _row(p: PassImpact) -> list[Any]:

@@ -147,7 +147,8 @@ class TestSpeedDip:
         assert confirm([c], **kw)[0].kind == "pothole"  # rule off
         assert confirm([c], dip_slowed_fraction=0.5, **kw)[0].kind == "bump"
         assert confirm([self._cluster([-1, -1, 1], dip=1.0)], dip_slowed_fraction=0.5, **kw)[0].kind == "pothole"
-        assert confirm([self._cluster([-1, -1, 1], dip=float("nan"))], dip_slowed_fraction=0.5, **kw)[0].kind == "pothole"
+        unknown = self._cluster([-1, -1, 1], dip=float("nan"))
+        assert confirm([unknown], dip_slowed_fraction=0.5, **kw)[0].kind == "pothole"
         assert confirm([self._cluster([-1, -1, -1])], dip_slowed_fraction=0.5, **kw)[0].kind == "pothole"
 
     def test_no_weak_exception_at_a_dip(self):

@@ -310,8 +310,11 @@ class TestSpeedDip:
         # 2 of 3 down-first (0.67): a pothole at a steady speed; where the vehicles slowed down
         # for the spot and sped up after it (a hump, a rail), the slowed-for 0.8 applies
         pols = [-1, -1, 1]
-        steady = [imp(v, 40.0 + 0.3 * i, minutes=i, polarity=p, speed_dip=1.0) for i, (v, p) in enumerate(zip("abc", pols))]
-        dipped = [imp(v, 40.0 + 0.3 * i, minutes=i, polarity=p, speed_dip=1.2) for i, (v, p) in enumerate(zip("abc", pols))]
+        def at(dip):
+            return [imp(v, 40.0 + 0.3 * i, minutes=i, polarity=p, speed_dip=dip)
+                    for i, (v, p) in enumerate(zip("abc", pols))]  # fmt: skip
+
+        steady, dipped = at(1.0), at(1.2)
         assert len(handle_impacts(None, steady, T0)[1]) == 1
         assert handle_impacts(None, dipped, T0)[1] == []
         assert len(handle_impacts(None, dipped, T0, params=Stage2Params(dip_slowed_fraction=0.0))[1]) == 1
