@@ -130,6 +130,11 @@ class Impact:
     kind_score : 0..1, how pothole-like the signature is (heuristic, see
         :func:`kind_score`); ``pothole_like`` remains the decision used by :func:`confirm`
     fs_hz : sample rate of the pass, Hz (NaN when unknown)
+    speed_dip : the lower of the speeds ``DIP_S`` before and ``DIP_S`` after the impact's
+        first lobe over the speed at it (streaming form; NaN when unknown). Above 1 the
+        vehicle was slower at the impact than both before and after it: drivers slow down
+        for a hump or a rail and speed up after it, while braking for a junction or
+        accelerating away from one is monotonic across the spot
     """
 
     offset_m: float
@@ -146,6 +151,7 @@ class Impact:
     n_peaks: int = 1
     kind_score: float = float("nan")
     fs_hz: float = float("nan")
+    speed_dip: float = float("nan")
 
     @property
     def pothole_like(self) -> bool:
@@ -302,6 +308,12 @@ E_FLOOR_MPS2 = 0.3
 #: stays within issue 5's budget)
 RESOLUTION_MPS2 = 2.0**-12
 PEAK_AFTER_S = 0.05  #: peak_mps2 is the largest |band-passed| up to this after the impact's last peak, s
+#: ``speed_dip`` compares the speed this long before and after the impact's first lobe with
+#: the speed at it, s (drivers slow down for a hump or a rail and speed up after it)
+DIP_S = 1.5
+#: an impact is at a speed dip when the vehicle was at least this factor faster both
+#: ``DIP_S`` before and after it (:attr:`Cluster.dip_fraction`)
+DIP_FACTOR = 1.1
 
 
 @lru_cache(maxsize=16)
@@ -800,13 +812,15 @@ def _stream_step(
     wait_n = max(1, int(round(PARTNER_WAIT_S * fs)))
     after_n = max(0, int(round(PEAK_AFTER_S * fs)))
     ax_lo, ax_hi = AXLE_SPACING_M
+    dip_n = max(1, int(round(DIP_S * fs)))
     if closed and not final:
         # an impact waits until the samples after it that its features read are in: the
-        # band-passed peak (PEAK_AFTER_S) and the other axle's hit (all of AXLE_SPACING_M
-        # after its peak, or PARTNER_WAIT_S of samples)
+        # band-passed peak (PEAK_AFTER_S), the speed DIP_S after its first lobe (which is at
+        # or before its first peak) and the other axle's hit (all of AXLE_SPACING_M after
+        # its peak, or PARTNER_WAIT_S of samples)
         for gi, g in enumerate(closed):
             ip = g[int(np.argmax(mag[g]))]
-            if m - 1 - g[-1] <= after_n or (
+            if m - 1 - g[-1] <= after_n or m - 1 - g[0] < dip_n or (
                 k_partner is not None and not (d[m - 1] - d[ip] > ax_hi or m - 1 - ip > wait_n)
             ):
                 closed, open_from = closed[:gi], g[0]
@@ -843,6 +857,13 @@ def _stream_step(
         v_before = max(float(np.max(hv[sel])) if sel.any() else 0.0, float(w["v"][first]))
         slowdown = float(w["v"][first] / v_before) if v_before > 0 else 1.0
         pol_speed = float(w["v"][first])
+        # speed DIP_S before (the latest history entry at or before then, within
+        # LOOKBACK_M; none at a stream's start: the speed at the impact) and DIP_S after
+        # (in the window: the impact waited for it, or the stream ends before)
+        sel = (hi_idx <= idx[first] - dip_n) & (hd >= d[first] - LOOKBACK_M)
+        v_prior = float(hv[sel][-1]) if sel.any() else pol_speed
+        v_after = float(w["v"][min(first + dip_n, m - 1)])
+        speed_dip = min(v_prior, v_after) / pol_speed if pol_speed > 0 else 1.0
         impacts.append(
             Impact(
                 offset_m=max(0.0, float(w["off"][first] - pol_speed / 3.6 * 0.02)),
@@ -859,6 +880,7 @@ def _stream_step(
                 n_peaks=int(g.size),
                 kind_score=kind_score(polarity, min(slowdown, 1.0), pol_speed, double),
                 fs_hz=fs,
+                speed_dip=speed_dip,
             )
         )
 
@@ -908,6 +930,9 @@ class Cluster:
     median_slowdown, median_peak_mps2, vehicles (distinct ids)
     down_fraction : share of down-first impacts (polarity only, whatever the speed)
     median_severity : median of the impacts' ``severity`` (peak over the road's local scale)
+    dip_fraction : share of the impacts with a known :attr:`Impact.speed_dip` that are at a
+        speed dip (``speed_dip >= DIP_FACTOR``): drivers slowed down for the spot and sped up
+        after it, as at humps and rails (NaN when none is known)
     axle_pair_fraction : share of the cluster's vehicles whose front and rear axles both
         hit it on one pass (two hits ``AXLE_SPACING_M`` apart: two impacts of the vehicle
         within ``AXLE_PAIR_S`` of each other, or one impact with such a ``double_hit_m``). A
@@ -927,6 +952,7 @@ class Cluster:
     down_fraction: float = float("nan")
     axle_pair_fraction: float = float("nan")
     median_severity: float = float("nan")
+    dip_fraction: float = float("nan")
 
 
 AXLE_SPACING_M = (1.8, 4.5)  #: wheelbases of cars to minibuses, m (physical range, with placement noise)
@@ -950,6 +976,13 @@ def _axle_pair_fraction(members: Sequence[Impact], vehicles: Sequence[Any]) -> f
             hit = bool(np.any((d >= lo) & (d <= hi) & same_pass))
         paired += hit
     return paired / len(by_vehicle) if by_vehicle else float("nan")
+
+
+def _dip_fraction(members: Sequence[Impact]) -> float:
+    """Share of ``members`` with a known ``speed_dip`` that are at a speed dip (NaN: none known)."""
+    dips = np.array([m.speed_dip for m in members], float)
+    known = dips[np.isfinite(dips)]
+    return float(np.mean(known >= DIP_FACTOR)) if known.size else float("nan")
 
 
 def cluster_impacts(
@@ -1014,6 +1047,7 @@ def cluster_impacts(
                     down_fraction=float(np.mean([m.polarity < 0 for m in members])),
                     axle_pair_fraction=_axle_pair_fraction(members, [vid[i] for i in idx[part]]),
                     median_severity=float(np.median([m.severity for m in members])),
+                    dip_fraction=_dip_fraction(members),
                 )
             )
     return out
@@ -1053,6 +1087,7 @@ def confirm(
     min_fs_hz: float = 0.0,
     weak_min_severity: float = 0.0,
     weak_min_peak_mps2: float = 1.0,
+    dip_slowed_fraction: float = 0.0,
 ) -> list[ConfirmedFeature]:
     """Confirmed potholes (and bumps) from clusters hit by enough distinct vehicles.
 
@@ -1091,6 +1126,12 @@ def confirm(
         above their road: :attr:`Cluster.median_severity` at least ``weak_min_severity``
         (0: no such exception; shallow holes on smooth roads, see
         ``pipeline.stage2.Stage2Params.weak_min_severity``).
+    dip_slowed_fraction : float
+        A cluster whose :attr:`Cluster.dip_fraction` reaches this is slowed for, whatever
+        its median slowdown (0: no such rule): drivers slowed down for the spot and sped up
+        after it. It then needs ``slowed_pothole_fraction`` (``"polarity"``) and never gets
+        the weak-cluster exception (a rail's small shocks at reduced speed look like a
+        shallow hole's).
 
     Returns
     -------
@@ -1112,12 +1153,14 @@ def confirm(
             continue
         # a pothole needs both axles of enough vehicles (NaN, e.g. one vehicle: no)
         axles_ok = min_axle_pair_fraction <= 0 or c.axle_pair_fraction >= min_axle_pair_fraction
+        # drivers slowed down for the spot and sped up after it (NaN: unknown, no)
+        dipped = dip_slowed_fraction > 0 and c.dip_fraction >= dip_slowed_fraction
         peak_ok = c.median_peak_mps2 >= min_peak_mps2 or (
             weak_min_severity > 0 and c.median_peak_mps2 >= weak_min_peak_mps2
-            and c.median_severity >= weak_min_severity
+            and c.median_severity >= weak_min_severity and not dipped
         )  # fmt: skip
         strong = peak_ok and axles_ok and fs_hz >= min_fs_hz
-        slowed = c.median_slowdown < max_slowdown_for_bump
+        slowed = c.median_slowdown < max_slowdown_for_bump or dipped
         kind: Literal["pothole", "bump"]
         if signature == "polarity":
             frac = c.down_fraction

@@ -17,7 +17,9 @@ placement of trip distance along the matched path (``VehicleState.recent_*``, pe
 and trip), the published passes and impacts, and the simulator's truth the bench scores
 against. A replayed detector's impacts are placed with those tables and kept only if they
 fall in a published pass of their vehicle and segment (the privacy trim), as stage 1 does;
-replaying the recorded detector gives its impacts exactly (development seeds 1, 3-6). Stage
+replaying the recorded detector gives its impacts exactly (development seeds 1, 3-6; with
+``speed_dip`` added since: the same impacts, plus their dips, so ``--redetect`` is needed
+for the dip rule to act on an older recording). Stage
 2 runs through ``pipeline.offline.confirm_potholes`` (incremental, as the stream delivers)
 and is scored by the bench's own ``_evaluate_network_potholes``.
 """
@@ -46,6 +48,7 @@ import agents.potholes as potholes  # noqa: E402
 import pipeline.offline as offline  # noqa: E402
 import pipeline.stage1 as stage1  # noqa: E402
 from pipeline.stage2 import Stage2Params, impact_record  # noqa: E402
+from schemas.records import PassImpact  # noqa: E402
 
 
 # ------------------------------------------------------------------------------ record
@@ -160,6 +163,12 @@ def detect(rec: dict, **kw) -> list:
     return out
 
 
+def _current(impacts: list) -> list:
+    """Recorded impacts as records of the current schema (a recording made before a field was
+    added, e.g. ``speed_dip``, unpickles without it: the field's default)."""
+    return [PassImpact(**vars(p)) for p in impacts]
+
+
 def score(rec: dict, impacts: list, params: Stage2Params, coverage: bool) -> dict:
     alerts = offline.confirm_potholes(impacts, _net(), rec["passes"] if coverage else (), params=params)
     tr = rec["truth"]
@@ -195,7 +204,7 @@ def replay(args: argparse.Namespace) -> int:
         t0 = time.time()
         with open(Path(args.dir) / f"seed{seed}.pkl", "rb") as fh:
             rec = pickle.load(fh)
-        impacts = detect(rec, **kw) if (consts or kw or args.redetect) else rec["impacts"]
+        impacts = detect(rec, **kw) if (consts or kw or args.redetect) else _current(rec["impacts"])
         ph = score(rec, impacts, params, args.coverage)
         rows.append(ph)
         print(f"seed {seed}: impacts {len(impacts)} (recorded {len(rec['impacts'])}), alerts {ph['n_confirmed']}, "

@@ -115,6 +115,11 @@ class PassImpact(_Record):
     double_hit_m: Finite | None = Field(default=None, ge=0, description="spacing of the two strongest hits >= 1 m apart, m")
     kind_score: Finite = Field(ge=0, le=1, description="0..1, how pothole-like the signature is")
     fs_hz: Finite = Field(gt=0, description="inertial sample rate of the pass")
+    speed_dip: Finite | None = Field(
+        default=None, ge=0,
+        description="lower of the speeds 1.5 s before and 1.5 s after the impact over the speed at it (> 1: slowed for "
+                    "the spot, as at humps and rails); None: unknown",
+    )  # fmt: skip
 
 
 class RoadAlert(_Record):

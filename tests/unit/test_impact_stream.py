@@ -29,7 +29,21 @@ def road():
 
 def _key(imps):
     return [(i.segment, round(i.offset_m, 6), round(i.peak_mps2, 9), i.polarity, i.n_peaks, round(i.slowdown, 9),
-             i.double_hit_m if np.isfinite(i.double_hit_m) else None) for i in imps]  # fmt: skip
+             i.double_hit_m if np.isfinite(i.double_hit_m) else None, round(i.speed_dip, 9)) for i in imps]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def slowed_rail():
+    """50 km/h over a pothole (100 m), then slowed to 25 km/h for a rail crossing (200 m) and
+    back to 50 after it, as drivers do."""
+    rng = np.random.default_rng(1)
+    veh = draw_vehicle("suv", rng)
+    feats = [Feature("pothole", 100.0, 0.8, -0.06), Feature("rail_crossing", 200.0, 1.435, 0.025)]
+    truth = segment_truth("s", 300.0, ISO_GD0_M3["A"], seed=4, features=feats)
+    xs = np.arange(-50.0, 310.0, 1.0)
+    kmh = np.interp(xs, [0.0, 160.0, 198.0, 204.0, 240.0, 310.0], [50.0, 50.0, 25.0, 25.0, 50.0, 50.0])
+    _, pos, sp, acc = drive(veh, truth.x_m, truth.z_m, xs, kmh, FS, rng)
+    return acc, sp, pos
 
 
 class TestImpactFeatures:
@@ -341,3 +355,36 @@ def test_block_sigma_equals_the_per_block_loop(seed):
     got = _block_sigma(b, meds, k0, k_past, k_ahead, final, 1.2)
     np.testing.assert_array_equal(got[1], want[1])
     np.testing.assert_allclose(got[0], want[0], rtol=0, atol=0, equal_nan=True)
+
+
+class TestSpeedDip:
+    def test_slowed_for_rail_steady_at_pothole(self, slowed_rail):
+        acc, sp, pos = slowed_rail
+        imps, _ = impact_features(acc, sp, pos, FS, final=True)
+        hole = [i for i in imps if abs(i.offset_m - 100.0) < 3.0]
+        rail = [i for i in imps if abs(i.offset_m - 200.0) < 3.0]
+        assert hole and rail
+        assert all(abs(i.speed_dip - 1.0) < 0.02 for i in hole)  # steady speed: no dip
+        # slower at the rail than 1 s before and 1 s after it
+        assert all(i.speed_dip >= potholes.DIP_FACTOR for i in rail)
+
+    @pytest.mark.parametrize("seed", [0, 1])
+    def test_chunked_equals_one_call(self, slowed_rail, seed):
+        acc, sp, pos = slowed_rail
+        whole, _ = impact_features(acc, sp, pos, FS, final=True)
+        rng = np.random.default_rng(seed)
+        cuts = np.sort(rng.choice(np.arange(1, acc.size), 60, replace=False))
+        z, got = None, []
+        for a, b in zip(np.r_[0, cuts], np.r_[cuts, acc.size]):
+            imps, z = impact_features(acc[a:b], sp[a:b], pos[a:b], FS, zi=z, final=b == acc.size)
+            got += imps
+        assert _key(got) == _key(whole) and whole
+
+    def test_impact_waits_for_the_speed_after(self, slowed_rail):
+        acc, sp, pos = slowed_rail
+        whole, _ = impact_features(acc, sp, pos, FS, final=True)
+        rail = next(i for i in whole if abs(i.offset_m - 200.0) < 3.0)
+        i_first = int(np.searchsorted(pos, rail.offset_m))
+        # fed up to just after the rail's first lobe (not final): the impact is not out yet
+        imps, _ = impact_features(acc[: i_first + 40], sp[: i_first + 40], pos[: i_first + 40], FS)
+        assert not any(abs(i.offset_m - 200.0) < 3.0 for i in imps)

@@ -124,3 +124,37 @@ class TestConfirm:
     def test_exceptions(self):
         with pytest.raises(ValueError, match="min_vehicles"):
             confirm([], min_vehicles=0)
+
+
+class TestSpeedDip:
+    """A cluster whose impacts are at a speed dip (slowed for the spot) is treated as slowed for."""
+
+    @staticmethod
+    def _cluster(polarities, *, peak=5.0, severity=9.0, dip=1.2):
+        imps = [Impact(40.0 + 0.2 * k, peak, p, 1.0, 2, 30.0, severity, t_s=100.0 * k, double_hit_m=2.5,
+                       speed_dip=dip) for k, p in enumerate(polarities)]  # fmt: skip
+        (c,) = cluster_impacts(imps, ["s"] * len(imps), [f"v{k}" for k in range(len(imps))])
+        return c
+
+    def test_dip_fraction(self):
+        assert self._cluster([-1, -1, 1]).dip_fraction == 1.0
+        assert self._cluster([-1, -1, 1], dip=1.0).dip_fraction == 0.0
+        assert np.isnan(self._cluster([-1, -1, 1], dip=float("nan")).dip_fraction)  # unknown
+
+    def test_dipped_cluster_needs_the_slowed_down_first_share(self):
+        kw = dict(signature="polarity", min_pothole_fraction=0.5, slowed_pothole_fraction=0.8)
+        c = self._cluster([-1, -1, 1])  # 0.67 down-first, median slowdown 1.0
+        assert confirm([c], **kw)[0].kind == "pothole"  # rule off
+        assert confirm([c], dip_slowed_fraction=0.5, **kw)[0].kind == "bump"
+        assert confirm([self._cluster([-1, -1, 1], dip=1.0)], dip_slowed_fraction=0.5, **kw)[0].kind == "pothole"
+        unknown = self._cluster([-1, -1, 1], dip=float("nan"))
+        assert confirm([unknown], dip_slowed_fraction=0.5, **kw)[0].kind == "pothole"
+        assert confirm([self._cluster([-1, -1, -1])], dip_slowed_fraction=0.5, **kw)[0].kind == "pothole"
+
+    def test_no_weak_exception_at_a_dip(self):
+        kw = dict(signature="polarity", min_pothole_fraction=0.5, min_peak_mps2=3.0, weak_min_severity=5.5)
+        weak = self._cluster([-1, -1, -1], peak=2.5, severity=8.0)  # all down-first, small peaks
+        assert confirm([weak], **kw)[0].kind == "pothole"
+        assert confirm([weak], dip_slowed_fraction=0.5, **kw) == []
+        steady = self._cluster([-1, -1, -1], peak=2.5, severity=8.0, dip=1.0)
+        assert confirm([steady], dip_slowed_fraction=0.5, **kw)[0].kind == "pothole"

@@ -7,18 +7,19 @@ from datetime import UTC, datetime, timedelta
 import orjson
 import pytest
 
-from pipeline.stage2 import SegmentState, Stage2Params, alert_id_of, handle_impacts, handle_records
+from pipeline.stage2 import SegmentState, Stage2Params, alert_id_of, handle_impacts, handle_records, impact_record
 from schemas.records import PassImpact, SegmentPass
 
 T0 = datetime(2024, 3, 4, 8, 0, tzinfo=UTC)
 SEG = "-100100951#0"
 
 def imp(vehicle: str, offset: float, *, minutes: float = 0.0, polarity: int = -1, slowdown: float = 1.0,
-        fs: float = 100.0, seg: str = SEG, peak: float = 6.0, severity: float = 9.0) -> PassImpact:  # fmt: skip
+        fs: float = 100.0, seg: str = SEG, peak: float = 6.0, severity: float = 9.0,
+        speed_dip: float | None = None) -> PassImpact:  # fmt: skip
     return PassImpact(
         vehicle=vehicle * 8, segment_id=seg, time=T0 + timedelta(minutes=minutes), offset_m=offset,
         peak_mps2=peak, polarity=polarity, slowdown=slowdown, n_lobes=3, n_peaks=3, speed_kmh=45.0,
-        severity=severity, duration_s=0.2, double_hit_m=2.7, kind_score=0.75, fs_hz=fs,
+        severity=severity, duration_s=0.2, double_hit_m=2.7, kind_score=0.75, fs_hz=fs, speed_dip=speed_dip,
     )  # fmt: skip
 
 class TestHandleImpacts:
@@ -193,7 +194,7 @@ class TestAxlePairs:
         st, _ = handle_impacts(None, [imp(v, 40.0, minutes=i) for i, v in enumerate("ab")], T0)
         v1 = orjson.dumps({"v": 1, "segment_id": SEG, "impacts": [r[:10] for r in st.impacts], "alerts": {}})
         old = SegmentState.from_bytes(v1)
-        assert all(len(r) == 11 and r[-1] is None for r in old.impacts)
+        assert all(len(r) == 12 and r[10] is None and r[11] is None for r in old.impacts)
         pairs = Stage2Params(min_axle_pair_fraction=0.5)
         st3, alerts = handle_impacts(old, [imp("c", 40.2, minutes=5)], T0, params=pairs)
         assert alerts == []  # 1 of 3 vehicles seen with both axles (the old rows lost theirs)
@@ -302,3 +303,42 @@ class TestCoverage:
         # its impacts count as their own passes; new passes are added
         st3, alerts = handle_records(old, [imp("c", 40.2, minutes=5)], [pas("c", minutes=5), pas("d", minutes=6)], T0)
         assert len(alerts) == 1 and len(st3.passes) == 2  # a, b, c hit, of a, b, c, d
+
+
+class TestSpeedDip:
+    def test_slowed_for_spot_needs_the_slowed_share(self):
+        # 2 of 3 down-first (0.67): a pothole at a steady speed; where the vehicles slowed down
+        # for the spot and sped up after it (a hump, a rail), the slowed-for 0.8 applies
+        pols = [-1, -1, 1]
+        def at(dip):
+            return [imp(v, 40.0 + 0.3 * i, minutes=i, polarity=p, speed_dip=dip)
+                    for i, (v, p) in enumerate(zip("abc", pols))]  # fmt: skip
+
+        steady, dipped = at(1.0), at(1.2)
+        assert len(handle_impacts(None, steady, T0)[1]) == 1
+        assert handle_impacts(None, dipped, T0)[1] == []
+        assert len(handle_impacts(None, dipped, T0, params=Stage2Params(dip_slowed_fraction=0.0))[1]) == 1
+
+    def test_version_4_state_reads_dips_as_unknown(self):
+        import orjson
+
+        rows = [imp(v, 40.0 + 0.3 * i, minutes=i, polarity=p, speed_dip=1.2)
+                for i, (v, p) in enumerate(zip("ab", [-1, 1]))]  # fmt: skip
+        st, _ = handle_impacts(None, rows, T0)
+        assert [r[-1] for r in st.impacts] == [1.2, 1.2]
+        assert SegmentState.from_bytes(st.to_bytes()).impacts == st.impacts
+        raw = orjson.loads(st.to_bytes())
+        v4 = orjson.dumps({**raw, "v": 4, "impacts": [r[:11] for r in raw["impacts"]]})
+        old = SegmentState.from_bytes(v4)
+        assert all(len(r) == 12 and r[-1] is None for r in old.impacts)
+        # the old rows' dips are unknown: the third vehicle's steady pass decides alone
+        _, alerts = handle_impacts(old, [imp("c", 40.6, minutes=3, speed_dip=1.0)], T0)
+        assert len(alerts) == 1
+
+    def test_impact_record_carries_the_dip(self):
+        from agents.potholes import Impact
+
+        i = Impact(10.0, 5.0, -1, 1.0, 2, 30.0, 9.0, t_s=1.7e9, fs_hz=100.0, speed_dip=1.23456)
+        assert impact_record(i, vehicle="v" * 8, segment_id=SEG).speed_dip == 1.2346
+        j = Impact(10.0, 5.0, -1, 1.0, 2, 30.0, 9.0, t_s=1.7e9, fs_hz=100.0)
+        assert impact_record(j, vehicle="v" * 8, segment_id=SEG).speed_dip is None
