@@ -319,8 +319,10 @@ def test_a_worker_killed_mid_stream_loses_nothing_and_counts_nothing_twice(
         db.drop_database(stack.pg_dsn, dsn)
 
 
-def _wait_for_members(bootstrap: str, group: str, n: int, procs: list, timeout_s: float = 120.0) -> None:
-    """Until the consumer group has ``n`` members with partitions assigned (stable)."""
+def _wait_for_group(bootstrap: str, group: str, procs: list, done, what: str, *, timeout_s: float = 120.0,
+                    poll_s: float = 0.5) -> None:
+    """Until ``done(description)`` holds for the consumer group (kafka-python 3.x
+    ``describe_groups``: ``{"group_state": ..., "members": [...]}``); every worker must live."""
     import time as _time
 
     from kafka import KafkaAdminClient
@@ -333,16 +335,21 @@ def _wait_for_members(bootstrap: str, group: str, n: int, procs: list, timeout_s
         while _time.monotonic() < deadline:
             for p in procs:
                 assert p.poll() is None, "a worker exited while joining"
-            try:  # kafka-python 3.x: {group: {"group_state": ..., "members": [...]}}
-                desc = admin.describe_groups([group])[group]
-                if desc["group_state"] == "Stable" and len(desc["members"]) >= n:
+            try:
+                if done(admin.describe_groups([group])[group]):
                     return
             except Exception:
                 pass
-            _time.sleep(0.5)
-        raise AssertionError(f"{n} workers did not join group {group} within {timeout_s:.0f}s")
+            _time.sleep(poll_s)
+        raise AssertionError(f"group {group}: {what} not within {timeout_s:.0f}s")
     finally:
         admin.close()
+
+
+def _wait_for_members(bootstrap: str, group: str, n: int, procs: list) -> None:
+    """Until the consumer group has ``n`` members with partitions assigned (stable)."""
+    _wait_for_group(bootstrap, group, procs, lambda d: d["group_state"] == "Stable" and len(d["members"]) >= n,
+                    f"{n} members, stable")
 
 
 def test_two_workers_split_the_partitions_and_give_the_offline_passes(
@@ -463,28 +470,10 @@ def test_seek_to_committed_or_start_rewinds_the_partitions_nobody_committed(stac
         admin.close()
 
 
-def _wait_for_rebalance(bootstrap: str, group: str, procs: list, timeout_s: float = 120.0) -> None:
+def _wait_for_rebalance(bootstrap: str, group: str, procs: list) -> None:
     """Until the consumer group is rebalancing (a member joined or left)."""
-    import time as _time
-
-    from kafka import KafkaAdminClient
-
-    logging.getLogger("kafka.admin._groups").setLevel(logging.ERROR)
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-    deadline = _time.monotonic() + timeout_s
-    try:
-        while _time.monotonic() < deadline:
-            for p in procs:
-                assert p.poll() is None, "a worker exited while joining"
-            try:
-                if admin.describe_groups([group])[group]["group_state"] in ("PreparingRebalance", "CompletingRebalance"):
-                    return
-            except Exception:
-                pass
-            _time.sleep(0.05)
-        raise AssertionError(f"group {group} did not rebalance within {timeout_s:.0f}s")
-    finally:
-        admin.close()
+    _wait_for_group(bootstrap, group, procs, lambda d: d["group_state"] in ("PreparingRebalance", "CompletingRebalance"),
+                    "a rebalance", poll_s=0.05)
 
 
 def test_frames_sent_during_a_rebalance_of_a_new_group_are_all_processed(

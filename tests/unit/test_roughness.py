@@ -206,6 +206,31 @@ class TestFleetCalibrate:
             1.5 / np.median(g), rel=0.1
         )
 
+    def test_two_families_on_a_sparse_fleet(self):
+        """Two vehicle families (gains 0.93 and 1.46, a third of the fleet in the minority)
+        on a sparse road graph: a few much-driven streets, most driven by few vehicles.
+        Alternating medians started from gain 1 left the minority 4 % off here (and 11 % on
+        a simulated hold-out fleet); started from the robust least-squares fit, < 1.5 %."""
+        rng = np.random.default_rng(2)
+        n_veh, n_seg = 60, 400
+        true_gain = np.where(np.arange(n_veh) < 40, 0.93, 1.46)
+        true_iri = np.exp(rng.normal(1.3, 0.6, n_seg))
+        pop = rng.pareto(1.5, n_seg) + 0.05
+        v, s = [], []
+        for i in range(n_veh):
+            segs = rng.choice(n_seg, size=rng.integers(5, 15), replace=False, p=pop / pop.sum())
+            v += [i] * segs.size
+            s += segs.tolist()
+        v, s = np.array(v), np.array(s)
+        e = true_gain[v] * true_iri[s] * np.exp(rng.normal(0, 0.05, v.size))
+        got = fleet_calibrate(e, v, s)
+        err = np.log(np.array([got[i] for i in range(n_veh)]) / true_gain)
+        assert abs(np.median(err[40:]) - np.median(err[:40])) < 0.015
+        # a given start (the previous calibration) is kept as the start
+        same = fleet_calibrate(e, v, s, prior_gains={i: 1.0 for i in range(n_veh)})
+        err1 = np.log(np.array([same[i] for i in range(n_veh)]) / true_gain)
+        assert abs(np.median(err1[40:]) - np.median(err1[:40])) > 0.03
+
     def test_nan_ignored_and_shapes(self):
         got = fleet_calibrate([np.nan, 2.0, 2.0], ["a", "a", "b"], ["s", "s", "s"])
         assert set(got) == {"a", "b"}
