@@ -37,7 +37,7 @@ def golden_car_check(seed: int, path: str) -> None:
     dx = surf.dx_m; k = int(round(0.25 / dx)); sos = _discrete(dx)[0]
     out = []
     for r in rows:
-        idx = r["seg"]; Ls = r["L"]
+        idx = r["seg"]
         d = surf._pinned(idx)
         r2 = segment_rng(seed, f"lead{idx}", 9)
         lead = iso8608_profile(80.0, float(surf.gd0_m3[idx]), r2)

@@ -21,7 +21,7 @@ Prints, per variant on the segments every variant scored: spearman, median relat
 level accuracy, accuracy and median |log error| below 30 m, and writes the segment rows to
 ``$OUT/fast_<seed>_<family>_<fs>.pkl`` (``OUT`` default /tmp).
 """
-import sys, os, json, pickle
+import sys, os, pickle
 import numpy as np
 from collections import defaultdict
 from scipy import signal, integrate, stats
