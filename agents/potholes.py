@@ -605,10 +605,7 @@ def _block_sigma(
     """
     if onset_ratio is None:
         onset_ratio = SCALE_ONSET_RATIO
-    sig = np.full(b.shape, np.nan)
     waiting = np.zeros(b.shape, bool)
-    if b.size == 0:
-        return sig, waiting
     last_b = k0 + meds.size - 1
     # every distinct block of the call at once (one median per block was a third of the
     # detector's time): past windows of k_past medians, later windows padded with +inf

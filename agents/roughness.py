@@ -54,6 +54,8 @@ from typing import Any, Literal, Sequence
 
 import numpy as np
 from scipy import integrate, signal
+from scipy.sparse import csr_matrix
+from scipy.sparse.linalg import lsqr
 
 from agents._sosfilt import sosfilt
 from agents.iri import golden_car_response, short_section_factor
@@ -796,9 +798,6 @@ def _huber_log_gains(
 
     The level of ``g`` against ``r`` is not identified; the caller fixes it.
     """
-    from scipy.sparse import csr_matrix
-    from scipy.sparse.linalg import lsqr
-
     n = le.size
     rows = np.arange(n)
     a = csr_matrix((np.ones(2 * n), (np.r_[rows, rows], np.r_[vi, n_veh + si])), shape=(n, n_veh + n_seg))

@@ -6,7 +6,7 @@ Usage::
     # 1. one full run (the same figures as accuracy_roughness.py), recorded per seed
     python bench/pothole_replay.py record /tmp/rec --network --vehicles 60 --rates 100 --dev --seeds 1,3,4,5,6
     # 2. stage 2 only, on the recorded impacts and passes (about 1 s per seed)
-    python bench/pothole_replay.py replay /tmp/rec --seeds 1,3,4,5,6 --stage2 weak_min_vehicles=0
+    python bench/pothole_replay.py replay /tmp/rec --seeds 1,3,4,5,6 --stage2 dip_slowed_fraction=0
     # 3. the detector too (about 10 s per seed): module constants of agents.potholes, or
     #    keyword arguments of impact_features
     python bench/pothole_replay.py replay /tmp/rec --seeds 1 --detector PARTNER_K_SIGMA=3.0 --detector-kw k_sigma=3.5

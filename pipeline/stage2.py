@@ -201,9 +201,8 @@ class SegmentState:
         # version 1 rows lack double_hit_m: read as a single hit (axle pairs are still seen
         # between two impacts of one pass); versions 1-2 have no passes: each impact then
         # counts as a pass of its own (hit rate 1), as before passes were known
-        impacts = [r if len(r) > _DH else [*r, None] for r in rows]
         # rows before version 5 have no speed_dip: unknown, not counted in the dip fraction
-        impacts = [r if len(r) > _DIP else [*r, None] for r in impacts]
+        impacts = [[*r, *[None] * (_DIP + 1 - len(r))] for r in rows]
         if v < 4:
             # severities before version 4 came from the band-passed signal, on another scale
             # than the whitened detector's: such impacts never make a weak cluster a pothole

@@ -144,6 +144,14 @@ def _db_passes(dsn: str) -> list[tuple]:
         ).fetchall()
 
 
+def _offline_rows(offline) -> list[tuple]:
+    """The offline scorer's passes as :func:`_db_passes` rows, sorted."""
+    return sorted(
+        (p.vehicle, p.segment_id, p.entry_time, p.exit_time, p.n_samples, p.iri_m_per_km, p.n_harsh_events)
+        for p in offline.passes
+    )
+
+
 @pytest.fixture(scope="module")
 def first_run(settings, offline, fleet_dir, test_db, tmp_path_factory):
     """Bad messages around a replayed fleet, one worker until everything is consumed."""
@@ -163,10 +171,7 @@ def first_run(settings, offline, fleet_dir, test_db, tmp_path_factory):
 
 def test_replay_gives_exactly_the_offline_passes(first_run, offline):
     assert first_run["sent"].frames == offline.n_frames
-    expected = sorted(
-        (p.vehicle, p.segment_id, p.entry_time, p.exit_time, p.n_samples, p.iri_m_per_km, p.n_harsh_events)
-        for p in offline.passes
-    )
+    expected = _offline_rows(offline)
     assert len(first_run["rows"]) == len(offline.passes)
     assert sorted(first_run["rows"]) == expected
 
@@ -310,10 +315,7 @@ def test_a_worker_killed_mid_stream_loses_nothing_and_counts_nothing_twice(
             assert end - lag < sent.frames, "the worker finished before it could be killed"
         _run_worker_until_consumed(s, sent.frames, logs / "survivor.log")
         rows = _db_passes(dsn)
-        expected = sorted(
-            (p.vehicle, p.segment_id, p.entry_time, p.exit_time, p.n_samples, p.iri_m_per_km, p.n_harsh_events)
-            for p in offline.passes
-        )
+        expected = _offline_rows(offline)
         assert sorted(rows) == expected
     finally:
         db.drop_database(stack.pg_dsn, dsn)
@@ -352,6 +354,29 @@ def _wait_for_members(bootstrap: str, group: str, n: int, procs: list) -> None:
                     f"{n} members, stable")
 
 
+def _group_settings(stack, dsn: str, name: str, data_dir: Path) -> Settings:
+    """Settings of a fresh consumer group (topics and app id unique to this run)."""
+    tag = uuid.uuid4().hex[:8]
+    return Settings(
+        kafka_bootstrap=stack.kafka_bootstrap, pg_dsn=dsn, pseudonym_key=KEY, app_id=f"rs-{name}-{tag}",
+        frames_topic=f"it.{tag}.{name}.frames", dlq_topic=f"it.{tag}.{name}.dlq", passes_topic=f"it.{tag}.{name}.passes",
+        impacts_topic=f"it.{tag}.{name}.impacts", alerts_topic=f"it.{tag}.{name}.alerts", partitions=4,
+        data_dir=data_dir,
+    )
+
+
+def _start_worker(base: Settings, i: int, logs: Path, procs: list, files: list) -> Path:
+    """Worker ``i`` of the group in its own process (own state directory, log ``w{i}.log``);
+    returns the path of its stats file."""
+    stats = logs / f"w{i}.json"
+    s = base.model_copy(update={"data_dir": Path(f"{base.data_dir}-{i}"), "stats_file": stats})
+    fh = (logs / f"w{i}.log").open("ab")
+    files.append(fh)
+    procs.append(subprocess.Popen([sys.executable, "-m", "pipeline.cli", "worker"], env=_env(s), cwd=REPO,
+                                  stdout=fh, stderr=subprocess.STDOUT, start_new_session=True))
+    return stats
+
+
 def test_two_workers_split_the_partitions_and_give_the_offline_passes(
     stack, offline, fleet_dir, net, tmp_path_factory
 ):
@@ -360,24 +385,13 @@ def test_two_workers_split_the_partitions_and_give_the_offline_passes(
     from pipeline.demo import stop_workers, wait_until_consumed
     from simulator.replay import replay
 
-    tag = uuid.uuid4().hex[:8]
     dsn = db.create_database(stack.pg_dsn, "rs_it_two")
     logs = tmp_path_factory.mktemp("twologs")
     procs, files = [], []
     try:
-        base = Settings(
-            kafka_bootstrap=stack.kafka_bootstrap, pg_dsn=dsn, pseudonym_key=KEY, app_id=f"rs-two-{tag}",
-            frames_topic=f"it.{tag}.2.frames", dlq_topic=f"it.{tag}.2.dlq", passes_topic=f"it.{tag}.2.passes",
-            impacts_topic=f"it.{tag}.2.impacts", alerts_topic=f"it.{tag}.2.alerts", partitions=4, data_dir=tmp_path_factory.mktemp("two"),
-        )
+        base = _group_settings(stack, dsn, "two", tmp_path_factory.mktemp("two"))
         ensure_topics(base)
-        stats = [logs / f"w{i}.json" for i in range(2)]
-        for i in range(2):
-            s = base.model_copy(update={"data_dir": Path(f"{base.data_dir}-{i}"), "stats_file": stats[i]})
-            fh = (logs / f"w{i}.log").open("ab")
-            files.append(fh)
-            procs.append(subprocess.Popen([sys.executable, "-m", "pipeline.cli", "worker"], env=_env(s), cwd=REPO,
-                                          stdout=fh, stderr=subprocess.STDOUT, start_new_session=True))
+        stats = [_start_worker(base, i, logs, procs, files) for i in range(2)]
         # both in the group before the first frame, so that neither can take everything
         _wait_for_members(base.kafka_bootstrap, base.app_id, 2, procs)
         sent = replay([fleet_dir], base.kafka_bootstrap, base.frames_topic, frame_s=2.0, speedup=0.0, progress=False)
@@ -392,10 +406,7 @@ def test_two_workers_split_the_partitions_and_give_the_offline_passes(
 
         frames = [_json.loads(f.read_text())["frames"] for f in stats]
         assert all(n > 0 for n in frames), f"a worker got no partition: frames per worker {frames}"
-        expected = sorted(
-            (p.vehicle, p.segment_id, p.entry_time, p.exit_time, p.n_samples, p.iri_m_per_km, p.n_harsh_events)
-            for p in offline.passes
-        )
+        expected = _offline_rows(offline)
         assert sorted(_db_passes(dsn)) == expected
     finally:
         db.drop_database(stack.pg_dsn, dsn)
@@ -487,30 +498,15 @@ def test_frames_sent_during_a_rebalance_of_a_new_group_are_all_processed(
     exactly the offline passes."""
     from simulator.replay import replay
 
-    tag = uuid.uuid4().hex[:8]
     dsn = db.create_database(stack.pg_dsn, "rs_it_join")
     logs = tmp_path_factory.mktemp("joinlogs")
     procs, files = [], []
     try:
-        base = Settings(
-            kafka_bootstrap=stack.kafka_bootstrap, pg_dsn=dsn, pseudonym_key=KEY, app_id=f"rs-join-{tag}",
-            frames_topic=f"it.{tag}.j.frames", dlq_topic=f"it.{tag}.j.dlq", passes_topic=f"it.{tag}.j.passes",
-            impacts_topic=f"it.{tag}.j.impacts", alerts_topic=f"it.{tag}.j.alerts", partitions=4,
-            data_dir=tmp_path_factory.mktemp("join"),
-        )
+        base = _group_settings(stack, dsn, "join", tmp_path_factory.mktemp("join"))
         ensure_topics(base)
-        stats = [logs / f"w{i}.json" for i in range(2)]
-
-        def start(i: int) -> None:
-            s = base.model_copy(update={"data_dir": Path(f"{base.data_dir}-{i}"), "stats_file": stats[i]})
-            fh = (logs / f"w{i}.log").open("ab")
-            files.append(fh)
-            procs.append(subprocess.Popen([sys.executable, "-m", "pipeline.cli", "worker"], env=_env(s), cwd=REPO,
-                                          stdout=fh, stderr=subprocess.STDOUT, start_new_session=True))
-
-        start(0)
+        _start_worker(base, 0, logs, procs, files)
         _wait_for_members(base.kafka_bootstrap, base.app_id, 1, procs)
-        start(1)
+        _start_worker(base, 1, logs, procs, files)
         _wait_for_rebalance(base.kafka_bootstrap, base.app_id, procs)
         # the first worker has stopped consuming (aiokafka logs its revocation): no worker
         # consumes and nothing is committed until the group's new assignment is in place
@@ -528,10 +524,7 @@ def test_frames_sent_during_a_rebalance_of_a_new_group_are_all_processed(
         for fh in files:
             fh.close()
     try:
-        expected = sorted(
-            (p.vehicle, p.segment_id, p.entry_time, p.exit_time, p.n_samples, p.iri_m_per_km, p.n_harsh_events)
-            for p in offline.passes
-        )
+        expected = _offline_rows(offline)
         assert sorted(_db_passes(dsn)) == expected
     finally:
         db.drop_database(stack.pg_dsn, dsn)
