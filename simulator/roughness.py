@@ -40,6 +40,7 @@ from simulator.profiles import (
     assign_roughness,
     draw_features,
     iso_class_of,
+    pothole_contrast,
     segment_rng,
     segment_truth,
 )
@@ -213,11 +214,13 @@ class RoadSurface:
 
     def feature_table(self, segments: np.ndarray) -> Table:
         """Features of the given segments: ``segment, segment_id, offset_m, kind, height_m,
-        length_m`` (kind 'pothole', 'bump' (humps and cushions) or 'rail')."""
+        length_m, detail, contrast`` (kind 'pothole', 'bump' (humps and cushions) or 'rail';
+        contrast: :func:`simulator.profiles.pothole_contrast`, NaN for designed features)."""
         rows = []
         for s in np.unique(np.asarray(segments, np.int64)):
-            for f in self.truth(int(s)).features:
-                rows.append((int(s), f.position_m, _KIND[f.kind], f.height_m, f.length_m, f.kind))
+            t = self.truth(int(s))
+            for f, c in zip(t.features, pothole_contrast(t)):
+                rows.append((int(s), f.position_m, _KIND[f.kind], f.height_m, f.length_m, f.kind, c))
         seg = np.array([r[0] for r in rows], np.int64)
         return {
             "segment": seg,
@@ -227,6 +230,7 @@ class RoadSurface:
             "height_m": np.array([r[3] for r in rows], float),
             "length_m": np.array([r[4] for r in rows], float),
             "detail": np.array([r[5] for r in rows], object),
+            "contrast": np.array([r[6] for r in rows], float),
         }
 
 

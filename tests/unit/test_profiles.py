@@ -14,6 +14,7 @@ from simulator.profiles import (
     feature_profile,
     iso8608_profile,
     iso_class_of,
+    pothole_contrast,
     segment_truth,
 )
 
@@ -94,3 +95,31 @@ class TestAssignRoughness:
         gd_p, _ = assign_roughness(["primary"] * n, np.arange(n), [100.0] * n, seed=1)
         gd_r, _ = assign_roughness(["residential"] * n, np.arange(n), [100.0] * n, seed=1)
         assert np.median(gd_p) < np.median(gd_r)
+
+
+class TestPotholeContrast:
+    """The ground truth's 'does this hole stand out of its road' (reported by the bench)."""
+
+    def _truth(self, cls: str, hole: Feature, seed: int = 3):
+        feats = [hole, Feature("speed_bump", 80.0, 3.5, 0.08)]
+        return segment_truth("s", 120.0, ISO_GD0_M3[cls], seed=seed, features=feats, lead_m=0.0, tail_m=0.0)
+
+    def test_a_rough_road_hides_the_same_hole(self):
+        hole = Feature("pothole", 40.0, 1.0, -0.04)
+        smooth, rough = (pothole_contrast(self._truth(c, hole)) for c in ("A", "E"))
+        assert np.isnan(smooth[1]) and np.isnan(rough[1])  # designed features have none
+        # A -> E is 256x the PSD level (4096 / 16), so 16x the unevenness at every scale
+        assert smooth[0] / rough[0] == pytest.approx(16.0, rel=0.35)
+        assert smooth[0] > 50 and rough[0] < 10
+
+    def test_a_tyre_bridges_a_short_hole(self):
+        long_, short = Feature("pothole", 40.0, 1.2, -0.06), Feature("pothole", 40.0, 0.2, -0.06)
+        c_long, c_short = (pothole_contrast(self._truth("B", h))[0] for h in (long_, short))
+        # long hole: the tyre reaches the bottom (6 cm); 0.2 m: the sagitta of a 0.33 m tyre
+        sagitta = 0.33 - np.sqrt(0.33**2 - 0.1**2)
+        assert c_short / c_long == pytest.approx(sagitta / 0.06, rel=1e-9)
+
+    def test_the_hole_itself_is_not_counted_as_unevenness(self):
+        shallow, deep = Feature("pothole", 40.0, 1.0, -0.02), Feature("pothole", 40.0, 1.0, -0.08)
+        c_shallow, c_deep = (pothole_contrast(self._truth("C", h))[0] for h in (shallow, deep))
+        assert c_deep / c_shallow == pytest.approx(4.0, rel=1e-9)
