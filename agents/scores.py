@@ -16,6 +16,7 @@ segment) means), :func:`segment_scores` applies its result as the SQL does.
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
@@ -72,6 +73,9 @@ class SegmentScore:
     n_harsh_events: int
     harsh_per_1000_passes: float
     mean_speed_kmh: float
+    #: 0..1: mean confidence of the passes with an IRI x vehicle coverage ``1 - exp(-n / 2)``
+    #: (n: vehicles with an IRI); None without an IRI. A 10 Hz fleet reads ~0.6 of a 100 Hz one.
+    confidence: float | None = None
 
     @staticmethod
     def columns() -> list[str]:
@@ -192,15 +196,18 @@ def segment_scores(
     for seg in sorted(by_seg):
         ps = by_seg[seg]
         per_vehicle: dict[str, list[float]] = defaultdict(list)
+        conf = []
         for p in ps:
             if p.iri_m_per_km is not None:
                 per_vehicle[p.vehicle].append(p.iri_m_per_km)
+                conf.append(p.confidence)
         gain = calibration.gain_of if calibration is not None else (lambda _v: 1.0)
         means = np.array([np.mean(v) / gain(k) for k, v in per_vehicle.items()], float)
         if means.size:
             med, p25, p75 = (float(x) for x in np.percentile(means, [50, 25, 75]))
+            confidence = float(np.mean(conf)) * (1.0 - math.exp(-means.size / 2.0))
         else:
-            med = p25 = p75 = None
+            med = p25 = p75 = confidence = None
         n_ev = int(sum(p.n_harsh_events for p in ps))
         out.append(
             SegmentScore(
@@ -215,6 +222,7 @@ def segment_scores(
                 n_harsh_events=n_ev,
                 harsh_per_1000_passes=1000.0 * n_ev / len(ps),
                 mean_speed_kmh=float(np.mean([p.mean_speed_kmh for p in ps])),
+                confidence=confidence,
             )
         )
     return out

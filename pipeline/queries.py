@@ -59,7 +59,9 @@ class SegmentScore:
     ``iri_m_per_km`` is the median across vehicles of each vehicle's mean IRI,
     ``iri_p25_m_per_km``/``iri_p75_m_per_km`` the interquartile range of those means (read
     ``n_vehicles_iri``: with one vehicle the interval is a point). ``level`` is
-    ``iri_level()`` of the median (good/fair/poor, thresholds in sql/001).
+    ``iri_level()`` of the median (good/fair/poor, thresholds in sql/001). ``confidence``
+    (0..1) is the mean confidence of the passes with an IRI times the vehicle coverage
+    ``1 - exp(-n_vehicles_iri / 2)`` (sql/010): lower with few vehicles or low-rate sensors.
     """
 
     segment_id: str
@@ -81,6 +83,7 @@ class SegmentScore:
     mean_speed_kmh: float | None
     first_day: datetime
     last_day: datetime
+    confidence: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +121,7 @@ class PassCount:
 
 _SCORE_COLUMNS = """segment_id, ref, osm_way_id, highway, mid_lat, mid_lon, n_passes, n_vehicles,
     n_vehicles_iri, iri_m_per_km, iri_p25_m_per_km, iri_p75_m_per_km, level, n_harsh_events,
-    harsh_per_1000_passes, mean_speed_kmh, first_day, last_day"""
+    harsh_per_1000_passes, mean_speed_kmh, first_day, last_day, confidence"""
 
 
 def _score(row: dict[str, Any]) -> SegmentScore:
@@ -145,6 +148,7 @@ def _score(row: dict[str, Any]) -> SegmentScore:
         mean_speed_kmh=row["mean_speed_kmh"],
         first_day=row["first_day"],
         last_day=row["last_day"],
+        confidence=row["confidence"],
     )
 
 

@@ -22,10 +22,11 @@ def print_top(conn: psycopg.Connection, *, limit: int = 10, min_passes: int = 2)
           f"{total.n_events} harsh events")
     rough = queries.roughest_segments(conn, limit=limit, min_passes=min_passes)
     print(f"\nRoughest segments (IRI, m/km: median across vehicles [IQR]; >= {min_passes} passes)")
-    print(f"{'IRI':>6} {'[p25-p75]':>13} {'level':>5} {'passes':>6} {'veh':>4}  where")
+    print(f"{'IRI':>6} {'[p25-p75]':>13} {'level':>5} {'conf':>4} {'passes':>6} {'veh':>4}  where")
     for s in rough:
         print(f"{_fmt(s.iri_m_per_km):>6} {_fmt(s.iri_p25_m_per_km) + '-' + _fmt(s.iri_p75_m_per_km):>13} "
-              f"{s.level or '-':>5} {s.n_passes:>6} {s.n_vehicles:>4}  {s.label}  [segment {s.segment_id}]")
+              f"{s.level or '-':>5} {_fmt(s.confidence, '.2f'):>4} {s.n_passes:>6} {s.n_vehicles:>4}  {s.label}  "
+              f"[segment {s.segment_id}]")
     if not rough:
         print("  (no segment has enough passes yet)")
     spots = queries.harshest_spots(conn, limit=limit, min_passes=min_passes)

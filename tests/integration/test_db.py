@@ -299,6 +299,58 @@ def test_timescale_objects_and_jobs(db_conns, fresh_schema, db_fixture_records):
         assert queries.pass_count(conn).n_passes == _unique_counts(passes, events)[0]
 
 
+@pytest.mark.parametrize("name", DIALECTS)
+def test_score_confidence_migration_keeps_a_running_database(name, db_conns, fresh_schema, db_fixture_records, tmp_path):
+    """010 on a database that already holds (and, on TimescaleDB, has materialised) data: the
+    scores read the same, gain a confidence equal to agents.scores', and the reader's grants
+    and the aggregate's jobs are back."""
+    import shutil
+
+    from agents.scores import segment_scores
+    from roadnet import load_network
+
+    passes, events, _ = db_fixture_records
+    old = tmp_path / "sql"
+    old.mkdir()
+    for f in sorted(db.SQL_DIR.glob("*.sql")):
+        if f.name < "010":
+            shutil.copy(f, old / f.name)
+    conn = db_conns[name]
+    cols = "segment_id, n_passes, n_vehicles, n_vehicles_iri, iri_m_per_km, iri_p25_m_per_km, iri_p75_m_per_km, level"
+    with fresh_schema(conn):
+        db.migrate(conn, directory=old)
+        db.load_network(conn, load_network())
+        sink.write_results(conn, passes, events)
+        db.refresh(conn)  # TimescaleDB: the data is materialised in the old aggregate
+        before = conn.execute(f"SELECT {cols} FROM segment_scores ORDER BY segment_id").fetchall()
+        daily = conn.execute("SELECT n_passes FROM segment_scores_daily ORDER BY day, segment_id").fetchall()
+        assert [m.version for m in db.migrate(conn)] == [10]
+        assert conn.execute(f"SELECT {cols} FROM segment_scores ORDER BY segment_id").fetchall() == before
+        db.refresh(conn)
+        assert conn.execute(f"SELECT {cols} FROM segment_scores ORDER BY segment_id").fetchall() == before
+        assert conn.execute("SELECT n_passes FROM segment_scores_daily ORDER BY day, segment_id").fetchall() == daily
+        uniq = list({(p.vehicle, p.segment_id, p.entry_time): p for p in passes}.values())
+        want = {s.segment_id: s.confidence for s in segment_scores(uniq, events)}
+        got = dict(conn.execute("SELECT segment_id, confidence FROM segment_scores").fetchall())
+        assert got.keys() == want.keys() and any(v is not None for v in got.values())
+        for seg, c in want.items():
+            assert (c is None and got[seg] is None) or got[seg] == pytest.approx(c, rel=1e-9)
+        if name == "timescale":
+            jobs = conn.execute(
+                "SELECT proc_name FROM timescaledb_information.jobs WHERE hypertable_schema = current_schema()"
+                " AND hypertable_name = 'segment_vehicle_daily' ORDER BY 1"
+            ).fetchall()
+            assert jobs == [("policy_refresh_continuous_aggregate",), ("policy_retention",)]
+        conn.execute("SET ROLE roadsense_reader")
+        try:
+            for view in ("segment_scores", "segment_scores_daily", "harsh_spots", "daily_totals", "pass_totals"):
+                conn.execute(f"SELECT * FROM {view} LIMIT 1").fetchall()
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute("SELECT * FROM segment_vehicle_daily LIMIT 1")
+        finally:
+            conn.execute("RESET ROLE")
+
+
 def test_plain_objects(db_conns, fresh_schema):
     conn = db_conns["plain"]
     with fresh_schema(conn):
@@ -557,7 +609,7 @@ def test_calibration_job_and_calibrated_scores_mirror_agents(name, db_conns, fre
 
         def db_scores():
             return {r[0]: r[1:] for r in conn.execute(
-                "SELECT segment_id, n_passes, n_vehicles, iri_m_per_km, iri_p25_m_per_km, iri_p75_m_per_km, level"
+                "SELECT segment_id, n_passes, n_vehicles, iri_m_per_km, iri_p25_m_per_km, iri_p75_m_per_km, level, confidence"
                 " FROM segment_scores").fetchall()}  # fmt: skip
 
         def check(cal):
@@ -565,9 +617,9 @@ def test_calibration_job_and_calibrated_scores_mirror_agents(name, db_conns, fre
             want = {s.segment_id: s for s in segment_scores(uniq, events, cal)}
             assert set(got) == set(want)
             for seg, s in want.items():
-                n_passes, n_veh, iri, p25, p75, level = got[seg]
+                n_passes, n_veh, iri, p25, p75, level, conf = got[seg]
                 assert (n_passes, n_veh, level) == (s.n_passes, s.n_vehicles, s.level)
-                for a, b in ((iri, s.iri_m_per_km), (p25, s.iri_p25), (p75, s.iri_p75)):
+                for a, b in ((iri, s.iri_m_per_km), (p25, s.iri_p25), (p75, s.iri_p75), (conf, s.confidence)):
                     assert (a is None and b is None) or a == pytest.approx(b, rel=1e-9, abs=1e-9)
 
         before = db_scores()

@@ -195,7 +195,7 @@ def test_database_scores_equal_offline_scores(first_run, offline, test_db):
         db.refresh(conn)
         run = run_calibration(conn)
         got = {r[0]: r[1:] for r in conn.execute(
-            "SELECT segment_id, n_passes, n_vehicles, iri_m_per_km, iri_p25_m_per_km, iri_p75_m_per_km, level "
+            "SELECT segment_id, n_passes, n_vehicles, iri_m_per_km, iri_p25_m_per_km, iri_p75_m_per_km, level, confidence "
             "FROM segment_scores"
         ).fetchall()}
     cal = offline.calibration
@@ -206,9 +206,9 @@ def test_database_scores_equal_offline_scores(first_run, offline, test_db):
     assert want == {s.segment_id: s for s in segment_scores(offline.passes, offline.events, cal)}
     assert set(got) == set(want)
     for seg, s in want.items():
-        n_passes, n_veh, iri, p25, p75, level = got[seg]
+        n_passes, n_veh, iri, p25, p75, level, conf = got[seg]
         assert (n_passes, n_veh, level) == (s.n_passes, s.n_vehicles, s.level)
-        for a, b in ((iri, s.iri_m_per_km), (p25, s.iri_p25), (p75, s.iri_p75)):
+        for a, b in ((iri, s.iri_m_per_km), (p25, s.iri_p25), (p75, s.iri_p75), (conf, s.confidence)):
             assert (a is None and b is None) or a == pytest.approx(b, rel=1e-9, abs=1e-9)
 
 

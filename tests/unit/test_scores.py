@@ -70,13 +70,13 @@ def test_empty_and_nan_input():
     assert cal.gains == {} and cal.default_gain == 1.0
 
 
-def _pass(vehicle: str, seg: str, iri: float | None, k: int) -> SegmentPass:
+def _pass(vehicle: str, seg: str, iri: float | None, k: int, confidence: float = 1.0) -> SegmentPass:
     t = T0 + timedelta(minutes=k)
     return SegmentPass(
         vehicle=vehicle * 4, segment_id=seg, entry_time=t, exit_time=t + timedelta(seconds=10),
         entry_offset_m=0.0, exit_offset_m=100.0, covered_m=100.0, mean_speed_kmh=40.0, n_samples=1000,
         fs_hz=100.0, iri_m_per_km=iri, roughness_rms_mps2=0.3, max_vertical_mps2=1.0, n_harsh_events=0,
-        confidence=1.0,
+        confidence=confidence,
     )  # fmt: skip
 
 
@@ -112,3 +112,17 @@ def test_reference_csv(tmp_path):
     f.write_text("segment_id,iri_m_per_km\nabc,0\n")
     with pytest.raises(ValueError, match="abc"):
         load_reference_csv(f)
+
+
+def test_segment_confidence_follows_its_passes_and_its_vehicles():
+    """Mean confidence of the passes with an IRI x (1 - exp(-vehicles / 2)), as sql/010."""
+    full = [_pass(v, "s", 3.0, k) for k, v in enumerate(["aaaa", "bbbb", "cccc", "dddd", "eeee"])]
+    low_rate = [_pass(v, "s", 3.0, k, confidence=0.6) for k, v in enumerate(["aaaa", "bbbb", "cccc", "dddd", "eeee"])]
+    one = [_pass("aaaa", "s", 3.0, 0), _pass("aaaa", "s", 3.0, 1)]
+    no_iri = [_pass("aaaa", "s", None, 0, confidence=0.0), _pass("bbbb", "s", 3.0, 1)]
+    (a,), (b,), (c,), (d,) = (segment_scores(x) for x in (full, low_rate, one, no_iri))
+    assert a.confidence == pytest.approx(1 - np.exp(-2.5))
+    assert b.confidence == pytest.approx(0.6 * a.confidence)  # a 10 Hz fleet: 0.6 per pass
+    assert c.confidence == pytest.approx(1 - np.exp(-0.5))  # one vehicle, however many passes
+    assert d.confidence == pytest.approx(1 - np.exp(-0.5))  # a pass without an IRI does not count
+    assert segment_scores([_pass("aaaa", "t", None, 0)])[0].confidence is None
