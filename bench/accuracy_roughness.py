@@ -83,7 +83,7 @@ MATCH_M = 10.0
 #: A pothole "stands out of its road" when its effective depth is >= this many times the
 #: road's own unevenness around it (:func:`simulator.profiles.pothole_contrast`). Reported
 #: apart, not a filter: recall counts every hole. 10 splits the seeds looked at (2065/66)
-#: into 0.96 above and 0.39 below; the figure says why a hole is missed, nothing more.
+#: into 0.93 above and 0.44 below; the figure says why a hole is missed, nothing more.
 CLEAR_CONTRAST = 10.0
 
 
