@@ -351,6 +351,10 @@ def run_network(seed: int, n_vehicles: int, fs: float, families: tuple[str, ...]
     rough["uncalibrated"] = figures(pipeline_segment_scores(run.passes, run.events))
     conf = [p.confidence for p in run.passes if p.iri_m_per_km is not None]
     rough["mean_pass_confidence"] = float(np.mean(conf)) if conf else float("nan")
+    # what the maintenance team reads with each score (sql/010): lower at 10 Hz
+    seg_conf = [sc.confidence for sc in run.scores
+                if sc.n_passes >= min_passes and sc.confidence is not None and sc.segment_id not in refs]  # fmt: skip
+    rough["mean_segment_confidence"] = float(np.mean(seg_conf)) if seg_conf else float("nan")
 
     # potholes: what the pipeline itself confirmed (impacts released with their passes,
     # stage 2 run offline one impact at a time, as the stream delivers them)
@@ -531,6 +535,7 @@ def main_network(args: argparse.Namespace) -> int:
                       f"median rel err {x['median_rel_error']:.1%}  bias {x['median_bias']:+.1%}  "
                       f"level acc {x['level_accuracy']:.1%} ({x['n_level_errors_near_threshold']} of "
                       f"{x['n_level_errors']} errors within 15 % of a threshold)")
+            print(f"confidence (0..1): passes {r['mean_pass_confidence']:.2f}, segment scores {r['mean_segment_confidence']:.2f}")
             print(f"potholes: true {ph['n_true']} (on segments with >= 5 passes; {ph['n_true_reachable']} "
                   f"driven over by >= 3 vehicles, recall on those {ph['recall_reachable']:.3f}), "
                   f"alerts {ph['n_confirmed']}, "
@@ -549,6 +554,7 @@ def main_network(args: argparse.Namespace) -> int:
         r.update({f"no_reference_{k}": float(np.mean([x["roughness"]["no_reference"][k] for x in rs])) for k in keys})
         r.update({f"uncalibrated_{k}": float(np.mean([x["roughness"]["uncalibrated"][k] for x in rs])) for k in keys})
         r["mean_pass_confidence"] = float(np.mean([x["roughness"]["mean_pass_confidence"] for x in rs]))
+        r["mean_segment_confidence"] = float(np.mean([x["roughness"]["mean_segment_confidence"] for x in rs]))
         tp = [x["potholes"] for x in rs]
         n_conf = sum(p["n_confirmed"] for p in tp)
         n_true = sum(p["n_true"] for p in tp)
