@@ -257,3 +257,9 @@ COMMENT ON VIEW pass_totals IS 'One row: passes, distinct vehicles and segments,
 GRANT SELECT ON segment_scores, segment_scores_daily, harsh_spots, daily_totals, pass_totals TO roadsense_reader;
 GRANT EXECUTE ON FUNCTION segment_scores_between(timestamptz, timestamptz, text) TO roadsense_reader;
 REVOKE ALL ON segment_vehicle_daily FROM PUBLIC, roadsense_reader;
+
+-- Materialise the re-created aggregate now rather than at the policy's next run (until
+-- then every query would aggregate the raw passes of all history in real time).
+-- @timescale
+-- @autocommit
+CALL refresh_continuous_aggregate('segment_vehicle_daily', NULL, NULL);
