@@ -15,6 +15,8 @@ Usage::
     python bench/accuracy_roughness.py --dev      # development scenario (tuning)
     python bench/accuracy_roughness.py --network --vehicles 150 --rates 100,10
                                                   # real SQY network, full stream code
+    python bench/accuracy_roughness.py --network --through-kafka --vehicles 60 --rates 100 --seeds 2065,2066
+                                                  # the same through Kafka, a worker, the database
 
 ``--network``: :func:`simulator.simulate_fleet` drives a fleet of hold-out vehicles
 (``sports``, ``minibus``; ``--dev``: the training families, seed 1) on the real network;
@@ -31,6 +33,16 @@ processor places (``agents.passes``); impacts of published passes only go to sta
 (:func:`pipeline.stage2.handle_records`, with the published passes as coverage for the hit
 rate), which confirms across vehicles (``run.alerts``).
 The JSON line then has ``mode``, ``seeds``, ``fs`` and the pooled figures.
+
+``--network --through-kafka`` (the local stack, started if not up): per seed, the same fleet
+and references, the trace file replayed into fresh topics, one worker process (stage 1 and
+2) into a fresh database until it has consumed every frame and every impact
+(:func:`pipeline.streamrun.streamed`), then ``roadsense calibrate``'s job on the database;
+the figures of what the maintenance team reads there (``segment_scores``, ``road_alerts``)
+beside the offline scorer's on the same file (same pseudonym key, 2 s frames), with the
+differences: passes (row for row), alerts (by id), every headline figure. Only the highest
+frame rate of ``--rates`` is run. The JSON line has ``mode: through-kafka``, the database's
+figures, the offline ones prefixed ``offline_`` and both runs' pass and alert counts.
 
 Ends with one JSON line: spearman, median_rel_error, level_accuracy, pothole_precision,
 pothole_recall, pothole_location_error_m_p90, false_potholes_at_bumps, and the 10 Hz
@@ -291,81 +303,125 @@ def print_report(label: str, res: dict) -> None:
 # ----------------------------------------------------------------------------------------
 # --network: a fleet on the real SQY network, through the exact stream code
 # ----------------------------------------------------------------------------------------
-def run_network(seed: int, n_vehicles: int, fs: float, families: tuple[str, ...], trip_km: tuple[float, float],
-                min_passes: int = 5, rows_out: str | None = None) -> dict:  # fmt: skip
-    import tempfile
+#: pseudonym key of both paths (offline scorer and the worker of --through-kafka)
+KEY = "bench-accuracy-roughness-key-0123456789"
+FRAME_S = 2.0  #: seconds of samples per frame, both paths (the offline scorer's default)
+
+
+@dataclass
+class NetworkFleet:
+    """A simulated fleet on the real network, its truth and the reference survey (``refs``:
+    segment id -> true IRI, m/km)."""
+
+    net: object
+    fleet: object
+    refs: dict
+    sim_s: float
+
+    @property
+    def truth(self):
+        return self.fleet.truth
+
+    def true_iri(self, i: int) -> float:
+        x = float(self.truth.iri_m_per_km[i])
+        return x if np.isfinite(x) else float(self.truth.surface.truth(i).iri_m_per_km)
+
+
+def simulate_network(seed: int, n_vehicles: int, fs: float, families: tuple[str, ...],
+                     trip_km: tuple[float, float]) -> NetworkFleet:  # fmt: skip
     from collections import defaultdict
 
-    from pipeline.offline import score_traces
-    from pipeline.pseudonym import Pseudonymiser
     from roadnet import load_network
-    from simulator import simulate_fleet, write_fleet
-
-    from agents.scores import calibrate, vehicle_segment_means
-    from agents.scores import segment_scores as pipeline_segment_scores
+    from simulator import simulate_fleet
 
     net = load_network()
     t0 = time.time()
     fleet = simulate_fleet(net, n_vehicles=n_vehicles, seed=seed, fs_hz=fs, vehicle_families=families, trip_km=trip_km)
-    t_sim = time.time() - t0
-    pseudo = Pseudonymiser("bench-accuracy-roughness-key-0123456789")
-    tr = fleet.truth
-
-    def true_iri(i: int) -> float:
-        x = float(tr.iri_m_per_km[i])
-        return x if np.isfinite(x) else float(tr.surface.truth(i).iri_m_per_km)
-
+    sim = NetworkFleet(net, fleet, {}, time.time() - t0)
     # the maintenance team's profilometer survey: N_REF streets >= REF_MIN_M long, the most
     # driven ones (chosen from the simulator's own trips, not from the estimates); they
     # anchor the pipeline's calibration and are left out of the figures
     drove = defaultdict(int)
-    for s in np.asarray(tr.passes["segment_id"]).astype(str):
+    for s in np.asarray(sim.truth.passes["segment_id"]).astype(str):
         drove[s] += 1
     long_enough = [s for s in sorted(drove, key=lambda s: (-drove[s], s)) if net.length_m[net.index_of(s)] >= REF_MIN_M]
-    refs = {s: true_iri(net.index_of(s)) for s in long_enough[:N_REF]}
+    sim.refs = {s: sim.true_iri(net.index_of(s)) for s in long_enough[:N_REF]}
+    return sim
+
+
+def run_network(seed: int, n_vehicles: int, fs: float, families: tuple[str, ...], trip_km: tuple[float, float],
+                min_passes: int = 5, rows_out: str | None = None) -> dict:  # fmt: skip
+    import tempfile
+
+    from simulator import write_fleet
+
+    sim = simulate_network(seed, n_vehicles, fs, families, trip_km)
     with tempfile.TemporaryDirectory() as tmp:
-        path = write_fleet(fleet, tmp, format="parquet")
-        t1 = time.time()
-        run = score_traces([path], net, pseudonymise=pseudo, reference_iri=refs)
-        t_score = time.time() - t1
-
-    def figures(scores) -> dict:
-        rows = []
-        for sc in scores:
-            if sc.n_passes < min_passes or sc.iri_m_per_km is None or sc.segment_id in refs:
-                continue
-            i = net.index_of(sc.segment_id)
-            rows.append((str(tr.iso_class[i]), true_iri(i), float(sc.iri_m_per_km), float(net.length_m[i])))
-        return _roughness_figures(rows)
-
+        path = write_fleet(sim.fleet, tmp, format="parquet")
+        res = score_offline(sim, path, min_passes)
     if rows_out:
-        _write_rows(rows_out, seed, fs, run, tr, net, refs, true_iri, min_passes)
+        _write_rows(rows_out, seed, fs, res["run"], sim.truth, sim.net, sim.refs, sim.true_iri, min_passes)
+    del res["run"]  # every pass and impact: not kept across seeds
+    return res
+
+
+def score_offline(sim: NetworkFleet, path, min_passes: int = 5) -> dict:
+    """The worker's code in-process (:func:`pipeline.offline.score_traces`) on the trace
+    file ``path``: figures of its calibrated scores and alerts, with ``run`` (the ScoreRun)."""
+    from agents.scores import calibrate, vehicle_segment_means
+    from agents.scores import segment_scores as pipeline_segment_scores
+    from pipeline.offline import score_traces
+    from pipeline.pseudonym import Pseudonymiser
+
+    t1 = time.time()
+    run = score_traces([path], sim.net, pseudonymise=Pseudonymiser(KEY), frame_s=FRAME_S, reference_iri=sim.refs)
+    t_score = time.time() - t1
 
     # headline: the pipeline's own calibrated scores (roadsense score == stream + job)
-    rough = figures(run.scores)
+    rough = network_figures(sim, run.scores, min_passes)
     rough["anchor"] = run.calibration.anchor
     rough["default_gain"] = run.calibration.default_gain
     # the same pipeline functions without the survey (median gain 1) and without calibration
     cal0 = calibrate(*vehicle_segment_means(run.passes))
-    rough["no_reference"] = figures(pipeline_segment_scores(run.passes, run.events, cal0))
-    rough["uncalibrated"] = figures(pipeline_segment_scores(run.passes, run.events))
+    rough["no_reference"] = network_figures(sim, pipeline_segment_scores(run.passes, run.events, cal0), min_passes)
+    rough["uncalibrated"] = network_figures(sim, pipeline_segment_scores(run.passes, run.events), min_passes)
     conf = [p.confidence for p in run.passes if p.iri_m_per_km is not None]
     rough["mean_pass_confidence"] = float(np.mean(conf)) if conf else float("nan")
     # what the maintenance team reads with each score (sql/010): lower at 10 Hz
     seg_conf = [sc.confidence for sc in run.scores
-                if sc.n_passes >= min_passes and sc.confidence is not None and sc.segment_id not in refs]  # fmt: skip
+                if sc.n_passes >= min_passes and sc.confidence is not None and sc.segment_id not in sim.refs]  # fmt: skip
     rough["mean_segment_confidence"] = float(np.mean(seg_conf)) if seg_conf else float("nan")
 
     # potholes: what the pipeline itself confirmed (impacts released with their passes,
     # stage 2 run offline one impact at a time, as the stream delivers them)
-    alerts = run.alerts
-    n_passes = defaultdict(int)
-    for p in run.passes:
-        n_passes[p.segment_id] += 1
-    f = tr.features
-    ph = _evaluate_network_potholes(f, alerts, n_passes, min_passes, tr.iso_class, net, truth_passes=tr.passes)
+    ph = network_potholes(sim, [p.segment_id for p in run.passes], run.alerts, min_passes)
     return {"roughness": rough, "potholes": ph, "n_passes": len(run.passes), "n_impacts": len(run.impacts),
-            "sim_s": t_sim, "score_s": t_score, "dead_letters": len(run.dead_letters)}  # fmt: skip
+            "n_alerts": len(run.alerts), "sim_s": sim.sim_s, "score_s": t_score,
+            "dead_letters": len(run.dead_letters), "run": run}  # fmt: skip
+
+
+def network_figures(sim: NetworkFleet, scores, min_passes: int) -> dict:
+    """Roughness figures of segment scores (anything with ``segment_id``, ``n_passes`` and
+    ``iri_m_per_km``) against the truth: segments with >= ``min_passes`` passes, references
+    excluded."""
+    net, tr = sim.net, sim.truth
+    rows = []
+    for sc in scores:
+        if sc.n_passes < min_passes or sc.iri_m_per_km is None or sc.segment_id in sim.refs:
+            continue
+        i = net.index_of(sc.segment_id)
+        rows.append((str(tr.iso_class[i]), sim.true_iri(i), float(sc.iri_m_per_km), float(net.length_m[i])))
+    return _roughness_figures(rows)
+
+
+def network_potholes(sim: NetworkFleet, pass_segments, alerts: list, min_passes: int) -> dict:
+    """Pothole figures of ``alerts``; ``pass_segments``: the segment id of every pass."""
+    from collections import Counter
+
+    tr = sim.truth
+    n_passes = Counter(pass_segments)
+    return _evaluate_network_potholes(tr.features, alerts, n_passes, min_passes, tr.iso_class, sim.net,
+                                      truth_passes=tr.passes)  # fmt: skip
 
 
 def _write_rows(path: str, seed: int, fs: float, run, tr, net, refs: dict, true_iri, min_passes: int) -> None:
@@ -510,6 +566,32 @@ def _json_line(line: dict) -> str:
     return json.dumps({k: None if isinstance(v, float) and not np.isfinite(v) else v for k, v in line.items()})
 
 
+def _pool(rs: list[dict]) -> dict:
+    """Headline figures over seeds: roughness figures averaged; pothole precision and recall
+    over all alerts and true potholes of the seeds, the largest p90 location error (m)."""
+    keys = ("spearman", "median_rel_error", "level_accuracy")
+    r = {k: float(np.mean([x["roughness"][k] for x in rs])) for k in keys}
+    tp = [x["potholes"] for x in rs]
+    n_conf = sum(p["n_confirmed"] for p in tp)
+    n_true = sum(p["n_true"] for p in tp)
+    prec = sum(p["precision"] * p["n_confirmed"] for p in tp if p["n_confirmed"]) / n_conf if n_conf else float("nan")
+    rec = sum(p["recall"] * p["n_true"] for p in tp if p["n_true"]) / n_true if n_true else float("nan")
+    n_reach = sum(p["n_true_reachable"] for p in tp)
+    rec_reach = (sum(p["recall_reachable"] * p["n_true_reachable"] for p in tp if p["n_true_reachable"]) / n_reach
+                 if n_reach else float("nan"))  # fmt: skip
+    n_clear = sum(p["n_true_clear"] for p in tp)
+    rec_clear = (sum(p["recall_clear"] * p["n_true_clear"] for p in tp if p["n_true_clear"]) / n_clear
+                 if n_clear else float("nan"))  # fmt: skip
+    return {**r, "pothole_precision": prec, "pothole_recall": rec,
+            "pothole_location_error_m_p90": float(np.nanmax([p["location_error_m_p90"] for p in tp])),
+            "false_potholes_at_bumps": sum(p["false_potholes_at_bumps"] for p in tp),
+            "n_segments": sum(x["roughness"]["n_segments"] for x in rs), "n_true_potholes": n_true,
+            "n_true_potholes_reachable": n_reach, "pothole_recall_reachable": rec_reach,
+            "n_true_potholes_clear": n_clear, "pothole_recall_clear": rec_clear,
+            "n_level_errors": sum(x["roughness"]["n_level_errors"] for x in rs),
+            "n_level_errors_near_threshold": sum(x["roughness"]["n_level_errors_near_threshold"] for x in rs)}  # fmt: skip
+
+
 def main_network(args: argparse.Namespace) -> int:
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else ([1] if args.dev else [2024, 2025])
     families = TRAIN_FAMILIES if args.dev else HOLDOUT_FAMILIES
@@ -550,30 +632,11 @@ def main_network(args: argparse.Namespace) -> int:
     def pooled(fs: float) -> dict:
         rs = results[fs]
         keys = ("spearman", "median_rel_error", "level_accuracy")
-        r = {k: float(np.mean([x["roughness"][k] for x in rs])) for k in keys}
-        r.update({f"no_reference_{k}": float(np.mean([x["roughness"]["no_reference"][k] for x in rs])) for k in keys})
+        r = {f"no_reference_{k}": float(np.mean([x["roughness"]["no_reference"][k] for x in rs])) for k in keys}
         r.update({f"uncalibrated_{k}": float(np.mean([x["roughness"]["uncalibrated"][k] for x in rs])) for k in keys})
         r["mean_pass_confidence"] = float(np.mean([x["roughness"]["mean_pass_confidence"] for x in rs]))
         r["mean_segment_confidence"] = float(np.mean([x["roughness"]["mean_segment_confidence"] for x in rs]))
-        tp = [x["potholes"] for x in rs]
-        n_conf = sum(p["n_confirmed"] for p in tp)
-        n_true = sum(p["n_true"] for p in tp)
-        prec = sum(p["precision"] * p["n_confirmed"] for p in tp if p["n_confirmed"]) / n_conf if n_conf else float("nan")
-        rec = sum(p["recall"] * p["n_true"] for p in tp if p["n_true"]) / n_true if n_true else float("nan")
-        n_reach = sum(p["n_true_reachable"] for p in tp)
-        rec_reach = (sum(p["recall_reachable"] * p["n_true_reachable"] for p in tp if p["n_true_reachable"]) / n_reach
-                     if n_reach else float("nan"))  # fmt: skip
-        n_clear = sum(p["n_true_clear"] for p in tp)
-        rec_clear = (sum(p["recall_clear"] * p["n_true_clear"] for p in tp if p["n_true_clear"]) / n_clear
-                     if n_clear else float("nan"))  # fmt: skip
-        return {**r, "pothole_precision": prec, "pothole_recall": rec,
-                "pothole_location_error_m_p90": float(np.nanmax([p["location_error_m_p90"] for p in tp])),
-                "false_potholes_at_bumps": sum(p["false_potholes_at_bumps"] for p in tp),
-                "n_segments": sum(x["roughness"]["n_segments"] for x in rs), "n_true_potholes": n_true,
-                "n_true_potholes_reachable": n_reach, "pothole_recall_reachable": rec_reach,
-                "n_true_potholes_clear": n_clear, "pothole_recall_clear": rec_clear,
-                "n_level_errors": sum(x["roughness"]["n_level_errors"] for x in rs),
-                "n_level_errors_near_threshold": sum(x["roughness"]["n_level_errors_near_threshold"] for x in rs)}  # fmt: skip
+        return {**_pool(rs), **r}
 
     main_fs = max(rates)
     line = {"mode": "network", "seeds": seeds, "fs": main_fs, "families": list(families), "vehicles": args.vehicles}
@@ -582,6 +645,133 @@ def main_network(args: argparse.Namespace) -> int:
         if fs != main_fs:
             line.update({f"{fs:g}hz_{k}": round(v, 4) if isinstance(v, float) else v for k, v in pooled(fs).items()})
     print(_json_line(line))
+    return 0
+
+
+# ----------------------------------------------------------------------------------------
+# --network --through-kafka: the same fleet through Kafka, one worker and the database
+# ----------------------------------------------------------------------------------------
+def run_network_through_kafka(seed: int, n_vehicles: int, fs: float, families: tuple[str, ...],
+                              trip_km: tuple[float, float], min_passes: int = 5, info=None,
+                              timeout_s: float = 1800.0) -> dict:  # fmt: skip
+    """:func:`run_network`'s fleet replayed into fresh Kafka topics, one worker (stage 1
+    and 2) into a fresh database, then the calibration job on the database with the same
+    references; the figures of what the database holds, and the offline scorer's on the
+    same trace file (``offline``). ``info``: the stack's connection info (default: start
+    it); ``timeout_s``: for each wait on the worker, s."""
+    import tempfile
+
+    from pipeline import db, queries, stack
+    from pipeline.calibration import run_calibration, write_references
+    from pipeline.streamrun import pass_rows, read_alerts, record_rows, streamed
+    from simulator import write_fleet
+
+    info = info or stack.up()
+    sim = simulate_network(seed, n_vehicles, fs, families, trip_km)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = write_fleet(sim.fleet, Path(tmp) / "fleet", format="parquet")
+        off = score_offline(sim, path, min_passes)
+        t0 = time.time()
+        with streamed([path], info, sim.net, key=KEY, work_dir=Path(tmp) / "stream", frame_s=FRAME_S,
+                      timeout_s=timeout_s) as sr, db.connect(sr.dsn, autocommit=True) as conn:  # fmt: skip
+            db.refresh(conn)  # TimescaleDB: the calibration reads the daily aggregate
+            write_references(conn, [(s, v, None, "bench truth") for s, v in sim.refs.items()])
+            cal = run_calibration(conn).calibration  # what `roadsense calibrate` runs
+            # what the maintenance team reads (segment_scores), every segment with an IRI
+            scores = queries.roughest_segments(conn, limit=len(sim.net), min_passes=min_passes)
+            rows = pass_rows(conn)
+            alerts = read_alerts(conn)
+        stream_s = time.time() - t0
+    run = off.pop("run")  # every pass and impact: not kept across seeds
+    rough = network_figures(sim, scores, min_passes)
+    rough["anchor"] = cal.anchor
+    # same passes, same references: the gains may differ by float rounding only
+    gains = set(cal.gains) & set(run.calibration.gains)
+    gain_diff = max((abs(cal.gains[v] / run.calibration.gains[v] - 1) for v in gains), default=0.0)
+    return {"roughness": rough, "potholes": network_potholes(sim, [r[1] for r in rows], alerts, min_passes),
+            "n_passes": len(rows), "n_alerts": len(alerts), "passes_identical": rows == record_rows(run.passes),
+            "alerts": _alert_diff(alerts, run.alerts),
+            "gain_max_rel_diff": gain_diff, "gains_same_vehicles": set(cal.gains) == set(run.calibration.gains),
+            "frames": sr.frames, "impacts": sr.impacts, "dead_letters": sr.dead_letters, "worker_s": sr.worker_s,
+            "stream_s": stream_s, "sim_s": sim.sim_s, "offline": off}  # fmt: skip
+
+
+def _alert_diff(got: list, want: list) -> dict:
+    """Alerts of two runs matched by ``alert_id``: ``same`` (every field equal), ``changed``
+    (other revision or evidence), ``only_first``, ``only_second``; ``moved``: alerts of
+    ``only_first`` that one of ``only_second`` on the same segment within ``MATCH_M`` matches
+    (the id is the position when first confirmed: other evidence first, another id)."""
+    a, b = {x.alert_id: x for x in got}, {x.alert_id: x for x in want}
+    common = set(a) & set(b)
+    same = sum(a[k] == b[k] for k in common)
+    left = [b[k] for k in sorted(set(b) - set(a))]
+    moved = 0
+    for x in sorted((a[k] for k in set(a) - set(b)), key=lambda x: x.alert_id):
+        near = [(abs(y.position_m - x.position_m), i) for i, y in enumerate(left)
+                if y.segment_id == x.segment_id and abs(y.position_m - x.position_m) <= MATCH_M]  # fmt: skip
+        if near:
+            left.pop(min(near)[1])
+            moved += 1
+    return {"same": same, "changed": len(common) - same, "only_first": len(set(a) - set(b)),
+            "only_second": len(set(b) - set(a)), "moved": moved}  # fmt: skip
+
+
+#: headline figures of --through-kafka, in the order printed
+_HEADLINE = (("spearman", "roughness", "spearman", ".3f"), ("median_rel_error", "roughness", "median_rel_error", ".3f"),
+             ("level_accuracy", "roughness", "level_accuracy", ".3f"), ("segments", "roughness", "n_segments", "d"),
+             ("pothole_precision", "potholes", "precision", ".3f"), ("pothole_recall", "potholes", "recall", ".3f"),
+             ("pothole_p90_m", "potholes", "location_error_m_p90", ".2f"),
+             ("false_at_bumps", "potholes", "false_potholes_at_bumps", "d"))  # fmt: skip
+
+
+def main_through_kafka(args: argparse.Namespace) -> int:
+    from pipeline import stack
+
+    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else ([1] if args.dev else [2024, 2025])
+    families = TRAIN_FAMILIES if args.dev else HOLDOUT_FAMILIES
+    fs = max(float(r) for r in args.rates.split(","))
+    t0 = time.time()
+    info = stack.up()
+    results = []
+    for seed in seeds:
+        res = run_network_through_kafka(seed, args.vehicles, fs, families, (args.trip_km_min, args.trip_km_max),
+                                        info=info)  # fmt: skip
+        results.append(res)
+        off, al = res["offline"], res["alerts"]
+        print(f"\n== through Kafka, seed {seed}, {fs:g} Hz, {args.vehicles} vehicles ({', '.join(families)}): "
+              f"{res['frames']} frames, {res['impacts']} impacts, dead letters {res['dead_letters']}; simulate "
+              f"{res['sim_s']:.0f} s, offline {off['score_s']:.0f} s, worker {res['worker_s']:.0f} s "
+              f"(stream + database {res['stream_s']:.0f} s)")  # fmt: skip
+        print(f"{'':>18} {'database':>10} {'offline':>10} {'difference':>11}")
+        for label, a, b in (("passes", res["n_passes"], off["n_passes"]), ("alerts", res["n_alerts"], off["n_alerts"])):
+            print(f"{label:>18} {a:>10d} {b:>10d} {a - b:>+11d}")
+        for label, part, key, fmt in _HEADLINE:
+            a, b = res[part][key], off[part][key]
+            print(f"{label:>18} {a:>10{fmt}} {b:>10{fmt}} {a - b:>+11{fmt}}")
+        print(f"passes identical row for row (pseudonym, segment, times, samples, IRI, events): "
+              f"{res['passes_identical']}; gains: same vehicles {res['gains_same_vehicles']}, largest relative "
+              f"difference {res['gain_max_rel_diff']:.1e}, "
+              f"anchor {res['roughness']['anchor']}")  # fmt: skip
+        print(f"alerts by id: {al['same']} identical, {al['changed']} with other fields (revision, evidence), "
+              f"{al['only_first']} only in the database, {al['only_second']} only offline, of which "
+              f"{al['moved']} pairs on the same segment within {MATCH_M:g} m (another id: first confirmed "
+              f"on other impacts; stage 2 reads a segment's impacts in partition order, offline in time "
+              f"order)")  # fmt: skip
+    print(f"\n({time.time() - t0:.0f} s)")
+    db_pool, off_pool = _pool(results), _pool([r["offline"] for r in results])
+    headline = ("spearman", "median_rel_error", "level_accuracy", "pothole_precision", "pothole_recall",
+                "pothole_location_error_m_p90", "false_potholes_at_bumps", "n_segments")  # fmt: skip
+    line = {"mode": "through-kafka", "seeds": seeds, "fs": fs, "families": list(families), "vehicles": args.vehicles}
+    line.update({k: db_pool[k] for k in headline})
+    line.update({f"offline_{k}": off_pool[k] for k in headline})
+    line.update({"n_passes": sum(r["n_passes"] for r in results),
+                 "offline_n_passes": sum(r["offline"]["n_passes"] for r in results),
+                 "n_alerts": sum(r["n_alerts"] for r in results),
+                 "offline_n_alerts": sum(r["offline"]["n_alerts"] for r in results),
+                 "passes_identical": all(r["passes_identical"] for r in results),
+                 "n_alerts_identical": sum(r["alerts"]["same"] for r in results),
+                 "n_alerts_other_id_same_place": sum(r["alerts"]["moved"] for r in results)})  # fmt: skip
+    print(_json_line({k: round(v, 4) if isinstance(v, float) else v for k, v in line.items()}))
     return 0
 
 
@@ -596,12 +786,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rates", default="100,10")
     ap.add_argument("--network", action="store_true",
                     help="fleet on the real network (simulate_fleet) through pipeline.offline.score_traces")
+    ap.add_argument("--through-kafka", action="store_true",
+                    help="with --network: also replay the fleet through Kafka, one worker and the database "
+                         "(needs the local stack; started if not up) and compare with the offline scorer")
     ap.add_argument("--seeds", default=None, help="--network: comma-separated seeds (default 2024,2025; --dev: 1)")
     ap.add_argument("--rows-out", default=None,
                     help="--network: append one JSON line per scored segment to this file (per-segment analysis)")
     ap.add_argument("--trip-km-min", type=float, default=4.0)
     ap.add_argument("--trip-km-max", type=float, default=8.0)
     args = ap.parse_args(argv)
+    if args.through_kafka and not args.network:
+        ap.error("--through-kafka needs --network")
+    if args.through_kafka:
+        return main_through_kafka(args)
     if args.network:
         return main_network(args)
     seed = args.seed if args.seed is not None else (1 if args.dev else 2024)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import platform
@@ -34,9 +35,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pipeline import db, stack  # noqa: E402
+from pipeline import db, stack, streamrun  # noqa: E402
 from pipeline.demo import stop_workers  # noqa: E402
-from pipeline.settings import Settings, settings_env  # noqa: E402
+from pipeline.settings import Settings  # noqa: E402
+from pipeline.streamrun import env_of, pass_rows  # noqa: E402
 from pipeline.topics import ensure_topics, group_lag  # noqa: E402
 from schemas.frame import DEFAULT_FRAME_S  # noqa: E402
 
@@ -48,18 +50,8 @@ def log(msg: str) -> None:
 
 
 # ------------------------------------------------------------------------------ helpers
-def settings_for(info, tag: str, dsn: str, *, frames_topic: str, partitions: int, data_dir: Path,
-                 stats_file: Path | None) -> Settings:
-    return Settings(
-        kafka_bootstrap=info.kafka_bootstrap, pg_dsn=dsn, pseudonym_key=KEY, app_id=f"bench-{tag}",
-        frames_topic=frames_topic, dlq_topic=f"{frames_topic}.dlq.{tag}", passes_topic=f"{frames_topic}.passes.{tag}",
-        alerts_topic=f"{frames_topic}.alerts.{tag}", partitions=partitions, data_dir=data_dir, stats_file=stats_file,
-    )
-
-
-def env_of(s: Settings) -> dict[str, str]:
-    # PYTHONPATH: the workers import the checkout this bench belongs to, not another install
-    return {**os.environ, **settings_env(s), "PYTHONPATH": str(REPO)}
+# Settings of an isolated consumer group (own app id and topics), this bench's key.
+settings_for = functools.partial(streamrun.settings_for, key=KEY)
 
 
 def fresh_db(info, net) -> str:
@@ -172,13 +164,6 @@ async def raw_consume(bootstrap: str, topic: str, total: int) -> dict:
     finally:
         await consumer.stop()
     return {"messages": n, "samples": samples, "elapsed_s": elapsed}
-
-
-def db_rows(dsn: str) -> list[tuple]:
-    with db.connect(dsn) as conn:
-        return conn.execute(
-            "SELECT vehicle, segment_id, entry_time, exit_time, n_samples, iri_m_per_km, n_harsh_events "
-            "FROM segment_passes ORDER BY 1, 3, 2").fetchall()
 
 
 def sample_states(net, n_vehicles: int, frame_s: float, seed: int, *, chunk: int = 500):
@@ -359,7 +344,8 @@ def main(argv: list[str] | None = None) -> int:
         # each worker its own data dir (RocksDB) and stats file
         r = _run_workers(cmds, s3, sent.frames, work, n_workers)
         r.update(_rate_from_stats([work / f"{s3.app_id}-{i}.json" for i in range(n_workers)]))
-        rows[n_workers] = db_rows(dsn)
+        with db.connect(dsn) as conn:
+            rows[n_workers] = pass_rows(conn)
         drop_db(info, dsn)
         results[n_workers] = {**r, "messages_per_s": r["messages"] / r["elapsed_s"],
                               "samples_per_s": r["samples"] / r["elapsed_s"],
