@@ -305,7 +305,7 @@ def test_roughness_windows_start_after_the_entry_skip():
     window, the others are counted from there."""
     from types import SimpleNamespace
 
-    from agents.passes import _accumulate
+    from agents.passes import _place_chain
     from agents.roughness import ENTRY_SKIP_M
 
     n = 12  # 2 m blocks: middles at 1, 3, 5, ... m
@@ -313,10 +313,11 @@ def test_roughness_windows_start_after_the_entry_skip():
     blk = {"t0": np.arange(n) * 0.2, "dt": np.full(n, 0.2), "d0": np.arange(n) * 2.0, "dd": np.full(n, 2.0),
            "n": 20 * ones, "nm": 20 * ones, "sq": np.where(np.arange(n) == 0, 1e3, 1.0), "siv": ones,
            "sv": 200 * ones, "sy2": ones, "syn2": ones, "my": ones}  # fmt: skip
-    st = VehicleState()
-    seg = np.zeros(n, np.int64)
+    blk = {k: v.astype(np.float64 if k in ("t0", "d0") else np.float32) for k, v in blk.items()}
+    st = VehicleState(blk=blk)
     net = SimpleNamespace(length_m=np.array([24.0]))
-    _accumulate(st, blk, seg, blk["d0"], seg, blk["d0"] + 2.0, net, [])
+    # two fixes on segment 0, 24 m apart: the blocks are placed at their trip distance
+    _place_chain(st, [(0.0, 0.0, 0, 0.0), (2.4, 24.0, 0, 24.0)], [np.zeros(0, np.int64)], net, [])
     win = np.asarray(st.open_pass["win"])  # rows: sq, nm, siv, sv, n
     assert ENTRY_SKIP_M == 3.0
     # block 0 (middle 1 m) is out; blocks 1-6 (starts 2-12 m, middles 3-13 m) in window 0
