@@ -29,6 +29,7 @@ The vehicle is known only by its pseudonym here; the raw id never enters this mo
 
 from __future__ import annotations
 
+import itertools
 import math
 import struct
 from dataclasses import asdict, dataclass, field
@@ -449,7 +450,8 @@ def _sel(a: np.ndarray | None, idx: np.ndarray) -> np.ndarray | None:
 
 
 def _place(st: VehicleState, res: mm.MatchResult, net: RoadNetwork, vehicle: str, params: PassParams, passes: list) -> None:
-    """Place buffered samples along the path between consecutive decided fixes."""
+    """Place buffered samples along the path between consecutive decided fixes (each
+    unbroken chain of this frame at once)."""
     if len(res.t_s) == 0:
         return
     k = np.searchsorted(st.fix_index, res.fix_index)
@@ -459,19 +461,27 @@ def _place(st: VehicleState, res: mm.MatchResult, net: RoadNetwork, vehicle: str
     st.fix_index, st.fix_dist_m = st.fix_index[keep], st.fix_dist_m[keep]
 
     recent: list[tuple] = []
+    chain: list[tuple] = []  # the fixes of the current unbroken chain, its anchor first
+    vias: list[np.ndarray] = []  # via of each fix after the anchor
     for j in range(len(res.t_s)):
         seg = int(res.segment[j])
         if seg < 0:
             continue
         fix = (float(res.t_s[j]), float(res_d[j]), seg, float(res.offset_m[j]))
         if st.anchor is None or bool(res.break_before[j]):
+            _place_chain(st, chain, vias, net, recent)
             # Samples before the first fix of a chain cannot be placed: drop them.
             _drop_until(st, fix[0])
             _close_open(st)
             st.anchor = fix
+            chain, vias = [fix], []
             continue
-        _place_between(st, st.anchor, fix, np.asarray(res.via[j], np.int64), net, recent)
+        if not chain:
+            chain = [st.anchor]  # the chain continues from the previous frame's last fix
+        chain.append(fix)
+        vias.append(np.asarray(res.via[j], np.int64))
         st.anchor = fix
+    _place_chain(st, chain, vias, net, recent)
     if recent:
         # recent placed positions, to place harsh events (by time) and impacts (by distance)
         t0, seg0, off0, d0, v0 = zip(*recent)
@@ -535,60 +545,124 @@ def _drop_until(st: VehicleState, t_s: float) -> None:
         _take_blocks(st, int(np.searchsorted(st.blk["t0"], t_s, side="left")))
 
 
-def _place_between(st: VehicleState, a: tuple, b: tuple, via: np.ndarray, net: RoadNetwork, recent: list) -> None:
-    ta, da, sa, oa = a
-    tb, db, sb, ob = b
-    if not st.blk:
-        return
-    n = int(np.searchsorted(st.blk["t0"], tb, side="left"))
-    if n == 0:
-        return
-    blk = _take_blocks(st, n)
-
-    # the path as pieces: (segment, start offset, end offset)
-    if sa == sb and via.size == 0:
-        segs = np.array([sa])
-        starts = np.array([oa])
-        ends = np.array([max(ob, oa)])
-    else:
-        segs = np.concatenate([[sa], via, [sb]]).astype(np.int64)
-        starts = np.concatenate([[oa], np.zeros(via.size), [0.0]])
-        ends = np.concatenate([[net.length_m[sa]], net.length_m[via], [ob]])
-        ends[0] = max(ends[0], oa)
-    piece = ends - starts
-    cum = np.concatenate([[0.0], np.cumsum(piece)])
-    total = cum[-1]
-
-    def locate(d: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        # Position along the path: proportional to distance driven (speed integral) when
-        # the vehicle moved, else to time.
-        if db - da > 0.5:
-            p = (d - da) / (db - da) * total
-        else:
-            p = (t - ta) / max(tb - ta, 1e-9) * total
-        p = np.clip(p, 0.0, total)
-        idx = np.clip(np.searchsorted(cum, p, side="right") - 1, 0, len(segs) - 1)
-        return segs[idx], starts[idx] + (p - cum[idx])
-
-    seg0, off0 = locate(blk["d0"], blk["t0"])
-    seg1, off1 = locate(blk["d0"] + blk["dd"], blk["t0"] + blk["dt"])
-    _accumulate(st, blk, seg0, off0, seg1, off1, net, recent)
-
-
 _SUMS = ("n", "nm", "sq", "siv", "sv", "sy2", "syn2")
 _WIN = (2, 1, 3, 4, 0)  # rows of _SUMS summed per 10 m window: sq, nm, siv, sv, n
 
 
-def _accumulate(st, blk, seg0, off0, seg1, off1, net, recent: list) -> None:
-    """Fold placed blocks into passes; runs of one segment are one pass."""
+def _place_chain(st: VehicleState, fixes: list, vias: list, net: RoadNetwork, recent: list) -> None:
+    """Place the buffered blocks along an unbroken chain of decided fixes (t s, trip
+    distance m, segment, offset m; the anchor first) and fold them into passes.
+
+    Interval k (fixes k..k+1) takes the blocks starting before fix k+1 that earlier
+    intervals did not take, and locates them along its path (segment, start offset, end
+    offset) in proportion to the distance driven, or to time when the vehicle moved
+    <= 0.5 m. All intervals are done at once, but every float sum is grouped as one
+    interval at a time would group it (see the comments), so the result does not depend
+    on how fixes fall into frames.
+    """
+    if len(fixes) < 2 or not st.blk:
+        return
+    ta, da, _, _ = (np.array(c) for c in zip(*fixes[:-1]))
+    tb, db, _, _ = (np.array(c) for c in zip(*fixes[1:]))
+    n_k = np.maximum.accumulate(np.searchsorted(st.blk["t0"], tb, side="left"))
+    if n_k[-1] == 0:
+        return
+    blk = _take_blocks(st, int(n_k[-1]))
+    iv = np.searchsorted(n_k, np.arange(n_k[-1]), side="right")  # interval of each block
+
+    # the paths as pieces (segment, start offset, end offset), flat over the intervals;
+    # cum (one more entry per interval) holds each interval's cumulative piece lengths
+    psg: list[int] = []
+    pst: list[float] = []
+    cum: list[float] = []
+    p0, total = [], []
+    for (_, _, sa, oa), (_, _, sb, ob), via in zip(fixes[:-1], fixes[1:], vias):
+        if sa == sb and via.size == 0:
+            sg, s0, s1 = [sa], [oa], [max(ob, oa)]
+        else:
+            sg = [sa, *via.tolist(), sb]
+            s0 = [oa] + [0.0] * (via.size + 1)
+            s1 = [max(float(net.length_m[sa]), oa), *net.length_m[via].tolist(), ob]
+        p0.append(len(psg))
+        psg += sg
+        pst += s0
+        c = [0.0, *itertools.accumulate([e - s for s, e in zip(s0, s1)])]  # as np.cumsum
+        cum += c
+        total.append(c[-1])
+    psg_a, pst_a, cum_a = np.array(psg, np.int64), np.array(pst), np.array(cum)
+    p0_a, total_a = np.array(p0), np.array(total)
+    c0 = p0_a + np.arange(len(p0))  # first cum entry of each interval
+    last = np.append(p0_a[1:], len(psg)) - p0_a - 1  # last piece of each interval (local)
+    # interval index as the real part: one searchsorted finds the piece within each
+    # interval (complex numbers sort by real part, then imaginary part)
+    key = np.empty(cum_a.size, complex)
+    key.real, key.imag = np.repeat(np.arange(len(p0)), last + 2), cum_a
+    moved = db - da > 0.5
+    den_d = np.where(moved, db - da, 1.0)[iv]
+    den_t = np.maximum(tb - ta, 1e-9)[iv]
+    tot, moved, ta, da = total_a[iv], moved[iv], ta[iv], da[iv]
+
+    def locate(d: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        p = np.where(moved, (d - da) / den_d * tot, (t - ta) / den_t * tot)
+        p = np.clip(p, 0.0, tot)
+        q = np.empty(p.size, complex)
+        q.real, q.imag = iv, p
+        i = np.clip(np.searchsorted(key, q, side="right") - c0[iv] - 1, 0, last[iv])
+        return psg_a[p0_a[iv] + i], pst_a[p0_a[iv] + i] + (p - cum_a[c0[iv] + i])
+
+    seg0, off0 = locate(blk["d0"], blk["t0"])
+    seg1, off1 = locate(blk["d0"] + blk["dd"], blk["t0"] + blk["dt"])
+
+    # Runs: blocks of one segment within one interval. Each run's sums (reduceat:
+    # pairwise for long runs) and windows (bincount) cover exactly the blocks they cover
+    # per interval, and are added to the pass in the same order.
     n = seg0.size
-    starts = np.concatenate([[0], np.flatnonzero(seg0[1:] != seg0[:-1]) + 1])
+    starts = np.concatenate([[0], np.flatnonzero((seg0[1:] != seg0[:-1]) | (iv[1:] != iv[:-1])) + 1])
     ends = np.append(starts[1:], n)
     sums = np.array([blk[k] for k in _SUMS], dtype=np.float64)
     run_sums = np.add.reduceat(sums, starts, axis=1).T.tolist()
     run_max = np.maximum.reduceat(blk["my"], starts).tolist()
-    for r, (s, e) in enumerate(zip(starts.tolist(), ends.tolist())):
-        sg = int(seg0[s])
+    run_seg = seg0[starts]
+    op = st.open_pass
+    first = np.append(True, run_seg[1:] != run_seg[:-1])  # the run opens a pass
+    cont = op is not None and op["seg"] == int(run_seg[0])  # the first run continues op
+    pid = np.cumsum(first) - 1
+    entry_d = blk["d0"][starts[first]]
+    if cont:
+        entry_d[0] = op["entry_d"]
+    rb = np.repeat(np.arange(starts.size), ends - starts)  # run of each block
+
+    # 10 m windows of the roughness estimate, counted from ENTRY_SKIP_M after the pass's
+    # entry; a block whose middle is before that is in no window (the rear axle was still
+    # on the previous segment)
+    rel = blk["d0"] - entry_d[pid[rb]] - ENTRY_SKIP_M
+    inside = (rel + 0.5 * blk["dd"] >= 0.0).astype(np.float64)
+    w = np.floor(np.maximum(rel, 0.0) / WINDOW_M).astype(np.int64)
+    wlo, whi = np.minimum.reduceat(w, starts), np.maximum.reduceat(w, starts)
+    span = whi - wlo + 1
+    base = np.concatenate([[0], np.cumsum(5 * span)[:-1]])
+    # per run and row, the windows wlo..whi, each summed from 0 in block order as one
+    # bincount per run does
+    part = np.bincount((base[rb] + np.arange(5)[:, None] * span[rb] + (w - wlo[rb])).ravel(),
+                       weights=(sums[_WIN, :] * inside).ravel(), minlength=int(base[-1] + 5 * span[-1]))
+    # then added to the pass's windows run after run (bincount adds in index order, from
+    # 0: old windows first; no partial sum is -0.0, so 0.0 + x == x)
+    size = np.maximum.reduceat(whi + 1, np.flatnonzero(first))
+    old = len(op["win"][0]) if cont else 0
+    size[0] = max(size[0], old)
+    pbase = np.concatenate([[0], np.cumsum(5 * size)[:-1]])
+    rr = np.repeat(np.arange(starts.size), 5 * span)
+    o = np.arange(part.size) - base[rr]
+    row = o // span[rr]
+    tgt = pbase[pid[rr]] + row * size[pid[rr]] + wlo[rr] + (o - row * span[rr])
+    old_tgt = (np.arange(5)[:, None] * size[0] + np.arange(old)).ravel()
+    old_w = np.asarray(op["win"], np.float64).ravel() if old else np.zeros(0)
+    win = np.bincount(np.concatenate([old_tgt, tgt]), weights=np.concatenate([old_w, part]),
+                      minlength=int(pbase[-1] + 5 * size[-1])).tolist()
+    wins = [[win[b + r * s : b + (r + 1) * s] for r in range(5)] for b, s in zip(pbase.tolist(), size.tolist())]
+
+    t_end, d_end = blk["t0"] + blk["dt"], blk["d0"] + blk["dd"]
+    for r, (s, e, sg, p) in enumerate(zip(starts.tolist(), ends.tolist(), run_seg.tolist(), pid.tolist())):
         op = st.open_pass
         if op is None or op["seg"] != sg:
             _close_open(st)
@@ -600,24 +674,10 @@ def _accumulate(st, blk, seg0, off0, seg1, off1, net, recent: list) -> None:
         for k, x in zip(_SUMS, run_sums[r]):
             op[k] += x
         op["my"] = max(op["my"], float(run_max[r]))
-        # 10 m windows of the roughness estimate, counted from ENTRY_SKIP_M after the pass's
-        # entry; a block whose middle is before that is in no window (the rear axle was
-        # still on the previous segment)
-        rel = blk["d0"][s:e] - op["entry_d"] - ENTRY_SKIP_M
-        inside = (rel + 0.5 * blk["dd"][s:e] >= 0.0).astype(np.float64)
-        w = np.floor(np.maximum(rel, 0.0) / WINDOW_M).astype(np.int64)
-        old = len(op["win"][0])
-        size = max(int(w.max()) + 1, old)
-        wts = (sums[_WIN, s:e] * inside).ravel()
-        cur = np.bincount((w + size * np.arange(5)[:, None]).ravel(), weights=wts,
-                          minlength=5 * size).reshape(5, size)
-        if old:
-            cur[:, :old] += op["win"]
-        op["win"] = cur.tolist()
-        last = e - 1
-        op["exit_t"], op["exit_d"] = float(blk["t0"][last] + blk["dt"][last]), float(blk["d0"][last] + blk["dd"][last])
-        op["exit_off"] = float(off1[last]) if int(seg1[last]) == sg else float(net.length_m[sg])
-    st.frontier_t_s, st.frontier_d_m = float(blk["t0"][-1] + blk["dt"][-1]), float(blk["d0"][-1] + blk["dd"][-1])
+        op["win"] = wins[p]
+        op["exit_t"], op["exit_d"] = float(t_end[e - 1]), float(d_end[e - 1])
+        op["exit_off"] = float(off1[e - 1]) if int(seg1[e - 1]) == sg else float(net.length_m[sg])
+    st.frontier_t_s, st.frontier_d_m = float(t_end[-1]), float(d_end[-1])
     recent.append((blk["t0"], seg0.astype(np.int32), off0.astype(np.float32), blk["d0"],
                    (3.6 * blk["sv"] / np.maximum(blk["n"], 1)).astype(np.float32)))
 

@@ -15,7 +15,7 @@ one fix per ``PassParams.match_interval_s``, as the stream does):
 - ``share_true``: share of the driven distance whose *placed* segment is the true one at
   that time. Samples (100 Hz) between two consecutive decided matched fixes are placed
   along the matched path proportionally to trip distance, exactly like
-  ``agents.passes._place_between``, and compared with the simulator's ``truth.passes``;
+  ``agents.passes._place_chain``, and compared with the simulator's ``truth.passes``;
   weighted by the distance driven per sample. Samples across a chain break count as wrong;
 - ``path_share``: share of driven distance whose true segment is on the matched path;
 
@@ -55,7 +55,7 @@ def place_samples(
     """Segment of each sample as the pipeline places it (-1 where not placed).
 
     ``fix_d`` is the trip distance of every fix of ``r``; ``t``, ``d`` the samples' times
-    and trip distances. Mirrors ``agents.passes._place_between``.
+    and trip distances. Mirrors ``agents.passes._place_chain``.
     """
     got = np.full(len(t), -1, np.int64)
     m = np.flatnonzero(r.segment >= 0)

@@ -45,7 +45,7 @@ from pipeline.topics import ensure_topics, group_lag  # noqa: E402
 # (category, substrings of a frame "function (file)"), innermost match wins
 CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("map matching", ("agents/map_matching.py", "agents/_routes.py", "roadnet/")),
-    ("placement", ("_place (agents/passes.py", "_place_between", "_accumulate", "_close_open", "_add_blocks",
+    ("placement", ("_place (agents/passes.py", "_place_chain", "_close_open", "_add_blocks",
                    "agents/roughness.py:estimate")),
     ("impacts", ("agents/potholes.py",)),
     ("harsh events", ("agents/harsh_events.py",)),

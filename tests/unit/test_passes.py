@@ -305,7 +305,7 @@ def test_roughness_windows_start_after_the_entry_skip():
     window, the others are counted from there."""
     from types import SimpleNamespace
 
-    from agents.passes import _accumulate
+    from agents.passes import _place_chain
     from agents.roughness import ENTRY_SKIP_M
 
     n = 12  # 2 m blocks: middles at 1, 3, 5, ... m
@@ -313,10 +313,11 @@ def test_roughness_windows_start_after_the_entry_skip():
     blk = {"t0": np.arange(n) * 0.2, "dt": np.full(n, 0.2), "d0": np.arange(n) * 2.0, "dd": np.full(n, 2.0),
            "n": 20 * ones, "nm": 20 * ones, "sq": np.where(np.arange(n) == 0, 1e3, 1.0), "siv": ones,
            "sv": 200 * ones, "sy2": ones, "syn2": ones, "my": ones}  # fmt: skip
-    st = VehicleState()
-    seg = np.zeros(n, np.int64)
+    blk = {k: v.astype(np.float64 if k in ("t0", "d0") else np.float32) for k, v in blk.items()}
+    st = VehicleState(blk=blk)
     net = SimpleNamespace(length_m=np.array([24.0]))
-    _accumulate(st, blk, seg, blk["d0"], seg, blk["d0"] + 2.0, net, [])
+    # two fixes on segment 0, 24 m apart: the blocks are placed at their trip distance
+    _place_chain(st, [(0.0, 0.0, 0, 0.0), (2.4, 24.0, 0, 24.0)], [np.zeros(0, np.int64)], net, [])
     win = np.asarray(st.open_pass["win"])  # rows: sq, nm, siv, sv, n
     assert ENTRY_SKIP_M == 3.0
     # block 0 (middle 1 m) is out; blocks 1-6 (starts 2-12 m, middles 3-13 m) in window 0
@@ -324,3 +325,248 @@ def test_roughness_windows_start_after_the_entry_skip():
     np.testing.assert_allclose(win[0], [6.0, 5.0])
     np.testing.assert_allclose(win[1], [120.0, 100.0])
     assert st.open_pass["sq"] == pytest.approx(1e3 + 11)  # the pass's totals keep every block
+
+
+# ----------------------------------------------------------------- batched placement
+# The placement as it was before it placed a whole chain of fixes at once (one call per
+# pair of consecutive fixes), kept as the reference the batched one must equal bit for bit.
+import agents.passes as P  # noqa: E402
+from agents.roughness import ENTRY_SKIP_M, WINDOW_M  # noqa: E402
+
+_SUMS, _WIN = P._SUMS, P._WIN
+
+
+def _ref_place(st: VehicleState, res: mm.MatchResult, net: RoadNetwork, vehicle: str, params: PassParams, passes: list) -> None:
+    """Place buffered samples along the path between consecutive decided fixes."""
+    if len(res.t_s) == 0:
+        return
+    k = np.searchsorted(st.fix_index, res.fix_index)
+    res_d = st.fix_dist_m[np.clip(k, 0, len(st.fix_dist_m) - 1)]
+    last_decided = int(res.fix_index[-1])
+    keep = st.fix_index > last_decided
+    st.fix_index, st.fix_dist_m = st.fix_index[keep], st.fix_dist_m[keep]
+
+    recent: list[tuple] = []
+    for j in range(len(res.t_s)):
+        seg = int(res.segment[j])
+        if seg < 0:
+            continue
+        fix = (float(res.t_s[j]), float(res_d[j]), seg, float(res.offset_m[j]))
+        if st.anchor is None or bool(res.break_before[j]):
+            # Samples before the first fix of a chain cannot be placed: drop them.
+            P._drop_until(st, fix[0])
+            P._close_open(st)
+            st.anchor = fix
+            continue
+        _ref_place_between(st, st.anchor, fix, np.asarray(res.via[j], np.int64), net, recent)
+        st.anchor = fix
+    if recent:
+        # recent placed positions, to place harsh events (by time) and impacts (by distance)
+        t0, seg0, off0, d0, v0 = zip(*recent)
+        st.recent_t = np.concatenate([st.recent_t, *t0])
+        st.recent_seg = np.concatenate([st.recent_seg, *seg0])
+        st.recent_off = np.concatenate([st.recent_off, *off0])
+        st.recent_d = np.concatenate([st.recent_d, *d0])
+        st.recent_v = np.concatenate([st.recent_v, *v0])
+        P._trim_recent(st, params)
+
+
+
+def _ref_place_between(st: VehicleState, a: tuple, b: tuple, via: np.ndarray, net: RoadNetwork, recent: list) -> None:
+    ta, da, sa, oa = a
+    tb, db, sb, ob = b
+    if not st.blk:
+        return
+    n = int(np.searchsorted(st.blk["t0"], tb, side="left"))
+    if n == 0:
+        return
+    blk = P._take_blocks(st, n)
+
+    # the path as pieces: (segment, start offset, end offset)
+    if sa == sb and via.size == 0:
+        segs = np.array([sa])
+        starts = np.array([oa])
+        ends = np.array([max(ob, oa)])
+    else:
+        segs = np.concatenate([[sa], via, [sb]]).astype(np.int64)
+        starts = np.concatenate([[oa], np.zeros(via.size), [0.0]])
+        ends = np.concatenate([[net.length_m[sa]], net.length_m[via], [ob]])
+        ends[0] = max(ends[0], oa)
+    piece = ends - starts
+    cum = np.concatenate([[0.0], np.cumsum(piece)])
+    total = cum[-1]
+
+    def locate(d: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        # Position along the path: proportional to distance driven (speed integral) when
+        # the vehicle moved, else to time.
+        if db - da > 0.5:
+            p = (d - da) / (db - da) * total
+        else:
+            p = (t - ta) / max(tb - ta, 1e-9) * total
+        p = np.clip(p, 0.0, total)
+        idx = np.clip(np.searchsorted(cum, p, side="right") - 1, 0, len(segs) - 1)
+        return segs[idx], starts[idx] + (p - cum[idx])
+
+    seg0, off0 = locate(blk["d0"], blk["t0"])
+    seg1, off1 = locate(blk["d0"] + blk["dd"], blk["t0"] + blk["dt"])
+    _ref_accumulate(st, blk, seg0, off0, seg1, off1, net, recent)
+
+
+_SUMS = ("n", "nm", "sq", "siv", "sv", "sy2", "syn2")
+_WIN = (2, 1, 3, 4, 0)  # rows of _SUMS summed per 10 m window: sq, nm, siv, sv, n
+
+
+def _ref_accumulate(st, blk, seg0, off0, seg1, off1, net, recent: list) -> None:
+    """Fold placed blocks into passes; runs of one segment are one pass."""
+    n = seg0.size
+    starts = np.concatenate([[0], np.flatnonzero(seg0[1:] != seg0[:-1]) + 1])
+    ends = np.append(starts[1:], n)
+    sums = np.array([blk[k] for k in _SUMS], dtype=np.float64)
+    run_sums = np.add.reduceat(sums, starts, axis=1).T.tolist()
+    run_max = np.maximum.reduceat(blk["my"], starts).tolist()
+    for r, (s, e) in enumerate(zip(starts.tolist(), ends.tolist())):
+        sg = int(seg0[s])
+        op = st.open_pass
+        if op is None or op["seg"] != sg:
+            P._close_open(st)
+            st.open_pass = op = {
+                "seg": sg, "entry_t": float(blk["t0"][s]), "entry_off": float(off0[s]),
+                "entry_d": float(blk["d0"][s]), "n": 0.0, "nm": 0.0, "sq": 0.0, "siv": 0.0, "sv": 0.0,
+                "sy2": 0.0, "syn2": 0.0, "my": 0.0, "n_events": 0, "win": [[], [], [], [], []],
+            }
+        for k, x in zip(_SUMS, run_sums[r]):
+            op[k] += x
+        op["my"] = max(op["my"], float(run_max[r]))
+        # 10 m windows of the roughness estimate, counted from ENTRY_SKIP_M after the pass's
+        # entry; a block whose middle is before that is in no window (the rear axle was
+        # still on the previous segment)
+        rel = blk["d0"][s:e] - op["entry_d"] - ENTRY_SKIP_M
+        inside = (rel + 0.5 * blk["dd"][s:e] >= 0.0).astype(np.float64)
+        w = np.floor(np.maximum(rel, 0.0) / WINDOW_M).astype(np.int64)
+        old = len(op["win"][0])
+        size = max(int(w.max()) + 1, old)
+        wts = (sums[_WIN, s:e] * inside).ravel()
+        cur = np.bincount((w + size * np.arange(5)[:, None]).ravel(), weights=wts,
+                          minlength=5 * size).reshape(5, size)
+        if old:
+            cur[:, :old] += op["win"]
+        op["win"] = cur.tolist()
+        last = e - 1
+        op["exit_t"], op["exit_d"] = float(blk["t0"][last] + blk["dt"][last]), float(blk["d0"][last] + blk["dd"][last])
+        op["exit_off"] = float(off1[last]) if int(seg1[last]) == sg else float(net.length_m[sg])
+    st.frontier_t_s, st.frontier_d_m = float(blk["t0"][-1] + blk["dt"][-1]), float(blk["d0"][-1] + blk["dd"][-1])
+    recent.append((blk["t0"], seg0.astype(np.int32), off0.astype(np.float32), blk["d0"],
+                   (3.6 * blk["sv"] / np.maximum(blk["n"], 1)).astype(np.float32)))
+
+
+
+def _frames_cut(trace, vid, rng):
+    """A trace's frames cut at random (frames of 0.3 to 70 s, a new length each time)."""
+    from schemas.tracefile import frames_of
+
+    out = frames_of(trace, vid, frame_s=float(rng.choice([0.3, 0.7, 2.0, 3.3, 10.0, 13.7, 30.0, 70.0])))
+    return [FrameArrays.from_model(f) for f in out]
+
+
+def _spoil_gps(tr, rng):
+    """The trace with a 90 s GPS gap and a few outliers (300 m off; one run of five):
+    route breaks and unmatched fixes."""
+    ft = tr.fix_t_s
+    keep = np.ones(ft.size, bool)
+    t_gap = ft[0] + rng.uniform(0.3, 0.6) * (ft[-1] - ft[0])
+    keep[(ft >= t_gap) & (ft < t_gap + 90.0)] = False
+    lat = tr.fix_lat_deg.copy()
+    for i, n in zip(rng.choice(np.arange(5, ft.size - 10), 4, replace=False), (1, 2, 1, 5)):
+        lat[i : i + n] += 0.003
+    sel = lambda a: None if a is None else a[keep]  # noqa: E731
+    return dataclasses.replace(tr, fix_t_s=ft[keep], fix_lat_deg=lat[keep], fix_lon_deg=tr.fix_lon_deg[keep],
+                               fix_heading_deg=sel(tr.fix_heading_deg), fix_accuracy_m=sel(tr.fix_accuracy_m))
+
+
+def _trace_outputs(net, frames, params, place, rng):
+    """(passes, events, impacts, state bytes) after each frame, with ``place`` as the
+    placement; the state goes through bytes or continues as an object, at random."""
+    saved = P._place
+    P._place = place
+    try:
+        st, out = None, []
+        for f in frames:
+            if st is not None and rng.random() < 0.5:
+                st = VehicleState.from_bytes(st.to_bytes())
+            res = process_frame(st, f, net, vehicle="p" * 32, params=params)
+            st = res.state
+            out.append((repr(res.passes), repr(res.events), repr(res.impacts), st.to_bytes()))
+        return out
+    finally:
+        P._place = saved
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_batched_placement_equals_pairwise_bit_for_bit(net, seed):
+    """Placing a chain of fixes at once gives the very bytes the placement one pair of
+    fixes at a time gave: passes, events, impacts and the vehicle state after every frame,
+    over simulated trips (stops, harsh brakes, GPS dropouts), random framings, both
+    matcher intervals, GPS gaps and outliers (route breaks, unmatched fixes)."""
+    from simulator import simulate_fleet
+
+    rng = np.random.default_rng(seed)
+    fleet = simulate_fleet(net, n_vehicles=3, seed=100 + seed, trip_km=(1.0, 1.5), departure_spread_s=60,
+                           gps_sigma_m=[4.0, 4.0, 15.0][seed - 1], gps_dropouts_per_h=20.0, stop_prob=0.5)
+    n_passes = 0
+    for vid, tr in fleet.traces.items():
+        for params, spoil in ((PassParams(), False), (PassParams(match_interval_s=0.0), False), (PassParams(), True)):
+            frames = _frames_cut(_spoil_gps(tr, rng) if spoil else tr, vid, rng)
+            order = int(rng.integers(1 << 30))
+            ref = _trace_outputs(net, frames, params, _ref_place, np.random.default_rng(order))
+            got = _trace_outputs(net, frames, params, P._place, np.random.default_rng(order))
+            for i, (a, b) in enumerate(zip(ref, got, strict=True)):
+                assert a == b, f"{vid} frame {i}: {[x == y for x, y in zip(a, b)]}"
+            n_passes += sum(r[0].count("SegmentPass(") for r in ref)
+    assert n_passes > 20
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_batched_placement_groups_float_sums_as_pairwise(seed):
+    """The same bytes on synthetic blocks whose sums span 12 decades (so that any other
+    grouping of the float sums would show), with stops, route breaks, unmatched fixes and
+    short segments, the decided fixes handed over in random groups as frames do."""
+    from types import SimpleNamespace
+
+    rng = np.random.default_rng(seed)
+    length = rng.uniform(3.0, 150.0, 60)
+    cum = np.concatenate([[0.0], np.cumsum(length)])
+    t_blk = np.arange(0.0, 400.0, 0.2)
+    v = np.repeat(rng.choice([0.0, 0.2, 5.0, 15.0, 30.0], 40), 50)[: t_blk.size]  # m/s, 10 s each
+    pos = np.concatenate([[0.0], np.cumsum(v[:-1] * 0.2)])
+    pos *= cum[-1] * 0.999 / pos[-1]
+    wide = lambda: (10.0 ** rng.uniform(-6, 6, t_blk.size)).astype(np.float32)  # noqa: E731
+    blk = {"t0": t_blk, "dt": np.full(t_blk.size, 0.19, np.float32), "d0": pos,
+           "dd": (np.append(pos[1:], pos[-1]) - pos).astype(np.float32) * np.float32(0.95),
+           "n": np.full(t_blk.size, 20.0, np.float32), "nm": rng.integers(0, 21, t_blk.size).astype(np.float32),
+           "sq": wide(), "siv": wide(), "sv": wide(), "sy2": wide(), "syn2": wide(), "my": wide()}  # fmt: skip
+    t_fix = np.arange(0.0, 400.0, 2.0) + 0.1
+    s_fix = np.interp(t_fix, t_blk, pos)
+    seg = np.searchsorted(cum, s_fix, side="right") - 1
+    off = s_fix - cum[seg]
+    seg[rng.random(seg.size) < 0.05] = -1
+    brk = rng.random(seg.size) < 0.03
+    via, prev = [], None
+    for j, sg in enumerate(seg.tolist()):
+        ok = sg >= 0 and prev is not None and not brk[j]
+        via.append(np.arange(prev + 1, sg) if ok else np.zeros(0, np.int64))
+        prev = sg if sg >= 0 else prev
+    net = SimpleNamespace(length_m=length)
+    cuts = np.sort(rng.choice(np.arange(1, seg.size), 25, replace=False))
+
+    def run(place):
+        st = VehicleState(blk={k: x.copy() for k, x in blk.items()}, fs_hz=100.0)
+        st.fix_index, st.fix_dist_m = np.arange(seg.size), s_fix
+        out = []
+        for a, b in zip([0, *cuts], [*cuts, seg.size]):
+            res = SimpleNamespace(t_s=t_fix[a:b], fix_index=np.arange(a, b), segment=seg[a:b], offset_m=off[a:b],
+                                  break_before=brk[a:b], via=via[a:b])
+            place(st, res, net, "p", PassParams(), [])
+            out.append(st.to_bytes())
+        return out
+
+    assert run(P._place) == run(_ref_place)
