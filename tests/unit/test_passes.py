@@ -336,7 +336,7 @@ from agents.roughness import ENTRY_SKIP_M, WINDOW_M  # noqa: E402
 _SUMS, _WIN = P._SUMS, P._WIN
 
 
-def _ref_place(st: VehicleState, res: mm.MatchResult, net: RoadNetwork, vehicle: str, params: PassParams, passes: list) -> None:
+def _ref_place(st: VehicleState, res, net, vehicle: str, params: PassParams, passes: list) -> None:
     """Place buffered samples along the path between consecutive decided fixes."""
     if len(res.t_s) == 0:
         return
@@ -372,7 +372,7 @@ def _ref_place(st: VehicleState, res: mm.MatchResult, net: RoadNetwork, vehicle:
 
 
 
-def _ref_place_between(st: VehicleState, a: tuple, b: tuple, via: np.ndarray, net: RoadNetwork, recent: list) -> None:
+def _ref_place_between(st: VehicleState, a: tuple, b: tuple, via: np.ndarray, net, recent: list) -> None:
     ta, da, sa, oa = a
     tb, db, sb, ob = b
     if not st.blk:
