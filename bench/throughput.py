@@ -39,7 +39,7 @@ from pipeline import db, stack, streamrun  # noqa: E402
 from pipeline.demo import stop_workers  # noqa: E402
 from pipeline.settings import Settings  # noqa: E402
 from pipeline.streamrun import env_of, pass_rows  # noqa: E402
-from pipeline.topics import ensure_topics, group_lag  # noqa: E402
+from pipeline.topics import delete_topics, ensure_topics, group_lag  # noqa: E402
 from schemas.frame import DEFAULT_FRAME_S  # noqa: E402
 
 KEY = "bench-throughput-pseudonym-key-0123456789"
@@ -398,8 +398,22 @@ def main(argv: list[str] | None = None) -> int:
     }
     (work / "throughput.json").write_text(json.dumps(out, indent=2, default=str))
     log(json.dumps(out, indent=2, default=str))
+    _delete_run_topics(info, tag)
     print(json.dumps(headline))
     return 0
+
+
+def _delete_run_topics(info, tag: str) -> None:
+    """Delete the topics of this run (``bench.{tag}.…``, apps ``bench-{tag}…``): left on a
+    long-lived development broker, thousands of them slowed it (docs/benchmarks.md)."""
+    from kafka import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=info.kafka_bootstrap)
+    try:
+        mine = [t for t in admin.list_topics() if t.startswith((f"bench.{tag}.", f"bench-{tag}"))]
+    finally:
+        admin.close()
+    delete_topics(info.kafka_bootstrap, mine)
 
 
 def frame_sweep(args: argparse.Namespace) -> int:
@@ -443,6 +457,7 @@ def frame_sweep(args: argparse.Namespace) -> int:
         print(f"{r['frame_s']:7g} {r['samples_per_s']:10.0f} {r['messages_per_s']:7.0f} "
               f"{r['cpu_s_per_million_samples']:8.2f} {r['p50_latency_s']:6.2f} {r['p99_latency_s']:6.2f} "
               f"{r['p99_bound_s']:6.1f}", file=sys.stderr)
+    _delete_run_topics(info, tag)
     print(json.dumps({"vehicles": args.vehicles, "frame_sweep": rows}))
     return 0
 

@@ -5,7 +5,7 @@ For benchmarks and tests that compare the stream path with the offline scorer
 (:func:`pipeline.db.create_database`, network loaded) and fresh topic names and consumer
 group (a random tag), so runs never see each other's data. :func:`streamed` replays the
 traces, runs one worker process (stage 1 and stage 2) until it is done, yields the database
-to read, and drops it afterwards.
+to read, and drops it and deletes the run's topics afterwards.
 
 Done means the group has committed every frame, then every impact (``pipeline.app``):
 stage 1 acknowledges a frame only after its passes and events are in the database and the
@@ -31,7 +31,7 @@ import psycopg
 from pipeline import db
 from pipeline.demo import stop_workers, wait_until_consumed
 from pipeline.settings import Settings, settings_env
-from pipeline.topics import ensure_topics, group_lag
+from pipeline.topics import delete_topics, ensure_topics, group_lag, pipeline_topics
 from schemas._errors import RoadsenseError
 from schemas.records import RoadAlert, SegmentPass
 
@@ -101,11 +101,13 @@ def streamed(paths: Sequence[str | Path], info, net, *, key: str, work_dir: Path
     seconds of samples per frame (the offline scorer's default, 2 s); ``timeout_s``: for
     each of the two waits, s; ``settings``: other :class:`Settings` fields. A worker that
     exits early or a wait that times out raises :class:`RoadsenseError` with the worker's
-    log tail; the worker is stopped and the database dropped in every case.
+    log tail; the worker is stopped, the database dropped and the run's topics deleted in every
+    case.
     """
     from simulator.replay import replay
 
     dsn = db.create_database(info.pg_dsn, "rs_stream", net=net)
+    s = None
     try:
         tag = uuid.uuid4().hex[:8]
         work_dir = Path(work_dir)
@@ -136,3 +138,5 @@ def streamed(paths: Sequence[str | Path], info, net, *, key: str, work_dir: Path
         yield StreamRun(s, dsn, sent.frames, sent.samples, n_impacts, n_dead, worker_s, log)
     finally:
         db.drop_database(info.pg_dsn, dsn)
+        if s is not None:
+            delete_topics(s.kafka_bootstrap, pipeline_topics(s))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Collection
 
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.admin import NewTopic
@@ -11,7 +12,7 @@ from kafka.errors import KafkaError, TopicAlreadyExistsError
 from pipeline.settings import Settings
 from schemas._errors import RoadsenseError
 
-__all__ = ["ensure_topics", "changelog_topics", "group_lag", "TopicError"]
+__all__ = ["ensure_topics", "changelog_topics", "delete_topics", "pipeline_topics", "group_lag", "TopicError"]
 
 # The Faust app's tables (``pipeline.app`` names them from here); Faust names their
 # changelogs ``{app_id}-{table}-changelog``.
@@ -34,6 +35,30 @@ def _admin(bootstrap: str) -> KafkaAdminClient:
 def changelog_topics(settings: Settings) -> list[str]:
     """Names of the changelog topics Faust keeps for the app's tables."""
     return [f"{settings.app_id}-{t}-changelog" for t in TABLES]
+
+
+def pipeline_topics(settings: Settings) -> list[str]:
+    """Every topic of one app: its five named topics, its tables' changelogs and the topic
+    Faust makes for its partition assignor (``{app_id}-__assignor-__leader``)."""
+    s = settings
+    return [s.frames_topic, s.dlq_topic, s.passes_topic, s.impacts_topic, s.alerts_topic, *changelog_topics(s),
+            f"{s.app_id}-__assignor-__leader"]
+
+
+def delete_topics(bootstrap: str, names: Collection[str], *, timeout_s: float = 60.0) -> list[str]:
+    """Delete those of ``names`` that exist (for runs that make their own topics: tests,
+    benches); returns the deleted ones. Topics pile up on a long-lived development broker
+    otherwise, and thousands of them cost the broker CPU."""
+    admin = _admin(bootstrap)
+    try:
+        gone = sorted(set(names) & set(admin.list_topics()))
+        for i in range(0, len(gone), 200):
+            admin.delete_topics(gone[i : i + 200], timeout_ms=int(timeout_s * 1000))
+        return gone
+    except KafkaError as exc:
+        raise TopicError(f"deleting topics at {bootstrap} failed: {exc!r}") from exc
+    finally:
+        admin.close()
 
 
 def ensure_topics(settings: Settings, *, wait_s: float = 30.0) -> list[str]:

@@ -20,11 +20,25 @@ def stack():
 
     Starts what is not running (`pipeline.stack.up(timescale_tier=True)`) and leaves it
     running afterwards, so reruns against a running stack take well under a second.
-    Stop it with `python -m pipeline.stack down`.
+    Stop it with `python -m pipeline.stack down`. The Kafka topics the tests created are
+    deleted at the end of the session.
     """
-    from pipeline.stack import up
+    from kafka import KafkaAdminClient
 
-    return up(timescale_tier=True)
+    from pipeline.stack import up
+    from pipeline.topics import delete_topics
+
+    info = up(timescale_tier=True)
+    admin = KafkaAdminClient(bootstrap_servers=info.kafka_bootstrap)
+    before = set(admin.list_topics())
+    admin.close()
+    yield info
+    # the topics the tests made (tagged "it." names, "rs-…" apps' changelogs): thousands of
+    # them slowed a long-lived development broker
+    admin = KafkaAdminClient(bootstrap_servers=info.kafka_bootstrap)
+    made = [t for t in set(admin.list_topics()) - before if t.startswith(("it.", "rs-"))]
+    admin.close()
+    delete_topics(info.kafka_bootstrap, made)
 
 
 # --------------------------------------------------------------------------------------

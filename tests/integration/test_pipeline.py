@@ -530,11 +530,11 @@ def test_frames_sent_during_a_rebalance_of_a_new_group_are_all_processed(
         db.drop_database(stack.pg_dsn, dsn)
 
 
-def test_ensure_topics_creates_the_changelogs_and_refuses_a_partition_mismatch(stack):
+def test_ensure_topics_creates_the_changelogs_and_refuses_a_partition_mismatch_and_delete_topics_removes_them(stack):
     from kafka import KafkaAdminClient
     from kafka.admin import ConfigResource, ConfigResourceType
 
-    from pipeline.topics import TopicError, changelog_topics
+    from pipeline.topics import TopicError, changelog_topics, delete_topics, pipeline_topics
 
     tag = uuid.uuid4().hex[:8]
     s = Settings(kafka_bootstrap=stack.kafka_bootstrap, pseudonym_key=KEY, app_id=f"rs-topics-{tag}",
@@ -554,6 +554,19 @@ def test_ensure_topics_creates_the_changelogs_and_refuses_a_partition_mismatch(s
     assert ensure_topics(s) == []  # idempotent
     with pytest.raises(TopicError, match=r"has 3"):
         ensure_topics(s.model_copy(update={"partitions": 4}))
+    # a run that made its own topics removes them all, changelogs included
+    mine = pipeline_topics(s)
+    assert set(created) < set(mine) and len(mine) == 8  # no worker ran: no assignor topic
+    assert delete_topics(s.kafka_bootstrap, [*mine, f"it.{tag}.never-made"]) == sorted(created)
+    admin = KafkaAdminClient(bootstrap_servers=stack.kafka_bootstrap)
+    try:
+        deadline = time.monotonic() + 30
+        while set(mine) & set(admin.list_topics()) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not set(mine) & set(admin.list_topics())
+    finally:
+        admin.close()
+    assert delete_topics(s.kafka_bootstrap, mine) == []
 
 
 def test_a_worker_that_cannot_store_a_frame_stops_without_committing_it(stack, fleet_dir, tmp_path_factory):
