@@ -428,13 +428,14 @@ def _write_rows(path: str, seed: int, fs: float, run, tr, net, refs: dict, true_
     """Append one JSON line per scored segment (>= ``min_passes`` passes, references
     excluded): length, class, true IRI, the IRI of the same profile without its potholes,
     the pipeline's calibrated score and the segment's features (``--rows-out``)."""
+    import pickle
+
     from agents.iri import iri
     from simulator.profiles import feature_profile
 
     f = tr.features
     fseg = np.asarray(f.get("segment_id", np.zeros(0)), dtype=object).astype(str)
     fkind = np.asarray(f.get("kind", np.zeros(0)), dtype=object).astype(str)
-    import pickle
 
     with open(f"{path}.{seed}.{fs:g}.pkl", "wb") as pk:  # the passes and gains, for re-aggregation
         pickle.dump({"passes": [p.model_dump() for p in run.passes], "gains": run.calibration}, pk)

@@ -39,7 +39,7 @@ from pipeline import db, stack, streamrun  # noqa: E402
 from pipeline.demo import stop_workers  # noqa: E402
 from pipeline.settings import Settings  # noqa: E402
 from pipeline.streamrun import env_of, pass_rows  # noqa: E402
-from pipeline.topics import delete_topics, ensure_topics, group_lag  # noqa: E402
+from pipeline.topics import delete_topics, ensure_topics, group_lag, list_topics  # noqa: E402
 from schemas.frame import DEFAULT_FRAME_S  # noqa: E402
 
 KEY = "bench-throughput-pseudonym-key-0123456789"
@@ -406,14 +406,7 @@ def main(argv: list[str] | None = None) -> int:
 def _delete_run_topics(info, tag: str) -> None:
     """Delete the topics of this run (``bench.{tag}.…``, apps ``bench-{tag}…``): left on a
     long-lived development broker, thousands of them slowed it (docs/benchmarks.md)."""
-    from kafka import KafkaAdminClient
-
-    admin = KafkaAdminClient(bootstrap_servers=info.kafka_bootstrap)
-    try:
-        mine = [t for t in admin.list_topics() if t.startswith((f"bench.{tag}.", f"bench-{tag}"))]
-    finally:
-        admin.close()
-    delete_topics(info.kafka_bootstrap, mine)
+    delete_topics(info.kafka_bootstrap, list_topics(info.kafka_bootstrap, (f"bench.{tag}.", f"bench-{tag}")))
 
 
 def frame_sweep(args: argparse.Namespace) -> int:

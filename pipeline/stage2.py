@@ -282,8 +282,9 @@ def hit_rate(members: Sequence[list[Any]], passes: Sequence[list[Any]], position
 
 
 def _as_impact(r: list[Any]) -> Impact:
-    dh = r[_DH] if len(r) > _DH and r[_DH] is not None else float("nan")
-    dip = r[_DIP] if len(r) > _DIP and r[_DIP] is not None else float("nan")
+    # rows have every column (older states' rows are padded with None when read)
+    dh = float("nan") if r[_DH] is None else r[_DH]
+    dip = float("nan") if r[_DIP] is None else r[_DIP]
     return Impact(offset_m=r[_OFF], peak_mps2=r[_PEAK], polarity=r[_POL], slowdown=r[_SLOW], n_lobes=r[_LOBES],
                   speed_kmh=r[_SPEED], severity=r[_SEV], t_s=r[_T], fs_hz=r[_FS], double_hit_m=dh,
                   speed_dip=dip)  # fmt: skip

@@ -12,7 +12,8 @@ from kafka.errors import KafkaError, TopicAlreadyExistsError
 from pipeline.settings import Settings
 from schemas._errors import RoadsenseError
 
-__all__ = ["ensure_topics", "changelog_topics", "delete_topics", "pipeline_topics", "group_lag", "TopicError"]
+__all__ = ["ensure_topics", "changelog_topics", "delete_topics", "list_topics", "pipeline_topics", "group_lag",
+           "TopicError"]
 
 # The Faust app's tables (``pipeline.app`` names them from here); Faust names their
 # changelogs ``{app_id}-{table}-changelog``.
@@ -43,6 +44,17 @@ def pipeline_topics(settings: Settings) -> list[str]:
     s = settings
     return [s.frames_topic, s.dlq_topic, s.passes_topic, s.impacts_topic, s.alerts_topic, *changelog_topics(s),
             f"{s.app_id}-__assignor-__leader"]
+
+
+def list_topics(bootstrap: str, prefixes: tuple[str, ...] = ()) -> list[str]:
+    """The broker's topics (those starting with one of ``prefixes`` when given), sorted."""
+    admin = _admin(bootstrap)
+    try:
+        return sorted(t for t in admin.list_topics() if not prefixes or t.startswith(prefixes))
+    except KafkaError as exc:
+        raise TopicError(f"listing topics at {bootstrap} failed: {exc!r}") from exc
+    finally:
+        admin.close()
 
 
 def delete_topics(bootstrap: str, names: Collection[str], *, timeout_s: float = 60.0) -> list[str]:

@@ -23,22 +23,16 @@ def stack():
     Stop it with `python -m pipeline.stack down`. The Kafka topics the tests created are
     deleted at the end of the session.
     """
-    from kafka import KafkaAdminClient
-
     from pipeline.stack import up
-    from pipeline.topics import delete_topics
+    from pipeline.topics import delete_topics, list_topics
 
     info = up(timescale_tier=True)
-    admin = KafkaAdminClient(bootstrap_servers=info.kafka_bootstrap)
-    before = set(admin.list_topics())
-    admin.close()
-    yield info
-    # the topics the tests made (tagged "it." names, "rs-…" apps' changelogs): thousands of
+    # the topics the tests make (tagged "it." names, "rs-…" apps' changelogs): thousands of
     # them slowed a long-lived development broker
-    admin = KafkaAdminClient(bootstrap_servers=info.kafka_bootstrap)
-    made = [t for t in set(admin.list_topics()) - before if t.startswith(("it.", "rs-"))]
-    admin.close()
-    delete_topics(info.kafka_bootstrap, made)
+    mine = ("it.", "rs-")
+    before = set(list_topics(info.kafka_bootstrap, mine))
+    yield info
+    delete_topics(info.kafka_bootstrap, set(list_topics(info.kafka_bootstrap, mine)) - before)
 
 
 # --------------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from pipeline.demo import stop_workers, wait_until_consumed
 from pipeline.offline import score_traces
 from pipeline.pseudonym import Pseudonymiser
 from pipeline.settings import Settings, settings_env
+from pipeline.streamrun import record_rows
 from pipeline.topics import ensure_topics
 from roadnet import load_network
 from schemas.records import DeadLetter
@@ -144,14 +145,6 @@ def _db_passes(dsn: str) -> list[tuple]:
         ).fetchall()
 
 
-def _offline_rows(offline) -> list[tuple]:
-    """The offline scorer's passes as :func:`_db_passes` rows, sorted."""
-    return sorted(
-        (p.vehicle, p.segment_id, p.entry_time, p.exit_time, p.n_samples, p.iri_m_per_km, p.n_harsh_events)
-        for p in offline.passes
-    )
-
-
 @pytest.fixture(scope="module")
 def first_run(settings, offline, fleet_dir, test_db, tmp_path_factory):
     """Bad messages around a replayed fleet, one worker until everything is consumed."""
@@ -171,7 +164,7 @@ def first_run(settings, offline, fleet_dir, test_db, tmp_path_factory):
 
 def test_replay_gives_exactly_the_offline_passes(first_run, offline):
     assert first_run["sent"].frames == offline.n_frames
-    expected = _offline_rows(offline)
+    expected = record_rows(offline.passes)
     assert len(first_run["rows"]) == len(offline.passes)
     assert sorted(first_run["rows"]) == expected
 
@@ -315,7 +308,7 @@ def test_a_worker_killed_mid_stream_loses_nothing_and_counts_nothing_twice(
             assert end - lag < sent.frames, "the worker finished before it could be killed"
         _run_worker_until_consumed(s, sent.frames, logs / "survivor.log")
         rows = _db_passes(dsn)
-        expected = _offline_rows(offline)
+        expected = record_rows(offline.passes)
         assert sorted(rows) == expected
     finally:
         db.drop_database(stack.pg_dsn, dsn)
@@ -382,7 +375,6 @@ def test_two_workers_split_the_partitions_and_give_the_offline_passes(
 ):
     """Two worker processes in one consumer group: each gets partitions and processes
     frames, and together they write exactly what one worker (and the offline scorer) does."""
-    from pipeline.demo import stop_workers, wait_until_consumed
     from simulator.replay import replay
 
     dsn = db.create_database(stack.pg_dsn, "rs_it_two")
@@ -406,7 +398,7 @@ def test_two_workers_split_the_partitions_and_give_the_offline_passes(
 
         frames = [_json.loads(f.read_text())["frames"] for f in stats]
         assert all(n > 0 for n in frames), f"a worker got no partition: frames per worker {frames}"
-        expected = _offline_rows(offline)
+        expected = record_rows(offline.passes)
         assert sorted(_db_passes(dsn)) == expected
     finally:
         db.drop_database(stack.pg_dsn, dsn)
@@ -524,7 +516,7 @@ def test_frames_sent_during_a_rebalance_of_a_new_group_are_all_processed(
         for fh in files:
             fh.close()
     try:
-        expected = _offline_rows(offline)
+        expected = record_rows(offline.passes)
         assert sorted(_db_passes(dsn)) == expected
     finally:
         db.drop_database(stack.pg_dsn, dsn)
