@@ -397,7 +397,7 @@ def _compensate(
     if v is not None:
         v_prev = v[0] if not np.isfinite(st.last_speed_mps) else st.last_speed_mps
         # clipped to what a car can do: a glitch in the speed must not drag the offset
-        dvdt = np.clip(np.diff(np.r_[v_prev, v]) * fs, -12.0, 12.0)
+        dvdt = np.clip(np.diff(v, prepend=v_prev) * fs, -12.0, 12.0)
         st.last_speed_mps = float(v[-1])
         bsos = _lowpass_sos(float(fs), p.bias_hz)
         r = (ax - dvdt)[None, :]
@@ -421,7 +421,13 @@ def _compensate(
     if st.level_zi is None:
         prior = 1.0  # as if the trip began with the vehicle at rest on its first reading
         st.level_zi = (1.0 - alpha) * np.array([[prior * ylat[0]], [prior], [prior * ylong[0]], [prior]])
-    lev, st.level_zi = signal.lfilter([alpha], [1.0, -(1.0 - alpha)], lev_in, axis=-1, zi=st.level_zi)
+    # the one-pole mean y = alpha x + (1 - alpha) y[-1] as one second-order section: the
+    # same recursion as lfilter([alpha], [1, -(1 - alpha)]) to the bit, without its wrapper
+    lev_sos = np.array([[alpha, 0.0, 0.0, 1.0, -(1.0 - alpha), 0.0]])
+    zi4 = np.zeros((1, 4, 2))
+    zi4[0, :, 0] = st.level_zi[:, 0]
+    lev, zf4 = sosfilt(lev_sos, lev_in, zi4)
+    st.level_zi = zf4[0, :, :1].copy()
     a_lat = ylat - lev[0] / np.maximum(lev[1], 1e-9)
     if v is None:
         a_long = ylong - lev[2] / np.maximum(lev[3], 1e-9)
@@ -435,16 +441,16 @@ def _shocks(
     ``shock_jerk_mps3`` (bool, (n,)), and the acceleration derived from the low-passed
     speed (m/s², (n,); None without speed). Updates the carried values in ``st``."""
     prev = ax[0] if not np.isfinite(st.last_ax) else st.last_ax
-    jerk = np.abs(np.diff(np.r_[prev, ax])) * fs
+    jerk = np.abs(np.diff(ax, prepend=prev)) * fs
     st.last_ax = float(ax[-1])
     shock_t = np.where(jerk >= p.shock_jerk_mps3, t, -np.inf)
-    latest = np.maximum.accumulate(np.r_[st.last_shock_t, shock_t])[1:]  # last shock at or before each sample
+    latest = np.maximum.accumulate(np.concatenate(([st.last_shock_t], shock_t)))[1:]  # last shock at or before each sample
     st.last_shock_t = float(latest[-1])
     shocked = t - latest <= p.shock_memory_s
     a_v = None
     if v_lp is not None:
         v_prev = v_lp[0] if not np.isfinite(st.last_v_lp) else st.last_v_lp
-        a_v = np.diff(np.r_[v_prev, v_lp]) * fs
+        a_v = np.diff(v_lp, prepend=v_prev) * fs
         st.last_v_lp = float(v_lp[-1])
     return shocked, a_v
 
@@ -458,10 +464,12 @@ def _runs(
     t, v, ab, fs = chunk["t"], chunk["v"], chunk["abs"], chunk["fs"]
     n = mag.size
     above = mag > rel
-    edges = np.diff(np.r_[0, above.astype(np.int8), 0])
+    carry = st.open_runs.pop(ch, None)
+    if not above.any():  # most chunks of most channels: no run
+        return [] if carry is None else [carry]  # the carried run ended at the chunk edge
+    edges = np.diff(above.view(np.int8), prepend=0, append=0)
     starts = np.flatnonzero(edges == 1)
     ends = np.flatnonzero(edges == -1)
-    carry = st.open_runs.pop(ch, None)
     out: list[list] = []
     if carry is not None and (len(starts) == 0 or starts[0] != 0):
         out.append(carry)  # the carried run ended exactly at the chunk edge

@@ -609,7 +609,13 @@ def _block_sigma(
     last_b = k0 + meds.size - 1
     # every distinct block of the call at once (one median per block was a third of the
     # detector's time): past windows of k_past medians, later windows padded with +inf
-    ub, inv = np.unique(b, return_inverse=True)
+    # one entry per run of equal block numbers (b is in sample order, so these are its
+    # distinct blocks; any order gives the same result), without np.unique's sort
+    new_b = np.empty(b.shape, bool)
+    new_b[:1] = True
+    np.not_equal(b[1:], b[:-1], out=new_b[1:])
+    ub = b[new_b]
+    inv = np.cumsum(new_b) - 1
     has_past = ub - k_past >= k0
     j = ub - k0  # index of the block in meds (may be past the end: not complete yet)
     s = np.full(ub.shape, np.nan)
@@ -643,8 +649,23 @@ def _lpc(r: np.ndarray) -> np.ndarray:
     a = np.zeros((m, p))
     err = rows[:, 0] * (1.0 + LPC_WHITE)
     active = rows[:, 0] > 0
+    masked = not active.all()
     for i in range(p):
         num = rows[:, i + 1] - (a[:, :i] * rows[:, i:0:-1]).sum(axis=1)
+        if not masked:
+            # every row still valid (the usual case: the white-noise correction keeps |k| < 1):
+            # the same arithmetic as below without the masks, which were most of its time
+            k = num / err
+            ok = np.abs(k) < 1.0
+            if ok.all():
+                if i:
+                    a[:, :i] = a[:, :i] - k[:, None] * a[:, i - 1 :: -1]
+                a[:, i] = k
+                err = err * (1.0 - k * k)
+                active = err > 0
+                masked = not active.all()
+                continue
+            masked = True
         k = np.divide(num, err, out=np.zeros(m), where=active)
         # |k| >= 1: not a valid autocorrelation (numerically); that row keeps its lower order
         ok = active & (np.abs(k) < 1.0)
@@ -680,20 +701,24 @@ def _whiten(
     hist = np.empty((n_fold + 1, p + 1))  # hist[j]: folded up to block b0 + j - 1
     hist[0] = r
     if n_fold:
-        rows = (b0 + np.arange(n_fold))[:, None] * blk - base + np.arange(blk)
-        x = yb[rows]
-        lags = np.stack([(x * yb[rows - l]).sum(axis=1) for l in range(p + 1)], axis=1)
-        for j in range(n_fold):
-            hist[j + 1] = lam * hist[j] + lags[j]
+        # each complete block with the p samples before it, gathered once (lag l of block
+        # sample i is win[:, p + i - l])
+        starts = (b0 + np.arange(n_fold)) * blk - base
+        win = np.lib.stride_tricks.sliding_window_view(yb, blk + p)[starts - p]
+        x = win[:, p:]
+        lags = np.stack([(x * win[:, p - l : p - l + blk]).sum(axis=1) for l in range(p + 1)], axis=1)
+        # hist[j + 1] = lam * hist[j] + lags[j], block after block (lfilter runs that
+        # recursion in C with the same two operations per step)
+        hist[1:], _ = signal.lfilter([1.0], [1.0, -lam], lags, axis=0, zi=(lam * r)[None, :])
     n_blk = (i0 + n_all - 1) // blk - b0 + 1  # blocks holding new samples
     coef = _lpc(hist[:n_blk])
     s = np.arange(first, i0 + n_all)
     a = coef[s // blk - b0]
-    j = s - base
+    j0 = first - base  # the new samples are yb[j0:], their lag l is yb[j0 - l: yb.size - l]
     pred = np.zeros(n_new)
     for l in range(p):
-        pred += a[:, l] * yb[j - 1 - l]
-    return yb[j] - pred, hist[n_fold], b0 - 1 + n_fold
+        pred += a[:, l] * yb[j0 - 1 - l : yb.size - 1 - l]
+    return yb[j0:] - pred, hist[n_fold], b0 - 1 + n_fold
 
 
 def _partner(mag: np.ndarray, d: np.ndarray, i_peak: int, wait_n: int, thr: float, default: float) -> float:
