@@ -382,6 +382,10 @@ def main(argv: list[str] | None = None) -> int:
         "scaling_2_workers_whole_run": results[2]["samples_per_s"] / p1["samples_per_s"],
         "samples_per_s_pipeline_steady": p1["steady_samples_per_s"],
         "samples_per_s_2_workers_steady": results[2]["steady_samples_per_s"],
+        "steady_worker_cores_1_worker": p1.get("steady_worker_cores"),
+        "steady_worker_cores_2_workers": results[2].get("steady_worker_cores"),
+        "steady_cpu_s_per_million_1_worker": p1.get("steady_cpu_s_per_million_samples"),
+        "steady_cpu_s_per_million_2_workers": results[2].get("steady_cpu_s_per_million_samples"),
         # the most 2 workers could give on this machine: one worker is bound by its own core;
         # two share os.cpu_count() cores with the broker and the database, which spend
         # stack_cpu_s for every cpu_s of a worker (CPU per sample, so the machine's other
@@ -480,8 +484,22 @@ def _steady_rate(docs: list[dict]) -> dict:
         for sec, n in d.get("samples_by_s", []):
             if secs.start <= sec < secs.stop:
                 per_s[sec - secs.start] += n
-    return {"steady_samples_per_s": float(per_s.mean()), "steady_s": len(secs),
-            "steady_start_delay_s": start - min(d["first_t"] for d in docs)}
+    out = {"steady_samples_per_s": float(per_s.mean()), "steady_s": len(secs),
+           "steady_start_delay_s": start - min(d["first_t"] for d in docs)}
+    # each worker's cores (CPU seconds of its process per second) and CPU per million
+    # samples over the same seconds: tells a worker that waits from one that got slower
+    cores, cpu_per_m = [], []
+    for d in docs:
+        cpu = dict(d.get("cpu_at_s", []))
+        if secs.start in cpu and secs.stop in cpu:
+            c = cpu[secs.stop] - cpu[secs.start]
+            n = sum(k for sec, k in d.get("samples_by_s", []) if secs.start <= sec < secs.stop)
+            cores.append(c / len(secs))
+            cpu_per_m.append(c / (n / 1e6) if n else None)
+    if cores:
+        out["steady_worker_cores"] = cores
+        out["steady_cpu_s_per_million_samples"] = cpu_per_m
+    return out
 
 
 def _check_logs(logdir: Path, app_id: str) -> None:

@@ -25,6 +25,9 @@ class WorkerStats:
         # samples per wall-clock second (epoch s -> samples): the sustained rate once every
         # worker of a group is running, without the group's start and end
         self.samples_by_s: dict[int, int] = {}
+        # process CPU seconds (all threads) at the first frame of each of those seconds:
+        # how busy the worker was over any stretch of them
+        self.cpu_at_s: dict[int, float] = {}
         self.every = every
         self.keep = keep
         self.latency_s: list[float] = []
@@ -44,6 +47,10 @@ class WorkerStats:
         self.frames += 1
         self.samples += samples
         sec = int(now)
+        if sec not in self.samples_by_s:
+            self.cpu_at_s[sec] = time.process_time()
+            if len(self.cpu_at_s) > self.keep_s:
+                del self.cpu_at_s[next(iter(self.cpu_at_s))]
         self.samples_by_s[sec] = self.samples_by_s.get(sec, 0) + samples
         if len(self.samples_by_s) > self.keep_s:  # seconds arrive in order: the first key is the oldest
             del self.samples_by_s[next(iter(self.samples_by_s))]
@@ -75,6 +82,7 @@ class WorkerStats:
             "latency_p99_s": float(np.percentile(lat, 99)) if lat.size else None,
             "latency_s": lat[-20000:].round(4).tolist(),
             "samples_by_s": sorted(self.samples_by_s.items()),
+            "cpu_at_s": sorted(self.cpu_at_s.items()),
         }
         tmp = self.path.with_suffix(".tmp")
         tmp.write_bytes(orjson.dumps(doc))

@@ -28,6 +28,10 @@ def test_samples_per_second_add_up(tmp_path, monkeypatch):
     doc = json.loads((tmp_path / "w.json").read_text())
     assert doc["samples_by_s"] == [[100, 30], [101, 30], [103, 40]]
     assert sum(n for _, n in doc["samples_by_s"]) == doc["samples"] == 100
+    # the process CPU clock at the first frame of each second (never going back)
+    assert [sec for sec, _ in doc["cpu_at_s"]] == [100, 101, 103]
+    cpu = [c for _, c in doc["cpu_at_s"]]
+    assert cpu == sorted(cpu) and cpu[0] > 0
 
 
 def test_steady_rate_leaves_out_the_join_and_the_tail():
@@ -38,3 +42,16 @@ def test_steady_rate_leaves_out_the_join_and_the_tail():
     r = bench._steady_rate([a, b])
     assert r["steady_samples_per_s"] == pytest.approx(1200.0)
     assert r["steady_s"] == 14 and r["steady_start_delay_s"] == pytest.approx(5.5)
+
+
+def test_steady_window_gives_each_workers_cores_and_cpu_per_sample():
+    bench = _bench()
+    # a: 0.9 CPU-s per second at 1000 samples/s; b: 0.5 CPU-s per second at 250 samples/s
+    a = {"first_t": 10.0, "last_t": 40.0, "samples_by_s": [[t, 1000] for t in range(10, 41)],
+         "cpu_at_s": [[t, 0.9 * t] for t in range(10, 41)]}
+    b = {"first_t": 12.5, "last_t": 30.2, "samples_by_s": [[t, 250] for t in range(12, 31)],
+         "cpu_at_s": [[t, 100 + 0.5 * t] for t in range(12, 31)]}
+    r = bench._steady_rate([a, b])
+    assert r["steady_s"] == 17  # seconds 13..29
+    assert r["steady_worker_cores"] == pytest.approx([0.9, 0.5])
+    assert r["steady_cpu_s_per_million_samples"] == pytest.approx([900.0, 2000.0])
