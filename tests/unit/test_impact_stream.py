@@ -231,6 +231,19 @@ class TestWhiten:
         # |k| >= 1 (not an autocorrelation): stops at the lower order, stays finite
         assert np.isfinite(_lpc(np.array([1.0, 1.0, 1.0]))).all()
 
+    def test_lpc_rows_do_not_depend_on_their_neighbours(self):
+        # _lpc skips the masks while every row is valid; a batch holding an invalid row
+        # (zero energy, |k| >= 1) takes the masked arithmetic from then on. Each valid row
+        # must come out the same to the bit either way, and alone.
+        rng = np.random.default_rng(3)
+        x = signal.lfilter([1.0], [1.0, -1.2, 0.6], rng.standard_normal((6, 400)), axis=1)
+        r = np.stack([[row[k:] @ row[: row.size - k] for k in range(9)] for row in x])
+        clean = _lpc(r)
+        mixed = _lpc(np.vstack([r[:3], np.zeros(9), np.r_[1.0, 1.0, 1.0, np.zeros(6)], r[3:]]))
+        assert np.array_equal(mixed[[0, 1, 2, 5, 6, 7]], clean)
+        assert all(np.array_equal(_lpc(r[i]), clean[i]) for i in range(6))
+        assert not mixed[3].any() and np.isfinite(mixed[4]).all()
+
     def test_residual_is_the_innovation(self):
         rng = np.random.default_rng(1)
         u = rng.standard_normal(8000)

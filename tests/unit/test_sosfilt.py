@@ -51,3 +51,23 @@ def test_two_signals_at_once():
     y, zf = sosfilt(sos, x, zi)
     y_ref, zf_ref = signal.sosfilt(sos, x, axis=-1, zi=zi)
     assert np.array_equal(y, y_ref) and np.array_equal(zf, zf_ref)
+
+
+def test_one_pole_section_equals_lfilter():
+    # agents.harsh_events runs its running means y = a x + (1 - a) y[-1] as one section
+    # [a, 0, 0, 1, -(1 - a), 0] instead of lfilter([a], [1, -(1 - a)]): same recursion,
+    # so the same bits, chunk after chunk (weights and signals as the detector's)
+    rng = np.random.default_rng(5)
+    alpha = 1.0 - np.exp(-1.0 / (3.0 * 100.0))
+    x = rng.normal(size=(4, 900)) * (rng.random((4, 900)) < 0.7)
+    zi = (1.0 - alpha) * rng.normal(size=(4, 1))
+    sos = np.array([[alpha, 0.0, 0.0, 1.0, -(1.0 - alpha), 0.0]])
+    z = np.zeros((1, 4, 2))
+    z[0, :, 0] = zi[:, 0]
+    want, want_z = signal.lfilter([alpha], [1.0, -(1.0 - alpha)], x, axis=-1, zi=zi)
+    got = []
+    for a, b in ((0, 300), (300, 301), (301, 900)):
+        y, z = sosfilt(sos, x[:, a:b], z)
+        got.append(y)
+    assert np.array_equal(np.concatenate(got, axis=1), want)
+    assert np.array_equal(z[0, :, :1], want_z) and not z[0, :, 1].any()
