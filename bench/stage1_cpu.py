@@ -1,6 +1,6 @@
 """Stage 1's computation alone, per frame duration: no broker, no database, no Faust.
 
-    .venv/bin/python bench/stage1_cpu.py [--vehicles 40] [--frame-s 2 5 10 20]
+    .venv/bin/python bench/stage1_cpu.py [--vehicles 40] [--frame-s 2 5 10 20] [--trip-km 1 1.5]
 
 A simulated fleet (100 Hz, the real SQY network) is cut into JSON frames of each duration;
 ``pipeline.stage1.FrameHandler.handle`` (decode, pseudonymise, ``process_frame``, state
@@ -52,11 +52,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--vehicles", type=int, default=40)
     ap.add_argument("--frame-s", type=float, nargs="+", default=[2.0, 5.0, 10.0, 20.0])
     ap.add_argument("--seed", type=int, default=515)
+    ap.add_argument("--trip-km", type=float, nargs=2, default=(1.0, 1.5))
     args = ap.parse_args(argv)
     from simulator import simulate_fleet
 
     net = load_network()
-    fleet = simulate_fleet(net, n_vehicles=args.vehicles, seed=args.seed, trip_km=(1.0, 1.5), departure_spread_s=120)
+    fleet = simulate_fleet(net, n_vehicles=args.vehicles, seed=args.seed, trip_km=tuple(args.trip_km),
+                           departure_spread_s=120)
     rows = []
     for fs in args.frame_s:
         frames = [f for vid, tr in fleet.traces.items() for f in iter_frames(tr, vid, frame_s=fs)]

@@ -4,6 +4,7 @@ import importlib.util
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from pipeline import stats as stats_mod
@@ -55,3 +56,14 @@ def test_steady_window_gives_each_workers_cores_and_cpu_per_sample():
     assert r["steady_s"] == 17  # seconds 13..29
     assert r["steady_worker_cores"] == pytest.approx([0.9, 0.5])
     assert r["steady_cpu_s_per_million_samples"] == pytest.approx([900.0, 2000.0])
+
+
+def test_latency_replay_is_paced_on_the_busiest_window():
+    bench = _bench()
+    # 100 Hz: one trace for 60 s, a second one for the first 10 s only -> busiest 10 s at
+    # 200 samples/s, mean 6,000 + 1,000 samples over 60 s
+    a = np.arange(0, 60, 0.01)
+    b = np.arange(0, 10, 0.01)
+    speedup, peak, mean = bench.pace([a, b], 1000.0)
+    assert peak == pytest.approx(200.0) and mean == pytest.approx(7000 / 59.99, rel=1e-3)
+    assert speedup == pytest.approx(5.0)  # the busiest 10 s replayed at 1,000 samples/s
