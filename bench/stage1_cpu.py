@@ -1,6 +1,6 @@
 """Stage 1's computation alone, per frame duration: no broker, no database, no Faust.
 
-    .venv/bin/python bench/stage1_cpu.py [--vehicles 40] [--frame-s 2 5 10 20] [--trip-km 1 1.5]
+    .venv/bin/python bench/stage1_cpu.py [--vehicles 40] [--frame-s 2 5 10 20] [--trip-km 1 1.5] [--fs 100] [--digest]
 
 A simulated fleet (100 Hz, the real SQY network) is cut into JSON frames of each duration;
 ``pipeline.stage1.FrameHandler.handle`` (decode, pseudonymise, ``process_frame``, state
@@ -14,6 +14,7 @@ one JSON line.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 import time
@@ -30,21 +31,29 @@ from schemas.frame import encode_frame  # noqa: E402
 from schemas.tracefile import iter_frames  # noqa: E402
 
 
-def run(net, messages: list[bytes]) -> tuple[float, int]:
-    """CPU seconds and samples to handle ``messages`` in order (state in a dict)."""
+def run(net, messages: list[bytes], digest=None) -> tuple[float, int]:
+    """CPU seconds and samples to handle ``messages`` in order (state in a dict). With a
+    ``hashlib`` object as ``digest``, every frame's records and state bytes are fed to it
+    (outside the timed part): two commits that compute the same give the same digest."""
     h = FrameHandler(net, Pseudonymiser("bench-stage1-cpu-pseudonym-key-0123456789"))
     table: dict[str, bytes] = {}
     n = 0
-    t0 = time.process_time()
+    cpu = 0.0
     for m in messages:
+        t0 = time.process_time()
         out = h.handle(m, table.get)
+        cpu += time.process_time() - t0
         if out.dead_letter is not None:
             raise RuntimeError(f"unexpected dead letter: {out.dead_letter}")
         if out.state_key is not None and out.state is not None:
             table[out.state_key] = out.state
             h.confirm(out.state_key, out.seq)
         n += out.n_samples
-    return time.process_time() - t0, n
+        if digest is not None:
+            for r in (*out.passes, *out.events, *out.impacts):
+                digest.update(r.model_dump_json().encode())
+            digest.update(out.state or b"-")
+    return cpu, n
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,21 +62,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--frame-s", type=float, nargs="+", default=[2.0, 5.0, 10.0, 20.0])
     ap.add_argument("--seed", type=int, default=515)
     ap.add_argument("--trip-km", type=float, nargs=2, default=(1.0, 1.5))
+    ap.add_argument("--fs", type=float, default=100.0, help="sample rate of the simulated fleet, Hz")
+    ap.add_argument("--digest", action="store_true",
+                    help="also print a SHA-256 of every output record and state (compare two commits)")
     args = ap.parse_args(argv)
     from simulator import simulate_fleet
 
     net = load_network()
     fleet = simulate_fleet(net, n_vehicles=args.vehicles, seed=args.seed, trip_km=tuple(args.trip_km),
-                           departure_spread_s=120)
+                           departure_spread_s=120, fs_hz=args.fs)
     rows = []
     for fs in args.frame_s:
         frames = [f for vid, tr in fleet.traces.items() for f in iter_frames(tr, vid, frame_s=fs)]
         # arrival order: by frame end time, vehicles interleaved as on the topic
         frames.sort(key=lambda f: f.t_s[-1])
         msgs = [encode_frame(f) for f in frames]
-        cpu, n = run(net, msgs)
+        dg = hashlib.sha256() if args.digest else None
+        cpu, n = run(net, msgs, dg)
         rows.append({"frame_s": fs, "frames": len(msgs), "samples": n, "cpu_s": round(cpu, 3),
-                     "samples_per_s": round(n / cpu), "ms_per_frame": round(1e3 * cpu / len(msgs), 3)})
+                     "samples_per_s": round(n / cpu), "ms_per_frame": round(1e3 * cpu / len(msgs), 3),
+                     **({"digest": dg.hexdigest()[:16]} if dg is not None else {})})
         print(f"frame {fs:5g} s: {len(msgs):6d} frames, {n / cpu:9.0f} samples/s, {1e3 * cpu / len(msgs):6.2f} ms/frame",
               file=sys.stderr)
     x = np.array([r["frame_s"] for r in rows])
