@@ -121,8 +121,8 @@ class Stage2Params:
     this (0 = no such rule). Shallow holes on smooth B-C roads give median peaks of 1.3-3
     m/s^2 at severities 5-13, the unlabelled dips of the random profile that every vehicle
     feels there 4-5 (development seeds 1, 3-6, ``docs/decisions.md``). 5.5 until the ninth
-    session; 5.25 kept 4 holes of fresh seeds 2070-2074 that sat at 5.25-5.5 and added no
-    false alert on 16 recorded seeds."""
+    session; over 18 recorded seeds 5.25 confirms 5 more holes (4 of them on fresh seeds
+    2070-2074, at severities 5.25-5.5) and 1 more false alert."""
     weak_min_peak_mps2: float = 1.0
     """Lowest median peak of such a cluster, m/s^2."""
     dip_slowed_fraction: float = 0.5
