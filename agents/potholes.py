@@ -652,28 +652,26 @@ def _lpc(r: np.ndarray) -> np.ndarray:
     masked = not active.all()
     for i in range(p):
         num = rows[:, i + 1] - (a[:, :i] * rows[:, i:0:-1]).sum(axis=1)
-        if not masked:
-            # every row still valid (the usual case: the white-noise correction keeps |k| < 1):
-            # the same arithmetic as below without the masks, which were most of its time
+        if masked:
+            k = np.divide(num, err, out=np.zeros(m), where=active)
+            ok = active & (np.abs(k) < 1.0)
+        else:  # every row still valid: the same values without the masked divide
             k = num / err
             ok = np.abs(k) < 1.0
-            if ok.all():
-                if i:
-                    a[:, :i] = a[:, :i] - k[:, None] * a[:, i - 1 :: -1]
-                a[:, i] = k
-                err = err * (1.0 - k * k)
-                active = err > 0
-                masked = not active.all()
-                continue
-            masked = True
-        k = np.divide(num, err, out=np.zeros(m), where=active)
         # |k| >= 1: not a valid autocorrelation (numerically); that row keeps its lower order
-        ok = active & (np.abs(k) < 1.0)
         upd = a[:, :i] - k[:, None] * a[:, i - 1 :: -1] if i else a[:, :0]
-        a[ok, :i] = upd[ok]
-        a[ok, i] = k[ok]
-        err = np.where(ok, err * (1.0 - k * k), err)
+        if ok.all():
+            # the usual case (the white-noise correction keeps |k| < 1): plain assignments,
+            # the masked ones below were most of the time
+            a[:, :i] = upd
+            a[:, i] = k
+            err = err * (1.0 - k * k)
+        else:
+            a[ok, :i] = upd[ok]
+            a[ok, i] = k[ok]
+            err = np.where(ok, err * (1.0 - k * k), err)
         active = ok & (err > 0)
+        masked = not active.all()
     return a.reshape(r.shape[:-1] + (p,))
 
 

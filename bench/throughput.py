@@ -374,7 +374,6 @@ def main(argv: list[str] | None = None) -> int:
     out["pipeline_1_runs"], out["pipeline_2_runs"] = ones, twos
     out["pipeline_1"], out["pipeline_2"] = p1, p2
     out["identical_results_1_vs_2"] = identical
-    results = {1: p1, 2: p2}
     out["cpu_s_per_million_samples"] = p1["cpu_s"] / (p1["messages"] * samples_per_msg / 1e6)
 
     # latency at half the sustained rate: a paced replay of a part of the fleet
@@ -402,13 +401,13 @@ def main(argv: list[str] | None = None) -> int:
         "scaling_2_workers": (float(np.median([x for x in pair_scaling if x is not None]))
                               if any(x is not None for x in pair_scaling) else None),
         "scaling_2_workers_pairs": pair_scaling,
-        "scaling_2_workers_whole_run": results[2]["samples_per_s"] / p1["samples_per_s"],
+        "scaling_2_workers_whole_run": p2["samples_per_s"] / p1["samples_per_s"],
         "samples_per_s_pipeline_steady": p1["steady_samples_per_s"],
-        "samples_per_s_2_workers_steady": results[2]["steady_samples_per_s"],
+        "samples_per_s_2_workers_steady": p2["steady_samples_per_s"],
         "steady_worker_cores_1_worker": p1.get("steady_worker_cores"),
-        "steady_worker_cores_2_workers": results[2].get("steady_worker_cores"),
+        "steady_worker_cores_2_workers": p2.get("steady_worker_cores"),
         "steady_cpu_s_per_million_1_worker": p1.get("steady_cpu_s_per_million_samples"),
-        "steady_cpu_s_per_million_2_workers": results[2].get("steady_cpu_s_per_million_samples"),
+        "steady_cpu_s_per_million_2_workers": p2.get("steady_cpu_s_per_million_samples"),
         # the most 2 workers could give on this machine: one worker is bound by its own core;
         # two share os.cpu_count() cores with the broker and the database, which spend
         # stack_cpu_s for every cpu_s of a worker (CPU per sample, so the machine's other

@@ -49,11 +49,11 @@ class WorkerStats:
         sec = int(now)
         if sec not in self.samples_by_s:
             self.cpu_at_s[sec] = time.process_time()
-            if len(self.cpu_at_s) > self.keep_s:
-                del self.cpu_at_s[next(iter(self.cpu_at_s))]
         self.samples_by_s[sec] = self.samples_by_s.get(sec, 0) + samples
         if len(self.samples_by_s) > self.keep_s:  # seconds arrive in order: the first key is the oldest
-            del self.samples_by_s[next(iter(self.samples_by_s))]
+            oldest = next(iter(self.samples_by_s))
+            del self.samples_by_s[oldest]
+            self.cpu_at_s.pop(oldest, None)
         self.passes += passes
         self.dead_letters += int(dead)
         if vehicle is not None:
