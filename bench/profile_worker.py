@@ -40,7 +40,7 @@ sys.path.insert(0, str(REPO / "bench"))
 from throughput import _rate_from_stats, drop_db, env_of, fresh_db, log, settings_for  # noqa: E402
 
 from pipeline import stack  # noqa: E402
-from pipeline.topics import ensure_topics, group_lag  # noqa: E402
+from pipeline.topics import LagProbe, ensure_topics  # noqa: E402
 
 # (category, substrings of a frame "function (file)"), innermost match wins
 CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -127,16 +127,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         deadline = time.monotonic() + 3600
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise RuntimeError(f"worker exited with {proc.returncode}; see {work / 'worker.log'}")
-            try:
-                lag, end = group_lag(info.kafka_bootstrap, s.app_id, topic)
-            except Exception:
-                lag, end = sent.frames, sent.frames
-            if lag == 0 and end >= sent.frames:
-                break
-            time.sleep(1.0)
+        with LagProbe(info.kafka_bootstrap, s.app_id) as probe:  # one connection: its CPU would be in the profile
+            while time.monotonic() < deadline:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"worker exited with {proc.returncode}; see {work / 'worker.log'}")
+                try:
+                    lag, end = probe(topic)
+                except Exception:
+                    lag, end = sent.frames, sent.frames
+                if lag == 0 and end >= sent.frames:
+                    break
+                time.sleep(1.0)
     finally:
         # SIGTERM to the worker (py-spy's child): it commits and stops, then py-spy
         # writes the profile and exits

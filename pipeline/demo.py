@@ -25,17 +25,19 @@ def wait_until_consumed(bootstrap: str, group: str, topic: str, *, total: int, p
     """Block until ``group`` has committed every message of ``topic`` (or fail clearly)."""
     from tqdm import tqdm
 
-    from pipeline.topics import group_lag
+    from pipeline.topics import LagProbe
 
     bar = tqdm(total=total, desc="worker", unit="frame", disable=not progress)
     deadline = time.monotonic() + timeout_s
     done = 0
+    probe = None  # one connection for every poll (opening one costs more CPU than the poll)
     try:
         while True:
             if proc is not None and proc.poll() is not None:
                 raise RoadsenseError(f"the worker exited early with code {proc.returncode}; see its log")
             try:
-                lag, end = group_lag(bootstrap, group, topic)
+                probe = probe or LagProbe(bootstrap, group)
+                lag, end = probe(topic)
             except Exception:  # group not created yet while the worker joins
                 lag, end = total, total
             now_done = max(0, end - lag)
@@ -48,6 +50,8 @@ def wait_until_consumed(bootstrap: str, group: str, topic: str, *, total: int, p
             time.sleep(1.0)
     finally:
         bar.close()
+        if probe is not None:
+            probe.close()
 
 
 def stop_workers(*procs: subprocess.Popen, timeout_s: float = 60.0) -> None:
