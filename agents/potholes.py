@@ -958,6 +958,11 @@ class Cluster:
         within ``AXLE_PAIR_S`` of each other, or one impact with such a ``double_hit_m``). A
         hole in the wheel path is hit by both axles; a random shock of a rough road, or an
         impact placed on the wrong segment, rarely is
+    drop_pair_vehicles : distinct vehicles whose front and rear wheels each *dropped* into
+        the spot on one pass: two down-first impacts of the vehicle within ``AXLE_PAIR_S``,
+        one wheelbase (``AXLE_SPACING_M``) apart, each detected on its own. A hole gives
+        that; a rail crossing (the second shock is the next rail's ridge, up-first) and a
+        random dip of a rough road rarely do
     """
 
     segment_id: Any
@@ -973,29 +978,48 @@ class Cluster:
     axle_pair_fraction: float = float("nan")
     median_severity: float = float("nan")
     dip_fraction: float = float("nan")
+    drop_pair_vehicles: int = 0
 
 
 AXLE_SPACING_M = (1.8, 4.5)  #: wheelbases of cars to minibuses, m (physical range, with placement noise)
 AXLE_PAIR_S = 3.0  #: two impacts of one vehicle this close in time belong to one pass, s
 
 
+def _by_vehicle(members: Sequence[Impact], vehicles: Sequence[Any]) -> dict[Any, list[Impact]]:
+    out: dict[Any, list[Impact]] = {}
+    for m, v in zip(members, vehicles):
+        out.setdefault(v, []).append(m)
+    return out
+
+
+def _wheelbase_pair(imps: Sequence[Impact]) -> bool:
+    """Two of ``imps`` within ``AXLE_PAIR_S`` of each other (one pass) and one wheelbase
+    (``AXLE_SPACING_M``) apart along the segment."""
+    if len(imps) < 2:
+        return False
+    lo, hi = AXLE_SPACING_M
+    off = np.array([m.offset_m for m in imps])
+    t = np.array([m.t_s for m in imps])
+    d = np.abs(off[:, None] - off[None, :])
+    same_pass = ~(np.abs(t[:, None] - t[None, :]) > AXLE_PAIR_S)  # NaN times: assume one pass
+    return bool(np.any((d >= lo) & (d <= hi) & same_pass))
+
+
 def _axle_pair_fraction(members: Sequence[Impact], vehicles: Sequence[Any]) -> float:
     """Share of distinct vehicles with an axle pair in ``members`` (see :class:`Cluster`)."""
     lo, hi = AXLE_SPACING_M
-    by_vehicle: dict[Any, list[Impact]] = {}
-    for m, v in zip(members, vehicles):
-        by_vehicle.setdefault(v, []).append(m)
+    by_vehicle = _by_vehicle(members, vehicles)
     paired = 0
     for imps in by_vehicle.values():
         hit = any(np.isfinite(m.double_hit_m) and lo <= m.double_hit_m <= hi for m in imps)
-        if not hit and len(imps) > 1:
-            off = np.array([m.offset_m for m in imps])
-            t = np.array([m.t_s for m in imps])
-            d = np.abs(off[:, None] - off[None, :])
-            same_pass = ~(np.abs(t[:, None] - t[None, :]) > AXLE_PAIR_S)  # NaN times: assume one pass
-            hit = bool(np.any((d >= lo) & (d <= hi) & same_pass))
-        paired += hit
+        paired += hit or _wheelbase_pair(imps)
     return paired / len(by_vehicle) if by_vehicle else float("nan")
+
+
+def _drop_pair_vehicles(members: Sequence[Impact], vehicles: Sequence[Any]) -> int:
+    """Distinct vehicles of ``members`` with two *down-first* impacts of one pass one
+    wheelbase apart (see :attr:`Cluster.drop_pair_vehicles`)."""
+    return sum(_wheelbase_pair([m for m in imps if m.polarity < 0]) for imps in _by_vehicle(members, vehicles).values())
 
 
 def _dip_fraction(members: Sequence[Impact]) -> float:
@@ -1068,6 +1092,7 @@ def cluster_impacts(
                     axle_pair_fraction=_axle_pair_fraction(members, [vid[i] for i in idx[part]]),
                     median_severity=float(np.median([m.severity for m in members])),
                     dip_fraction=_dip_fraction(members),
+                    drop_pair_vehicles=_drop_pair_vehicles(members, [vid[i] for i in idx[part]]),
                 )
             )
     return out
@@ -1108,6 +1133,7 @@ def confirm(
     weak_min_severity: float = 0.0,
     weak_min_peak_mps2: float = 1.0,
     dip_slowed_fraction: float = 0.0,
+    weak_min_drop_pairs: int = 0,
 ) -> list[ConfirmedFeature]:
     """Confirmed potholes (and bumps) from clusters hit by enough distinct vehicles.
 
@@ -1146,6 +1172,9 @@ def confirm(
         above their road: :attr:`Cluster.median_severity` at least ``weak_min_severity``
         (0: no such exception; shallow holes on smooth roads, see
         ``pipeline.stage2.Stage2Params.weak_min_severity``).
+    weak_min_drop_pairs : int
+        Such a weak cluster also needs this many vehicles whose two axles each dropped into
+        it (:attr:`Cluster.drop_pair_vehicles`; 0: no condition).
     dip_slowed_fraction : float
         A cluster whose :attr:`Cluster.dip_fraction` reaches this is slowed for, whatever
         its median slowdown (0: no such rule): drivers slowed down for the spot and sped up
@@ -1178,6 +1207,7 @@ def confirm(
         peak_ok = c.median_peak_mps2 >= min_peak_mps2 or (
             weak_min_severity > 0 and c.median_peak_mps2 >= weak_min_peak_mps2
             and c.median_severity >= weak_min_severity and not dipped
+            and c.drop_pair_vehicles >= weak_min_drop_pairs
         )  # fmt: skip
         strong = peak_ok and axles_ok and fs_hz >= min_fs_hz
         slowed = c.median_slowdown < max_slowdown_for_bump or dipped

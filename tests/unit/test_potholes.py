@@ -87,6 +87,18 @@ class TestClusterImpacts:
             ("t", 11.0, 1),  # another segment
         ]
 
+    def test_drop_pair_vehicles(self):
+        # vehicle a: front and rear wheel down-first, 2.7 m and 0.2 s apart (counts);
+        # b: second shock up-first (a rail's ridge); c: 2.7 m apart but a minute later
+        # (two passes); d: 0.6 m apart (one wheel, two edges)
+        def at(off, t, pol=-1):
+            return Impact(off, 2.0, pol, 1.0, 2, 50.0, 8.0, t_s=t)
+
+        imps = [at(10.0, 0.0), at(12.7, 0.2), at(10.2, 5.0), at(12.9, 5.2, +1), at(10.1, 9.0), at(12.8, 69.0),
+                at(10.3, 80.0), at(10.9, 80.1)]
+        (c,) = cluster_impacts(imps, ["s"] * 8, list("aabbccdd"))
+        assert c.n_vehicles == 4 and c.drop_pair_vehicles == 1
+
     def test_exceptions(self):
         with pytest.raises(ValueError, match="equal lengths"):
             cluster_impacts([_imp(1.0)], ["s", "t"], ["a"])

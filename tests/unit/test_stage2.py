@@ -22,6 +22,14 @@ def imp(vehicle: str, offset: float, *, minutes: float = 0.0, polarity: int = -1
         severity=severity, duration_s=0.2, double_hit_m=2.7, kind_score=0.75, fs_hz=fs, speed_dip=speed_dip,
     )  # fmt: skip
 
+def axles(vehicle: str, offset: float, *, minutes: float = 0.0, rear_polarity: int = -1, **kw) -> list[PassImpact]:
+    """One pass over a spot: the front wheel's impact, then the rear wheel's one wheelbase
+    (2.7 m) and 0.2 s later, each detected on its own."""
+    front = imp(vehicle, offset, minutes=minutes, **kw)
+    rear = imp(vehicle, offset + 2.7, minutes=minutes + 0.2 / 60, **{**kw, "polarity": rear_polarity})
+    return [front, rear]
+
+
 class TestHandleImpacts:
     def test_empty(self):
         st, alerts = handle_impacts(None, [], T0, segment_id=SEG)
@@ -67,33 +75,56 @@ class TestHandleImpacts:
 
     def test_weak_repeated_shocks_are_not_potholes(self):
         # a dip of the random profile that every vehicle feels: weak, and not far above its road
-        batch = [imp(v, 8.0, minutes=i, peak=1.5, severity=4.5) for i, v in enumerate("abcdef")]
+        batch = [x for i, v in enumerate("abcdef") for x in axles(v, 8.0, minutes=i, peak=1.5, severity=4.0)]
         _, alerts = handle_impacts(None, batch, T0)
         assert alerts == []
 
     def test_shallow_hole_on_a_smooth_road(self):
-        # weak in m/s^2 but far above a smooth road's scale: a pothole
-        batch = [imp(v, 8.0, minutes=i, peak=1.5, severity=8.0) for i, v in enumerate("abcd")]
+        # weak in m/s^2 but far above a smooth road's scale, both wheels drop into it: a pothole
+        batch = [x for i, v in enumerate("abcd") for x in axles(v, 8.0, minutes=i, peak=1.5, severity=8.0)]
         _, alerts = handle_impacts(None, batch, T0)
         assert len(alerts) == 1 and alerts[0].n_vehicles == 4
         # not below weak_min_peak_mps2, nor with the rule off, nor up-first
-        weaker = [imp(v, 8.0, minutes=i, peak=0.8, severity=8.0) for i, v in enumerate("abcd")]
+        weaker = [x for i, v in enumerate("abcd") for x in axles(v, 8.0, minutes=i, peak=0.8, severity=8.0)]
         assert handle_impacts(None, weaker, T0)[1] == []
         assert handle_impacts(None, batch, T0, params=Stage2Params(weak_min_severity=0.0))[1] == []
-        bumps = [imp(v, 8.0, minutes=i, peak=1.5, severity=8.0, polarity=1) for i, v in enumerate("abcd")]
+        bumps = [x for i, v in enumerate("abcd")
+                 for x in axles(v, 8.0, minutes=i, peak=1.5, severity=8.0, polarity=1, rear_polarity=1)]  # fmt: skip
         assert handle_impacts(None, bumps, T0)[1] == []
+
+    def test_a_weak_cluster_needs_both_wheels_dropping_into_it(self):
+        # single shocks, or a second shock up-first (a rail crossing: the next rail's ridge),
+        # do not make a weak cluster a pothole; with the condition off they did
+        single = [imp(v, 8.0, minutes=i, peak=1.5, severity=8.0) for i, v in enumerate("abcd")]
+        assert handle_impacts(None, single, T0)[1] == []
+        assert len(handle_impacts(None, single, T0, params=Stage2Params(weak_min_drop_pairs=0))[1]) == 1
+        rail = [x for i, v in enumerate("abcd") for x in axles(v, 8.0, minutes=i, peak=1.5, severity=8.0, rear_polarity=1)]
+        assert handle_impacts(None, rail, T0)[1] == []
+        # the pair must be one wheelbase apart, in one pass
+        far = [imp(v, 8.0 + k * 6.0, minutes=i + k * 0.2 / 60, peak=1.5, severity=8.0)
+               for i, v in enumerate("abcd") for k in (0, 1)]  # fmt: skip
+        assert handle_impacts(None, far, T0)[1] == []
+        later = [x for i, v in enumerate("abcd") for x in (imp(v, 8.0, minutes=i, peak=1.5, severity=8.0),
+                                                          imp(v, 10.7, minutes=i + 1.0, peak=1.5, severity=8.0))]  # fmt: skip
+        assert handle_impacts(None, later, T0)[1] == []
+        # one vehicle whose two wheels dropped in is enough (the default, 1)
+        one = single + axles("e", 8.0, minutes=5, peak=1.5, severity=8.0)
+        assert len(handle_impacts(None, one, T0)[1]) == 1
+        # strong clusters (median peak >= min_peak_mps2) need no such pair
+        strong = [imp(v, 8.0, minutes=i) for i, v in enumerate("abcd")]
+        assert len(handle_impacts(None, strong, T0)[1]) == 1
 
     def test_severities_of_version_3_states_do_not_count(self):
         # before version 4, severity came from the band-passed signal (another scale)
-        batch = [imp(v, 8.0, minutes=i, peak=1.5, severity=8.0) for i, v in enumerate("abc")]
+        batch = [x for i, v in enumerate("abc") for x in axles(v, 8.0, minutes=i, peak=1.5, severity=8.0)]
         st, alerts = handle_impacts(None, batch, T0)
         assert len(alerts) == 1
         raw = orjson.loads(SegmentState.from_bytes(st.to_bytes()).to_bytes())
         raw["v"], raw["alerts"] = 3, {}
         old = SegmentState.from_bytes(orjson.dumps(raw))
-        assert [r[8] for r in old.impacts] == [0.0, 0.0, 0.0]
-        _, alerts = handle_impacts(old, [imp("d", 8.0, minutes=5, peak=1.5, severity=8.0)], T0)
-        assert alerts == []  # 1 of 4 impacts far above the road: the median is not
+        assert [r[8] for r in old.impacts] == [0.0] * 6
+        _, alerts = handle_impacts(old, axles("d", 8.0, minutes=5, peak=1.5, severity=8.0), T0)
+        assert alerts == []  # 2 of 8 impacts far above the road: the median is not
         assert SegmentState.from_bytes(st.to_bytes()) == st  # version 4 keeps them
 
     def test_two_places_two_alerts(self):
