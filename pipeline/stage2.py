@@ -21,8 +21,9 @@ Per call:
 3. when impacts arrived, impacts are clustered along the segment and confirmed with
    :func:`agents.potholes.cluster_impacts` / :func:`agents.potholes.confirm` (a pothole
    needs ``min_vehicles`` distinct vehicles with the pothole signature and a median peak of
-   ``min_peak_mps2``; speed bumps and rail crossings, up-first or slowed-for, are never
-   potholes) **and a hit rate**: of the passes that drove over the cluster's position, the
+   ``min_peak_mps2``, or a weaker one far above its road's scale into which both wheels of
+   a vehicle dropped, ``weak_*``; speed bumps and rail crossings, up-first or slowed-for,
+   are never potholes) **and a hit rate**: of the passes that drove over the cluster's position, the
    share with an impact in the cluster must reach ``min_hit_rate``. Nearly every vehicle
    driving over a pothole registers it, while a cluster of random spikes of a rough road
    is hit by a few of the many passes (see ``docs/decisions.md``). An impact whose pass is
