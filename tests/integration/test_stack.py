@@ -18,26 +18,11 @@ from pipeline import stack as stack_mod
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
 N_MESSAGES = 200
-PARTITIONS = 4
+PARTITIONS = 4  # the `topic` fixture's (tests/integration/conftest.py)
 
 
 def _name(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:12]}"
-
-
-@pytest.fixture
-def topic(stack):
-    """A fresh 4-partition topic, deleted afterwards."""
-    from kafka.admin import KafkaAdminClient, NewTopic
-
-    name = _name("test.stack")
-    admin = KafkaAdminClient(bootstrap_servers=stack.kafka_bootstrap, client_id="test-stack")
-    try:
-        admin.create_topics([NewTopic(name, PARTITIONS, 1)], timeout_ms=30_000)
-        yield name
-        admin.delete_topics([name], timeout_ms=30_000)
-    finally:
-        admin.close()
 
 
 def _payloads() -> dict[bytes, bytes]:

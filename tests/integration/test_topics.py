@@ -10,23 +10,6 @@ import pytest
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
-PARTITIONS = 4
-
-
-@pytest.fixture
-def topic(stack):
-    from kafka.admin import KafkaAdminClient, NewTopic
-
-    name = f"test.lag_{uuid.uuid4().hex[:12]}"
-    admin = KafkaAdminClient(bootstrap_servers=stack.kafka_bootstrap, client_id="test-lag")
-    try:
-        admin.create_topics([NewTopic(name, PARTITIONS, 1)], timeout_ms=30_000)
-        yield name
-        admin.delete_topics([name], timeout_ms=30_000)
-    finally:
-        admin.close()
-
-
 def _send(bootstrap: str, topic: str, n: int, start: int = 0) -> dict[int, int]:
     """Send ``n`` keyed messages; messages per partition."""
     from kafka import KafkaProducer
