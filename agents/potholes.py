@@ -960,9 +960,9 @@ class Cluster:
         impact placed on the wrong segment, rarely is
     drop_pair_vehicles : distinct vehicles whose front and rear wheels each *dropped* into
         the spot on one pass: two down-first impacts of the vehicle within ``AXLE_PAIR_S``,
-        one wheelbase (``AXLE_SPACING_M``) apart, each detected on its own. A hole gives
-        that; a rail crossing (the second shock is the next rail's ridge, up-first) and a
-        random dip of a rough road rarely do
+        one wheelbase (``AXLE_SPACING_M``) apart, each detected on its own. A hole often
+        gives that, a random dip of a rough road rarely; a rail crossing sometimes does (a
+        flangeway before each rail is a dip under each wheel)
     """
 
     segment_id: Any
