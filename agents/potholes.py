@@ -986,6 +986,7 @@ AXLE_PAIR_S = 3.0  #: two impacts of one vehicle this close in time belong to on
 
 
 def _by_vehicle(members: Sequence[Impact], vehicles: Sequence[Any]) -> dict[Any, list[Impact]]:
+    """``members`` grouped by their vehicle (in first-seen order)."""
     out: dict[Any, list[Impact]] = {}
     for m, v in zip(members, vehicles):
         out.setdefault(v, []).append(m)

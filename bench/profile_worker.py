@@ -28,7 +28,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from collections import Counter
 from pathlib import Path
@@ -40,7 +39,8 @@ sys.path.insert(0, str(REPO / "bench"))
 from throughput import _rate_from_stats, drop_db, env_of, fresh_db, log, settings_for  # noqa: E402
 
 from pipeline import stack  # noqa: E402
-from pipeline.topics import LagProbe, ensure_topics  # noqa: E402
+from pipeline.demo import wait_until_consumed  # noqa: E402
+from pipeline.topics import ensure_topics  # noqa: E402
 
 # (category, substrings of a frame "function (file)"), innermost match wins
 CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -126,18 +126,8 @@ def main(argv: list[str] | None = None) -> int:
         env=env_of(s), cwd=REPO, stdout=log_f, stderr=subprocess.STDOUT, start_new_session=True,
     )
     try:
-        deadline = time.monotonic() + 3600
-        with LagProbe(info.kafka_bootstrap, s.app_id) as probe:  # one connection: its CPU would be in the profile
-            while time.monotonic() < deadline:
-                if proc.poll() is not None:
-                    raise RuntimeError(f"worker exited with {proc.returncode}; see {work / 'worker.log'}")
-                try:
-                    lag, end = probe(topic)
-                except Exception:
-                    lag, end = sent.frames, sent.frames
-                if lag == 0 and end >= sent.frames:
-                    break
-                time.sleep(1.0)
+        wait_until_consumed(info.kafka_bootstrap, s.app_id, topic, total=sent.frames, proc=proc, timeout_s=3600,
+                            progress=False)  # fmt: skip
     finally:
         # SIGTERM to the worker (py-spy's child): it commits and stops, then py-spy
         # writes the profile and exits

@@ -10,6 +10,7 @@ import pytest
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
+
 def _send(bootstrap: str, topic: str, n: int, start: int = 0) -> dict[int, int]:
     """Send ``n`` keyed messages; messages per partition."""
     from kafka import KafkaProducer
