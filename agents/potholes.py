@@ -57,7 +57,7 @@ from functools import lru_cache
 from typing import Any, Literal, Sequence
 
 import numpy as np
-from scipy import signal
+from scipy import ndimage, signal
 
 from agents._sosfilt import sosfilt
 
@@ -135,6 +135,11 @@ class Impact:
         vehicle was slower at the impact than both before and after it: drivers slow down
         for a hump or a rail and speed up after it, while braking for a junction or
         accelerating away from one is monotonic across the spot
+    rise_mps2 : largest upward acceleration of the body (``RISE_BAND_HZ``) in the
+        ``RISE_S`` before the impact's first lobe, m/s^2 (streaming form; NaN when
+        unknown). Over a hump or a cushion the body is lifted before it drops off the far
+        side, so the drop is preceded by a rise comparable to its own peak; a hole's drop
+        comes off a level road (:attr:`Cluster.rise_ratio`)
     """
 
     offset_m: float
@@ -152,6 +157,7 @@ class Impact:
     kind_score: float = float("nan")
     fs_hz: float = float("nan")
     speed_dip: float = float("nan")
+    rise_mps2: float = float("nan")
 
     @property
     def pothole_like(self) -> bool:
@@ -314,6 +320,10 @@ DIP_S = 1.5
 #: an impact is at a speed dip when the vehicle was at least this factor faster both
 #: ``DIP_S`` before and after it (:attr:`Cluster.dip_fraction`)
 DIP_FACTOR = 1.1
+#: band of the body's own motion, Hz, in which :attr:`Impact.rise_mps2` is read: a hump
+#: or a cushion lifts the body before it drops off the far side, a hole does not
+RISE_BAND_HZ = (0.5, 4.0)
+RISE_S = 0.25  #: ``rise_mps2`` is the largest body-band acceleration this long before the first lobe, s
 
 
 @lru_cache(maxsize=16)
@@ -321,6 +331,12 @@ def _impact_sos(fs: float) -> np.ndarray:
     top = min(BAND_HZ[1], 0.45 * fs)
     lo = min(BAND_HZ[0], 0.3 * top)
     return signal.butter(2, [lo, top], btype="bandpass", fs=fs, output="sos")
+
+
+@lru_cache(maxsize=16)
+def _rise_sos(fs: float) -> np.ndarray:
+    top = min(RISE_BAND_HZ[1], 0.45 * fs)
+    return signal.butter(2, [min(RISE_BAND_HZ[0], 0.3 * top), top], btype="bandpass", fs=fs, output="sos")
 
 
 def _pack(a: np.ndarray, dtype: str) -> str:
@@ -334,7 +350,7 @@ def _unpack(text: str, dtype: str) -> np.ndarray:
 # tail columns: band-passed and whitened acceleration, speed, offset, segment, time,
 # distance, absolute sample index
 _TAIL = (("y", "f8"), ("v", "f8"), ("off", "f8"), ("seg", "i8"), ("t", "f8"), ("d", "f8"), ("idx", "i8"),
-         ("e", "f8"))
+         ("e", "f8"), ("rise", "f8"))
 
 
 @dataclass
@@ -360,6 +376,10 @@ class ImpactState:
     lpc_r : (LPC_ORDER + 1,) autocorrelation of the band-passed signal (m^2/s^4, summed
         over blocks, exponentially forgotten) of the blocks up to ``lpc_last``, the whitening
         predictor's statistics (empty: none yet)
+    rise_zi : (n_sections, 2) body-band (``RISE_BAND_HZ``) ``sosfilt`` state (empty: started
+        from the next sample)
+    rise_last : the last ``RISE_S`` x fs - 1 body-band samples (the window of the next
+        sample's ``tail["rise"]``, the running maximum)
     """
 
     fs: float
@@ -376,6 +396,8 @@ class ImpactState:
     hist_idx: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     lpc_r: np.ndarray = field(default_factory=lambda: np.zeros(0))
     lpc_last: int = -1
+    rise_zi: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
+    rise_last: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     def parts(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         """The state as scalars and named arrays (tail arrays as ``tail.<name>``), for a
@@ -386,6 +408,7 @@ class ImpactState:
                    "n_context": self.n_context, "last_block": self.last_block, "lpc_last": self.lpc_last}
         arrays = {"band_zi": self.band_zi, "block_meds": self.block_meds, "hist_d": self.hist_d,
                   "hist_v": self.hist_v, "hist_idx": self.hist_idx, "lpc_r": self.lpc_r,
+                  "rise_zi": self.rise_zi, "rise_last": self.rise_last,
                   **{f"tail.{k}": self.tail.get(k, np.zeros(0)) for k, _ in _TAIL}}
         return scalars, arrays
 
@@ -394,6 +417,8 @@ class ImpactState:
         a = dict(arrays)
         if "tail.e" not in a:  # a state from before the whitening: no residual for its tail
             a["tail.e"] = np.zeros(np.size(a["tail.y"]))
+        if "tail.rise" not in a:  # a state from before the rise: its tail's rise is unknown
+            a["tail.rise"] = np.full(np.size(a["tail.y"]), np.nan)
         return cls(
             fs=float(scalars["fs"]),
             band_zi=np.asarray(a["band_zi"], np.float64).reshape(-1, 2),
@@ -409,6 +434,8 @@ class ImpactState:
             hist_idx=np.asarray(a["hist_idx"]).astype(np.int64),
             lpc_r=np.asarray(a.get("lpc_r", np.zeros(0)), np.float64),
             lpc_last=int(scalars.get("lpc_last", -1)),
+            rise_zi=np.asarray(a.get("rise_zi", np.zeros(0)), np.float64).reshape(-1, 2),
+            rise_last=np.asarray(a.get("rise_last", np.zeros(0)), np.float64),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -746,6 +773,7 @@ def _stream_step(
         y_new = np.round(y_new / RESOLUTION_MPS2) * RESOLUTION_MPS2
     else:
         y_new, band_zf = np.zeros(0), zi.band_zi
+    rise_new, rise_zf, rise_last = _rise(zi, a)
     # distance in whole micrometres: integer sums do not depend on where the stream is cut
     # (grouping compares distances, and float sums of a steady speed land on its limits)
     d_new = (round(zi.dist_m * 1e6) + np.cumsum(np.round(v_kmh / 3.6 / fs * 1e6))) * 1e-6
@@ -789,7 +817,8 @@ def _stream_step(
             new_meds = np.median(mag_all[p0 : p0 + n_b * blk].reshape(n_b, blk), axis=1)
             meds = np.concatenate([meds, new_meds])
     last_b = k0 + meds.size - 1
-    new = {"y": y_new, "v": v_kmh, "off": off, "seg": seg, "t": t, "d": d_new, "idx": idx_new, "e": e_new}
+    new = {"y": y_new, "v": v_kmh, "off": off, "seg": seg, "t": t, "d": d_new, "idx": idx_new, "e": e_new,
+           "rise": rise_new}
     w = {k: np.concatenate([zi.tail.get(k, np.zeros(0, dt)).astype(dt), new[k].astype(dt)]) for k, dt in _TAIL}
     m = w["y"].size
     c = zi.n_context
@@ -901,6 +930,7 @@ def _stream_step(
                 kind_score=kind_score(polarity, min(slowdown, 1.0), pol_speed, double),
                 fs_hz=fs,
                 speed_dip=speed_dip,
+                rise_mps2=float(w["rise"][first - 1]) if first > 0 else float("nan"),
             )
         )
 
@@ -935,8 +965,26 @@ def _stream_step(
         hist_d=hd[hist_keep],
         hist_v=hv[hist_keep],
         hist_idx=hi_idx[hist_keep],
+        rise_zi=rise_zf,
+        rise_last=rise_last,
     )
     return impacts, zf
+
+
+def _rise(zi: ImpactState, a: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Running maximum of the body-band acceleration over the last ``RISE_S`` (each new
+    sample's window ends at it), with the next filter state and window samples."""
+    if not a.size:
+        return np.zeros(0), zi.rise_zi, zi.rise_last
+    sos = _rise_sos(zi.fs)
+    z0 = zi.rise_zi if zi.rise_zi.size else signal.sosfilt_zi(sos) * a[0]
+    lf, zf = sosfilt(sos, a, z0)
+    lf = np.round(lf / RESOLUTION_MPS2) * RESOLUTION_MPS2
+    win = max(1, int(round(RISE_S * zi.fs)))
+    ext = np.concatenate([zi.rise_last, lf])
+    # a trailing window (the origin shifts it back); at a stream's start, the samples so far
+    run = ndimage.maximum_filter1d(ext, size=win, origin=(win - 1) // 2, mode="nearest")[-a.size :]
+    return run, np.asarray(zf, float), ext[ext.size - (win - 1) :] if win > 1 else ext[:0]
 
 
 @dataclass(frozen=True)
@@ -963,6 +1011,10 @@ class Cluster:
         one wheelbase (``AXLE_SPACING_M``) apart, each detected on its own. A hole often
         gives that, a random dip of a rough road rarely; a rail crossing sometimes does (a
         flangeway before each rail is a dip under each wheel)
+    rise_ratio : median, over the down-first impacts with a known :attr:`Impact.rise_mps2`,
+        of their rise over their peak (NaN when none is known). Near 0.1 at holes (the
+        drop comes off a level road), about 0.5 at humps and cushions (the body was lifted
+        just before it)
     """
 
     segment_id: Any
@@ -979,6 +1031,7 @@ class Cluster:
     median_severity: float = float("nan")
     dip_fraction: float = float("nan")
     drop_pair_vehicles: int = 0
+    rise_ratio: float = float("nan")
 
 
 AXLE_SPACING_M = (1.8, 4.5)  #: wheelbases of cars to minibuses, m (physical range, with placement noise)
@@ -1028,6 +1081,12 @@ def _dip_fraction(members: Sequence[Impact]) -> float:
     dips = np.array([m.speed_dip for m in members], float)
     known = dips[np.isfinite(dips)]
     return float(np.mean(known >= DIP_FACTOR)) if known.size else float("nan")
+
+
+def _rise_ratio(members: Sequence[Impact]) -> float:
+    """Median rise over peak of the down-first ``members`` with a known rise (NaN: none)."""
+    r = [m.rise_mps2 / m.peak_mps2 for m in members if m.polarity < 0 and np.isfinite(m.rise_mps2) and m.peak_mps2 > 0]
+    return float(np.median(r)) if r else float("nan")
 
 
 def cluster_impacts(
@@ -1094,6 +1153,7 @@ def cluster_impacts(
                     median_severity=float(np.median([m.severity for m in members])),
                     dip_fraction=_dip_fraction(members),
                     drop_pair_vehicles=_drop_pair_vehicles(members, [vid[i] for i in idx[part]]),
+                    rise_ratio=_rise_ratio(members),
                 )
             )
     return out
@@ -1135,6 +1195,7 @@ def confirm(
     weak_min_peak_mps2: float = 1.0,
     dip_slowed_fraction: float = 0.0,
     weak_min_drop_pairs: int = 0,
+    max_rise_ratio: float = 0.0,
 ) -> list[ConfirmedFeature]:
     """Confirmed potholes (and bumps) from clusters hit by enough distinct vehicles.
 
@@ -1182,6 +1243,10 @@ def confirm(
         after it. It then needs ``slowed_pothole_fraction`` (``"polarity"``) and never gets
         the weak-cluster exception (a rail's small shocks at reduced speed look like a
         shallow hole's).
+    max_rise_ratio : float
+        A cluster whose :attr:`Cluster.rise_ratio` reaches this is a bump, never a pothole
+        (0: no such rule): the body rose before it dropped, as over a hump or a cushion,
+        however slowly it was driven.
 
     Returns
     -------
@@ -1212,6 +1277,10 @@ def confirm(
         )  # fmt: skip
         strong = peak_ok and axles_ok and fs_hz >= min_fs_hz
         slowed = c.median_slowdown < max_slowdown_for_bump or dipped
+        if max_rise_ratio > 0 and c.rise_ratio >= max_rise_ratio:
+            conf = (1 - 0.5 ** (c.n_vehicles - 1)) * rate
+            out.append(ConfirmedFeature(c.segment_id, c.position_m, "bump", c.n_vehicles, c.n_impacts, round(conf, 3)))
+            continue
         kind: Literal["pothole", "bump"]
         if signature == "polarity":
             frac = c.down_fraction

@@ -57,11 +57,11 @@ if TYPE_CHECKING:
 __all__ = ["Stage2Params", "SegmentState", "handle_records", "handle_impacts", "impact_record", "hit_rate",
            "STATE_VERSION"]  # fmt: skip
 
-STATE_VERSION = 5
+STATE_VERSION = 6
 # compact impact row: time (epoch s), offset, vehicle, polarity, slowdown, peak, n_lobes,
 # speed, severity, fs, double_hit_m (None: single hit; added in version 2), speed_dip (None:
-# unknown; added in version 5)
-_T, _OFF, _VEH, _POL, _SLOW, _PEAK, _LOBES, _SPEED, _SEV, _FS, _DH, _DIP = range(12)
+# unknown; added in version 5), rise_mps2 (None: unknown; added in version 6)
+_T, _OFF, _VEH, _POL, _SLOW, _PEAK, _LOBES, _SPEED, _SEV, _FS, _DH, _DIP, _RISE = range(13)
 # compact pass row (version 3): entry time, exit time (epoch s), vehicle, lowest and highest
 # offset driven (m)
 _PT0, _PT1, _PVEH, _PLO, _PHI = range(5)
@@ -145,6 +145,16 @@ class Stage2Params:
     1-7, 2051, 2052 (impacts within 6 m): at a speed dip 0.8 % of pothole impacts, 55 % at
     humps, 70 % at cushions, 34 % at rails. It removed the two bump/rail alerts of seed 2051 and
     changed nothing on the development seeds (``docs/decisions.md``)."""
+    max_rise_ratio: float = 0.5
+    """A cluster whose down-first impacts were, at the median, preceded by a rise of the
+    body of at least this share of their peak (``agents.potholes.Cluster.rise_ratio``) is a
+    hump or a cushion, never a pothole (0 = no such rule): it catches those driven so slowly
+    that neither the slowdown nor the speed dip marks them. Down-first impacts below 35 km/h
+    on 35 recorded seeds, each the first drop of its pass: median rise ratio 0.08 at holes
+    (90th percentile 0.26), 0.55 at humps, 0.44 at cushions. Replayed on the 35 seeds
+    (eleventh session), 0.5 removed 20 of the 121 alerts that were not holes, 3 of the 5
+    designed features among them, and 11 of the 1,369 holes found (0.6: 12 alerts, the same
+    3 designed features, 6 holes; ``docs/decisions.md``)."""
     max_passes: int = 2000
     """At most this many passes (the newest) are kept per segment as coverage; older
     impacts then no longer count for the hit rate (``SegmentState.coverage_from``)."""
@@ -202,7 +212,7 @@ class SegmentState:
             raw = _ZD.decompress(raw[len(_ZMAGIC) :])
         d = orjson.loads(raw)
         v = d.get("v")
-        if v not in (1, 2, 3, 4, STATE_VERSION):
+        if v not in (1, 2, 3, 4, 5, STATE_VERSION):
             raise ValueError(f"segment state version {v!r}, expected {STATE_VERSION}")
         rows = d["impacts"]
         passes: list[list[Any]] = []
@@ -213,8 +223,9 @@ class SegmentState:
         # version 1 rows lack double_hit_m: read as a single hit (axle pairs are still seen
         # between two impacts of one pass); versions 1-2 have no passes: each impact then
         # counts as a pass of its own (hit rate 1), as before passes were known
-        # rows before version 5 have no speed_dip: unknown, not counted in the dip fraction
-        impacts = [[*r, *[None] * (_DIP + 1 - len(r))] for r in rows]
+        # rows before version 5 have no speed_dip, before version 6 no rise_mps2: unknown,
+        # not counted in the dip fraction or the rise ratio
+        impacts = [[*r, *[None] * (_RISE + 1 - len(r))] for r in rows]
         if v < 4:
             # severities before version 4 came from the band-passed signal, on another scale
             # than the whitened detector's: such impacts never make a weak cluster a pothole
@@ -247,12 +258,13 @@ def impact_record(impact: Impact, *, vehicle: str, segment_id: str) -> PassImpac
         fs_hz=impact.fs_hz if math.isfinite(impact.fs_hz) and impact.fs_hz > 0 else 1.0,
         speed_dip=(round(min(impact.speed_dip, 100.0), 4)
                    if math.isfinite(impact.speed_dip) and impact.speed_dip >= 0 else None),
+        rise_mps2=round(impact.rise_mps2, 4) if math.isfinite(impact.rise_mps2) else None,
     )  # fmt: skip
 
 
 def _row(p: PassImpact) -> list[Any]:
     return [p.time.timestamp(), p.offset_m, p.vehicle, p.polarity, p.slowdown, p.peak_mps2, p.n_lobes,
-            p.speed_kmh, p.severity, p.fs_hz, p.double_hit_m, p.speed_dip]  # fmt: skip
+            p.speed_kmh, p.severity, p.fs_hz, p.double_hit_m, p.speed_dip, p.rise_mps2]  # fmt: skip
 
 
 def _pass_key(r: list[Any]) -> tuple[float, str]:
@@ -297,9 +309,10 @@ def _as_impact(r: list[Any]) -> Impact:
     # rows have every column (older states' rows are padded with None when read)
     dh = float("nan") if r[_DH] is None else r[_DH]
     dip = float("nan") if r[_DIP] is None else r[_DIP]
+    rise = float("nan") if r[_RISE] is None else r[_RISE]
     return Impact(offset_m=r[_OFF], peak_mps2=r[_PEAK], polarity=r[_POL], slowdown=r[_SLOW], n_lobes=r[_LOBES],
                   speed_kmh=r[_SPEED], severity=r[_SEV], t_s=r[_T], fs_hz=r[_FS], double_hit_m=dh,
-                  speed_dip=dip)  # fmt: skip
+                  speed_dip=dip, rise_mps2=rise)  # fmt: skip
 
 
 def alert_id_of(segment_id: str, position_m: float, kind: str = "pothole") -> str:
@@ -430,7 +443,7 @@ def handle_records(
             min_peak_mps2=params.min_peak_mps2, min_axle_pair_fraction=params.min_axle_pair_fraction,
             min_fs_hz=params.min_fs_hz, weak_min_severity=params.weak_min_severity,
             weak_min_peak_mps2=params.weak_min_peak_mps2, dip_slowed_fraction=params.dip_slowed_fraction,
-            weak_min_drop_pairs=params.weak_min_drop_pairs,
+            weak_min_drop_pairs=params.weak_min_drop_pairs, max_rise_ratio=params.max_rise_ratio,
         )  # fmt: skip
         if not found or found[0].kind != "pothole":
             continue

@@ -120,6 +120,11 @@ class PassImpact(_Record):
         description="lower of the speeds 1.5 s before and 1.5 s after the impact over the speed at it (> 1: slowed for "
                     "the spot, as at humps and rails); None: unknown",
     )  # fmt: skip
+    rise_mps2: Finite | None = Field(
+        default=None,
+        description="largest upward acceleration of the body (0.5-4 Hz) in the 0.25 s before the impact, m/s² (a hump "
+                    "or cushion lifts the body before its drop); None: unknown",
+    )  # fmt: skip
 
 
 class RoadAlert(_Record):

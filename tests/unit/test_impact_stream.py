@@ -29,7 +29,8 @@ def road():
 
 def _key(imps):
     return [(i.segment, round(i.offset_m, 6), round(i.peak_mps2, 9), i.polarity, i.n_peaks, round(i.slowdown, 9),
-             i.double_hit_m if np.isfinite(i.double_hit_m) else None, round(i.speed_dip, 9)) for i in imps]  # fmt: skip
+             i.double_hit_m if np.isfinite(i.double_hit_m) else None, round(i.speed_dip, 9),
+             round(i.rise_mps2, 9) if np.isfinite(i.rise_mps2) else None) for i in imps]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -401,3 +402,83 @@ class TestSpeedDip:
         # fed up to just after the rail's first lobe (not final): the impact is not out yet
         imps, _ = impact_features(acc[: i_first + 40], sp[: i_first + 40], pos[: i_first + 40], FS)
         assert not any(abs(i.offset_m - 200.0) < 3.0 for i in imps)
+
+
+SLOW_DRIVES = [("suv", 17.0, 0), ("suv", 17.0, 1), ("sports", 17.0, 1), ("van", 22.0, 0), ("van", 28.0, 0),
+               ("minibus", 22.0, 0), ("minibus", 22.0, 1), ("small_car", 22.0, 1)]  # fmt: skip
+
+
+def _slow_drive(kind: str, kmh: float, seed: int):
+    """A steady ``kmh`` along a fair (ISO C) street: a pothole (60 m), a round hump (140 m)
+    and a cushion (220 m), so that neither the slowdown nor a speed dip tells them apart."""
+    rng = np.random.default_rng(seed)
+    veh = draw_vehicle(kind, rng)
+    feats = [Feature("pothole", 60.0, 0.6, -0.06), Feature("speed_bump", 140.0, 3.1, 0.084),
+             Feature("speed_cushion", 220.0, 1.5, 0.06)]  # fmt: skip
+    truth = segment_truth("s", 280.0, ISO_GD0_M3["C"], seed=5 + seed, features=feats)
+    xs = np.arange(-50.0, 290.0, 1.0)
+    _, pos, sp, acc = drive(veh, truth.x_m, truth.z_m, xs, np.full(xs.size, kmh), FS, rng)
+    return acc, sp, pos
+
+
+@pytest.fixture(scope="module")
+def slow_drops():
+    """Down-first impacts of slow drives (``SLOW_DRIVES``) at the hole (its first one per
+    pass) and at the hump and the cushion: (vehicle, impact) lists."""
+    hole, designed = [], []
+    for n, args in enumerate(SLOW_DRIVES):
+        acc, sp, pos = _slow_drive(*args)
+        imps, _ = impact_features(acc, sp, pos, FS, final=True)
+        drops = [i for i in imps if i.polarity < 0]
+        hole += [(n, i) for i in drops if 58.0 <= i.offset_m <= 61.0]
+        designed += [(n, i) for i in drops if 136.0 <= i.offset_m <= 147.0 or 217.0 <= i.offset_m <= 226.0]
+    return hole, designed
+
+
+class TestRise:
+    def test_body_rises_before_the_drop_at_humps_not_at_holes(self, slow_drops):
+        hole, designed = slow_drops
+        assert len(hole) == len(SLOW_DRIVES) and len(designed) >= 6
+        r_hole = [i.rise_mps2 / i.peak_mps2 for _, i in hole]
+        r_designed = [i.rise_mps2 / i.peak_mps2 for _, i in designed]
+        assert max(r_hole) < 0.25 and np.median(r_designed) > 0.5, (r_hole, r_designed)
+        # the body's own (0.5-4 Hz) motion: m/s^2 of a lifted car, not a shock
+        assert all(0.0 < i.rise_mps2 < 5.0 for _, i in designed)
+
+    def test_cluster_of_a_hump_is_a_bump(self, slow_drops):
+        hole, designed = slow_drops
+        at_cushion = [(n, i) for n, i in designed if i.offset_m > 200.0]
+        clusters = potholes.cluster_impacts([i for _, i in hole + at_cushion], ["s"] * len(hole + at_cushion),
+                                            [n for n, _ in hole + at_cushion])  # fmt: skip
+        c_hole, c_cushion = clusters
+        assert c_hole.rise_ratio < 0.1 and c_cushion.rise_ratio >= 0.5 and c_cushion.n_vehicles >= 3
+        kinds = [f.kind for f in potholes.confirm(clusters, max_rise_ratio=0.5)]
+        assert kinds == ["pothole", "bump"]
+        # without the rule the cushion, all down-first at a steady speed, passes for a hole
+        assert [f.kind for f in potholes.confirm(clusters)] == ["pothole", "pothole"]
+
+    @pytest.mark.parametrize("seed", [0, 1])
+    def test_chunked_equals_one_call(self, seed):
+        acc, sp, pos = _slow_drive(*SLOW_DRIVES[0])
+        whole, _ = impact_features(acc, sp, pos, FS, final=True)
+        rng = np.random.default_rng(seed)
+        cuts = np.sort(rng.choice(np.arange(1, acc.size), 60, replace=False))
+        z, got = None, []
+        for a, b in zip(np.r_[0, cuts], np.r_[cuts, acc.size]):
+            imps, z = impact_features(acc[a:b], sp[a:b], pos[a:b], FS, zi=z, final=b == acc.size)
+            z = ImpactState.from_dict(z.to_dict())
+            got += imps
+        assert _key(got) == _key(whole) and all(np.isfinite(i.rise_mps2) for i in whole)
+
+    def test_old_state_without_rise_loads(self):
+        acc, sp, pos = _slow_drive(*SLOW_DRIVES[0])
+        _, z = impact_features(acc[:1500], sp[:1500], pos[:1500], FS)
+        d = z.to_dict()
+        for k in ("tail.rise", "rise_zi", "rise_last"):
+            d["arrays"].pop(k)
+        old = ImpactState.from_dict(d)
+        assert np.isnan(old.tail["rise"]).all() and old.tail["rise"].size == old.tail["y"].size
+        assert old.rise_zi.shape == (0, 2)
+        # the body-band filter restarts at the next sample; the detector carries on
+        imps, z2 = impact_features(acc[1500:], sp[1500:], pos[1500:], FS, zi=old, final=True)
+        assert z2.n_seen == acc.size and z2.rise_zi.shape == (2, 2)

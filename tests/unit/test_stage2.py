@@ -15,11 +15,12 @@ SEG = "-100100951#0"
 
 def imp(vehicle: str, offset: float, *, minutes: float = 0.0, polarity: int = -1, slowdown: float = 1.0,
         fs: float = 100.0, seg: str = SEG, peak: float = 6.0, severity: float = 9.0,
-        speed_dip: float | None = None) -> PassImpact:  # fmt: skip
+        speed_dip: float | None = None, rise: float | None = None) -> PassImpact:  # fmt: skip
     return PassImpact(
         vehicle=vehicle * 8, segment_id=seg, time=T0 + timedelta(minutes=minutes), offset_m=offset,
         peak_mps2=peak, polarity=polarity, slowdown=slowdown, n_lobes=3, n_peaks=3, speed_kmh=45.0,
         severity=severity, duration_s=0.2, double_hit_m=2.7, kind_score=0.75, fs_hz=fs, speed_dip=speed_dip,
+        rise_mps2=rise,
     )  # fmt: skip
 
 def axles(vehicle: str, offset: float, *, minutes: float = 0.0, rear_polarity: int = -1, **kw) -> list[PassImpact]:
@@ -225,7 +226,7 @@ class TestAxlePairs:
         st, _ = handle_impacts(None, [imp(v, 40.0, minutes=i) for i, v in enumerate("ab")], T0)
         v1 = orjson.dumps({"v": 1, "segment_id": SEG, "impacts": [r[:10] for r in st.impacts], "alerts": {}})
         old = SegmentState.from_bytes(v1)
-        assert all(len(r) == 12 and r[10] is None and r[11] is None for r in old.impacts)
+        assert all(len(r) == 13 and r[10] is None and r[11] is None and r[12] is None for r in old.impacts)
         pairs = Stage2Params(min_axle_pair_fraction=0.5)
         st3, alerts = handle_impacts(old, [imp("c", 40.2, minutes=5)], T0, params=pairs)
         assert alerts == []  # 1 of 3 vehicles seen with both axles (the old rows lost theirs)
@@ -356,12 +357,12 @@ class TestSpeedDip:
         rows = [imp(v, 40.0 + 0.3 * i, minutes=i, polarity=p, speed_dip=1.2)
                 for i, (v, p) in enumerate(zip("ab", [-1, 1]))]  # fmt: skip
         st, _ = handle_impacts(None, rows, T0)
-        assert [r[-1] for r in st.impacts] == [1.2, 1.2]
+        assert [r[11] for r in st.impacts] == [1.2, 1.2]
         assert SegmentState.from_bytes(st.to_bytes()).impacts == st.impacts
         raw = orjson.loads(st.to_bytes())
         v4 = orjson.dumps({**raw, "v": 4, "impacts": [r[:11] for r in raw["impacts"]]})
         old = SegmentState.from_bytes(v4)
-        assert all(len(r) == 12 and r[-1] is None for r in old.impacts)
+        assert all(len(r) == 13 and r[11] is None and r[12] is None for r in old.impacts)
         # the old rows' dips are unknown: the third vehicle's steady pass decides alone
         _, alerts = handle_impacts(old, [imp("c", 40.6, minutes=3, speed_dip=1.0)], T0)
         assert len(alerts) == 1
@@ -373,3 +374,36 @@ class TestSpeedDip:
         assert impact_record(i, vehicle="v" * 8, segment_id=SEG).speed_dip == 1.2346
         j = Impact(10.0, 5.0, -1, 1.0, 2, 30.0, 9.0, t_s=1.7e9, fs_hz=100.0)
         assert impact_record(j, vehicle="v" * 8, segment_id=SEG).speed_dip is None
+
+
+class TestRise:
+    def test_impact_record_carries_the_rise(self):
+        from agents.potholes import Impact
+
+        i = Impact(10.0, 5.0, -1, 1.0, 2, 30.0, 9.0, t_s=1.7e9, fs_hz=100.0, rise_mps2=2.123456)
+        assert impact_record(i, vehicle="v" * 8, segment_id=SEG).rise_mps2 == 2.1235
+        j = Impact(10.0, 5.0, -1, 1.0, 2, 30.0, 9.0, t_s=1.7e9, fs_hz=100.0)
+        assert impact_record(j, vehicle="v" * 8, segment_id=SEG).rise_mps2 is None
+
+    def test_risen_cluster_is_no_pothole(self):
+        # three vehicles, both axles dropping in at a steady speed: a hole, unless the body
+        # was lifted just before each drop (a hump or a cushion driven slowly)
+        risen = [r for v, k in zip("abc", range(3)) for r in axles(v, 40.0, minutes=k, rise=3.6)]  # 0.6 x peak
+        level = [r for v, k in zip("abc", range(3)) for r in axles(v, 40.0, minutes=k, rise=0.6)]
+        assert handle_impacts(None, risen, T0)[1] == []
+        assert len(handle_impacts(None, level, T0)[1]) == 1
+        assert len(handle_impacts(None, risen, T0, params=Stage2Params(max_rise_ratio=0.0))[1]) == 1
+
+    def test_state_keeps_the_rise_and_reads_version_5(self):
+        import orjson
+
+        st, _ = handle_impacts(None, axles("a", 40.0, rise=3.6) + axles("b", 40.0, minutes=1, rise=3.6), T0)
+        assert [r[12] for r in st.impacts] == [3.6] * 4
+        assert SegmentState.from_bytes(st.to_bytes()).impacts == st.impacts
+        raw = orjson.loads(st.to_bytes())
+        v5 = orjson.dumps({**raw, "v": 5, "impacts": [r[:12] for r in raw["impacts"]]})
+        old = SegmentState.from_bytes(v5)
+        assert all(len(r) == 13 and r[12] is None for r in old.impacts)
+        # the old rows' rises are unknown: the third vehicle's level drops decide alone
+        _, alerts = handle_impacts(old, axles("c", 40.0, minutes=2, rise=0.6), T0)
+        assert len(alerts) == 1
