@@ -1196,6 +1196,7 @@ def confirm(
     dip_slowed_fraction: float = 0.0,
     weak_min_drop_pairs: int = 0,
     max_rise_ratio: float = 0.0,
+    slowed_max_rise_ratio: float = 0.0,
 ) -> list[ConfirmedFeature]:
     """Confirmed potholes (and bumps) from clusters hit by enough distinct vehicles.
 
@@ -1243,10 +1244,11 @@ def confirm(
         after it. It then needs ``slowed_pothole_fraction`` (``"polarity"``) and never gets
         the weak-cluster exception (a rail's small shocks at reduced speed look like a
         shallow hole's).
-    max_rise_ratio : float
-        A cluster whose :attr:`Cluster.rise_ratio` reaches this is a bump, never a pothole
-        (0: no such rule): the body rose before it dropped, as over a hump or a cushion,
-        however slowly it was driven.
+    max_rise_ratio, slowed_max_rise_ratio : float
+        A cluster whose :attr:`Cluster.rise_ratio` reaches ``max_rise_ratio`` (or, where
+        drivers slowed down for it, ``slowed_max_rise_ratio``) is a bump, never a pothole
+        (0: no such rule; ``slowed_max_rise_ratio`` 0: ``max_rise_ratio``): the body rose
+        before it dropped, as over a hump or a cushion, however slowly it was driven.
 
     Returns
     -------
@@ -1277,7 +1279,8 @@ def confirm(
         )  # fmt: skip
         strong = peak_ok and axles_ok and fs_hz >= min_fs_hz
         slowed = c.median_slowdown < max_slowdown_for_bump or dipped
-        if max_rise_ratio > 0 and c.rise_ratio >= max_rise_ratio:
+        rise_bound = slowed_max_rise_ratio if slowed and slowed_max_rise_ratio > 0 else max_rise_ratio
+        if rise_bound > 0 and c.rise_ratio >= rise_bound:
             conf = (1 - 0.5 ** (c.n_vehicles - 1)) * rate
             out.append(ConfirmedFeature(c.segment_id, c.position_m, "bump", c.n_vehicles, c.n_impacts, round(conf, 3)))
             continue

@@ -155,6 +155,13 @@ class Stage2Params:
     (eleventh session), 0.5 removed 20 of the 121 alerts that were not holes, 3 of the 5
     designed features among them, and 11 of the 1,369 holes found (0.6: 12 alerts, the same
     3 designed features, 6 holes; ``docs/decisions.md``)."""
+    slowed_max_rise_ratio: float = 0.3
+    """The same bound for a cluster drivers slowed down for (median slowdown or speed dips;
+    0 = ``max_rise_ratio``): a hole there is rarely approached over a rise, while a cushion
+    driven at 20-27 km/h reads 0.4 (fresh seed 2098). Over 41 recorded seeds with
+    ``max_rise_ratio`` 0.5: designed features confirmed 3 -> 1, alerts that were not holes
+    122 -> 109, holes found 1,613 -> 1,610 (0.25: 1 and 1,605; 0.35-0.4: 2;
+    ``docs/decisions.md``)."""
     max_passes: int = 2000
     """At most this many passes (the newest) are kept per segment as coverage; older
     impacts then no longer count for the hit rate (``SegmentState.coverage_from``)."""
@@ -444,6 +451,7 @@ def handle_records(
             min_fs_hz=params.min_fs_hz, weak_min_severity=params.weak_min_severity,
             weak_min_peak_mps2=params.weak_min_peak_mps2, dip_slowed_fraction=params.dip_slowed_fraction,
             weak_min_drop_pairs=params.weak_min_drop_pairs, max_rise_ratio=params.max_rise_ratio,
+            slowed_max_rise_ratio=params.slowed_max_rise_ratio,
         )  # fmt: skip
         if not found or found[0].kind != "pothole":
             continue

@@ -457,6 +457,19 @@ class TestRise:
         # without the rule the cushion, all down-first at a steady speed, passes for a hole
         assert [f.kind for f in potholes.confirm(clusters)] == ["pothole", "pothole"]
 
+    def test_slowed_for_cluster_has_its_own_bound(self):
+        def cluster(slowdown):
+            imps = [potholes.Impact(50.0 + 0.1 * k, 5.0, -1, slowdown, 2, 25.0, 8.0, t_s=100.0 * k, rise_mps2=2.0)
+                    for k in range(4)]  # fmt: skip
+            return potholes.cluster_impacts(imps, ["s"] * 4, list("abcd"))
+
+        steady, slowed = cluster(1.0), cluster(0.5)  # rise ratio 0.4 both
+        assert steady[0].rise_ratio == pytest.approx(0.4)
+        kw = dict(signature="polarity", max_rise_ratio=0.5, slowed_max_rise_ratio=0.3)
+        assert [f.kind for f in potholes.confirm(steady, **kw)] == ["pothole"]
+        assert [f.kind for f in potholes.confirm(slowed, **kw)] == ["bump"]
+        assert [f.kind for f in potholes.confirm(slowed, **{**kw, "slowed_max_rise_ratio": 0.0})] == ["pothole"]
+
     @pytest.mark.parametrize("seed", [0, 1])
     def test_chunked_equals_one_call(self, seed):
         acc, sp, pos = _slow_drive(*SLOW_DRIVES[0])
