@@ -158,7 +158,7 @@ class Stage2Params:
     slowed_max_rise_ratio: float = 0.3
     """The same bound for a cluster drivers slowed down for (median slowdown or speed dips;
     0 = ``max_rise_ratio``): a hole there is rarely approached over a rise, while a cushion
-    driven at 20-27 km/h reads 0.4 (fresh seed 2098). Over 41 recorded seeds with
+    driven at 21-27 km/h read 0.40 (fresh seed 2098). Over 41 recorded seeds with
     ``max_rise_ratio`` 0.5: designed features confirmed 3 -> 1, alerts that were not holes
     122 -> 109, holes found 1,613 -> 1,610 (0.25: 1 and 1,605; 0.35-0.4: 2;
     ``docs/decisions.md``)."""
