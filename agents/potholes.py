@@ -1197,6 +1197,7 @@ def confirm(
     weak_min_drop_pairs: int = 0,
     max_rise_ratio: float = 0.0,
     slowed_max_rise_ratio: float = 0.0,
+    level_rise_ratio: float = 0.0,
 ) -> list[ConfirmedFeature]:
     """Confirmed potholes (and bumps) from clusters hit by enough distinct vehicles.
 
@@ -1249,6 +1250,11 @@ def confirm(
         drivers slowed down for it, ``slowed_max_rise_ratio``) is a bump, never a pothole
         (0: no such rule; ``slowed_max_rise_ratio`` 0: ``max_rise_ratio``): the body rose
         before it dropped, as over a hump or a cushion, however slowly it was driven.
+    level_rise_ratio : float
+        ``"polarity"`` only: a slowed-for cluster whose :attr:`Cluster.rise_ratio` is below
+        this needs ``min_pothole_fraction`` down-first, not ``slowed_pothole_fraction`` (0:
+        no such rule): its drops came off a level road, so it is no hump or cushion, and a
+        hole near a junction is as mixed in polarity as anywhere on a rough road.
 
     Returns
     -------
@@ -1287,7 +1293,8 @@ def confirm(
         kind: Literal["pothole", "bump"]
         if signature == "polarity":
             frac = c.down_fraction
-            need = slowed_pothole_fraction if slowed else min_pothole_fraction
+            level = c.rise_ratio < level_rise_ratio  # NaN (unknown): not level
+            need = slowed_pothole_fraction if slowed and not level else min_pothole_fraction
             if frac >= need and strong:
                 kind, agree = "pothole", frac
             elif frac <= 1 - min_pothole_fraction or (slowed and frac < need):

@@ -162,6 +162,14 @@ class Stage2Params:
     ``max_rise_ratio`` 0.5: designed features confirmed 3 -> 1, alerts that were not holes
     122 -> 109, holes found 1,613 -> 1,610 (0.25: 1 and 1,605; 0.35-0.4: 2;
     ``docs/decisions.md``)."""
+    level_rise_ratio: float = 0.15
+    """A slowed-for cluster whose rise ratio is below this (its drops came off a level road:
+    no hump or cushion) needs ``min_pothole_fraction`` down-first, not
+    ``slowed_pothole_fraction`` (0 = no such rule). Of the holes missed on 41 recorded seeds,
+    36 failed only the 0.8 down-first share of slowed-for clusters. Replayed there (eleventh
+    session): 0.15 found 15 holes more (1,625 of 1,840), precision 0.955 unchanged, the same
+    single designed feature; 0.1: 12 more; 0.2: 18 more and a designed feature more
+    (``docs/decisions.md``)."""
     max_passes: int = 2000
     """At most this many passes (the newest) are kept per segment as coverage; older
     impacts then no longer count for the hit rate (``SegmentState.coverage_from``)."""
@@ -451,7 +459,7 @@ def handle_records(
             min_fs_hz=params.min_fs_hz, weak_min_severity=params.weak_min_severity,
             weak_min_peak_mps2=params.weak_min_peak_mps2, dip_slowed_fraction=params.dip_slowed_fraction,
             weak_min_drop_pairs=params.weak_min_drop_pairs, max_rise_ratio=params.max_rise_ratio,
-            slowed_max_rise_ratio=params.slowed_max_rise_ratio,
+            slowed_max_rise_ratio=params.slowed_max_rise_ratio, level_rise_ratio=params.level_rise_ratio,
         )  # fmt: skip
         if not found or found[0].kind != "pothole":
             continue

@@ -470,6 +470,20 @@ class TestRise:
         assert [f.kind for f in potholes.confirm(slowed, **kw)] == ["bump"]
         assert [f.kind for f in potholes.confirm(slowed, **{**kw, "slowed_max_rise_ratio": 0.0})] == ["pothole"]
 
+    def test_level_slowed_for_cluster_needs_the_plain_share(self):
+        def cluster(rise):  # slowed for (0.5), 2 of 4 down-first
+            imps = [potholes.Impact(50.0 + 0.1 * k, 5.0, -1 if k % 2 else 1, 0.5, 2, 25.0, 8.0, t_s=100.0 * k,
+                                    rise_mps2=rise) for k in range(4)]  # fmt: skip
+            return potholes.cluster_impacts(imps, ["s"] * 4, list("abcd"))
+
+        kw = dict(signature="polarity", min_pothole_fraction=0.5, slowed_pothole_fraction=0.8, level_rise_ratio=0.15)
+        level, lifted, unknown = cluster(0.25), cluster(1.0), cluster(float("nan"))  # rise ratios 0.05, 0.2, NaN
+        assert level[0].rise_ratio == pytest.approx(0.05)
+        assert [f.kind for f in potholes.confirm(level, **kw)] == ["pothole"]
+        assert [f.kind for f in potholes.confirm(lifted, **kw)] == ["bump"]
+        assert [f.kind for f in potholes.confirm(unknown, **kw)] == ["bump"]
+        assert [f.kind for f in potholes.confirm(level, **{**kw, "level_rise_ratio": 0.0})] == ["bump"]
+
     @pytest.mark.parametrize("seed", [0, 1])
     def test_chunked_equals_one_call(self, seed):
         acc, sp, pos = _slow_drive(*SLOW_DRIVES[0])
