@@ -18,8 +18,8 @@ and trip), the published passes and impacts, and the simulator's truth the bench
 against. A replayed detector's impacts are placed with those tables and kept only if they
 fall in a published pass of their vehicle and segment (the privacy trim), as stage 1 does;
 replaying the recorded detector gives its impacts exactly (development seeds 1, 3-6; with
-``speed_dip`` added since: the same impacts, plus their dips, so ``--redetect`` is needed
-for the dip rule to act on an older recording). Stage
+``speed_dip`` and ``rise_mps2`` added since: the same impacts, plus their dips and rises, so
+``--redetect`` is needed for the dip and rise rules to act on an older recording). Stage
 2 runs through ``pipeline.offline.confirm_potholes`` (incremental, as the stream delivers)
 and is scored by the bench's own ``_evaluate_network_potholes``.
 """
@@ -165,7 +165,7 @@ def detect(rec: dict, **kw) -> list:
 
 def _current(impacts: list) -> list:
     """Recorded impacts as records of the current schema (a recording made before a field was
-    added, e.g. ``speed_dip``, unpickles without it: the field's default)."""
+    added, e.g. ``speed_dip`` or ``rise_mps2``, unpickles without it: the field's default)."""
     return [PassImpact(**vars(p)) for p in impacts]
 
 
