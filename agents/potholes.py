@@ -46,7 +46,11 @@ grouping, polarity (first lobe) and severity are read on that error; ``peak_mps2
 the band-passed acceleration's largest value near the impact. An impact whose own group has
 no axle pair looks for the other axle's hit, a weaker peak (``PARTNER_K_SIGMA``) one
 wheelbase later, and reports it as ``double_hit_m`` (development seeds:
-``docs/decisions.md``, "Potholes: a whitened detector").
+``docs/decisions.md``, "Potholes: a whitened detector"). It also keeps the body's own motion
+(0.5-4 Hz) just before each impact, ``rise_mps2``: a hump or a cushion lifts the body before
+the drop off its far side, a hole does not, so :func:`confirm` can tell them apart even
+where drivers are slow anyway (``docs/decisions.md``, "the body rises before it drops off a
+hump").
 """
 
 from __future__ import annotations
@@ -135,9 +139,9 @@ class Impact:
         vehicle was slower at the impact than both before and after it: drivers slow down
         for a hump or a rail and speed up after it, while braking for a junction or
         accelerating away from one is monotonic across the spot
-    rise_mps2 : largest upward acceleration of the body (``RISE_BAND_HZ``) in the
-        ``RISE_S`` before the impact's first lobe, m/s^2 (streaming form; NaN when
-        unknown). Over a hump or a cushion the body is lifted before it drops off the far
+    rise_mps2 : largest vertical acceleration of the body's own motion (``RISE_BAND_HZ``,
+        up positive) in the ``RISE_S`` before the impact's first lobe, m/s^2 (streaming
+        form; NaN when unknown). Over a hump or a cushion the body is lifted before it drops off the far
         side, so the drop is preceded by a rise comparable to its own peak; a hole's drop
         comes off a level road (:attr:`Cluster.rise_ratio`)
     """
@@ -348,7 +352,7 @@ def _unpack(text: str, dtype: str) -> np.ndarray:
 
 
 # tail columns: band-passed and whitened acceleration, speed, offset, segment, time,
-# distance, absolute sample index
+# distance, absolute sample index, the body band's running maximum (Impact.rise_mps2)
 _TAIL = (("y", "f8"), ("v", "f8"), ("off", "f8"), ("seg", "i8"), ("t", "f8"), ("d", "f8"), ("idx", "i8"),
          ("e", "f8"), ("rise", "f8"))
 
