@@ -150,8 +150,8 @@ class Stage2Params:
     body of at least this share of their peak (``agents.potholes.Cluster.rise_ratio``) is a
     hump or a cushion, never a pothole (0 = no such rule): it catches those driven so slowly
     that neither the slowdown nor the speed dip marks them. Down-first impacts below 35 km/h
-    on 35 recorded seeds, each the first drop of its pass: median rise ratio 0.08 at holes
-    (90th percentile 0.26), 0.55 at humps, 0.44 at cushions. Replayed on the 35 seeds
+    on 35 recorded seeds, each the first drop of its pass: median rise ratio 0.06 at holes
+    (90th percentile 0.24), 0.54 at humps, 0.44 at cushions. Replayed on the 35 seeds
     (eleventh session), 0.5 removed 20 of the 121 alerts that were not holes, 3 of the 5
     designed features among them, and 11 of the 1,369 holes found (0.6: 12 alerts, the same
     3 designed features, 6 holes; ``docs/decisions.md``)."""

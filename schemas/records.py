@@ -122,8 +122,8 @@ class PassImpact(_Record):
     )  # fmt: skip
     rise_mps2: Finite | None = Field(
         default=None,
-        description="largest upward acceleration of the body (0.5-4 Hz) in the 0.25 s before the impact, m/s² (a hump "
-                    "or cushion lifts the body before its drop); None: unknown",
+        description="largest vertical acceleration (up positive) of the body's own motion (0.5-4 Hz) in the 0.25 s "
+                    "before the impact, m/s² (a hump or cushion lifts the body before its drop); None: unknown",
     )  # fmt: skip
 
 
