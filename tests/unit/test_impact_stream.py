@@ -33,6 +33,21 @@ def _key(imps):
              round(i.rise_mps2, 9) if np.isfinite(i.rise_mps2) else None) for i in imps]  # fmt: skip
 
 
+def _chunked(acc, sp, pos, seed, n_cuts, *, seg=None, stored=True):
+    """Impacts of the stream fed in ``n_cuts + 1`` random chunks, the state passed on (through
+    its stored form when ``stored``)."""
+    rng = np.random.default_rng(seed)
+    cuts = np.sort(rng.choice(np.arange(1, acc.size), n_cuts, replace=False))
+    z, got = None, []
+    for a, b in zip(np.r_[0, cuts], np.r_[cuts, acc.size]):
+        kw = {} if seg is None else {"segment": seg[a:b]}
+        imps, z = impact_features(acc[a:b], sp[a:b], pos[a:b], FS, zi=z, final=b == acc.size, **kw)
+        if stored:
+            z = ImpactState.from_dict(z.to_dict())
+        got += imps
+    return got
+
+
 @pytest.fixture(scope="module")
 def slowed_rail():
     """50 km/h over a pothole (100 m), then slowed to 25 km/h for a rail crossing (200 m) and
@@ -68,13 +83,7 @@ class TestImpactFeatures:
     def test_chunked_equals_one_call(self, road, seed):
         acc, sp, pos, seg = road
         whole, _ = impact_features(acc, sp, pos, FS, segment=seg, final=True)
-        rng = np.random.default_rng(seed)
-        cuts = np.sort(rng.choice(np.arange(1, acc.size), 40, replace=False))
-        z, got = None, []
-        for a, b in zip(np.r_[0, cuts], np.r_[cuts, acc.size]):
-            imps, z = impact_features(acc[a:b], sp[a:b], pos[a:b], FS, segment=seg[a:b], zi=z, final=b == acc.size)
-            z = ImpactState.from_dict(z.to_dict())  # through the stored form
-            got += imps
+        got = _chunked(acc, sp, pos, seed, 40, seg=seg)
         assert _key(got) == _key(whole) and len(whole) >= 2
 
     def test_state_small(self, road):
@@ -386,12 +395,7 @@ class TestSpeedDip:
     def test_chunked_equals_one_call(self, slowed_rail, seed):
         acc, sp, pos = slowed_rail
         whole, _ = impact_features(acc, sp, pos, FS, final=True)
-        rng = np.random.default_rng(seed)
-        cuts = np.sort(rng.choice(np.arange(1, acc.size), 60, replace=False))
-        z, got = None, []
-        for a, b in zip(np.r_[0, cuts], np.r_[cuts, acc.size]):
-            imps, z = impact_features(acc[a:b], sp[a:b], pos[a:b], FS, zi=z, final=b == acc.size)
-            got += imps
+        got = _chunked(acc, sp, pos, seed, 60, stored=False)
         assert _key(got) == _key(whole) and whole
 
     def test_impact_waits_for_the_speed_after(self, slowed_rail):
@@ -488,13 +492,7 @@ class TestRise:
     def test_chunked_equals_one_call(self, seed):
         acc, sp, pos = _slow_drive(*SLOW_DRIVES[0])
         whole, _ = impact_features(acc, sp, pos, FS, final=True)
-        rng = np.random.default_rng(seed)
-        cuts = np.sort(rng.choice(np.arange(1, acc.size), 60, replace=False))
-        z, got = None, []
-        for a, b in zip(np.r_[0, cuts], np.r_[cuts, acc.size]):
-            imps, z = impact_features(acc[a:b], sp[a:b], pos[a:b], FS, zi=z, final=b == acc.size)
-            z = ImpactState.from_dict(z.to_dict())
-            got += imps
+        got = _chunked(acc, sp, pos, seed, 60)
         assert _key(got) == _key(whole) and all(np.isfinite(i.rise_mps2) for i in whole)
 
     def test_old_state_without_rise_loads(self):
