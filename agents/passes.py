@@ -283,7 +283,7 @@ _ARRAY_CODEC = {"fix_index": ("<i8", "shuffle"), "fix_dist_m": ("<f8", "raw"), "
 _IMPACT_CODEC = {"tail.idx": ("<i8", "int1"), "hist_idx": ("<i8", "int1"), "tail.seg": ("<i8", "shuffle"),
                  "tail.t": ("<f8", "dec"), "tail.off": ("<f8", "um2"), "tail.d": ("<f8", "bits2"),
                  "hist_d": ("<f8", "bits2"), "tail.y": ("<f8", "shuffle"), "tail.v": ("<f8", "dec"),
-                 "hist_v": ("<f8", "dec"), "tail.rise": ("<f8", "bits"), "rise_last": ("<f8", "shuffle")}
+                 "hist_v": ("<f8", "dec"), "tail.rise": ("<f8", "dec"), "rise_last": ("<f8", "dec")}
 
 
 def _put_columns(out: list[bytes], cols: dict, codec: dict) -> None:

@@ -983,7 +983,8 @@ def _rise(zi: ImpactState, a: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nd
     sos = _rise_sos(zi.fs)
     z0 = zi.rise_zi if zi.rise_zi.size else signal.sosfilt_zi(sos) * a[0]
     lf, zf = sosfilt(sos, a, z0)
-    lf = np.round(lf / RESOLUTION_MPS2) * RESOLUTION_MPS2
+    # on a decimal grid (mm/s^2): exact, and the stored running maximum is small integers
+    lf = np.rint(lf * 1000.0) / 1000.0
     win = max(1, int(round(RISE_S * zi.fs)))
     ext = np.concatenate([zi.rise_last, lf])
     # a trailing window (the origin shifts it back); at a stream's start, the samples so far
