@@ -1291,12 +1291,10 @@ def confirm(
         strong = peak_ok and axles_ok and fs_hz >= min_fs_hz
         slowed = c.median_slowdown < max_slowdown_for_bump or dipped
         rise_bound = slowed_max_rise_ratio if slowed and slowed_max_rise_ratio > 0 else max_rise_ratio
-        if rise_bound > 0 and c.rise_ratio >= rise_bound:
-            conf = (1 - 0.5 ** (c.n_vehicles - 1)) * rate
-            out.append(ConfirmedFeature(c.segment_id, c.position_m, "bump", c.n_vehicles, c.n_impacts, round(conf, 3)))
-            continue
         kind: Literal["pothole", "bump"]
-        if signature == "polarity":
+        if rise_bound > 0 and c.rise_ratio >= rise_bound:  # lifted before the drop: a hump
+            kind, agree = "bump", 1.0
+        elif signature == "polarity":
             frac = c.down_fraction
             level = c.rise_ratio < level_rise_ratio  # NaN (unknown): not level
             need = slowed_pothole_fraction if slowed and not level else min_pothole_fraction
