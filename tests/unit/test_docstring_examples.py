@@ -17,8 +17,7 @@ MODULES = sorted(
     f"{pkg.__name__}.{m.name}"
     for pkg in (agents, roadnet, schemas, simulator)
     for m in pkgutil.iter_modules(pkg.__path__)
-    if (Path(pkg.__path__[0]) / f"{m.name}.py").is_file()
-    and ">>> " in (Path(pkg.__path__[0]) / f"{m.name}.py").read_text(encoding="utf-8")
+    if (src := Path(pkg.__path__[0]) / f"{m.name}.py").is_file() and ">>> " in src.read_text(encoding="utf-8")
 )
 
 

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import orjson
 import pytest
 
+from agents.potholes import Impact
 from pipeline.stage2 import SegmentState, Stage2Params, alert_id_of, handle_impacts, handle_records, impact_record
 from schemas.records import PassImpact, SegmentPass
 
@@ -221,8 +222,6 @@ class TestAxlePairs:
         assert alerts == []
 
     def test_version_1_state_is_read(self):
-        import orjson
-
         st, _ = handle_impacts(None, [imp(v, 40.0, minutes=i) for i, v in enumerate("ab")], T0)
         v1 = orjson.dumps({"v": 1, "segment_id": SEG, "impacts": [r[:10] for r in st.impacts], "alerts": {}})
         old = SegmentState.from_bytes(v1)
@@ -325,8 +324,6 @@ class TestCoverage:
         assert small.to_bytes()[:1] == b"{" and SegmentState.from_bytes(small.to_bytes()) == small
 
     def test_version_2_state_is_read(self):
-        import orjson
-
         st, _ = handle_impacts(None, [imp(v, 40.0, minutes=i) for i, v in enumerate("ab")], T0)
         v2 = orjson.dumps({"v": 2, "segment_id": SEG, "impacts": st.impacts, "alerts": {}})
         old = SegmentState.from_bytes(v2)
@@ -352,8 +349,6 @@ class TestSpeedDip:
         assert len(handle_impacts(None, dipped, T0, params=Stage2Params(dip_slowed_fraction=0.0))[1]) == 1
 
     def test_version_4_state_reads_dips_as_unknown(self):
-        import orjson
-
         rows = [imp(v, 40.0 + 0.3 * i, minutes=i, polarity=p, speed_dip=1.2)
                 for i, (v, p) in enumerate(zip("ab", [-1, 1]))]  # fmt: skip
         st, _ = handle_impacts(None, rows, T0)
@@ -368,8 +363,6 @@ class TestSpeedDip:
         assert len(alerts) == 1
 
     def test_impact_record_carries_the_dip(self):
-        from agents.potholes import Impact
-
         i = Impact(10.0, 5.0, -1, 1.0, 2, 30.0, 9.0, t_s=1.7e9, fs_hz=100.0, speed_dip=1.23456)
         assert impact_record(i, vehicle="v" * 8, segment_id=SEG).speed_dip == 1.2346
         j = Impact(10.0, 5.0, -1, 1.0, 2, 30.0, 9.0, t_s=1.7e9, fs_hz=100.0)
@@ -378,8 +371,6 @@ class TestSpeedDip:
 
 class TestRise:
     def test_impact_record_carries_the_rise(self):
-        from agents.potholes import Impact
-
         i = Impact(10.0, 5.0, -1, 1.0, 2, 30.0, 9.0, t_s=1.7e9, fs_hz=100.0, rise_mps2=2.123456)
         assert impact_record(i, vehicle="v" * 8, segment_id=SEG).rise_mps2 == 2.1235
         j = Impact(10.0, 5.0, -1, 1.0, 2, 30.0, 9.0, t_s=1.7e9, fs_hz=100.0)
@@ -395,8 +386,6 @@ class TestRise:
         assert len(handle_impacts(None, risen, T0, params=Stage2Params(max_rise_ratio=0.0))[1]) == 1
 
     def test_state_keeps_the_rise_and_reads_version_5(self):
-        import orjson
-
         st, _ = handle_impacts(None, axles("a", 40.0, rise=3.6) + axles("b", 40.0, minutes=1, rise=3.6), T0)
         assert [r[12] for r in st.impacts] == [3.6] * 4
         assert SegmentState.from_bytes(st.to_bytes()).impacts == st.impacts
