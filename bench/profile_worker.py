@@ -16,8 +16,15 @@ innermost frame outwards:
   ``kafka client`` (aiokafka), ``faust plumbing`` (faust/mode: events, acks, streams),
   ``event loop`` (asyncio/uvloop), ``other``.
 
+Each sample is also split by call site: inside ``FrameHandler.handle`` (stage 1: decode,
+``process_frame``, state), the own frames of the consumer's and the database's thread
+loops (waits that py-spy counts as busy), or elsewhere (Faust, aiokafka, psycopg, table
+writes, and the worker's start-up, which weighs more in a short run). From the handler's share of the busy samples it gives the milliseconds of a frame
+spent in and out of the handler, and the rate the plumbing alone would allow.
+
 Prints the shares, the 15 functions with most own time, and one JSON line with the shares
-by category and the samples/s the worker reached while profiled (py-spy slows it a little).
+by category and call site and the samples/s the worker reached while profiled (py-spy
+slows it a little).
 """
 
 from __future__ import annotations
@@ -70,10 +77,26 @@ def categorise(stack: list[str]) -> str:
     return "other"
 
 
-def parse_raw(path: Path) -> tuple[Counter, Counter, int]:
-    """py-spy ``--format raw`` (collapsed stacks): per-category and own-function counts."""
+# Own frames of the threads' loops: the consumer thread waiting on its event loop, the
+# database writes' thread pool waiting for work. py-spy's idle detection counts them busy.
+WAIT_FRAMES = ("ServiceThread._start_thread (mode/threads.py", "_worker (concurrent/futures/thread.py")
+
+
+def call_site(stack: list[str]) -> str:
+    """``"handler"`` (under ``FrameHandler.handle``), ``"thread waits"`` or ``"rest"``."""
+    if any(f.startswith("FrameHandler.handle (") for f in stack):
+        return "handler"
+    if stack and stack[-1].startswith(WAIT_FRAMES):
+        return "thread waits"
+    return "rest"
+
+
+def parse_raw(path: Path) -> tuple[Counter, Counter, Counter, int]:
+    """py-spy ``--format raw`` (collapsed stacks): per-category, own-function and
+    call-site counts, and the number of samples."""
     cats: Counter = Counter()
     own: Counter = Counter()
+    sites: Counter = Counter()
     total = 0
     for line in path.read_text().splitlines():
         stack_s, _, n = line.rpartition(" ")
@@ -84,7 +107,23 @@ def parse_raw(path: Path) -> tuple[Counter, Counter, int]:
         total += k
         cats[categorise(frames)] += k
         own[frames[-1]] += k
-    return cats, own, total
+        sites[call_site(frames)] += k
+    return cats, own, sites, total
+
+
+def frame_budget(sites: Counter, frames_per_s: float, samples_per_frame: float) -> dict:
+    """Milliseconds of a frame in and out of the stage-1 handler (thread waits left out),
+    and the samples/s the rest alone would allow (the handler costing nothing)."""
+    busy = sites["handler"] + sites["rest"]
+    frame_ms = 1e3 / frames_per_s
+    if not busy:  # nothing but waits: no split to give (and no NaN in the JSON line)
+        return {"handler_share_of_busy": None, "frame_ms": round(frame_ms, 3), "handler_ms_per_frame": None,
+                "other_ms_per_frame": None, "samples_per_s_if_handler_free": None}
+    share = sites["handler"] / busy
+    out_ms = (1 - share) * frame_ms
+    return {"handler_share_of_busy": round(share, 4), "frame_ms": round(frame_ms, 3),
+            "handler_ms_per_frame": round(share * frame_ms, 3), "other_ms_per_frame": round(out_ms, 3),
+            "samples_per_s_if_handler_free": round(1e3 / out_ms * samples_per_frame) if out_ms > 0 else None}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -138,19 +177,28 @@ def main(argv: list[str] | None = None) -> int:
             proc.kill()
         drop_db(info, dsn)
     rate = _rate_from_stats([work / "stats.json"])
-    cats, own, total = parse_raw(out_raw)
+    cats, own, sites, total = parse_raw(out_raw)
     if not total:
         raise RuntimeError(f"py-spy wrote no samples; see {work}")
+    frames_per_s = rate["messages"] / rate["elapsed_s"]
     print(f"\nworker profile: {total} samples, {rate['samples'] / rate['elapsed_s']:.0f} samples/s "
-          f"({rate['messages'] / rate['elapsed_s']:.0f} frames/s) while profiled, frame {args.frame_s:g} s")
+          f"({frames_per_s:.0f} frames/s) while profiled, frame {args.frame_s:g} s")
     for name, n in cats.most_common():
         print(f"  {name:22s} {100 * n / total:5.1f} %")
+    print("\nby call site:")
+    for name, n in sites.most_common():
+        print(f"  {name:22s} {100 * n / total:5.1f} %")
+    budget = frame_budget(sites, frames_per_s, rate["samples"] / rate["messages"])
+    if budget["handler_share_of_busy"] is not None:
+        print(f"  a frame: {budget['handler_ms_per_frame']:.2f} ms in the handler, {budget['other_ms_per_frame']:.2f} "
+              f"ms outside it; with a free handler: {budget['samples_per_s_if_handler_free']} samples/s")
     print("\nmost own time:")
     for fn, n in own.most_common(15):
         print(f"  {100 * n / total:5.1f} %  {fn}")
     line = {"frame_s": args.frame_s, "vehicles": args.vehicles, "profile_samples": total,
             "samples_per_s_profiled": round(rate["samples"] / rate["elapsed_s"]),
-            **{f"share_{k.replace(' ', '_')}": round(n / total, 4) for k, n in cats.items()}}
+            **{f"share_{k.replace(' ', '_')}": round(n / total, 4) for k, n in cats.items()},
+            **{f"site_{k.replace(' ', '_')}": round(n / total, 4) for k, n in sites.items()}, **budget}
     print(json.dumps(line))
     return 0
 
