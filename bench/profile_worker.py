@@ -19,8 +19,9 @@ innermost frame outwards:
 Each sample is also split by call site: inside ``FrameHandler.handle`` (stage 1: decode,
 ``process_frame``, state), the own frames of the consumer's and the database's thread
 loops (waits that py-spy counts as busy), or elsewhere (Faust, aiokafka, psycopg, table
-writes, and the worker's start-up, which weighs more in a short run). From the handler's share of the busy samples it gives the milliseconds of a frame
-spent in and out of the handler, and the rate the plumbing alone would allow.
+writes, and the worker's start-up, which weighs more in a short run). From the handler's
+share of the busy samples it gives the milliseconds of a frame spent in and out of the
+handler, and the rate the plumbing alone would allow.
 
 Prints the shares, the 15 functions with most own time, and one JSON line with the shares
 by category and call site and the samples/s the worker reached while profiled (py-spy
