@@ -51,6 +51,8 @@ from pipeline.stage1 import FrameHandler, dead_letter, outbox_results, unpack_en
 from pipeline.stage2 import SegmentState, handle_records
 from pipeline.stats import WorkerStats
 from pipeline.topics import SEGMENT_TABLE, VEHICLE_TABLE
+from schemas._errors import SchemaError
+from schemas.bundle import is_bundle, split_bundle
 from schemas.records import PassImpact, SegmentPass
 from roadnet import load_network
 
@@ -67,13 +69,14 @@ class _Batch:
 
     def __init__(self) -> None:
         self.events: list = []
-        self.results: list[tuple] = []  # (event, passes, events, raw, key bytes)
+        self.results: list[tuple] = []  # (event, passes, events, frame bytes, index in its bundle or None)
         self.confirm: list[tuple[str, int]] = []
         self.stats: list[dict] = []
         self.started = 0.0
 
     def __len__(self) -> int:
-        return len(self.events)
+        """Frames in the batch (a bundle counts its frames)."""
+        return len(self.stats)
 
 
 def create_app(settings: Settings) -> faust.App:
@@ -201,13 +204,13 @@ def create_app(settings: Settings) -> faust.App:
                 refused = await write_until_done(passes, events)
                 if refused is not None:
                     # One frame's rows are invalid: write frame by frame, dead-letter the refused.
-                    for ev, ps, es, raw, key in batch.results:
+                    for ev, ps, es, raw, index in batch.results:
                         bad = await write_until_done(ps, es)
                         if bad is not None:
                             m = ev.message
                             env = dead_letter(raw, m.key, "SinkError", f"database refused the results: {bad}",
                                               topic=m.topic, partition=m.partition, offset=m.offset,
-                                              worker=worker_name)
+                                              worker=worker_name, bundle_index=index)
                             await dlq.send(key=m.key, value=env)
             await app.producer.flush()
             stream = stream_box["stream"]
@@ -231,39 +234,64 @@ def create_app(settings: Settings) -> faust.App:
                 fail_stop(exc, event)
 
     async def stage1_event(event) -> bool:
-        """One frame into the pending batch; True when the batch is due for its commit.
+        """One message (a frame, or a bundle of frames) into the pending batch; True when
+        the batch is due for its commit.
 
-        The event joins the batch only once its state is in the table and its records are
-        handed to the producer: an event in the batch is acknowledged by the next commit.
+        The event joins the batch only once the state of each of its frames is in the table
+        and their records are handed to the producer: an event in the batch is acknowledged
+        by the next commit. A bundle's frames are handled in order within the event, so
+        every state they write goes to this event's changelog partition, which is their
+        vehicles' (``schemas.bundle``: a misrouted frame is dead-lettered).
         """
         msg = event.message
         raw = event.value if isinstance(event.value, bytes) else bytes(event.value or b"")
-        out = handler.handle(raw, lambda k: states.get(k.encode()))
-        async with lock:
-            if out.dead_letter is not None:
-                etype, reason = out.dead_letter
-                log.warning("dead letter %s[%s]@%s: %s", msg.topic, msg.partition, msg.offset, reason)
-                env = dead_letter(raw, msg.key, etype, reason, topic=msg.topic, partition=msg.partition,
-                                  offset=msg.offset, worker=worker_name)
-                await dlq.send(key=msg.key, value=env)
-                stat = dict(kafka_ts_ms=_ts_ms(msg), samples=0, passes=0, vehicle=None, dead=True)
-            else:
-                if out.state is not None:
-                    states[out.state_key.encode()] = out.state  # type: ignore[union-attr]
-                for p in out.passes:
-                    await passes_topic.send(key=p.segment_id.encode(), value=p.model_dump_json().encode())
-                for imp in out.impacts:
-                    await impacts_topic.send(key=imp.segment_id.encode(), value=imp.model_dump_json().encode())
-                if out.passes or out.events or out.impacts:
-                    batch.results.append((event, out.passes, out.events, raw, out.state_key))
-                    batch.confirm.append((out.state_key, out.seq))  # type: ignore[arg-type]
-                stat = dict(kafka_ts_ms=_ts_ms(msg), samples=out.n_samples, passes=len(out.passes),
-                            vehicle=out.state_key, dead=False)
+        ts_ms = _ts_ms(msg)
+        async with lock:  # the idle commit never takes part of an event's frames
             if not batch:
                 batch.started = time.monotonic()
+            if not is_bundle(raw):
+                await stage1_frame(event, raw, None, None, ts_ms)
+            else:
+                try:
+                    parts = split_bundle(raw)
+                except SchemaError as exc:
+                    parts = []
+                    await stage1_dead(event, raw, None, "SchemaError", str(exc), ts_ms)
+                route = (msg.partition, settings.partitions)
+                for index, part in enumerate(parts):
+                    await stage1_frame(event, part, index, route, ts_ms)
             batch.events.append(event)
-            batch.stats.append(stat)
             return len(batch) >= settings.batch_max or time.monotonic() - batch.started >= settings.batch_s
+
+    async def stage1_frame(event, raw: bytes, index: int | None, route, ts_ms) -> None:
+        """One frame: its state into the table, its records to the producer, its results
+        into the batch (or a dead letter). The caller holds the lock."""
+        out = handler.handle(raw, lambda k: states.get(k.encode()), route=route)
+        if out.dead_letter is not None:
+            await stage1_dead(event, raw, index, *out.dead_letter, ts_ms)
+            return
+        if out.state is not None:
+            states[out.state_key.encode()] = out.state  # type: ignore[union-attr]
+        for p in out.passes:
+            await passes_topic.send(key=p.segment_id.encode(), value=p.model_dump_json().encode())
+        for imp in out.impacts:
+            await impacts_topic.send(key=imp.segment_id.encode(), value=imp.model_dump_json().encode())
+        if out.passes or out.events or out.impacts:
+            batch.results.append((event, out.passes, out.events, raw, index))
+            batch.confirm.append((out.state_key, out.seq))  # type: ignore[arg-type]
+        batch.stats.append(dict(kafka_ts_ms=ts_ms, samples=out.n_samples, passes=len(out.passes),
+                                vehicle=out.state_key, dead=False))
+
+    async def stage1_dead(event, raw: bytes, index: int | None, etype: str, reason: str, ts_ms) -> None:
+        """A frame (or a whole message) that is bad input: to the dead-letter topic. The
+        caller holds the lock."""
+        msg = event.message
+        where = "" if index is None else f" (frame {index} of the bundle)"
+        log.warning("dead letter %s[%s]@%s%s: %s", msg.topic, msg.partition, msg.offset, where, reason)
+        env = dead_letter(raw, msg.key, etype, reason, topic=msg.topic, partition=msg.partition,
+                          offset=msg.offset, worker=worker_name, bundle_index=index)
+        await dlq.send(key=msg.key, value=env)
+        batch.stats.append(dict(kafka_ts_ms=ts_ms, samples=0, passes=0, vehicle=None, dead=True))
 
     def fail_stop(exc: BaseException, event) -> None:
         """An event that could not be handled for a reason other than its content.

@@ -57,8 +57,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
     s = _settings()
     ensure_topics(s)
-    n = replay(args.traces, s.kafka_bootstrap, s.frames_topic, frame_s=args.frame_s, speedup=args.speedup, progress=True)
-    print(f"replayed {n}")
+    n = replay(args.traces, s.kafka_bootstrap, s.frames_topic, frame_s=args.frame_s, speedup=args.speedup,
+               progress=True, bundle=args.bundle)
+    print(f"replayed {n.frames} frames, {n.samples} samples in {n.messages} messages to {s.frames_topic}")
     return 0
 
 
@@ -224,6 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("traces", nargs="+")
     r.add_argument("--frame-s", type=float, default=DEFAULT_FRAME_S)
     r.add_argument("--speedup", type=float, default=0.0, help="0 = as fast as possible")
+    r.add_argument("--bundle", type=int, default=0, metavar="N",
+                   help="pack up to N frames per message, per partition, as a gateway would (schemas.bundle)")
     r.set_defaults(func=cmd_replay)
 
     w = sub.add_parser("worker", help="run a stage-1 worker")

@@ -28,6 +28,7 @@ import zstandard
 from agents.passes import STATE_VERSION, PassParams, StateVersionError, VehicleState, process_frame
 from roadnet import RoadNetwork
 from schemas._errors import SchemaError
+from schemas.bundle import partition_of
 from schemas.frame import decode_frame
 from schemas.records import DeadLetter, HarshEvent, PassImpact, SegmentPass
 
@@ -159,8 +160,12 @@ class FrameHandler:
         if seq > self.confirmed.get(key, -1):
             self.confirmed[key] = seq
 
-    def handle(self, raw: bytes, get_state) -> Outcome:
-        """Process one message value; ``get_state(key) -> bytes | None`` reads the table.
+    def handle(self, raw: bytes, get_state, *, route: tuple[int, int] | None = None) -> Outcome:
+        """Process one frame's bytes; ``get_state(key) -> bytes | None`` reads the table.
+
+        ``route``: (partition the frame arrived on, partitions of the topic), for a frame of
+        a bundle; one whose vehicle belongs to another partition (``schemas.bundle``) is
+        dead-lettered, since its state would be split between two partitions.
 
         Never raises for bad input: a frame that fails validation, or whose processing
         fails, comes back as a dead letter with its reason.
@@ -171,6 +176,10 @@ class FrameHandler:
         except SchemaError as exc:
             self.stats["dead_letters"] += 1
             return Outcome(dead_letter=("SchemaError", str(exc)))
+        if route is not None and (want := partition_of(frame.vehicle_id, route[1])) != route[0]:
+            self.stats["dead_letters"] += 1
+            return Outcome(dead_letter=("RoutingError", f"bundled frame of a vehicle of partition {want} arrived "
+                                                        f"on partition {route[0]} (of {route[1]})"))
         key = self.pseudonymise(frame.vehicle_id)
         try:
             value = get_state(key)
@@ -220,9 +229,10 @@ class FrameHandler:
 
 def dead_letter(
     raw: bytes, key: bytes | None, error_type: str, reason: str, *, topic: str, partition: int, offset: int,
-    worker: str | None = None,
+    worker: str | None = None, bundle_index: int | None = None,
 ) -> bytes:
-    """The JSON envelope sent to the dead-letter topic (original bytes kept verbatim)."""
+    """The JSON envelope sent to the dead-letter topic (original bytes kept verbatim: the
+    message's, or for a frame of a bundle that frame's, with its index)."""
     env = DeadLetter(
         reason=reason,
         error_type=error_type,
@@ -231,6 +241,7 @@ def dead_letter(
         offset=offset,
         key_b64=None if key is None else base64.b64encode(key).decode(),
         original_b64=base64.b64encode(raw).decode(),
+        bundle_index=bundle_index,
         failed_at=datetime.now(UTC),
         worker=worker,
     )

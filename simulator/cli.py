@@ -58,6 +58,8 @@ def add_replay_arguments(r: argparse.ArgumentParser) -> None:
     r.add_argument("--frame-s", type=float, default=DEFAULT_FRAME_S)
     r.add_argument("--speedup", type=float, default=0.0, help="0 = as fast as possible, 1 = real time")
     r.add_argument("--timeout", type=float, default=10.0, help="I/O timeout, s")
+    r.add_argument("--bundle", type=int, default=0, metavar="N",
+                   help="pack up to N frames per message, per partition, as a gateway would (schemas.bundle)")
     r.add_argument("--no-progress", action="store_true")
 
 
@@ -109,10 +111,10 @@ def run_replay(args: argparse.Namespace) -> None:
     t = time.perf_counter()
     res = replay(
         args.paths, args.bootstrap, args.topic, frame_s=args.frame_s, speedup=args.speedup,
-        progress=not args.no_progress, timeout_s=args.timeout,
+        progress=not args.no_progress, timeout_s=args.timeout, bundle=args.bundle,
     )  # fmt: skip
     dt = time.perf_counter() - t
-    print(f"sent {res.frames} frames, {res.samples} samples to {args.topic} in {dt:.1f} s")
+    print(f"sent {res.frames} frames, {res.samples} samples in {res.messages} messages to {args.topic} in {dt:.1f} s")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -3,6 +3,11 @@
 Each vehicle's trace is cut by ``schemas.tracefile.iter_frames`` (the cut the offline scorer
 uses too); frames of all vehicles are sent in order of their last sample time, so the topic
 looks like a live fleet. Per vehicle the order is kept (one key, one partition).
+
+With ``bundle=N`` the replay plays an ingestion gateway: frames are packed per partition
+into bundles of up to N (``schemas.bundle``), each sent to its partition once full, once
+``MAX_BUNDLE_BYTES`` would be passed, or (paced replays) once its first frame has waited
+``bundle_wait_s``.
 """
 
 from __future__ import annotations
@@ -14,11 +19,12 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from schemas.frame import Frame, encode_frame
+from schemas.bundle import MAX_BUNDLE_BYTES, encode_bundle, partition_of
+from schemas.frame import encode_frame
 from schemas.tracefile import frame_windows, iter_frames, read_traces
 from simulator._errors import ReplayError
 
-__all__ = ["ReplayResult", "replay", "DEFAULT_TOPIC", "producer_config"]
+__all__ = ["Bundler", "ReplayResult", "replay", "DEFAULT_TOPIC", "producer_config"]
 
 DEFAULT_TOPIC = "vehicle.frames"
 
@@ -26,6 +32,8 @@ DEFAULT_TOPIC = "vehicle.frames"
 class ReplayResult(NamedTuple):
     frames: int
     samples: int
+    messages: int = 0
+    """Kafka messages sent: ``frames`` unless frames were bundled."""
 
 
 def producer_config(bootstrap: str, *, timeout_s: float = 10.0) -> dict[str, Any]:
@@ -56,6 +64,8 @@ def replay(
     speedup: float = 0.0,
     progress: bool = True,
     timeout_s: float = 10.0,
+    bundle: int = 0,
+    bundle_wait_s: float = 1.0,
 ) -> ReplayResult:
     """Send trace files to Kafka as frames; returns the numbers of frames and samples sent.
 
@@ -69,6 +79,9 @@ def replay(
         divided by ``speedup`` pace the sending (1 = real time)
     progress : show a tqdm bar (stderr)
     timeout_s : timeout of connecting, of each blocked send and of the final flush, s
+    bundle : frames per bundle message (``schemas.bundle``); 0 or 1 sends plain frames
+    bundle_wait_s : with ``speedup`` > 0, longest wall-clock wait of a frame in an
+        unfilled bundle, s
 
     Raises
     ------
@@ -79,6 +92,8 @@ def replay(
     """
     if speedup < 0:
         raise ValueError(f"{speedup=} must be >= 0")
+    if bundle < 0 or bundle_wait_s <= 0:
+        raise ValueError(f"{bundle=} must be >= 0 and {bundle_wait_s=} > 0")
     traces = read_traces(paths)  # validates everything before the first send
     n_frames = sum(len(frame_windows(tr, frame_s=frame_s)[0]) for tr in traces.values())
     producer = _connect(bootstrap, timeout_s)
@@ -92,29 +107,45 @@ def replay(
             bar = tqdm(total=n_frames, unit="frame", desc=f"replay -> {topic}")
         streams = [iter_frames(tr, vid, frame_s=frame_s) for vid, tr in traces.items()]
         merged = heapq.merge(*streams, key=lambda f: (f.t_s[-1], f.vehicle_id))
+        bundler = None
+        if bundle > 1:
+            n_partitions = len(producer.partitions_for(topic) or ())
+            if not n_partitions:
+                raise ReplayError(f"topic {topic!r} has no partitions (does it exist?)")
+            bundler = Bundler(n_partitions, bundle, wait_s=bundle_wait_s)
         first_end: float | None = None
         wall0 = time.monotonic()
-        frames = samples = 0
+        frames = samples = messages = 0
         for frame in merged:
             if failures:
                 break
             if speedup > 0:
                 first_end = frame.t_s[-1] if first_end is None else first_end
-                wait = wall0 + (frame.t_s[-1] - first_end) / speedup - time.monotonic()
-                if wait > 0:
-                    time.sleep(wait)
-            _send(producer, topic, frame, failures)
+                due = wall0 + (frame.t_s[-1] - first_end) / speedup
+                while (now := time.monotonic()) < due:
+                    if bundler is not None:
+                        for p, value in bundler.due(now):
+                            messages += _send(producer, topic, None, value, failures, partition=p)
+                    time.sleep(max(0.0, min(due, bundler.next_due() if bundler else due) - time.monotonic()))
+            if bundler is None:
+                messages += _send(producer, topic, frame.vehicle_id.encode(), encode_frame(frame), failures)
+            else:
+                for p, value in bundler.add(frame.vehicle_id, encode_frame(frame), time.monotonic()):
+                    messages += _send(producer, topic, None, value, failures, partition=p)
             frames += 1
             samples += len(frame.t_s)
             if bar is not None:
                 bar.update(1)
+        if bundler is not None and not failures:
+            for p, value in bundler.drain():
+                messages += _send(producer, topic, None, value, failures, partition=p)
         try:
             producer.flush(timeout=timeout_s * 3)
         except Exception as exc:  # kafka-python raises KafkaTimeoutError
             raise ReplayError(f"Kafka at {bootstrap}: flush did not complete: {exc}") from exc
         if failures:
             raise ReplayError(f"Kafka at {bootstrap} refused a frame: {failures[0]!r}")
-        sent = ReplayResult(frames, samples)
+        sent = ReplayResult(frames, samples, messages)
     finally:
         if bar is not None:
             bar.close()
@@ -136,11 +167,59 @@ def _connect(bootstrap: str, timeout_s: float) -> Any:
         ) from exc
 
 
-def _send(producer: Any, topic: str, frame: Frame, failures: list[BaseException]) -> None:
+def _send(producer: Any, topic: str, key: bytes | None, value: bytes, failures: list[BaseException], *,
+          partition: int | None = None) -> int:
     from kafka.errors import KafkaError
 
     try:
-        fut = producer.send(topic, key=frame.vehicle_id.encode(), value=encode_frame(frame))
+        fut = producer.send(topic, key=key, value=value, partition=partition)
     except KafkaError as exc:
         raise ReplayError(f"cannot send to topic {topic!r}: {exc!r}") from exc
     fut.add_errback(failures.append)
+    return 1
+
+
+class Bundler:
+    """Packs encoded frames into bundles per partition (``schemas.bundle``).
+
+    ``add``, ``due`` and ``drain`` return the bundles ready to send, as (partition, bytes).
+    A vehicle's frames keep their order: they all go to one partition, whose bundles leave
+    in the order they were started, each with its frames in the order they came.
+    """
+
+    def __init__(self, n_partitions: int, size: int, *, wait_s: float = 1.0,
+                 max_bytes: int = MAX_BUNDLE_BYTES) -> None:
+        if n_partitions < 1 or size < 1:
+            raise ValueError(f"{n_partitions=} and {size=} must be >= 1")
+        self.n_partitions, self.size, self.wait_s, self.max_bytes = n_partitions, size, wait_s, max_bytes
+        self._open: dict[int, tuple[float, list[bytes], int]] = {}  # partition -> (started, frames, bytes)
+
+    def add(self, vehicle_id: str, frame: bytes, now: float) -> list[tuple[int, bytes]]:
+        p = partition_of(vehicle_id, self.n_partitions)
+        out = []
+        started, frames, nbytes = self._open.get(p, (now, [], 4))
+        if frames and nbytes + 4 + len(frame) > self.max_bytes:
+            out.append((p, encode_bundle(frames)))
+            started, frames, nbytes = now, [], 4
+        frames.append(frame)
+        nbytes += 4 + len(frame)
+        if len(frames) >= self.size:
+            out.append((p, encode_bundle(frames)))
+            self._open.pop(p, None)
+        else:
+            self._open[p] = (started, frames, nbytes)
+        return out
+
+    def due(self, now: float) -> list[tuple[int, bytes]]:
+        """Bundles whose first frame has waited ``wait_s`` or more."""
+        late = [p for p, (t0, _, _) in self._open.items() if now - t0 >= self.wait_s]
+        return [(p, encode_bundle(self._open.pop(p)[1])) for p in late]
+
+    def next_due(self) -> float:
+        """When the oldest open bundle is due (inf if none is open)."""
+        return min((t0 + self.wait_s for t0, _, _ in self._open.values()), default=float("inf"))
+
+    def drain(self) -> list[tuple[int, bytes]]:
+        out = [(p, encode_bundle(frames)) for p, (_, frames, _) in self._open.items()]
+        self._open.clear()
+        return out
