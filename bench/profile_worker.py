@@ -132,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--vehicles", type=int, default=200)
     ap.add_argument("--frame-s", type=float, default=5.0)
     ap.add_argument("--partitions", type=int, default=4)
+    ap.add_argument("--bundle", type=int, default=0, metavar="N", help="pre-load bundles of up to N frames (schemas.bundle)")
     ap.add_argument("--seed", type=int, default=515)
     args = ap.parse_args(argv)
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
@@ -155,8 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     s = settings_for(info, f"{tag}w", dsn, frames_topic=topic, partitions=args.partitions, data_dir=work / "w",
                      stats_file=work / "stats.json")
     ensure_topics(s)
-    sent = replay([traces], info.kafka_bootstrap, topic, frame_s=args.frame_s, progress=False)
-    log(f"pre-loaded {sent.frames} frames ({sent.samples} samples)")
+    sent = replay([traces], info.kafka_bootstrap, topic, frame_s=args.frame_s, progress=False, bundle=args.bundle)
+    log(f"pre-loaded {sent.frames} frames ({sent.samples} samples) in {sent.messages} messages")
 
     out_raw = work / "profile.txt"
     log_f = (work / "worker.log").open("wb")
@@ -166,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         env=env_of(s), cwd=REPO, stdout=log_f, stderr=subprocess.STDOUT, start_new_session=True,
     )
     try:
-        wait_until_consumed(info.kafka_bootstrap, s.app_id, topic, total=sent.frames, proc=proc, timeout_s=3600,
+        wait_until_consumed(info.kafka_bootstrap, s.app_id, topic, total=sent.messages, proc=proc, timeout_s=3600,
                             progress=False)  # fmt: skip
     finally:
         # SIGTERM to the worker (py-spy's child): it commits and stops, then py-spy

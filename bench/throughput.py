@@ -44,6 +44,7 @@ from pipeline.demo import stop_workers  # noqa: E402
 from pipeline.settings import Settings  # noqa: E402
 from pipeline.streamrun import env_of, pass_rows  # noqa: E402
 from pipeline.topics import LagProbe, delete_topics, ensure_topics, list_topics  # noqa: E402
+from schemas.bundle import is_bundle, split_bundle  # noqa: E402
 from schemas.frame import DEFAULT_FRAME_S  # noqa: E402
 
 KEY = "bench-throughput-pseudonym-key-0123456789"
@@ -156,7 +157,7 @@ async def raw_consume(bootstrap: str, topic: str, total: int) -> dict:
                                 auto_offset_reset="earliest", enable_auto_commit=False,
                                 max_partition_fetch_bytes=8 * 1024 * 1024, fetch_max_bytes=64 * 1024 * 1024)
     await consumer.start()
-    n = samples = 0
+    n = samples = frames = 0
     t0 = None
     try:
         while n < total:
@@ -165,13 +166,14 @@ async def raw_consume(bootstrap: str, topic: str, total: int) -> dict:
                 t0 = time.perf_counter()
             for records in batch.values():
                 for r in records:
-                    doc = orjson.loads(r.value)
-                    samples += len(doc.get("t_s", ()))
+                    for raw in (split_bundle(r.value) if is_bundle(r.value) else (r.value,)):
+                        samples += len(orjson.loads(raw).get("t_s", ()))
+                        frames += 1
                     n += 1
         elapsed = time.perf_counter() - (t0 or time.perf_counter())
     finally:
         await consumer.stop()
-    return {"messages": n, "samples": samples, "elapsed_s": elapsed}
+    return {"messages": frames, "kafka_messages": n, "samples": samples, "elapsed_s": elapsed}
 
 
 def sample_states(net, n_vehicles: int, frame_s: float, seed: int, *, chunk: int = 500):
@@ -264,6 +266,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--trip-km", type=float, nargs=2, default=(1.0, 1.5))
     ap.add_argument("--frame-s", type=float, default=DEFAULT_FRAME_S)
     ap.add_argument("--partitions", type=int, default=4)
+    ap.add_argument("--bundle", type=int, default=0, metavar="N",
+                    help="pre-load the topics with bundles of up to N frames (schemas.bundle), as a gateway would")
     ap.add_argument("--naive-max", type=int, default=6000, help="frames the naive agent is timed on")
     ap.add_argument("--state-vehicles", type=int, default=10_000)
     ap.add_argument("--seed", type=int, default=515)
@@ -272,6 +276,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="small sizes, for checking the bench itself")
     ap.add_argument("--frame-sweep", type=float, nargs="+", metavar="S",
                     help="only compare frame durations: one worker's rate and latency at half of it, per duration")
+    ap.add_argument("--bundle-sweep", type=int, nargs="+", metavar="N",
+                    help="only compare bundle sizes (0 = plain frames), as --frame-sweep does durations")
     ap.add_argument("--state-only", action="store_true",
                     help="only the state per active vehicle (over --state-vehicles; no broker needed)")
     ap.add_argument("--state-breakdown", action="store_true",
@@ -279,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.quick:
         args.vehicles, args.naive_max, args.state_vehicles, args.scaling_pairs = 60, 1000, 200, 1
-    if args.frame_sweep:
+    if args.frame_sweep or args.bundle_sweep:
         return frame_sweep(args)
     if args.state_only:
         from roadnet import load_network
@@ -305,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     tag = uuid.uuid4().hex[:6]
     topic = f"bench.{tag}.frames"
     out: dict = {"machine": f"{platform.node()} {os.cpu_count()} cores", "frame_s": args.frame_s,
-                 "vehicles_simulated": args.vehicles, "partitions": args.partitions}
+                 "vehicles_simulated": args.vehicles, "partitions": args.partitions, "bundle": args.bundle}
 
     log(f"simulating {args.vehicles} vehicles ...")
     fleet = simulate_fleet(net, n_vehicles=args.vehicles, seed=args.seed, trip_km=tuple(args.trip_km),
@@ -315,13 +321,15 @@ def main(argv: list[str] | None = None) -> int:
                         data_dir=work / "w", stats_file=None)
     ensure_topics(base)
     t = time.perf_counter()
-    sent = replay([traces], info.kafka_bootstrap, topic, frame_s=args.frame_s, progress=False)
-    out["preload"] = {"frames": sent.frames, "samples": sent.samples, "produce_s": time.perf_counter() - t}
+    sent = replay([traces], info.kafka_bootstrap, topic, frame_s=args.frame_s, progress=False, bundle=args.bundle)
+    out["preload"] = {"frames": sent.frames, "samples": sent.samples, "messages": sent.messages,
+                      "produce_s": time.perf_counter() - t}
     samples_per_msg = sent.samples / sent.frames
-    log(f"pre-loaded {sent.frames} frames ({sent.samples} samples, {samples_per_msg:.0f}/frame)")
+    log(f"pre-loaded {sent.frames} frames ({sent.samples} samples, {samples_per_msg:.0f}/frame) "
+        f"in {sent.messages} messages")
 
     # 1. raw client limit
-    raw = asyncio.run(raw_consume(info.kafka_bootstrap, topic, sent.frames))
+    raw = asyncio.run(raw_consume(info.kafka_bootstrap, topic, sent.messages))
     out["raw"] = {**raw, "messages_per_s": raw["messages"] / raw["elapsed_s"],
                   "samples_per_s": raw["samples"] / raw["elapsed_s"]}
     log(f"raw: {out['raw']['messages_per_s']:.0f} msg/s")
@@ -331,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
     s2 = settings_for(info, tag + "n", "", frames_topic=naive_topic, partitions=args.partitions,
                       data_dir=work / "naive", stats_file=work / "naive.json")
     ensure_topics(s2)
-    sub = _copy_prefix(info.kafka_bootstrap, topic, naive_topic, args.naive_max)
+    sub = _copy_prefix(info.kafka_bootstrap, topic, naive_topic, max(1, args.naive_max // max(1, args.bundle)))
     dsn2 = fresh_db(info, net)
     s2 = s2.model_copy(update={"pg_dsn": dsn2})
     r2 = run_consumers([[sys.executable, str(REPO / "bench" / "naive_app.py")]], [env_of(s2)], s2, sub, work,
@@ -356,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
             ensure_topics(s3)  # as a deployment does: output topics exist before workers start
             cmds = [[sys.executable, "-m", "pipeline.cli", "worker"] for _ in range(n_workers)]
             # each worker its own data dir (RocksDB) and stats file
-            r = _run_workers(cmds, s3, sent.frames, work, n_workers)
+            r = _run_workers(cmds, s3, sent.messages, work, n_workers)
             r.update(_rate_from_stats([work / f"{s3.app_id}-{i}.json" for i in range(n_workers)]))
             with db.connect(dsn) as conn:
                 rows = pass_rows(conn)
@@ -399,6 +407,7 @@ def main(argv: list[str] | None = None) -> int:
         "p50_latency_s": lat["p50_s"],
         "p99_latency_s": lat["p99_s"],
         "frame_s": args.frame_s,
+        "bundle_frames": args.bundle,
         # sustained rates (both workers consuming; see _steady_rate); the whole run's
         # ratio also counts the group's join and the tail where one worker has run dry
         # median over the back-to-back pairs of runs
@@ -440,8 +449,9 @@ def _delete_run_topics(info, tag: str) -> None:
 
 
 def frame_sweep(args: argparse.Namespace) -> int:
-    """The frame-duration trade-off, in one run on one fleet: per duration, one worker's
-    sustained rate (pre-loaded topic) and the latency at half that rate."""
+    """The frame-duration and bundle-size trade-offs, in one run on one fleet: per frame
+    duration (``--frame-sweep``) and bundle size (``--bundle-sweep``), in that order, one
+    worker's sustained rate (pre-loaded topic) and the latency at half that rate."""
     from roadnet import load_network
     from simulator import simulate_fleet, write_fleet
     from simulator.replay import replay
@@ -455,29 +465,30 @@ def frame_sweep(args: argparse.Namespace) -> int:
                            departure_spread_s=120)
     traces = write_fleet(fleet, work / "fleet", format="parquet")
     rows = []
-    for k, frame_s in enumerate(args.frame_sweep):
+    combos = [(f, b) for f in (args.frame_sweep or [args.frame_s]) for b in (args.bundle_sweep or [args.bundle])]
+    for k, (frame_s, bundle) in enumerate(combos):
         topic = f"bench.{tag}.f{k}"
         dsn = fresh_db(info, net)
         s = settings_for(info, f"{tag}f{k}", dsn, frames_topic=topic, partitions=args.partitions,
                          data_dir=work / f"f{k}", stats_file=None)
         ensure_topics(s)
-        sent = replay([traces], info.kafka_bootstrap, topic, frame_s=frame_s, progress=False)
-        r = _run_workers([[sys.executable, "-m", "pipeline.cli", "worker"]], s, sent.frames, work, 1)
+        sent = replay([traces], info.kafka_bootstrap, topic, frame_s=frame_s, progress=False, bundle=bundle)
+        r = _run_workers([[sys.executable, "-m", "pipeline.cli", "worker"]], s, sent.messages, work, 1)
         r.update(_rate_from_stats([work / f"{s.app_id}-0.json"]))
         drop_db(info, dsn)
         rate = r["samples"] / r["elapsed_s"]
-        args.frame_s = frame_s
+        args.frame_s, args.bundle = frame_s, bundle
         lat = _latency_run(info, net, fleet, work, f"{tag}l{k}", args, rate_samples_per_s=0.5 * rate)
-        row = {"frame_s": frame_s, "samples_per_frame": sent.samples / sent.frames, "samples_per_s": rate,
+        row = {"frame_s": frame_s, "bundle": bundle, "kafka_messages": sent.messages, "samples_per_frame": sent.samples / sent.frames, "samples_per_s": rate,
                "messages_per_s": r["messages"] / r["elapsed_s"],
                "cpu_s_per_million_samples": r["cpu_s"] / (sent.samples / 1e6), "p50_latency_s": lat["p50_s"],
                "p99_latency_s": lat["p99_s"], "p99_bound_s": frame_s + 3.0}
         rows.append(row)
         log(json.dumps(row))
-    print(f"{'frame s':>7} {'samples/s':>10} {'msg/s':>7} {'CPU-s/M':>8} {'p50 s':>6} {'p99 s':>6} {'bound':>6}",
-          file=sys.stderr)
+    print(f"{'frame s':>7} {'bundle':>6} {'samples/s':>10} {'frame/s':>7} {'CPU-s/M':>8} {'p50 s':>6} {'p99 s':>6} "
+          f"{'bound':>6}", file=sys.stderr)
     for r in rows:
-        print(f"{r['frame_s']:7g} {r['samples_per_s']:10.0f} {r['messages_per_s']:7.0f} "
+        print(f"{r['frame_s']:7g} {r['bundle']:6d} {r['samples_per_s']:10.0f} {r['messages_per_s']:7.0f} "
               f"{r['cpu_s_per_million_samples']:8.2f} {r['p50_latency_s']:6.2f} {r['p99_latency_s']:6.2f} "
               f"{r['p99_bound_s']:6.1f}", file=sys.stderr)
     _delete_run_topics(info, tag)
@@ -606,7 +617,7 @@ def _latency_run(info, net, fleet, work: Path, tag: str, args, *, rate_samples_p
         time.sleep(8.0)  # let the worker join the group before the paced replay starts
         t = time.perf_counter()
         sent = replay([work / "fleet"], info.kafka_bootstrap, topic, frame_s=args.frame_s, speedup=speedup,
-                      progress=False)
+                      progress=False, bundle=args.bundle)
         replay_s = time.perf_counter() - t
         deadline = time.monotonic() + 3600
         with LagProbe(s.kafka_bootstrap, s.app_id) as probe:
@@ -615,7 +626,7 @@ def _latency_run(info, net, fleet, work: Path, tag: str, args, *, rate_samples_p
                     raise RuntimeError(f"latency worker exited with {proc.returncode}; see {work}")
                 _check_logs(work, s.app_id)
                 lag, end = probe(topic)
-                if lag == 0 and end >= sent.frames:
+                if lag == 0 and end >= sent.messages:
                     break
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"latency run not consumed within an hour (lag {lag})")

@@ -6,7 +6,7 @@ is a bug and shows its traceback.
     roadsense demo [--vehicles N] [--seed S]      the whole pipeline on the SQY network
     roadsense stack up|down|status [--timescale]  the local Kafka + PostgreSQL (+ TimescaleDB tier)
     roadsense simulate --vehicles N --seed S --out DIR
-    roadsense replay TRACES... [--frame-s 10] [--speedup 0]
+    roadsense replay TRACES... [--frame-s 10] [--speedup 0] [--bundle 10]
     roadsense worker                              one stage-1 worker (until SIGTERM)
     roadsense score TRACES... --network FILE --out DIR [--references CSV]
     roadsense calibrate [--references CSV] [--days 90]   fleet self-calibration (vehicle gains)
@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from schemas._errors import RoadsenseError
+from schemas.bundle import DEFAULT_BUNDLE_FRAMES, bundle_size
 from schemas.frame import DEFAULT_FRAME_S
 
 __all__ = ["main"]
@@ -196,7 +197,8 @@ def cmd_schemas(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from pipeline.demo import run_demo
 
-    return run_demo(vehicles=args.vehicles, seed=args.seed, out=Path(args.out), frame_s=args.frame_s)
+    return run_demo(vehicles=args.vehicles, seed=args.seed, out=Path(args.out), frame_s=args.frame_s,
+                    bundle=args.bundle)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -208,6 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--seed", type=int, default=7)
     d.add_argument("--frame-s", type=float, default=DEFAULT_FRAME_S)
     d.add_argument("--out", default="out/demo")
+    d.add_argument("--bundle", type=bundle_size, default=DEFAULT_BUNDLE_FRAMES, metavar="N",
+                   help="frames per Kafka message, per partition (0 = one frame per message)")
     d.set_defaults(func=cmd_demo)
 
     st = sub.add_parser("stack", help="the local Kafka + PostgreSQL stack")
@@ -225,8 +229,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("traces", nargs="+")
     r.add_argument("--frame-s", type=float, default=DEFAULT_FRAME_S)
     r.add_argument("--speedup", type=float, default=0.0, help="0 = as fast as possible")
-    r.add_argument("--bundle", type=int, default=0, metavar="N",
-                   help="pack up to N frames per message, per partition, as a gateway would (schemas.bundle)")
+    r.add_argument("--bundle", type=bundle_size, default=DEFAULT_BUNDLE_FRAMES, metavar="N",
+                   help="pack up to N frames per message, per partition, as a gateway would (schemas.bundle; "
+                        "0 = one frame per message, keyed by vehicle)")
     r.set_defaults(func=cmd_replay)
 
     w = sub.add_parser("worker", help="run a stage-1 worker")

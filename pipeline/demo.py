@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from schemas._errors import RoadsenseError
+from schemas.bundle import DEFAULT_BUNDLE_FRAMES as DEMO_BUNDLE
 from schemas.frame import DEFAULT_FRAME_S
 
 __all__ = ["run_demo", "wait_until_consumed"]
@@ -67,7 +68,8 @@ def stop_workers(*procs: subprocess.Popen, timeout_s: float = 60.0) -> None:
             p.wait()
 
 
-def run_demo(*, vehicles: int = 40, seed: int = 7, out: Path = Path("out/demo"), frame_s: float = DEFAULT_FRAME_S) -> int:
+def run_demo(*, vehicles: int = 40, seed: int = 7, out: Path = Path("out/demo"), frame_s: float = DEFAULT_FRAME_S,
+             bundle: int = DEMO_BUNDLE) -> int:
     from pipeline import db, stack
     from pipeline.localenv import local_settings
     from pipeline.settings import settings_env
@@ -100,8 +102,10 @@ def run_demo(*, vehicles: int = 40, seed: int = 7, out: Path = Path("out/demo"),
 
     print("4/6 replaying the traces into Kafka ...", flush=True)
     ensure_topics(s)
-    sent = replay(traces, s.kafka_bootstrap, s.frames_topic, frame_s=frame_s, speedup=0.0, progress=True)
-    n_frames = sent[0] if isinstance(sent, tuple) else int(sent)
+    sent = replay(traces, s.kafka_bootstrap, s.frames_topic, frame_s=frame_s, speedup=0.0, progress=True,
+                  bundle=bundle)
+    print(f"    {sent.frames:,} frames of {frame_s:g} s in {sent.messages:,} messages"
+          + (f" (bundles of up to {bundle}, as an ingestion gateway sends them)" if bundle > 1 else ""))
 
     print("5/6 running a stage-1 worker until every frame is processed ...", flush=True)
     log_path = Path(s.data_dir).parent / "worker-demo.log"
@@ -112,7 +116,7 @@ def run_demo(*, vehicles: int = 40, seed: int = 7, out: Path = Path("out/demo"),
     try:
         _, end_before = group_lag(s.kafka_bootstrap, s.app_id, s.frames_topic)
     except Exception:
-        end_before = n_frames
+        end_before = sent.messages
     with log_path.open("ab") as log:
         proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "worker"], env=env, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True)

@@ -30,9 +30,12 @@ from kafka.partitioner.default import murmur2
 
 from schemas._errors import SchemaError
 
-__all__ = ["BUNDLE_MAGIC", "MAX_BUNDLE_BYTES", "encode_bundle", "is_bundle", "partition_of", "split_bundle"]
+__all__ = ["BUNDLE_MAGIC", "DEFAULT_BUNDLE_FRAMES", "MAX_BUNDLE_BYTES", "bundle_size", "encode_bundle", "is_bundle", "partition_of", "split_bundle"]
 
 BUNDLE_MAGIC = b"RSB1"
+DEFAULT_BUNDLE_FRAMES = 10
+"""Frames per bundle of ``roadsense replay`` and the demo unless told: chosen by
+``bench/throughput.py --bundle-sweep`` (docs/decisions.md, "Bundles")."""
 MAX_BUNDLE_BYTES = 900_000
 """Largest bundle a producer should build, bytes: under the broker's default
 ``message.max.bytes`` (1 MiB) with room for the record's overhead."""
@@ -85,3 +88,16 @@ def partition_of(vehicle_id: str, n_partitions: int) -> int:
     """The partition of ``vehicle.frames`` a vehicle's frames go to: Kafka's default
     partitioner on the UTF-8 vehicle id (murmur2, as the Java client and kafka-python)."""
     return (murmur2(vehicle_id.encode()) & 0x7FFFFFFF) % n_partitions
+
+
+def bundle_size(text: str) -> int:
+    """``argparse`` type of a ``--bundle`` option: frames per bundle, 0 for plain frames."""
+    import argparse
+
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 (plain frames) or more, not {n}")
+    return n

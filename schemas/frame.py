@@ -3,7 +3,8 @@
 A frame carries ``frame_s`` seconds of samples column-wise (arrays, not rows), so that the
 per-message cost of the stream is paid once per stretch rather than once per sample
 (shared/notes/faust-streaming.md). GPS fixes travel in their own arrays, at their own rate.
-The key of the message is the raw vehicle id; it is pseudonymised by the first stage.
+The key of the message is the raw vehicle id; it is pseudonymised by the first stage. A
+gateway may instead pack several frames into one message (``schemas.bundle``).
 """
 
 from __future__ import annotations

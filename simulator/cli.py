@@ -3,7 +3,7 @@
     python -m simulator generate --vehicles N --seed S --out DIR [--network FILE] [--fs 100]
         [--gps-rate 1] [--gps-sigma 4] [--trip-km 2 6] [--trips 1] [--format csv|csv.gz|parquet]
     python -m simulator replay DIR_OR_FILES... --bootstrap HOST:PORT [--topic vehicle.frames]
-        [--frame-s 10] [--speedup 0] [--no-progress]
+        [--frame-s 10] [--speedup 0] [--bundle 10] [--no-progress]
 
 Errors of roadsense (bad files, unreachable broker) print their type and message and exit 1.
 """
@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from schemas._errors import RoadsenseError
+from schemas.bundle import DEFAULT_BUNDLE_FRAMES, bundle_size
 from schemas.frame import DEFAULT_FRAME_S
 from simulator._errors import SimulatorError
 
@@ -58,8 +59,9 @@ def add_replay_arguments(r: argparse.ArgumentParser) -> None:
     r.add_argument("--frame-s", type=float, default=DEFAULT_FRAME_S)
     r.add_argument("--speedup", type=float, default=0.0, help="0 = as fast as possible, 1 = real time")
     r.add_argument("--timeout", type=float, default=10.0, help="I/O timeout, s")
-    r.add_argument("--bundle", type=int, default=0, metavar="N",
-                   help="pack up to N frames per message, per partition, as a gateway would (schemas.bundle)")
+    r.add_argument("--bundle", type=bundle_size, default=DEFAULT_BUNDLE_FRAMES, metavar="N",
+                   help="pack up to N frames per message, per partition, as a gateway would (schemas.bundle; "
+                        "0 = one frame per message, keyed by vehicle)")
     r.add_argument("--no-progress", action="store_true")
 
 

@@ -109,12 +109,17 @@ def replay(
         merged = heapq.merge(*streams, key=lambda f: (f.t_s[-1], f.vehicle_id))
         bundler = None
         if bundle > 1:
-            n_partitions = len(producer.partitions_for(topic) or ())
+            from kafka.errors import KafkaError
+
+            try:
+                n_partitions = len(producer.partitions_for(topic) or ())
+            except KafkaError as exc:
+                raise ReplayError(f"cannot read the partitions of topic {topic!r}: {exc!r}") from exc
             if not n_partitions:
                 raise ReplayError(f"topic {topic!r} has no partitions (does it exist?)")
             bundler = Bundler(n_partitions, bundle, wait_s=bundle_wait_s)
         first_end: float | None = None
-        wall0 = time.monotonic()
+        wall0, wall_t0 = time.monotonic(), time.time()
         frames = samples = messages = 0
         for frame in merged:
             if failures:
@@ -124,21 +129,22 @@ def replay(
                 due = wall0 + (frame.t_s[-1] - first_end) / speedup
                 while (now := time.monotonic()) < due:
                     if bundler is not None:
-                        for p, value in bundler.due(now):
-                            messages += _send(producer, topic, None, value, failures, partition=p)
-                    time.sleep(max(0.0, min(due, bundler.next_due() if bundler else due) - time.monotonic()))
+                        messages += _send_bundles(producer, topic, bundler.due(time.time()), failures)
+                        wake = wall0 + (bundler.next_due() - wall_t0)
+                    else:
+                        wake = due
+                    time.sleep(max(0.0, min(due, wake) - time.monotonic()))
             if bundler is None:
                 messages += _send(producer, topic, frame.vehicle_id.encode(), encode_frame(frame), failures)
             else:
-                for p, value in bundler.add(frame.vehicle_id, encode_frame(frame), time.monotonic()):
-                    messages += _send(producer, topic, None, value, failures, partition=p)
+                messages += _send_bundles(producer, topic, bundler.add(frame.vehicle_id, encode_frame(frame),
+                                                                      time.time()), failures)
             frames += 1
             samples += len(frame.t_s)
             if bar is not None:
                 bar.update(1)
         if bundler is not None and not failures:
-            for p, value in bundler.drain():
-                messages += _send(producer, topic, None, value, failures, partition=p)
+            messages += _send_bundles(producer, topic, bundler.drain(), failures)
         try:
             producer.flush(timeout=timeout_s * 3)
         except Exception as exc:  # kafka-python raises KafkaTimeoutError
@@ -168,22 +174,30 @@ def _connect(bootstrap: str, timeout_s: float) -> Any:
 
 
 def _send(producer: Any, topic: str, key: bytes | None, value: bytes, failures: list[BaseException], *,
-          partition: int | None = None) -> int:
+          partition: int | None = None, timestamp_ms: int | None = None) -> int:
     from kafka.errors import KafkaError
 
     try:
-        fut = producer.send(topic, key=key, value=value, partition=partition)
+        fut = producer.send(topic, key=key, value=value, partition=partition, timestamp_ms=timestamp_ms)
     except KafkaError as exc:
         raise ReplayError(f"cannot send to topic {topic!r}: {exc!r}") from exc
     fut.add_errback(failures.append)
     return 1
 
 
+def _send_bundles(producer: Any, topic: str, bundles: list[tuple[int, bytes, float]],
+                  failures: list[BaseException]) -> int:
+    # The record's timestamp is when the bundle's first frame reached the bundler, so that
+    # a latency measured from it includes the frame's wait in the gateway.
+    return sum(_send(producer, topic, None, value, failures, partition=p, timestamp_ms=int(t0 * 1000))
+               for p, value, t0 in bundles)
+
+
 class Bundler:
     """Packs encoded frames into bundles per partition (``schemas.bundle``).
 
-    ``add``, ``due`` and ``drain`` return the bundles ready to send, as (partition, bytes).
-    A vehicle's frames keep their order: they all go to one partition, whose bundles leave
+    ``add``, ``due`` and ``drain`` return the bundles ready to send, as (partition, bytes,
+    time its first frame was added; epoch s when ``now`` is). A vehicle's frames keep their order: they all go to one partition, whose bundles leave
     in the order they were started, each with its frames in the order they came.
     """
 
@@ -194,32 +208,32 @@ class Bundler:
         self.n_partitions, self.size, self.wait_s, self.max_bytes = n_partitions, size, wait_s, max_bytes
         self._open: dict[int, tuple[float, list[bytes], int]] = {}  # partition -> (started, frames, bytes)
 
-    def add(self, vehicle_id: str, frame: bytes, now: float) -> list[tuple[int, bytes]]:
+    def add(self, vehicle_id: str, frame: bytes, now: float) -> list[tuple[int, bytes, float]]:
         p = partition_of(vehicle_id, self.n_partitions)
         out = []
         started, frames, nbytes = self._open.get(p, (now, [], 4))
         if frames and nbytes + 4 + len(frame) > self.max_bytes:
-            out.append((p, encode_bundle(frames)))
+            out.append((p, encode_bundle(frames), started))
             started, frames, nbytes = now, [], 4
         frames.append(frame)
         nbytes += 4 + len(frame)
         if len(frames) >= self.size:
-            out.append((p, encode_bundle(frames)))
+            out.append((p, encode_bundle(frames), started))
             self._open.pop(p, None)
         else:
             self._open[p] = (started, frames, nbytes)
         return out
 
-    def due(self, now: float) -> list[tuple[int, bytes]]:
+    def due(self, now: float) -> list[tuple[int, bytes, float]]:
         """Bundles whose first frame has waited ``wait_s`` or more."""
-        late = [p for p, (t0, _, _) in self._open.items() if now - t0 >= self.wait_s]
-        return [(p, encode_bundle(self._open.pop(p)[1])) for p in late]
+        late = [(p, t0) for p, (t0, _, _) in self._open.items() if now - t0 >= self.wait_s]
+        return [(p, encode_bundle(self._open.pop(p)[1]), t0) for p, t0 in late]
 
     def next_due(self) -> float:
         """When the oldest open bundle is due (inf if none is open)."""
         return min((t0 + self.wait_s for t0, _, _ in self._open.values()), default=float("inf"))
 
-    def drain(self) -> list[tuple[int, bytes]]:
-        out = [(p, encode_bundle(frames)) for p, (_, frames, _) in self._open.items()]
+    def drain(self) -> list[tuple[int, bytes, float]]:
+        out = [(p, encode_bundle(frames), t0) for p, (t0, frames, _) in self._open.items()]
         self._open.clear()
         return out

@@ -100,7 +100,7 @@ class TestBundler:
         sent += b.drain()
         assert b.drain() == []
         got: dict[str, list[int]] = {}
-        for p, raw in sent:
+        for p, raw, _ in sent:
             frames = [orjson.loads(f) for f in split_bundle(raw)]
             assert 1 <= len(frames) <= 5
             assert {partition_of(f["vehicle_id"], 4) for f in frames} == {p}
@@ -114,8 +114,8 @@ class TestBundler:
         limit = 4 + 3 * (4 + len(frame))
         b = Bundler(1, size=100, max_bytes=limit)
         out = [x for _ in range(10) for x in b.add("VF1AAAAAAAAAAAAAA", frame, 0.0)] + b.drain()
-        assert [len(split_bundle(raw)) for _, raw in out] == [3, 3, 3, 1]
-        assert all(len(raw) <= limit for _, raw in out)
+        assert [len(split_bundle(raw)) for _, raw, _ in out] == [3, 3, 3, 1]
+        assert all(len(raw) <= limit for _, raw, _ in out)
 
     def test_an_unfilled_bundle_leaves_after_its_wait(self):
         b = Bundler(2, size=10, wait_s=1.0)
@@ -123,8 +123,10 @@ class TestBundler:
         assert b.add("A", _frame("A"), 10.0) == []
         assert b.next_due() == 11.0
         assert b.due(10.9) == []
-        (p, raw), = b.due(11.0)
-        assert p == partition_of("A", 2) and split_bundle(raw) == [_frame("A")]
+        assert b.add("A", _frame("A", 1), 10.5) == []
+        (p, raw, t0), = b.due(11.0)
+        assert p == partition_of("A", 2) and split_bundle(raw) == [_frame("A"), _frame("A", 1)]
+        assert t0 == 10.0  # the first frame's arrival: the record's timestamp
         assert b.drain() == []
 
 
@@ -145,3 +147,22 @@ class TestHandlerRoute:
         assert out.state is None
         assert out.dead_letter == ("RoutingError", f"bundled frame of a vehicle of partition {p} arrived on "
                                                    f"partition {(p + 1) % 4} (of 4)")
+
+
+class TestCommandLine:
+    @pytest.mark.parametrize("value, message", [("-1", "must be 0 (plain frames) or more"),
+                                                ("ten", "not a whole number")])
+    def test_a_bad_bundle_size_is_a_clear_usage_error(self, capsys, value, message):
+        from pipeline.cli import build_parser
+
+        with pytest.raises(SystemExit) as exc:
+            build_parser().parse_args(["replay", "traces", "--bundle", value])
+        assert exc.value.code == 2 and message in capsys.readouterr().err
+
+    def test_replay_and_demo_bundle_by_default_and_zero_means_plain_frames(self):
+        from pipeline.cli import build_parser
+        from schemas.bundle import DEFAULT_BUNDLE_FRAMES
+
+        p = build_parser()
+        assert p.parse_args(["replay", "t"]).bundle == DEFAULT_BUNDLE_FRAMES == p.parse_args(["demo"]).bundle
+        assert p.parse_args(["replay", "t", "--bundle", "0"]).bundle == 0
