@@ -166,3 +166,57 @@ class TestCommandLine:
         p = build_parser()
         assert p.parse_args(["replay", "t"]).bundle == DEFAULT_BUNDLE_FRAMES == p.parse_args(["demo"]).bundle
         assert p.parse_args(["replay", "t", "--bundle", "0"]).bundle == 0
+
+
+class _Producer:
+    """Records what ``simulator.replay.replay`` sends (the broker is not what is tested here:
+    tests/integration/test_bundles.py sends through a real one)."""
+
+    def __init__(self, n_partitions: int) -> None:
+        self.n, self.sent = n_partitions, []
+
+    def partitions_for(self, topic):
+        return set(range(self.n))
+
+    def send(self, topic, *, key, value, partition=None, timestamp_ms=None):
+        import time
+
+        self.sent.append((time.time(), key, value, partition, timestamp_ms))
+
+        class Future:
+            def add_errback(self, fn):
+                pass
+
+        return Future()
+
+    def flush(self, timeout=None):
+        pass
+
+    def close(self, timeout=None):
+        pass
+
+
+@pytest.fixture(scope="module")
+def traces(tmp_path_factory):
+    from simulator import simulate_fleet, write_fleet
+
+    fleet = simulate_fleet(load_network(), n_vehicles=4, seed=3, trip_km=(0.4, 0.6), departure_spread_s=20)
+    return write_fleet(fleet, tmp_path_factory.mktemp("fleet"), format="parquet")
+
+
+class TestPacedReplay:
+    def test_unfilled_bundles_leave_after_their_wait_and_nothing_is_lost(self, traces, monkeypatch):
+        from simulator import replay as rp
+
+        producer = _Producer(3)
+        monkeypatch.setattr(rp, "_connect", lambda bootstrap, timeout_s: producer)
+        res = rp.replay([traces], "unused:9092", "t", frame_s=2.0, speedup=40.0, progress=False, bundle=50,
+                        bundle_wait_s=0.1)
+        frames = [(orjson.loads(f), p) for _, key, raw, p, _ in producer.sent for f in split_bundle(raw)]
+        assert all(key is None for _, key, _, _, _ in producer.sent)
+        assert len(frames) == res.frames and len(producer.sent) == res.messages < res.frames
+        assert all(partition_of(f["vehicle_id"], 3) == p for f, p in frames)
+        # paced at 40x, a 50-frame bundle never fills: each leaves once its first frame has
+        # waited 0.1 s (plus the sleep's and the encoding's slack), stamped with that arrival
+        late = [t - ts / 1000 for t, _, _, _, ts in producer.sent[:-3]]
+        assert min(late) >= 0.1 - 1e-3 and max(late) < 0.1 + 0.25
