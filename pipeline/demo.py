@@ -28,7 +28,7 @@ def wait_until_consumed(bootstrap: str, group: str, topic: str, *, total: int, p
 
     from pipeline.topics import LagProbe
 
-    bar = tqdm(total=total, desc="worker", unit="frame", disable=not progress)
+    bar = tqdm(total=total, desc="worker", unit="msg", disable=not progress)
     deadline = time.monotonic() + timeout_s
     done = 0
     probe = None  # one connection for every poll (opening one costs more CPU than the poll)

@@ -268,11 +268,13 @@ def test_before_after_from_the_database_splits_the_offline_results_at_the_date(f
     assert bad.returncode == 1 and "unknown zone" in bad.stderr and "Traceback" not in bad.stderr
 
 
+@pytest.mark.parametrize("bundle", [0, 4], ids=["frames", "bundles"])
 def test_a_worker_killed_mid_stream_loses_nothing_and_counts_nothing_twice(
-    stack, offline, fleet_dir, net, tmp_path_factory
+    stack, offline, fleet_dir, net, tmp_path_factory, bundle
 ):
     """SIGKILL in the middle of the stream, then a new worker: the database must hold
-    exactly the offline passes (batched commits + outbox recovery)."""
+    exactly the offline passes (batched commits + outbox recovery), with frames sent one
+    per message or in bundles (a bundle half-processed when killed comes again whole)."""
     import time as _time
 
     from simulator.replay import replay
@@ -287,7 +289,9 @@ def test_a_worker_killed_mid_stream_loses_nothing_and_counts_nothing_twice(
             batch_max=50,
         )
         ensure_topics(s)
-        sent = replay([fleet_dir], s.kafka_bootstrap, s.frames_topic, frame_s=2.0, speedup=0.0, progress=False)
+        sent = replay([fleet_dir], s.kafka_bootstrap, s.frames_topic, frame_s=2.0, speedup=0.0, progress=False,
+                      bundle=bundle)
+        total = sent.messages
         logs = tmp_path_factory.mktemp("killlogs")
         with (logs / "victim.log").open("ab") as fh:
             proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "worker"], env=_env(s), cwd=REPO,
@@ -299,14 +303,14 @@ def test_a_worker_killed_mid_stream_loses_nothing_and_counts_nothing_twice(
                 try:
                     lag, end = group_lag(s.kafka_bootstrap, s.app_id, s.frames_topic)
                 except Exception:
-                    lag, end = sent.frames, sent.frames
-                if end - lag >= sent.frames // 3:
+                    lag, end = total, total
+                if end - lag >= total // 3:
                     break
                 _time.sleep(0.2)
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=30)
-            assert end - lag < sent.frames, "the worker finished before it could be killed"
-        _run_worker_until_consumed(s, sent.frames, logs / "survivor.log")
+            assert end - lag < total, "the worker finished before it could be killed"
+        _run_worker_until_consumed(s, total, logs / "survivor.log")
         rows = _db_passes(dsn)
         expected = record_rows(offline.passes)
         assert sorted(rows) == expected
