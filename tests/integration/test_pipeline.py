@@ -516,10 +516,8 @@ def test_frames_sent_during_a_rebalance_of_a_new_group_are_all_processed(
         while w0_log.read_text().count("Revoking previously assigned partitions") < 2:
             assert time.monotonic() < deadline, "the first worker did not revoke its partitions"
             time.sleep(0.02)
-        sent = replay([fleet_dir], base.kafka_bootstrap, base.frames_topic, frame_s=2.0, speedup=0.0, progress=False,
-                      bundle=bundle)
-        assert (sent.messages < sent.frames) == bool(bundle)
-        wait_until_consumed(base.kafka_bootstrap, base.app_id, base.frames_topic, total=sent.messages, proc=procs[0],
+        sent = replay([fleet_dir], base.kafka_bootstrap, base.frames_topic, frame_s=2.0, speedup=0.0, progress=False)
+        wait_until_consumed(base.kafka_bootstrap, base.app_id, base.frames_topic, total=sent.frames, proc=procs[0],
                             timeout_s=300, progress=False)
         assert procs[1].poll() is None, "the joining worker exited"
     finally:
@@ -612,3 +610,98 @@ def test_a_worker_that_cannot_store_a_frame_stops_without_committing_it(stack, f
     assert "stopping the worker without committing" in text
     lag, end = group_lag(s.kafka_bootstrap, s.app_id, s.frames_topic)
     assert end == sent.frames and lag == sent.frames  # nothing committed: every frame will be replayed
+
+
+# ----------------------------------------------------------------------------- bundles
+# Several frames per message (schemas.bundle): the fleet in bundles must give exactly the
+# offline passes; a bad frame inside a bundle, a frame on the wrong partition and a
+# truncated bundle reach the dead-letter topic with their reasons (the frame's own bytes
+# and its index) while the frames around them are processed; the same fleet replayed
+# afterwards as plain frames changes nothing, because a vehicle's plain and bundled frames
+# share one partition, hence one state.
+
+TINY_FRAME = {
+    "schema_version": 1, "seq": 0,
+    "t_s": [1.7e9, 1.7e9 + 0.01], "speed_kmh": [30.0, 30.0], "accel_long_mps2": [0.0, 0.1],
+    "accel_lat_mps2": [0.0, 0.0], "accel_vert_mps2": [9.8, 9.81],
+    "fix_t_s": [1.7e9], "fix_lat_deg": [48.82], "fix_lon_deg": [1.95],
+}
+
+
+def _vehicle_of(partition: int, n_partitions: int, *, other: bool = False) -> str:
+    """A vehicle id whose frames belong to ``partition`` (``other``: to any other one)."""
+    from schemas.bundle import partition_of
+
+    for i in range(1000):
+        vid = f"VF1BUNDLE{i:08d}"
+        if (partition_of(vid, n_partitions) == partition) != other:
+            return vid
+    raise AssertionError("no such vehicle id")
+
+
+@pytest.fixture(scope="module")
+def bundle_run(stack, fleet_dir, tmp_path_factory):
+    """Hand-made bundles (good, bad and misrouted frames; a truncated bundle), then the
+    fleet as bundles of 4, one worker until everything is consumed."""
+    import orjson
+    from kafka import KafkaProducer
+
+    from schemas.bundle import encode_bundle
+    from simulator.replay import replay
+
+    dsn = db.create_database(stack.pg_dsn, "rs_it_bundles")
+    logs = tmp_path_factory.mktemp("bundlelogs")
+    s = _group_settings(stack, dsn, "bundles", tmp_path_factory.mktemp("bundles")).model_copy(
+        update={"stats_file": logs / "worker.json"})
+    ensure_topics(s)
+    good = orjson.dumps({**TINY_FRAME, "vehicle_id": _vehicle_of(1, s.partitions)})
+    misrouted = orjson.dumps({**TINY_FRAME, "vehicle_id": _vehicle_of(1, s.partitions, other=True)})
+    mixed = encode_bundle([good, b"not json", misrouted])
+    producer = KafkaProducer(bootstrap_servers=s.kafka_bootstrap, acks="all")
+    producer.send(s.frames_topic, value=mixed, partition=1)
+    producer.send(s.frames_topic, value=mixed[:-5], partition=2)  # truncated
+    producer.flush(timeout=30)
+    producer.close()
+    sent = replay([fleet_dir], s.kafka_bootstrap, s.frames_topic, frame_s=2.0, speedup=0.0, progress=False,
+                  bundle=4)
+    total = sent.messages + 2
+    _run_worker_until_consumed(s, total, logs / "worker1.log")
+    yield {"settings": s, "dsn": dsn, "sent": sent, "total": total, "rows": _db_passes(dsn), "logs": logs,
+           "misrouted": misrouted, "stats": orjson.loads(s.stats_file.read_bytes())}
+    db.drop_database(stack.pg_dsn, dsn)
+
+
+def test_a_fleet_in_bundles_gives_exactly_the_offline_passes(bundle_run, offline):
+    sent = bundle_run["sent"]
+    assert sent.frames == offline.n_frames
+    assert sent.messages <= -(-sent.frames // 4) + 4  # full bundles but the last per partition
+    assert sorted(bundle_run["rows"]) == record_rows(offline.passes)
+
+
+def test_bad_frames_in_a_bundle_are_dead_letters_with_their_index_and_bytes(bundle_run):
+    import base64
+
+    s = bundle_run["settings"]
+    dlq = [DeadLetter.model_validate_json(v) for v in _consume_all(s.kafka_bootstrap, s.dlq_topic, 3)]
+    by_index = {d.bundle_index: d for d in dlq}
+    assert sorted(by_index, key=str) == [1, 2, None]
+    assert "not JSON" in by_index[1].reason and base64.b64decode(by_index[1].original_b64) == b"not json"
+    assert by_index[2].error_type == "RoutingError" and "arrived on partition 1" in by_index[2].reason
+    assert base64.b64decode(by_index[2].original_b64) == bundle_run["misrouted"]
+    assert "bundle truncated" in by_index[None].reason and by_index[None].partition == 2
+    assert all(d.source_topic == s.frames_topic for d in dlq)
+    # every frame counted once, the good frame of the mixed bundle processed, not lost
+    stats = bundle_run["stats"]
+    assert stats["dead_letters"] == 3
+    assert stats["frames"] == bundle_run["sent"].frames + 4  # the fleet's, the mixed bundle's 3, the truncated one
+    assert stats["vehicles"] == 6 + 1
+
+
+def test_the_same_fleet_as_plain_frames_afterwards_changes_nothing(bundle_run, fleet_dir):
+    from simulator.replay import replay
+
+    s = bundle_run["settings"]
+    again = replay([fleet_dir], s.kafka_bootstrap, s.frames_topic, frame_s=2.0, speedup=0.0, progress=False)
+    assert again.messages == again.frames
+    _run_worker_until_consumed(s, bundle_run["total"] + again.messages, bundle_run["logs"] / "worker2.log")
+    assert _db_passes(bundle_run["dsn"]) == bundle_run["rows"]
