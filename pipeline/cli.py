@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from schemas._errors import RoadsenseError
-from schemas.bundle import DEFAULT_BUNDLE_FRAMES, bundle_size
+from schemas.bundle import DEFAULT_BUNDLE_FRAMES
 from schemas.frame import DEFAULT_FRAME_S
 
 __all__ = ["main"]
@@ -202,6 +202,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from simulator.cli import add_generate_arguments, bundle_size
+
     p = argparse.ArgumentParser(prog="roadsense", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -220,8 +222,6 @@ def build_parser() -> argparse.ArgumentParser:
     st.set_defaults(func=cmd_stack)
 
     sm = sub.add_parser("simulate", help="generate trace files with ground truth")
-    from simulator.cli import add_generate_arguments
-
     add_generate_arguments(sm)
     sm.set_defaults(func=cmd_simulate)
 

@@ -30,7 +30,7 @@ from kafka.partitioner.default import murmur2
 
 from schemas._errors import SchemaError
 
-__all__ = ["BUNDLE_MAGIC", "DEFAULT_BUNDLE_FRAMES", "MAX_BUNDLE_BYTES", "bundle_size", "encode_bundle", "is_bundle", "partition_of", "split_bundle"]
+__all__ = ["BUNDLE_MAGIC", "DEFAULT_BUNDLE_FRAMES", "MAX_BUNDLE_BYTES", "encode_bundle", "is_bundle", "partition_of", "split_bundle"]
 
 BUNDLE_MAGIC = b"RSB1"
 DEFAULT_BUNDLE_FRAMES = 10
@@ -88,16 +88,3 @@ def partition_of(vehicle_id: str, n_partitions: int) -> int:
     """The partition of ``vehicle.frames`` a vehicle's frames go to: Kafka's default
     partitioner on the UTF-8 vehicle id (murmur2, as the Java client and kafka-python)."""
     return (murmur2(vehicle_id.encode()) & 0x7FFFFFFF) % n_partitions
-
-
-def bundle_size(text: str) -> int:
-    """``argparse`` type of a ``--bundle`` option: frames per bundle, 0 for plain frames."""
-    import argparse
-
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if n < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 (plain frames) or more, not {n}")
-    return n

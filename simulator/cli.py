@@ -17,13 +17,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from schemas._errors import RoadsenseError
-from schemas.bundle import DEFAULT_BUNDLE_FRAMES, bundle_size
+from schemas.bundle import DEFAULT_BUNDLE_FRAMES
 from schemas.frame import DEFAULT_FRAME_S
 from simulator._errors import SimulatorError
 
 __all__ = [
     "add_generate_arguments",
     "add_replay_arguments",
+    "bundle_size",
     "build_parser",
     "generate",
     "generate_from_args",
@@ -49,6 +50,17 @@ def add_generate_arguments(g: argparse.ArgumentParser) -> None:
     g.add_argument("--start", default="2024-03-04T07:30:00+00:00", help="ISO 8601 start time with offset")
     g.add_argument("--format", choices=("csv", "csv.gz", "parquet"), default="csv")
     g.add_argument("--time-format", choices=("epoch", "iso"), default="epoch")
+
+
+def bundle_size(text: str) -> int:
+    """``argparse`` type of a ``--bundle`` option: frames per bundle, 0 for plain frames."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 (plain frames) or more, not {n}")
+    return n
 
 
 def add_replay_arguments(r: argparse.ArgumentParser) -> None:

@@ -127,7 +127,7 @@ def replay(
             if speedup > 0:
                 first_end = frame.t_s[-1] if first_end is None else first_end
                 due = wall0 + (frame.t_s[-1] - first_end) / speedup
-                while (now := time.monotonic()) < due:
+                while time.monotonic() < due:
                     if bundler is not None:
                         messages += _send_bundles(producer, topic, bundler.due(time.time()), failures)
                         wake = wall0 + (bundler.next_due() - wall_t0)
