@@ -132,7 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--vehicles", type=int, default=200)
     ap.add_argument("--frame-s", type=float, default=5.0)
     ap.add_argument("--partitions", type=int, default=4)
-    ap.add_argument("--bundle", type=int, default=0, metavar="N", help="pre-load bundles of up to N frames (schemas.bundle)")
+    ap.add_argument("--bundle", type=int, default=0, metavar="N",
+                    help="pre-load bundles of up to N frames (schemas.bundle)")
     ap.add_argument("--seed", type=int, default=515)
     args = ap.parse_args(argv)
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))

@@ -479,7 +479,8 @@ def frame_sweep(args: argparse.Namespace) -> int:
         rate = r["samples"] / r["elapsed_s"]
         args.frame_s, args.bundle = frame_s, bundle
         lat = _latency_run(info, net, fleet, work, f"{tag}l{k}", args, rate_samples_per_s=0.5 * rate)
-        row = {"frame_s": frame_s, "bundle": bundle, "kafka_messages": sent.messages, "samples_per_frame": sent.samples / sent.frames, "samples_per_s": rate,
+        row = {"frame_s": frame_s, "bundle": bundle, "kafka_messages": sent.messages,
+               "samples_per_frame": sent.samples / sent.frames, "samples_per_s": rate,
                "messages_per_s": r["messages"] / r["elapsed_s"],
                "cpu_s_per_million_samples": r["cpu_s"] / (sent.samples / 1e6), "p50_latency_s": lat["p50_s"],
                "p99_latency_s": lat["p99_s"], "p99_bound_s": frame_s + 3.0}

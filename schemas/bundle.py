@@ -30,7 +30,8 @@ from kafka.partitioner.default import murmur2
 
 from schemas._errors import SchemaError
 
-__all__ = ["BUNDLE_MAGIC", "DEFAULT_BUNDLE_FRAMES", "MAX_BUNDLE_BYTES", "encode_bundle", "is_bundle", "partition_of", "split_bundle"]
+__all__ = ["BUNDLE_MAGIC", "DEFAULT_BUNDLE_FRAMES", "MAX_BUNDLE_BYTES", "encode_bundle", "is_bundle", "partition_of",
+           "split_bundle"]
 
 BUNDLE_MAGIC = b"RSB1"
 DEFAULT_BUNDLE_FRAMES = 10

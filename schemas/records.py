@@ -87,7 +87,8 @@ class DeadLetter(_Record):
     offset: int
     key_b64: str | None = None
     original_b64: str = Field(description="the message value, base64, byte for byte (in a bundle: that frame's bytes)")
-    bundle_index: int | None = Field(default=None, ge=0, description="index of the frame in its bundle (schemas.bundle)")
+    bundle_index: int | None = Field(
+        default=None, ge=0, description="index of the frame in its bundle (schemas.bundle)")
     failed_at: datetime
     worker: str | None = None
 

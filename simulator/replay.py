@@ -197,8 +197,9 @@ class Bundler:
     """Packs encoded frames into bundles per partition (``schemas.bundle``).
 
     ``add``, ``due`` and ``drain`` return the bundles ready to send, as (partition, bytes,
-    time its first frame was added; epoch s when ``now`` is). A vehicle's frames keep their order: they all go to one partition, whose bundles leave
-    in the order they were started, each with its frames in the order they came.
+    time its first frame was added, in the clock of ``now``). A vehicle's frames keep their
+    order: they all go to one partition, which has one open bundle at a time, each with its
+    frames in the order they came.
     """
 
     def __init__(self, n_partitions: int, size: int, *, wait_s: float = 1.0,
