@@ -49,6 +49,7 @@ from throughput import _rate_from_stats, drop_db, env_of, fresh_db, log, setting
 from pipeline import stack  # noqa: E402
 from pipeline.demo import wait_until_consumed  # noqa: E402
 from pipeline.topics import ensure_topics  # noqa: E402
+from simulator.cli import bundle_size  # noqa: E402
 
 # (category, substrings of a frame "function (file)"), innermost match wins
 CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -132,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--vehicles", type=int, default=200)
     ap.add_argument("--frame-s", type=float, default=5.0)
     ap.add_argument("--partitions", type=int, default=4)
-    ap.add_argument("--bundle", type=int, default=0, metavar="N",
+    ap.add_argument("--bundle", type=bundle_size, default=0, metavar="N",
                     help="pre-load bundles of up to N frames (schemas.bundle)")
     ap.add_argument("--seed", type=int, default=515)
     args = ap.parse_args(argv)

@@ -46,6 +46,7 @@ from pipeline.streamrun import env_of, pass_rows  # noqa: E402
 from pipeline.topics import LagProbe, delete_topics, ensure_topics, list_topics  # noqa: E402
 from schemas.bundle import is_bundle, split_bundle  # noqa: E402
 from schemas.frame import DEFAULT_FRAME_S  # noqa: E402
+from simulator.cli import bundle_size  # noqa: E402
 
 KEY = "bench-throughput-pseudonym-key-0123456789"
 
@@ -266,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--trip-km", type=float, nargs=2, default=(1.0, 1.5))
     ap.add_argument("--frame-s", type=float, default=DEFAULT_FRAME_S)
     ap.add_argument("--partitions", type=int, default=4)
-    ap.add_argument("--bundle", type=int, default=0, metavar="N",
+    ap.add_argument("--bundle", type=bundle_size, default=0, metavar="N",
                     help="pre-load the topics with bundles of up to N frames (schemas.bundle), as a gateway would")
     ap.add_argument("--naive-max", type=int, default=6000, help="frames the naive agent is timed on")
     ap.add_argument("--state-vehicles", type=int, default=10_000)
@@ -276,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="small sizes, for checking the bench itself")
     ap.add_argument("--frame-sweep", type=float, nargs="+", metavar="S",
                     help="only compare frame durations: one worker's rate and latency at half of it, per duration")
-    ap.add_argument("--bundle-sweep", type=int, nargs="+", metavar="N",
+    ap.add_argument("--bundle-sweep", type=bundle_size, nargs="+", metavar="N",
                     help="only compare bundle sizes (0 = plain frames), as --frame-sweep does durations")
     ap.add_argument("--state-only", action="store_true",
                     help="only the state per active vehicle (over --state-vehicles; no broker needed)")

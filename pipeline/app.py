@@ -1,14 +1,16 @@
 """The Faust app: named topics, the state tables and the two agents (stage 1 and 2).
 
-Thin wiring around ``pipeline.stage1.FrameHandler``. Per message:
+Thin wiring around ``pipeline.stage1.FrameHandler``. Per frame (a message holds one
+frame, or a bundle of several, handled in order within its event: ``schemas.bundle``):
 
-1. decode + validate; bad input goes to ``vehicle.frames.dlq`` with its reason;
+1. decode + validate; bad input goes to ``vehicle.frames.dlq`` with its reason (a bad
+   frame of a bundle alone, with its index);
 2. ``process_frame`` on the vehicle's state from the table;
 3. the new state *and the frame's results* (the outbox, ``pipeline.stage1``) written to
    the table in one record; passes published on ``segment.passes``; the event joins the
    pending batch, unacknowledged.
 
-Every ``batch_max`` events or ``batch_s`` seconds (a timer covers idle time), the batch is
+Every ``batch_max`` frames or ``batch_s`` seconds (a timer covers idle time), the batch is
 committed in this order: (a) all its passes and events in one database transaction
 (idempotent inserts, retried while the database is down), (b) the producer flushed, so
 that every changelog, dead-letter and pass record of the batch is on the broker, (c) the

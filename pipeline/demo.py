@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from schemas._errors import RoadsenseError
-from schemas.bundle import DEFAULT_BUNDLE_FRAMES as DEMO_BUNDLE
+from schemas.bundle import DEFAULT_BUNDLE_FRAMES
 from schemas.frame import DEFAULT_FRAME_S
 
 __all__ = ["run_demo", "wait_until_consumed"]
@@ -69,7 +69,7 @@ def stop_workers(*procs: subprocess.Popen, timeout_s: float = 60.0) -> None:
 
 
 def run_demo(*, vehicles: int = 40, seed: int = 7, out: Path = Path("out/demo"), frame_s: float = DEFAULT_FRAME_S,
-             bundle: int = DEMO_BUNDLE) -> int:
+             bundle: int = DEFAULT_BUNDLE_FRAMES) -> int:
     from pipeline import db, stack
     from pipeline.localenv import local_settings
     from pipeline.settings import settings_env

@@ -32,7 +32,7 @@ DEFAULT_TOPIC = "vehicle.frames"
 class ReplayResult(NamedTuple):
     frames: int
     samples: int
-    messages: int = 0
+    messages: int
     """Kafka messages sent: ``frames`` unless frames were bundled."""
 
 
@@ -98,7 +98,7 @@ def replay(
     n_frames = sum(len(frame_windows(tr, frame_s=frame_s)[0]) for tr in traces.values())
     producer = _connect(bootstrap, timeout_s)
     failures: list[BaseException] = []
-    sent = ReplayResult(0, 0)
+    sent = ReplayResult(0, 0, 0)
     bar = None
     try:
         if progress:
