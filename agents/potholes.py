@@ -60,9 +60,11 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Literal, Sequence
 
+import numba
 import numpy as np
 from scipy import ndimage, signal
 
+from agents import _whitening
 from agents._sosfilt import sosfilt
 
 __all__ = [
@@ -70,6 +72,7 @@ __all__ = [
     "Cluster",
     "ConfirmedFeature",
     "detect_impacts",
+    "compile_kernels",
     "impact_features",
     "ImpactState",
     "cluster_impacts",
@@ -575,6 +578,16 @@ def impact_features(
     return out + done, zf
 
 
+def compile_kernels() -> None:
+    """Compile the detector's numba kernels now, or load them from numba's cache.
+
+    A cold compile takes about 5 s (a cache load about 0.2 s); a worker calls this before
+    its first frame so that no frame waits for it. Any later call returns at once.
+    """
+    a = np.sin(np.arange(400) * 0.7)
+    impact_features(a, 50.0, 0.0, 100.0, final=True)
+
+
 def _validate_stream(accel: Any, speed: Any, fs: float) -> tuple[np.ndarray, np.ndarray, float]:
     a, v, fs = _validate(accel, speed, fs)
     return a, v, fs
@@ -636,118 +649,72 @@ def _block_sigma(
     """
     if onset_ratio is None:
         onset_ratio = SCALE_ONSET_RATIO
-    waiting = np.zeros(b.shape, bool)
-    last_b = k0 + meds.size - 1
-    # every distinct block of the call at once (one median per block was a third of the
-    # detector's time): past windows of k_past medians, later windows padded with +inf
-    # one entry per run of equal block numbers (b is in sample order, so these are its
-    # distinct blocks; any order gives the same result), without np.unique's sort
-    new_b = np.empty(b.shape, bool)
-    new_b[:1] = True
-    np.not_equal(b[1:], b[:-1], out=new_b[1:])
-    ub = b[new_b]
-    inv = np.cumsum(new_b) - 1
-    has_past = ub - k_past >= k0
-    j = ub - k0  # index of the block in meds (may be past the end: not complete yet)
-    s = np.full(ub.shape, np.nan)
-    if has_past.any() and meds.size >= k_past:
-        win = np.lib.stride_tricks.sliding_window_view(meds, k_past)  # win[i] = meds[i:i + k_past]
-        s[has_past] = np.median(win[j[has_past] - k_past], axis=1)
-    if k_ahead:
-        wait_b = has_past & (ub + k_ahead > last_b) & (not final)
-        padded = np.concatenate([meds, np.full(k_ahead + 1, np.inf)])
-        idx = np.clip(j, -1, meds.size)[:, None] + 1 + np.arange(k_ahead)[None, :]
-        ahead = padded[np.clip(idx, 0, padded.size - 1)]  # (n_blocks, k_ahead), +inf where absent
-        n_in = np.isfinite(ahead).sum(axis=1)
-        lo = ahead.min(axis=1)
-        if k_ahead >= 3:  # onset of a rougher road (>= 3 later blocks in): the second smallest
-            onset = (onset_ratio > 0) & (n_in >= 3) & (lo >= onset_ratio * s)
-            lo = np.where(onset, np.partition(ahead, 1, axis=1)[:, 1], lo)
-        s = np.where(n_in > 0, np.fmax(s, lo), s)
-        s[~has_past] = np.nan
-        s[wait_b] = np.nan
-        waiting = wait_b[inv]
-    sig = 1.4826 * s[inv]
+    b = np.ascontiguousarray(b, np.int64)
+    return _block_sigma_kernel(b, np.ascontiguousarray(meds, float), int(k0), int(k_past), int(k_ahead),
+                               bool(final), float(onset_ratio))  # fmt: skip
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _block_sigma_kernel(b, meds, k0, k_past, k_ahead, final, onset_ratio):  # noqa: ANN001, ANN202
+    # one scale per run of equal block numbers (b is in sample order: its runs are its
+    # blocks); the arithmetic is the NumPy formulation's (np.median of the past window, the
+    # later window padded with +inf), so the scale is the same to the bit
+    m, n_meds = b.size, meds.size
+    last_b = k0 + n_meds - 1
+    sig = np.empty(m)
+    waiting = np.zeros(m, np.bool_)
+    past = np.empty(max(k_past, 1))
+    ahead = np.empty(max(k_ahead, 1))
+    i = 0
+    while i < m:
+        ub = b[i]
+        e = i + 1
+        while e < m and b[e] == ub:
+            e += 1
+        has_past = ub - k_past >= k0
+        j = ub - k0
+        s = np.nan
+        if has_past and n_meds >= k_past:
+            past[:k_past] = meds[j - k_past : j]
+            past[:k_past].sort()
+            h = k_past // 2
+            s = past[h] if k_past % 2 else (past[h - 1] + past[h]) / 2.0
+        wait_b = False
+        if k_ahead:
+            wait_b = has_past and ub + k_ahead > last_b and not final
+            jj = min(max(j, -1), n_meds) + 1
+            n_in = 0
+            for t in range(k_ahead):
+                q = min(max(jj + t, 0), n_meds + k_ahead)
+                ahead[t] = meds[q] if q < n_meds else np.inf
+                n_in += ahead[t] < np.inf
+            srt = np.sort(ahead[:k_ahead])
+            lo = srt[0]
+            if k_ahead >= 3 and onset_ratio > 0 and n_in >= 3 and lo >= onset_ratio * s:
+                lo = srt[1]
+            if n_in > 0:
+                s = lo if np.isnan(s) else (s if np.isnan(lo) else max(s, lo))
+            if not has_past or wait_b:
+                s = np.nan
+        for k in range(i, e):
+            sig[k] = 1.4826 * s
+            waiting[k] = wait_b
+        i = e
     return sig, waiting
 
 
 def _lpc(r: np.ndarray) -> np.ndarray:
-    """Linear-predictor coefficients from autocorrelations ``r[..., 0..p]`` (Levinson-Durbin,
-    over the last axis: one predictor per row)."""
-    r = np.asarray(r, float)
-    rows = r.reshape(-1, r.shape[-1])
-    m, p = rows.shape[0], rows.shape[1] - 1
-    a = np.zeros((m, p))
-    err = rows[:, 0] * (1.0 + LPC_WHITE)
-    active = rows[:, 0] > 0
-    masked = not active.all()
-    for i in range(p):
-        num = rows[:, i + 1] - (a[:, :i] * rows[:, i:0:-1]).sum(axis=1)
-        if masked:
-            k = np.divide(num, err, out=np.zeros(m), where=active)
-            ok = active & (np.abs(k) < 1.0)
-        else:  # every row still valid: the same values without the masked divide
-            k = num / err
-            ok = np.abs(k) < 1.0
-        # |k| >= 1: not a valid autocorrelation (numerically); that row keeps its lower order
-        upd = a[:, :i] - k[:, None] * a[:, i - 1 :: -1] if i else a[:, :0]
-        if ok.all():
-            # the usual case (the white-noise correction keeps |k| < 1): plain assignments,
-            # the masked ones below were most of the time
-            a[:, :i] = upd
-            a[:, i] = k
-            err = err * (1.0 - k * k)
-        else:
-            a[ok, :i] = upd[ok]
-            a[ok, i] = k[ok]
-            err = np.where(ok, err * (1.0 - k * k), err)
-        active = ok & (err > 0)
-        masked = not active.all()
-    return a.reshape(r.shape[:-1] + (p,))
+    """Linear-predictor coefficients from autocorrelations ``r[..., 0..p]`` (one predictor
+    per row, white-noise correction ``LPC_WHITE``): :func:`agents._whitening.lpc`."""
+    return _whitening.lpc(r, LPC_WHITE)
 
 
 def _whiten(
     y_all: np.ndarray, i0: int, n_new: int, r: np.ndarray, last: int, blk: int, p: int, lam: float
 ) -> tuple[np.ndarray, np.ndarray, int]:
-    """Prediction error of the last ``n_new`` samples of ``y_all`` (absolute index of
-    ``y_all[0]``: ``i0``; the samples before it, if any are needed, are taken as 0), each
-    predicted from its ``p`` previous samples with the coefficients of the autocorrelation
-    ``r`` of the complete blocks before its own (``r`` folds blocks up to ``last``,
-    exponentially forgotten by ``lam`` per block). Returns (e, r, last) after folding every
-    complete block. The tail keeps the open block and ``p`` samples before it, so any
-    framing gives the same residual (each block's sums are computed alone)."""
-    n_all = y_all.size
-    first = i0 + n_all - n_new  # absolute index of the first new sample
-    b0 = first // blk
-    if r.size != p + 1 or last != b0 - 1:
-        # fresh stream, or a gap: start the statistics at the first new sample's block
-        r, last = np.zeros(p + 1), b0 - 1
-    if n_new == 0:
-        return np.zeros(0), r, last
-    base = min(i0, b0 * blk) - p  # absolute index of yb[0]
-    yb = np.concatenate([np.zeros(i0 - base), y_all])
-    n_fold = (i0 + n_all) // blk - b0  # complete blocks b0 .. b0 + n_fold - 1
-    hist = np.empty((n_fold + 1, p + 1))  # hist[j]: folded up to block b0 + j - 1
-    hist[0] = r
-    if n_fold:
-        # each complete block with the p samples before it, gathered once (lag l of block
-        # sample i is win[:, p + i - l])
-        starts = (b0 + np.arange(n_fold)) * blk - base
-        win = np.lib.stride_tricks.sliding_window_view(yb, blk + p)[starts - p]
-        x = win[:, p:]
-        lags = np.stack([(x * win[:, p - l : p - l + blk]).sum(axis=1) for l in range(p + 1)], axis=1)
-        # hist[j + 1] = lam * hist[j] + lags[j], block after block (lfilter runs that
-        # recursion in C with the same two operations per step)
-        hist[1:], _ = signal.lfilter([1.0], [1.0, -lam], lags, axis=0, zi=(lam * r)[None, :])
-    n_blk = (i0 + n_all - 1) // blk - b0 + 1  # blocks holding new samples
-    coef = _lpc(hist[:n_blk])
-    s = np.arange(first, i0 + n_all)
-    a = coef[s // blk - b0]
-    j0 = first - base  # the new samples are yb[j0:], their lag l is yb[j0 - l: yb.size - l]
-    pred = np.zeros(n_new)
-    for l in range(p):
-        pred += a[:, l] * yb[j0 - 1 - l : yb.size - 1 - l]
-    return yb[j0:] - pred, hist[n_fold], b0 - 1 + n_fold
+    """The detection signal's prediction error, with ``LPC_WHITE``:
+    :func:`agents._whitening.whiten` (compiled)."""
+    return _whitening.whiten(y_all, i0, n_new, r, last, blk, p, lam, LPC_WHITE)
 
 
 def _partner(mag: np.ndarray, d: np.ndarray, i_peak: int, wait_n: int, thr: float, default: float) -> float:
