@@ -18,6 +18,7 @@ from __future__ import annotations
 import weakref
 from collections import OrderedDict
 
+import numba
 import numpy as np
 
 from roadnet import RoadNetwork
@@ -121,11 +122,8 @@ class Router:
             keys, dist = self._pairs()
             if keys.size == 0:
                 return np.full((len(src), len(dst)), np.inf)
-            q = (np.asarray(src, np.int64)[:, None] * self.net.graph.shape[0] + dst[None, :]).ravel()
-            pos = np.minimum(np.searchsorted(keys, q), keys.size - 1)
-            out = np.where(keys[pos] == q, dist[pos], np.inf).reshape(len(src), len(dst))
-            out[out > limit_m] = np.inf
-            return out
+            return _table_distances(np.asarray(src, np.int64), dst, keys, dist, self.net.graph.shape[0],
+                                    float(limit_m))  # fmt: skip
         nodes = [int(n) for n in src]
         self._ensure(nodes, limit_m)
         rows = self._rows
@@ -146,3 +144,19 @@ class Router:
             return np.empty(0, np.int64)
         segs = self.net.path_from_predecessors(pred, src, dst)
         return np.asarray(segs, np.int64)
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _table_distances(src, dst, keys, dist, n_nodes, limit_m):  # noqa: ANN001, ANN202
+    """(p, q) distances from the pair table (keys ``src * n_nodes + dst``, sorted), ``inf``
+    where a pair is not in it or is longer than ``limit_m``: the NumPy lookup it replaced
+    (one ``searchsorted`` of all keys) as one compiled loop, the same values."""
+    out = np.empty((src.size, dst.size))
+    last = keys.size - 1
+    for i in range(src.size):
+        for j in range(dst.size):
+            key = src[i] * n_nodes + dst[j]
+            pos = min(np.searchsorted(keys, key), last)
+            v = dist[pos] if keys[pos] == key else np.inf
+            out[i, j] = np.inf if v > limit_m else v
+    return out

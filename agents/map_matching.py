@@ -58,6 +58,7 @@ import struct
 from collections import deque
 from dataclasses import dataclass, field
 
+import numba
 import numpy as np
 import shapely
 
@@ -726,40 +727,36 @@ class _Matcher:
         return min(self.p.max_speed_mps * dt, detour) + slack
 
     def _transition(self, a: _Step, f: _Fix) -> np.ndarray:
-        """(len(a.seg), len(f.seg)) log transition probabilities; -inf = impossible."""
+        """(len(a.seg), len(f.seg)) log transition probabilities; -inf = impossible.
+
+        The route between two candidates is the rest of ``a``'s segment, the network
+        distance between their nodes and ``f``'s offset, or the move along one segment.
+        With the odometer the route should be as long as the distance driven (on one
+        segment the signed move is compared: jitter backwards while stopped costs its
+        length, not zero); without it, as the straight line between the candidates'
+        points (not the noisy fixes: a detour, loop or U-turn then costs its extra length,
+        whatever the GPS noise). A U-turn costs ``uturn_penalty_m`` more. Computed by
+        :func:`_log_transitions`.
+        """
         net = self.net
         straight = float(np.hypot(f.x - a.x, f.y - a.y))
         limit = self._limit(a, f, straight)
-        sa, oa, sb, ob = a.seg, a.off, f.seg, f.off
-        rest = net.length_m[sa] - oa
+        sa, sb = a.seg, f.seg
         d = self.router.distances(net.to_node[sa], net.from_node[sb], limit)
-        route = rest[:, None] + d + ob[None, :]
-        tol = self._tol(a.sigma, f.sigma)
-        fwd = (sa[:, None] == sb[None, :]) & (ob[None, :] >= oa[:, None] - tol)
-        route = np.where(fwd, np.maximum(ob[None, :] - oa[:, None], 0.0), route)
-        # Straight line between the candidates' points (not the noisy fixes): a detour,
-        # loop or U-turn then costs its extra length, whatever the GPS noise.
-        uturn = net.reverse[sa][:, None] == sb[None, :]
         if np.isfinite(a.odo) and np.isfinite(f.odo):
-            # Odometer: the route should be as long as the distance driven. On one
-            # segment the signed move is compared (jitter backwards while stopped costs
-            # its length, not zero).
-            route = np.where(fwd, ob[None, :] - oa[:, None], route)
-            dev = np.abs(route - (f.odo - a.odo)) + self.p.uturn_penalty_m * uturn
-            logt = -dev / max(self.p.odo_beta_m, a.sigma, f.sigma)
+            move, beta, gc = f.odo - a.odo, max(self.p.odo_beta_m, a.sigma, f.sigma), _NO_GC
         else:
-            # Straight line between the candidates' points (not the noisy fixes): a
-            # detour, loop or U-turn then costs its extra length, whatever the GPS noise.
-            xa, ya = net.point_at(sa, oa)
-            xb, yb = net.point_at(sb, ob)
+            xa, ya = net.point_at(sa, a.off)
+            xb, yb = net.point_at(sb, f.off)
+            move, beta = np.nan, max(self.p.beta_m, a.sigma, f.sigma)
             gc = np.hypot(xb[None, :] - xa[:, None], yb[None, :] - ya[:, None])
-            dev = np.abs(route - gc) + self.p.uturn_penalty_m * uturn
-            logt = -dev / max(self.p.beta_m, a.sigma, f.sigma)
-        logt[~(route <= limit)] = -np.inf
         # float32: a log-probability needs no more, and the matcher's state (which holds
-        # these matrices for the undecided window) halves; rounded here, when computed,
-        # so a restored state and a running matcher see the same values.
-        return logt.astype(np.float32)
+        # these matrices for the undecided window) halves; rounded when computed, so a
+        # restored state and a running matcher see the same values
+        return _log_transitions(np.asarray(sa, np.int64), np.asarray(a.off, float), np.asarray(sb, np.int64),
+                                np.asarray(f.off, float), net.length_m, net.reverse, d, float(limit),
+                                self._tol(a.sigma, f.sigma), float(move), float(self.p.uturn_penalty_m),
+                                float(beta), gc)  # fmt: skip
 
     def _emit(self, f: _Fix | _Step, seg: int = -1, off: float = np.nan,
               brk: bool = False, via: np.ndarray = _EMPTY_I) -> None:
@@ -1182,3 +1179,32 @@ def match(
     """
     return match_online(net, t_s, x_m, y_m, heading_deg, accuracy_m, params=params, final=True,
                         odometer_m=odometer_m)[0]
+
+
+_NO_GC = np.zeros((0, 0))
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _log_transitions(sa, oa, sb, ob, length_m, reverse, d, limit, tol, move, pen, beta, gc):  # noqa: ANN001, ANN202
+    """float32 (p, q) log transition probabilities between candidates ``(sa, oa)`` and
+    ``(sb, ob)`` (segments, offsets in m), given the node distances ``d`` (m): the NumPy
+    formulation it replaced (about twenty array calls per pair of fixes) as one loop, the
+    same values to the bit (``tests/unit/test_map_matching.py``). ``gc`` (p, q) is the
+    straight line between the candidates' points, used when ``gc`` is not empty (no
+    odometer); otherwise the route is compared with the odometer's ``move``."""
+    p, q = sa.size, sb.size
+    odo = gc.shape[0] == 0
+    out = np.empty((p, q), np.float32)
+    for i in range(p):
+        rest = length_m[sa[i]] - oa[i]
+        for j in range(q):
+            if sa[i] == sb[j] and ob[j] >= oa[i] - tol:  # forward on one segment
+                route = ob[j] - oa[i]
+                if not odo and route < 0.0:
+                    route = 0.0
+            else:
+                route = rest + d[i, j] + ob[j]
+            turn = pen * (1.0 if reverse[sa[i]] == sb[j] else 0.0)
+            dev = abs(route - (move if odo else gc[i, j])) + turn
+            out[i, j] = -dev / beta if route <= limit else -np.inf
+    return out

@@ -701,3 +701,107 @@ def eventful_odo(plaisir_net):
     hd = np.full(len(x), np.nan)
     hd[::7] = 0.0
     return d["t"][keep], x[keep], y[keep], hd[keep], d["odo"][keep]
+
+
+# ------------------------------------------------ compiled transition matrix (fifteenth session)
+# The matcher's transition matrix and the route table lookup are numba kernels; the NumPy
+# formulations they replaced are kept here, unchanged but for their names, as the oracles.
+def numpy_transition(self, a, f) -> np.ndarray:
+    """(len(a.seg), len(f.seg)) log transition probabilities; -inf = impossible."""
+    net = self.net
+    straight = float(np.hypot(f.x - a.x, f.y - a.y))
+    limit = self._limit(a, f, straight)
+    sa, oa, sb, ob = a.seg, a.off, f.seg, f.off
+    rest = net.length_m[sa] - oa
+    d = self.router.distances(net.to_node[sa], net.from_node[sb], limit)
+    route = rest[:, None] + d + ob[None, :]
+    tol = self._tol(a.sigma, f.sigma)
+    fwd = (sa[:, None] == sb[None, :]) & (ob[None, :] >= oa[:, None] - tol)
+    route = np.where(fwd, np.maximum(ob[None, :] - oa[:, None], 0.0), route)
+    # Straight line between the candidates' points (not the noisy fixes): a detour,
+    # loop or U-turn then costs its extra length, whatever the GPS noise.
+    uturn = net.reverse[sa][:, None] == sb[None, :]
+    if np.isfinite(a.odo) and np.isfinite(f.odo):
+        # Odometer: the route should be as long as the distance driven. On one
+        # segment the signed move is compared (jitter backwards while stopped costs
+        # its length, not zero).
+        route = np.where(fwd, ob[None, :] - oa[:, None], route)
+        dev = np.abs(route - (f.odo - a.odo)) + self.p.uturn_penalty_m * uturn
+        logt = -dev / max(self.p.odo_beta_m, a.sigma, f.sigma)
+    else:
+        # Straight line between the candidates' points (not the noisy fixes): a
+        # detour, loop or U-turn then costs its extra length, whatever the GPS noise.
+        xa, ya = net.point_at(sa, oa)
+        xb, yb = net.point_at(sb, ob)
+        gc = np.hypot(xb[None, :] - xa[:, None], yb[None, :] - ya[:, None])
+        dev = np.abs(route - gc) + self.p.uturn_penalty_m * uturn
+        logt = -dev / max(self.p.beta_m, a.sigma, f.sigma)
+    logt[~(route <= limit)] = -np.inf
+    # float32: a log-probability needs no more, and the matcher's state (which holds
+    # these matrices for the undecided window) halves; rounded here, when computed,
+    # so a restored state and a running matcher see the same values.
+    return logt.astype(np.float32)
+
+
+def numpy_table_distances(router, src, dst, limit_m):
+    keys, dist = router._pairs()
+    q = (np.asarray(src, np.int64)[:, None] * router.net.graph.shape[0] + np.asarray(dst, np.int64)[None, :]).ravel()
+    pos = np.minimum(np.searchsorted(keys, q), keys.size - 1)
+    out = np.where(keys[pos] == q, dist[pos], np.inf).reshape(len(src), len(dst))
+    out[out > limit_m] = np.inf
+    return out
+
+
+def _candidates_near(net, rng, s0, k):
+    """``k`` candidate segments around ``s0``: itself, its reverse, the segments after it,
+    and a few anywhere; offsets anywhere along them (m)."""
+    after = np.flatnonzero(net.from_node == net.to_node[s0])
+    pool = [s0, s0, int(net.reverse[s0]) if net.reverse[s0] >= 0 else s0, *after.tolist(),
+            *rng.integers(0, net.length_m.size, 3).tolist()]
+    seg = np.asarray(rng.choice(pool, k), np.int64)
+    return seg, rng.uniform(0.0, 1.0, k) * net.length_m[seg]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_transition_is_the_numpy_formulation(plaisir_net, seed):
+    from types import SimpleNamespace
+
+    from agents.map_matching import _Matcher
+
+    net = plaisir_net
+    m = _Matcher(net, MatchParams(), None)
+    rng = np.random.default_rng(seed)
+    checked = set()
+    for _ in range(150):
+        s0 = int(rng.integers(0, net.length_m.size))
+        sa, oa = _candidates_near(net, rng, s0, int(rng.integers(1, 7)))
+        sb, ob = _candidates_near(net, rng, s0, int(rng.integers(1, 7)))
+        dt = float(rng.choice([1.0, 2.0, 30.0]))  # 30 s: a limit past the route table's 400 m
+        odo_a = float(rng.uniform(0.0, 5e3))
+        odo = [(odo_a, odo_a + float(rng.uniform(-5.0, 400.0))), (np.nan, np.nan), (odo_a, np.nan)][int(rng.integers(0, 3))]
+        xy = rng.uniform(-300.0, 300.0, 4)
+        a = SimpleNamespace(t=100.0, x=xy[0], y=xy[1], sigma=float(rng.uniform(2, 15)), seg=sa, off=oa, odo=odo[0])
+        f = SimpleNamespace(t=100.0 + dt, x=xy[2], y=xy[3], sigma=float(rng.uniform(2, 15)), seg=sb, off=ob,
+                            odo=odo[1])  # fmt: skip
+        want, got = numpy_transition(m, a, f), m._transition(a, f)
+        assert got.dtype == want.dtype == np.float32 and got.shape == want.shape
+        assert np.array_equal(got.view(np.int32), want.view(np.int32))
+        limit = m._limit(a, f, float(np.hypot(f.x - a.x, f.y - a.y)))
+        checked |= {("odo", np.isfinite(a.odo) and np.isfinite(f.odo)), ("table", limit <= m.router.min_limit_m),
+                    ("finite", bool(np.isfinite(want).any())), ("impossible", bool(np.isinf(want).any()))}  # fmt: skip
+    # every branch was taken: with and without the odometer, the table and the rows, both outcomes
+    assert {k for k, v in checked if v} == {"odo", "table", "finite", "impossible"} and len(checked) == 8
+
+
+def test_table_distances_are_the_numpy_lookup(plaisir_net):
+    from agents._routes import Router
+
+    router = Router.of(plaisir_net)
+    rng = np.random.default_rng(5)
+    n = plaisir_net.graph.shape[0]
+    for limit in (0.5, 50.0, 150.0, 399.0, 400.0):
+        src = rng.integers(0, n, 7)
+        dst = np.r_[src[:3], rng.integers(0, n, 5)]  # a node to itself (0 m) and others
+        got = router.distances(src, dst, limit)
+        assert np.array_equal(got, numpy_table_distances(router, src, dst, limit))
+    assert np.isfinite(got).any() and np.isinf(got).any()
