@@ -20,7 +20,7 @@ import numpy as np
 
 __all__ = ["lpc", "whiten"]
 
-_NJIT = {"cache": True, "nogil": True, "error_model": "numpy"}
+_NJIT = {"cache": True, "error_model": "numpy"}
 _PW_BLOCK = 128  # NumPy's PW_BLOCKSIZE: pairwise sums split above this many values
 
 

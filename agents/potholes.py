@@ -654,7 +654,7 @@ def _block_sigma(
                                bool(final), float(onset_ratio))  # fmt: skip
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+@numba.njit(cache=True, error_model="numpy")
 def _block_sigma_kernel(b, meds, k0, k_past, k_ahead, final, onset_ratio):  # noqa: ANN001, ANN202
     # one scale per run of equal block numbers (b is in sample order: its runs are its
     # blocks); the arithmetic is the NumPy formulation's (np.median of the past window, the
