@@ -122,8 +122,8 @@ class Router:
             keys, dist = self._pairs()
             if keys.size == 0:
                 return np.full((len(src), len(dst)), np.inf)
-            return _table_distances(np.asarray(src, np.int64), dst, keys, dist, self.net.graph.shape[0],
-                                    float(limit_m))  # fmt: skip
+            n_nodes = self.net.graph.shape[0]
+            return _table_distances(np.asarray(src, np.int64), dst, keys, dist, n_nodes, float(limit_m))
         nodes = [int(n) for n in src]
         self._ensure(nodes, limit_m)
         rows = self._rows
@@ -147,7 +147,7 @@ class Router:
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _table_distances(src, dst, keys, dist, n_nodes, limit_m):  # noqa: ANN001, ANN202
+def _table_distances(src, dst, keys, dist, n_nodes, limit_m):  # noqa: ANN001
     """(p, q) distances from the pair table (keys ``src * n_nodes + dst``, sorted), ``inf``
     where a pair is not in it or is longer than ``limit_m``: the NumPy lookup it replaced
     (one ``searchsorted`` of all keys) as one compiled loop, the same values."""

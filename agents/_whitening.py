@@ -6,8 +6,8 @@ prediction from the ``p`` samples before it, with coefficients fitted (Levinson-
 the sample's own block. Written as NumPy calls it was about sixty calls on arrays of a few
 dozen values per frame, a third of the detector's time; compiled it is one call.
 
-The results are the NumPy formulation's to the bit (``tests/unit/test_whitening.py`` keeps
-that formulation as the oracle): every sum of products is taken as NumPy's pairwise
+The results are the NumPy formulation's to the bit (``tests/unit/test_detector_kernels.py``
+keeps that formulation as the oracle): every sum of products is taken as NumPy's pairwise
 summation takes it (:func:`_np_sum`), the prediction is accumulated lag after lag as the
 NumPy loop did, numba does not fuse multiply-adds without ``fastmath``, and nothing here is
 recursive (numba's cache cannot load a recursive function: numba issue #6061).
@@ -91,9 +91,9 @@ def _lpc_rows(rows: np.ndarray, white: float) -> np.ndarray:
     prod = np.empty(max(p, 1))
     for q in range(m):
         a, r = coef[q], rows[q]
-        err = r[0] * (1.0 + white)
         if not r[0] > 0:
-            continue
+            continue  # no energy: no predictor
+        err = r[0] * (1.0 + white)
         for i in range(p):
             for j in range(i):
                 prod[j] = a[j] * r[i - j]
@@ -147,8 +147,9 @@ def _whiten_kernel(yb, j0, first, b0, blk, p, lam, r, n_fold, n_blk, white):  # 
 
 
 def whiten(
-    y_all: np.ndarray, i0: int, n_new: int, r: np.ndarray, last: int, blk: int, p: int, lam: float, white: float
-) -> tuple[np.ndarray, np.ndarray, int]:
+    y_all: np.ndarray, i0: int, n_new: int, r: np.ndarray, last: int, blk: int, p: int,
+    lam: float, white: float,
+) -> tuple[np.ndarray, np.ndarray, int]:  # fmt: skip
     """Prediction error of the last ``n_new`` samples of ``y_all`` (absolute index of
     ``y_all[0]``: ``i0``; the samples before it, if any are needed, are taken as 0), each
     predicted from its ``p`` previous samples with the coefficients of the autocorrelation
@@ -171,6 +172,6 @@ def whiten(
     yb = np.concatenate([np.zeros(i0 - base), np.asarray(y_all, float)])
     n_fold = (i0 + n_all) // blk - b0  # complete blocks b0 .. b0 + n_fold - 1
     n_blk = (i0 + n_all - 1) // blk - b0 + 1  # blocks holding new samples
-    e, r_out = _whiten_kernel(yb, first - base, first, b0, blk, p, float(lam), np.asarray(r, float), n_fold, n_blk,
-                              float(white))  # fmt: skip
+    e, r_out = _whiten_kernel(yb, first - base, first, b0, blk, p, float(lam), np.asarray(r, float),
+                              n_fold, n_blk, float(white))  # fmt: skip
     return e, r_out, b0 - 1 + n_fold

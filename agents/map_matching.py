@@ -62,7 +62,7 @@ import numba
 import numpy as np
 import shapely
 
-from agents._routes import Router
+from agents._routes import Router, _table_distances
 from roadnet import RoadNetwork
 
 __all__ = [
@@ -753,10 +753,11 @@ class _Matcher:
         # float32: a log-probability needs no more, and the matcher's state (which holds
         # these matrices for the undecided window) halves; rounded when computed, so a
         # restored state and a running matcher see the same values
-        return _log_transitions(np.asarray(sa, np.int64), np.asarray(a.off, float), np.asarray(sb, np.int64),
-                                np.asarray(f.off, float), net.length_m, net.reverse, d, float(limit),
-                                self._tol(a.sigma, f.sigma), float(move), float(self.p.uturn_penalty_m),
-                                float(beta), gc)  # fmt: skip
+        return _log_transitions(
+            np.asarray(sa, np.int64), np.asarray(a.off, float), np.asarray(sb, np.int64),
+            np.asarray(f.off, float), net.length_m, net.reverse, d, float(limit),
+            self._tol(a.sigma, f.sigma), float(move), float(self.p.uturn_penalty_m), float(beta), gc,
+        )
 
     def _emit(self, f: _Fix | _Step, seg: int = -1, off: float = np.nan,
               brk: bool = False, via: np.ndarray = _EMPTY_I) -> None:
@@ -1184,8 +1185,19 @@ def match(
 _NO_GC = np.zeros((0, 0))
 
 
+def compile_kernels(net: RoadNetwork) -> None:
+    """Compile the matcher's numba kernels for ``net``'s arrays now, or load them from
+    numba's cache (a cold compile takes a few seconds): see
+    :func:`agents.passes.compile_kernels`."""
+    one_i, one_f = np.zeros(1, np.int64), np.zeros(1)
+    _table_distances(one_i, one_i, one_i, one_f, int(net.graph.shape[0]), 1.0)
+    for gc in (_NO_GC, np.zeros((1, 1))):
+        _log_transitions(one_i, one_f, one_i, one_f, net.length_m, net.reverse, np.zeros((1, 1)),
+                         1.0, 1.0, 0.0, 1.0, 1.0, gc)  # fmt: skip
+
+
 @numba.njit(cache=True, error_model="numpy")
-def _log_transitions(sa, oa, sb, ob, length_m, reverse, d, limit, tol, move, pen, beta, gc):  # noqa: ANN001, ANN202
+def _log_transitions(sa, oa, sb, ob, length_m, reverse, d, limit, tol, move, pen, beta, gc):  # noqa: ANN001
     """float32 (p, q) log transition probabilities between candidates ``(sa, oa)`` and
     ``(sb, ob)`` (segments, offsets in m), given the node distances ``d`` (m): the NumPy
     formulation it replaced (about twenty array calls per pair of fixes) as one loop, the

@@ -579,11 +579,8 @@ def impact_features(
 
 
 def compile_kernels() -> None:
-    """Compile the detector's numba kernels now, or load them from numba's cache.
-
-    A cold compile takes about 5 s (a cache load about 0.2 s); a worker calls this before
-    its first frame so that no frame waits for it. Any later call returns at once.
-    """
+    """Compile the detector's numba kernels now, or load them from numba's cache (a cold
+    compile takes a few seconds): see :func:`agents.passes.compile_kernels`."""
     a = np.sin(np.arange(400) * 0.7)
     impact_features(a, 50.0, 0.0, 100.0, final=True)
 

@@ -44,8 +44,7 @@ from pathlib import Path
 import faust
 import mode.loop
 
-from agents.passes import PassParams
-from agents.potholes import compile_kernels
+from agents.passes import PassParams, compile_kernels
 from pipeline import alerts_sink, db, sink
 from pipeline.exceptions import SinkError
 from pipeline.pseudonym import Pseudonymiser
@@ -85,7 +84,7 @@ class _Batch:
 def create_app(settings: Settings) -> faust.App:
     """Build the app for these settings (topics, table, agent), without starting it."""
     net = load_network(settings.network_path)
-    compile_kernels()  # not on the first frame: a cold compile takes ~5 s
+    compile_kernels(net)  # not on the first frame: a cold compile takes ~5 s
     handler = FrameHandler(
         net=net,
         pseudonymise=Pseudonymiser(settings.pseudonym_key.get_secret_value()),

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import signal
 
-from agents import _whitening, potholes
+from agents import _whitening
 from agents.potholes import _block_sigma
 
 
@@ -150,14 +150,17 @@ def test_lpc_matches_numpy(p):
     x = signal.lfilter([1.0], [1.0, -1.2, 0.6], rng.standard_normal((20, 300)), axis=1)
     r = np.stack([[row[k:] @ row[: row.size - k] for k in range(p + 1)] for row in x])
     # rows that stop early: zero energy, |k| >= 1 at once, a non-positive r[0]
-    r = np.vstack([r, np.zeros(p + 1), np.r_[1.0, 1.0, np.zeros(p - 1)], -r[0], r[1] * np.r_[1.0, -np.ones(p)]])
+    stops = [np.zeros(p + 1), np.r_[1.0, 1.0, np.zeros(p - 1)], -r[0], r[1] * np.r_[1.0, -np.ones(p)]]
+    r = np.vstack([r, *stops])
     for white in (1e-3, 0.0):
         assert np.array_equal(_bits(_whitening.lpc(r, white)), _bits(numpy_lpc(r, white)))
     assert _whitening.lpc(r[0], 1e-3).shape == (p,)
 
 
 @pytest.mark.parametrize("grid", [True, False])
-@pytest.mark.parametrize(("blk", "p", "seed"), [(25, 8, 0), (25, 8, 1), (5, 8, 2), (3, 2, 3), (130, 4, 4), (13, 1, 5)])
+@pytest.mark.parametrize(
+    ("blk", "p", "seed"), [(25, 8, 0), (25, 8, 1), (5, 8, 2), (3, 2, 3), (130, 4, 4), (13, 1, 5)]
+)
 def test_whiten_matches_numpy_in_any_framing(blk, p, seed, grid):
     rng = np.random.default_rng(seed)
     n = 40 * blk + 17
@@ -175,12 +178,14 @@ def test_whiten_matches_numpy_in_any_framing(blk, p, seed, grid):
     for a, b in zip(np.r_[0, cuts], np.r_[cuts, n]):
         e_n, r_n, l_n = numpy_whiten(y[start:b], start, b - a, r_n, l_n, blk, p, lam, 1e-3)
         e_c, r_c, l_c = _whitening.whiten(y[start:b], start, b - a, r_c, l_c, blk, p, lam, 1e-3)
-        assert np.array_equal(_bits(e_c), _bits(e_n)) and np.array_equal(_bits(r_c), _bits(r_n)) and l_c == l_n
+        assert np.array_equal(_bits(e_c), _bits(e_n)) and np.array_equal(_bits(r_c), _bits(r_n))
+        assert l_c == l_n
         start = max(0, (b // blk) * blk - p)
     # a gap (the next index is not the one after the last) restarts both the same way
     e_n, r_n, l_n = numpy_whiten(y[:50], 10 * n, 50, r_n, l_n, blk, p, lam, 1e-3)
     e_c, r_c, l_c = _whitening.whiten(y[:50], 10 * n, 50, r_c, l_c, blk, p, lam, 1e-3)
-    assert np.array_equal(_bits(e_c), _bits(e_n)) and np.array_equal(_bits(r_c), _bits(r_n)) and l_c == l_n
+    assert np.array_equal(_bits(e_c), _bits(e_n)) and np.array_equal(_bits(r_c), _bits(r_n))
+    assert l_c == l_n
     assert _whitening.whiten(y[:5], 0, 0, np.zeros(p + 1), -1, blk, p, lam, 1e-3)[0].size == 0
 
 
@@ -208,20 +213,3 @@ def test_block_sigma_matches_numpy(seed):
         want = numpy_block_sigma(b, m, 10, 4, 2, False, 1.2)
         got = _block_sigma(b, m, 10, 4, 2, False, onset_ratio=1.2)
         assert np.array_equal(_bits(got[0]), _bits(want[0])) and np.array_equal(got[1], want[1])
-
-
-def test_compile_kernels_leaves_nothing_for_the_first_frame():
-    # a worker compiles before its first frame; a stream fed as stage 1 feeds it (chunks,
-    # times, a carried state) must not need a kernel of other argument types
-    potholes.compile_kernels()
-    kernels = [_whitening._whiten_kernel, _whitening._lpc_rows, _whitening._np_sum, potholes._block_sigma_kernel]
-    before = [len(k.signatures) for k in kernels]
-    assert all(before)
-    rng = np.random.default_rng(7)
-    a = rng.standard_normal(3000)
-    zi = None
-    for lo in range(0, 3000, 1000):
-        t = 1.7e9 + np.arange(lo, lo + 1000) / 100.0
-        _, zi = potholes.impact_features(a[lo : lo + 1000], np.full(1000, 40.0), lo * 0.11 + np.arange(1000) * 0.11,
-                                         100.0, t_s=t, zi=zi, final=lo == 2000)  # fmt: skip
-    assert [len(k.signatures) for k in kernels] == before

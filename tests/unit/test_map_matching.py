@@ -745,7 +745,8 @@ def numpy_transition(self, a, f) -> np.ndarray:
 
 def numpy_table_distances(router, src, dst, limit_m):
     keys, dist = router._pairs()
-    q = (np.asarray(src, np.int64)[:, None] * router.net.graph.shape[0] + np.asarray(dst, np.int64)[None, :]).ravel()
+    n = router.net.graph.shape[0]
+    q = (np.asarray(src, np.int64)[:, None] * n + np.asarray(dst, np.int64)[None, :]).ravel()
     pos = np.minimum(np.searchsorted(keys, q), keys.size - 1)
     out = np.where(keys[pos] == q, dist[pos], np.inf).reshape(len(src), len(dst))
     out[out > limit_m] = np.inf
@@ -778,17 +779,23 @@ def test_transition_is_the_numpy_formulation(plaisir_net, seed):
         sb, ob = _candidates_near(net, rng, s0, int(rng.integers(1, 7)))
         dt = float(rng.choice([1.0, 2.0, 30.0]))  # 30 s: a limit past the route table's 400 m
         odo_a = float(rng.uniform(0.0, 5e3))
-        odo = [(odo_a, odo_a + float(rng.uniform(-5.0, 400.0))), (np.nan, np.nan), (odo_a, np.nan)][int(rng.integers(0, 3))]
+        odos = [(odo_a, odo_a + float(rng.uniform(-5.0, 400.0))), (np.nan, np.nan), (odo_a, np.nan)]
+        odo = odos[int(rng.integers(0, 3))]
         xy = rng.uniform(-300.0, 300.0, 4)
-        a = SimpleNamespace(t=100.0, x=xy[0], y=xy[1], sigma=float(rng.uniform(2, 15)), seg=sa, off=oa, odo=odo[0])
+        a = SimpleNamespace(t=100.0, x=xy[0], y=xy[1], sigma=float(rng.uniform(2, 15)), seg=sa, off=oa,
+                            odo=odo[0])  # fmt: skip
         f = SimpleNamespace(t=100.0 + dt, x=xy[2], y=xy[3], sigma=float(rng.uniform(2, 15)), seg=sb, off=ob,
                             odo=odo[1])  # fmt: skip
         want, got = numpy_transition(m, a, f), m._transition(a, f)
         assert got.dtype == want.dtype == np.float32 and got.shape == want.shape
         assert np.array_equal(got.view(np.int32), want.view(np.int32))
         limit = m._limit(a, f, float(np.hypot(f.x - a.x, f.y - a.y)))
-        checked |= {("odo", np.isfinite(a.odo) and np.isfinite(f.odo)), ("table", limit <= m.router.min_limit_m),
-                    ("finite", bool(np.isfinite(want).any())), ("impossible", bool(np.isinf(want).any()))}  # fmt: skip
+        checked |= {
+            ("odo", bool(np.isfinite(a.odo) and np.isfinite(f.odo))),
+            ("table", limit <= m.router.min_limit_m),
+            ("finite", bool(np.isfinite(want).any())),
+            ("impossible", bool(np.isinf(want).any())),
+        }
     # every branch was taken: with and without the odometer, the table and the rows, both outcomes
     assert {k for k, v in checked if v} == {"odo", "table", "finite", "impossible"} and len(checked) == 8
 

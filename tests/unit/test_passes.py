@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import dataclasses
+import json
 import struct
 
 from agents.passes import PassParams, StateVersionError, VehicleState, nominal_rate_hz, process_frame
@@ -570,3 +571,34 @@ def test_batched_placement_groups_float_sums_as_pairwise(seed):
         return out
 
     assert run(P._place) == run(_ref_place)
+
+
+def test_compile_kernels_leaves_nothing_for_the_first_frames():
+    # a worker compiles stage 1's kernels before its first frame; then a drive through
+    # process_frame (state through bytes, so restored states too) must need no kernel of
+    # other argument types. In a fresh interpreter: this one's other tests compile them.
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = """
+import json
+from agents import _routes, _whitening, map_matching, passes, potholes
+from roadnet import load_network
+from tests.unit.test_passes import _drive, _frames, _run
+
+net = load_network()
+# the kernels called from Python (the ones they call are compiled into them)
+kernels = [_whitening._whiten_kernel, potholes._block_sigma_kernel, map_matching._log_transitions,
+           _routes._table_distances]
+passes.compile_kernels(net)
+before = [len(k.signatures) for k in kernels]
+tr, _ = _drive(net, seed=11, min_len_m=1500.0)
+found, _ = _run(net, _frames(tr, 10.0))
+print(json.dumps([before, [len(k.signatures) for k in kernels], len(found)]))
+"""
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    before, after, n_passes = json.loads(out.stdout.strip().splitlines()[-1])
+    assert all(before) and after == before and n_passes > 0
