@@ -62,7 +62,7 @@ from typing import Any, Literal, Sequence
 
 import numba
 import numpy as np
-from scipy import ndimage, signal
+from scipy import signal
 
 from agents import _whitening
 from agents._sosfilt import sosfilt
@@ -700,6 +700,38 @@ def _block_sigma_kernel(b, meds, k0, k_past, k_ahead, final, onset_ratio):  # no
     return sig, waiting
 
 
+@numba.njit(cache=True, error_model="numpy")
+def _block_medians(x, n_b, blk):  # noqa: ANN001, ANN202
+    """Median of each of the ``n_b`` consecutive blocks of ``blk`` values of ``x`` (values
+    >= 0 or NaN): ``np.median(x.reshape(n_b, blk), axis=1)``, the same values (the mean of
+    the two middle ones for an even ``blk``; NaN for a block holding a NaN)."""
+    out = np.empty(n_b)
+    buf = np.empty(blk)
+    h = blk // 2
+    for b in range(n_b):
+        buf[:] = x[b * blk : (b + 1) * blk]
+        if np.isnan(buf).any():
+            out[b] = np.nan
+            continue
+        buf.sort()
+        out[b] = buf[h] if blk % 2 else (buf[h - 1] + buf[h]) / 2.0
+    return out
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _trailing_max(x, win, n_out):  # noqa: ANN001, ANN202
+    """Largest of the ``win`` values up to each of the last ``n_out`` values of ``x`` (fewer
+    at its start): ``ndimage.maximum_filter1d`` with a trailing window, the same values."""
+    out = np.empty(n_out)
+    for k in range(n_out):
+        i = x.size - n_out + k
+        m = x[i]
+        for j in range(max(0, i - win + 1), i):
+            m = max(m, x[j])
+        out[k] = m
+    return out
+
+
 def _lpc(r: np.ndarray) -> np.ndarray:
     """Linear-predictor coefficients from autocorrelations ``r[..., 0..p]`` (one predictor
     per row, white-noise correction ``LPC_WHITE``): :func:`agents._whitening.lpc`."""
@@ -782,7 +814,7 @@ def _stream_step(
             elif first_b != zi.last_block + 1:  # a gap: the kept medians are too old to use
                 k0, meds = first_b, meds[:0]
             p0 = first_b * blk - i0
-            new_meds = np.median(mag_all[p0 : p0 + n_b * blk].reshape(n_b, blk), axis=1)
+            new_meds = _block_medians(mag_all[p0 : p0 + n_b * blk], n_b, blk)
             meds = np.concatenate([meds, new_meds])
     last_b = k0 + meds.size - 1
     new = {"y": y_new, "v": v_kmh, "off": off, "seg": seg, "t": t, "d": d_new, "idx": idx_new, "e": e_new,
@@ -951,8 +983,8 @@ def _rise(zi: ImpactState, a: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nd
     lf = np.rint(lf * 1000.0) / 1000.0
     win = max(1, int(round(RISE_S * zi.fs)))
     ext = np.concatenate([zi.rise_last, lf])
-    # a trailing window (the origin shifts it back); at a stream's start, the samples so far
-    run = ndimage.maximum_filter1d(ext, size=win, origin=(win - 1) // 2, mode="nearest")[-a.size :]
+    # a trailing window; at a stream's start, the samples so far
+    run = _trailing_max(ext, win, a.size)
     return run, np.asarray(zf, float), ext[ext.size - (win - 1) :] if win > 1 else ext[:0]
 
 

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from scipy import signal
+from scipy import ndimage, signal
 
 from agents import _whitening
-from agents.potholes import _block_sigma
+from agents.potholes import _block_medians, _block_sigma, _trailing_max
 
 
 # ---------------------------------------------------------------- the NumPy formulation
@@ -213,3 +213,25 @@ def test_block_sigma_matches_numpy(seed):
         want = numpy_block_sigma(b, m, 10, 4, 2, False, 1.2)
         got = _block_sigma(b, m, 10, 4, 2, False, onset_ratio=1.2)
         assert np.array_equal(_bits(got[0]), _bits(want[0])) and np.array_equal(got[1], want[1])
+
+
+@pytest.mark.parametrize("blk", [1, 2, 5, 12, 25, 50])
+def test_block_medians_are_numpys(blk):
+    rng = np.random.default_rng(blk)
+    # |values| on the detector's grid (ties) and off it, and a block with a NaN
+    x = np.abs(np.r_[np.round(rng.normal(0, 1, 20 * blk) * 64) / 64, rng.normal(0, 1, 20 * blk)])
+    x[3 * blk + blk // 2] = np.nan
+    n_b = x.size // blk
+    want = np.median(x.reshape(n_b, blk), axis=1)
+    assert np.array_equal(_bits(_block_medians(x, n_b, blk)), _bits(want))
+    assert np.isnan(want[3])
+
+
+@pytest.mark.parametrize("win", [1, 2, 3, 25, 26])
+def test_trailing_max_is_the_max_filter(win):
+    rng = np.random.default_rng(win)
+    for n in (1, 3, 30, 400):
+        x = np.round(rng.normal(0, 1, n) * 1000) / 1000  # the rise's mm/s^2 grid: ties
+        want = ndimage.maximum_filter1d(x, size=win, origin=(win - 1) // 2, mode="nearest")
+        for n_out in {1, n // 2 + 1, n}:
+            assert np.array_equal(_bits(_trailing_max(x, win, n_out)), _bits(want[-n_out:]))
