@@ -721,13 +721,16 @@ def _block_medians(x, n_b, blk):  # noqa: ANN001, ANN202
 @numba.njit(cache=True, error_model="numpy")
 def _trailing_max(x, win, n_out):  # noqa: ANN001, ANN202
     """Largest of the ``win`` values up to each of the last ``n_out`` values of ``x`` (fewer
-    at its start): ``ndimage.maximum_filter1d`` with a trailing window, the same values."""
+    at its start): ``ndimage.maximum_filter1d`` with a trailing window, the same values to
+    the bit (of equal values, the latest: 0.0 after -0.0 gives 0.0, as scipy does)."""
     out = np.empty(n_out)
     for k in range(n_out):
         i = x.size - n_out + k
-        m = x[i]
-        for j in range(max(0, i - win + 1), i):
-            m = max(m, x[j])
+        j0 = max(0, i - win + 1)
+        m = x[j0]
+        for j in range(j0 + 1, i + 1):
+            if x[j] >= m:
+                m = x[j]
         out[k] = m
     return out
 

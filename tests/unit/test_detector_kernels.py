@@ -231,7 +231,10 @@ def test_block_medians_are_numpys(blk):
 def test_trailing_max_is_the_max_filter(win):
     rng = np.random.default_rng(win)
     for n in (1, 3, 30, 400):
-        x = np.round(rng.normal(0, 1, n) * 1000) / 1000  # the rise's mm/s^2 grid: ties
-        want = ndimage.maximum_filter1d(x, size=win, origin=(win - 1) // 2, mode="nearest")
-        for n_out in {1, n // 2 + 1, n}:
-            assert np.array_equal(_bits(_trailing_max(x, win, n_out)), _bits(want[-n_out:]))
+        for x in (
+            np.round(rng.normal(0, 1, n) * 1000) / 1000,  # the rise's mm/s^2 grid: ties
+            rng.choice([-0.0, 0.0, 0.001, -0.001], n),  # ties of the two zeros: the latest wins
+        ):
+            want = ndimage.maximum_filter1d(x, size=win, origin=(win - 1) // 2, mode="nearest")
+            for n_out in {1, n // 2 + 1, n}:
+                assert np.array_equal(_bits(_trailing_max(x, win, n_out)), _bits(want[-n_out:]))
