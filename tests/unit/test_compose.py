@@ -49,6 +49,20 @@ def test_dockerfile_ships_the_migrations_and_packages():
         assert f"COPY {part} {part}" in text
 
 
+def test_dockerfile_compiles_the_kernels_into_the_image():
+    # the build step is a Python one-liner; run it here as the image's build would
+    import re
+    import subprocess
+    import sys
+
+    text = (REPO / "Dockerfile").read_text()
+    m = re.search(r'^RUN python -c "([^"]+)"$', text, re.M)
+    assert m and "compile_kernels" in m.group(1)
+    assert text.index("pip install") < m.start()  # after the packages are installed
+    out = subprocess.run([sys.executable, "-c", m.group(1)], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+
+
 def test_grafana_provisioning_parses():
     for p in (REPO / "deploy" / "grafana" / "provisioning").rglob("*.yml"):
         doc = yaml.safe_load(p.read_text())
