@@ -735,12 +735,6 @@ def _trailing_max(x, win, n_out):  # noqa: ANN001, ANN202
     return out
 
 
-def _lpc(r: np.ndarray) -> np.ndarray:
-    """Linear-predictor coefficients from autocorrelations ``r[..., 0..p]`` (one predictor
-    per row, white-noise correction ``LPC_WHITE``): :func:`agents._whitening.lpc`."""
-    return _whitening.lpc(r, LPC_WHITE)
-
-
 def _whiten(
     y_all: np.ndarray, i0: int, n_new: int, r: np.ndarray, last: int, blk: int, p: int, lam: float
 ) -> tuple[np.ndarray, np.ndarray, int]:

@@ -7,7 +7,8 @@ import pytest
 from scipy import linalg, signal
 
 import agents.potholes as potholes
-from agents.potholes import ImpactState, _block_sigma, _lpc, _partner, _whiten, impact_features
+from agents import _whitening
+from agents.potholes import ImpactState, _block_sigma, _partner, _whiten, impact_features
 from simulator.profiles import ISO_GD0_M3, Feature, segment_truth
 from simulator.quarter_car import draw_vehicle, drive
 
@@ -226,6 +227,10 @@ class TestBlockSigma:
         assert sig[0] == pytest.approx(1.4826 * 2.0)
 
 
+def _lpc(r):
+    return _whitening.lpc(r, potholes.LPC_WHITE)
+
+
 class TestWhiten:
     """The detection signal: the band-passed acceleration minus its linear prediction."""
 
@@ -242,9 +247,8 @@ class TestWhiten:
         assert np.isfinite(_lpc(np.array([1.0, 1.0, 1.0]))).all()
 
     def test_lpc_rows_do_not_depend_on_their_neighbours(self):
-        # _lpc skips the masks while every row is valid; a batch holding an invalid row
-        # (zero energy, |k| >= 1) takes the masked arithmetic from then on. Each valid row
-        # must come out the same to the bit either way, and alone.
+        # a batch holding an invalid row (zero energy, |k| >= 1): each valid row must come
+        # out the same to the bit as in a batch of valid rows, and alone
         rng = np.random.default_rng(3)
         x = signal.lfilter([1.0], [1.0, -1.2, 0.6], rng.standard_normal((6, 400)), axis=1)
         r = np.stack([[row[k:] @ row[: row.size - k] for k in range(9)] for row in x])
