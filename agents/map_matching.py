@@ -62,7 +62,7 @@ import numba
 import numpy as np
 import shapely
 
-from agents._routes import Router, _table_distances
+from agents._routes import Router
 from roadnet import RoadNetwork
 
 __all__ = [
@@ -1190,10 +1190,9 @@ def compile_kernels(net: RoadNetwork) -> None:
     numba's cache (a cold compile takes a few seconds): see
     :func:`agents.passes.compile_kernels`."""
     one_i, one_f = np.zeros(1, np.int64), np.zeros(1)
-    _table_distances(one_i, one_i, one_i, one_f, int(net.graph.shape[0]), 1.0)
-    for gc in (_NO_GC, np.zeros((1, 1))):
-        _log_transitions(one_i, one_f, one_i, one_f, net.length_m, net.reverse, np.zeros((1, 1)),
-                         1.0, 1.0, 0.0, 1.0, 1.0, gc)  # fmt: skip
+    # through the router's own path: its route table is built now too, not on a first frame
+    d = Router.of(net).distances(one_i, one_i, 1.0)
+    _log_transitions(one_i, one_f, one_i, one_f, net.length_m, net.reverse, d, 1.0, 1.0, 0.0, 1.0, 1.0, _NO_GC)
 
 
 @numba.njit(cache=True, error_model="numpy")
