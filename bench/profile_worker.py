@@ -11,7 +11,7 @@ innermost frame outwards:
 
 - ``map matching``, ``placement`` (blocks to passes), ``impacts``, ``harsh events``,
   ``roughness terms``, ``other processing`` (the rest of ``process_frame``);
-- ``frame decode`` (``schemas.frame``), ``state encode`` (envelope, zstd, state bytes);
+- ``frame decode`` (``schemas.frame``, ``schemas.frame_cbor``), ``state encode`` (envelope, zstd, state bytes);
 - ``database`` (psycopg), ``table and changelog`` (Faust table, RocksDB),
   ``kafka client`` (aiokafka), ``faust plumbing`` (faust/mode: events, acks, streams),
   ``event loop`` (asyncio/uvloop), ``other``.
@@ -49,6 +49,7 @@ from throughput import _rate_from_stats, drop_db, env_of, fresh_db, log, setting
 from pipeline import stack  # noqa: E402
 from pipeline.demo import wait_until_consumed  # noqa: E402
 from pipeline.topics import ensure_topics  # noqa: E402
+from schemas.frame import DEFAULT_FRAME_ENCODING  # noqa: E402
 from simulator.cli import bundle_size  # noqa: E402
 
 # (category, substrings of a frame "function (file)"), innermost match wins
@@ -59,7 +60,7 @@ CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("impacts", ("agents/potholes.py",)),
     ("harsh events", ("agents/harsh_events.py",)),
     ("roughness terms", ("agents/roughness.py",)),
-    ("frame decode", ("schemas/frame.py",)),
+    ("frame decode", ("schemas/frame.py", "schemas/frame_cbor.py", "cbor2")),
     ("state encode", ("to_bytes", "from_bytes", "pack_envelope", "unpack_envelope", "zstandard")),
     ("other processing", ("agents/passes.py", "pipeline/stage1.py", "pipeline/stage2.py")),
     ("database", ("psycopg", "pipeline/sink.py")),
@@ -135,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--partitions", type=int, default=4)
     ap.add_argument("--bundle", type=bundle_size, default=0, metavar="N",
                     help="pre-load bundles of up to N frames (schemas.bundle)")
+    ap.add_argument("--encoding", choices=("cbor", "json"), default=DEFAULT_FRAME_ENCODING)
     ap.add_argument("--seed", type=int, default=515)
     args = ap.parse_args(argv)
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
@@ -158,7 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     s = settings_for(info, f"{tag}w", dsn, frames_topic=topic, partitions=args.partitions, data_dir=work / "w",
                      stats_file=work / "stats.json")
     ensure_topics(s)
-    sent = replay([traces], info.kafka_bootstrap, topic, frame_s=args.frame_s, progress=False, bundle=args.bundle)
+    sent = replay([traces], info.kafka_bootstrap, topic, frame_s=args.frame_s, progress=False, bundle=args.bundle,
+                  encoding=args.encoding)
     log(f"pre-loaded {sent.frames} frames ({sent.samples} samples) in {sent.messages} messages")
 
     out_raw = work / "profile.txt"

@@ -1,8 +1,10 @@
 """Stage 1's computation alone, per frame duration: no broker, no database, no Faust.
 
     .venv/bin/python bench/stage1_cpu.py [--vehicles 40] [--frame-s 2 5 10 20] [--trip-km 1 1.5] [--fs 100] [--digest]
+                                         [--encoding cbor|json]
 
-A simulated fleet (100 Hz, the real SQY network) is cut into JSON frames of each duration;
+A simulated fleet (100 Hz, the real SQY network) is cut into frames of each duration (CBOR
+unless told);
 ``pipeline.stage1.FrameHandler.handle`` (decode, pseudonymise, ``process_frame``, state
 envelope) runs over all of them in arrival order with an in-memory table, on one core,
 after one untimed vehicle's trace has warmed the process-wide caches (filter designs,
@@ -29,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from pipeline.pseudonym import Pseudonymiser  # noqa: E402
 from pipeline.stage1 import FrameHandler  # noqa: E402
 from roadnet import load_network  # noqa: E402
-from schemas.frame import encode_frame  # noqa: E402
+from schemas.frame import DEFAULT_FRAME_ENCODING, encode_frame  # noqa: E402
 from schemas.tracefile import iter_frames  # noqa: E402
 
 
@@ -65,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=515)
     ap.add_argument("--trip-km", type=float, nargs=2, default=(1.0, 1.5))
     ap.add_argument("--fs", type=float, default=100.0, help="sample rate of the simulated fleet, Hz")
+    ap.add_argument("--encoding", choices=("cbor", "json"), default=DEFAULT_FRAME_ENCODING)
     ap.add_argument("--digest", action="store_true",
                     help="also print a SHA-256 of every output record and state (compare two commits)")
     args = ap.parse_args(argv)
@@ -76,12 +79,13 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     # warm the process-wide caches (filter designs, response tables) outside the timed runs:
     # a worker pays them once, so in the first timed run they would bias its ms per frame
-    run(net, [encode_frame(f) for f in iter_frames(next(iter(fleet.traces.values())), "warm-up", frame_s=10.0)])
+    run(net, [encode_frame(f, args.encoding) for f in iter_frames(next(iter(fleet.traces.values())), "warm-up",
+                                                                  frame_s=10.0)])
     for fs in args.frame_s:
         frames = [f for vid, tr in fleet.traces.items() for f in iter_frames(tr, vid, frame_s=fs)]
         # arrival order: by frame end time, vehicles interleaved as on the topic
         frames.sort(key=lambda f: f.t_s[-1])
-        msgs = [encode_frame(f) for f in frames]
+        msgs = [encode_frame(f, args.encoding) for f in frames]
         dg = hashlib.sha256() if args.digest else None
         cpu, n = run(net, msgs, dg)
         rows.append({"frame_s": fs, "frames": len(msgs), "samples": n, "cpu_s": round(cpu, 3),
@@ -92,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     x = np.array([r["frame_s"] for r in rows])
     y = np.array([r["ms_per_frame"] for r in rows])
     slope, intercept = np.polyfit(x, y, 1) if len(rows) > 1 else (float("nan"), float("nan"))
-    print(json.dumps({"vehicles": args.vehicles, "rows": rows, "fixed_ms_per_frame": round(float(intercept), 3),
+    print(json.dumps({"vehicles": args.vehicles, "encoding": args.encoding, "rows": rows, "fixed_ms_per_frame": round(float(intercept), 3),
                       "ms_per_second_of_driving": round(float(slope), 3)}))
     return 0
 

@@ -5,7 +5,8 @@
 One topic is pre-loaded with frames of a simulated fleet (100 Hz, the real SQY network),
 then, on that same topic:
 
-1. raw: a plain aiokafka consumer that only reads and decodes (orjson) the messages;
+1. raw: a plain aiokafka consumer that only reads and decodes the messages (cbor2, or orjson
+   with ``--encoding json``);
 2. naive: a per-event Faust agent doing the pipeline's work one message at a time
    (``bench/naive_app.py``);
 3. pipeline: ``roadsense worker`` end to end into PostgreSQL, with 1 and with 2 worker
@@ -45,7 +46,8 @@ from pipeline.settings import Settings  # noqa: E402
 from pipeline.streamrun import env_of, pass_rows  # noqa: E402
 from pipeline.topics import LagProbe, delete_topics, ensure_topics, list_topics  # noqa: E402
 from schemas.bundle import is_bundle, split_bundle  # noqa: E402
-from schemas.frame import DEFAULT_FRAME_S  # noqa: E402
+from schemas.frame import DEFAULT_FRAME_ENCODING, DEFAULT_FRAME_S  # noqa: E402
+from schemas.frame_cbor import CBOR_MAGIC  # noqa: E402
 from simulator.cli import bundle_size  # noqa: E402
 
 KEY = "bench-throughput-pseudonym-key-0123456789"
@@ -150,8 +152,18 @@ def run_consumers(cmds: list[list[str]], envs: list[dict[str, str]], s: Settings
     return {"elapsed_s": elapsed, "messages": total - done_first, "cpu_s": cpu, "stack_cpu_s": stack_cpu, "peak_rss_mb": rss}
 
 
-async def raw_consume(bootstrap: str, topic: str, total: int) -> dict:
+def _samples_in(raw: bytes) -> int:
+    """Decode one frame (CBOR or JSON, not validated) and count its samples."""
+    import cbor2
     import orjson
+
+    if raw[:3] == CBOR_MAGIC:
+        t = cbor2.loads(raw).get("t_s", ())
+        return len(t.value) // 8 if isinstance(t, cbor2.CBORTag) else len(t)
+    return len(orjson.loads(raw).get("t_s", ()))
+
+
+async def raw_consume(bootstrap: str, topic: str, total: int) -> dict:
     from aiokafka import AIOKafkaConsumer
 
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=f"bench-raw-{uuid.uuid4().hex[:6]}",
@@ -168,7 +180,7 @@ async def raw_consume(bootstrap: str, topic: str, total: int) -> dict:
             for records in batch.values():
                 for r in records:
                     for raw in (split_bundle(r.value) if is_bundle(r.value) else (r.value,)):
-                        samples += len(orjson.loads(raw).get("t_s", ()))
+                        samples += _samples_in(raw)
                         frames += 1
                     n += 1
         elapsed = time.perf_counter() - (t0 or time.perf_counter())
@@ -266,6 +278,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--vehicles", type=int, default=1000)
     ap.add_argument("--trip-km", type=float, nargs=2, default=(1.0, 1.5))
     ap.add_argument("--frame-s", type=float, default=DEFAULT_FRAME_S)
+    ap.add_argument("--encoding", choices=("cbor", "json"), default=DEFAULT_FRAME_ENCODING,
+                    help="frame encoding on the pre-loaded topics")
     ap.add_argument("--partitions", type=int, default=4)
     ap.add_argument("--bundle", type=bundle_size, default=0, metavar="N",
                     help="pre-load the topics with bundles of up to N frames (schemas.bundle), as a gateway would")
@@ -312,7 +326,8 @@ def main(argv: list[str] | None = None) -> int:
     tag = uuid.uuid4().hex[:6]
     topic = f"bench.{tag}.frames"
     out: dict = {"machine": f"{platform.node()} {os.cpu_count()} cores", "frame_s": args.frame_s,
-                 "vehicles_simulated": args.vehicles, "partitions": args.partitions, "bundle": args.bundle}
+                 "vehicles_simulated": args.vehicles, "partitions": args.partitions, "bundle": args.bundle,
+                 "frame_encoding": args.encoding}
 
     log(f"simulating {args.vehicles} vehicles ...")
     fleet = simulate_fleet(net, n_vehicles=args.vehicles, seed=args.seed, trip_km=tuple(args.trip_km),
@@ -322,7 +337,8 @@ def main(argv: list[str] | None = None) -> int:
                         data_dir=work / "w", stats_file=None)
     ensure_topics(base)
     t = time.perf_counter()
-    sent = replay([traces], info.kafka_bootstrap, topic, frame_s=args.frame_s, progress=False, bundle=args.bundle)
+    sent = replay([traces], info.kafka_bootstrap, topic, frame_s=args.frame_s, progress=False, bundle=args.bundle,
+                  encoding=args.encoding)
     out["preload"] = {"frames": sent.frames, "samples": sent.samples, "messages": sent.messages,
                       "produce_s": time.perf_counter() - t}
     samples_per_msg = sent.samples / sent.frames
@@ -409,6 +425,7 @@ def main(argv: list[str] | None = None) -> int:
         "p99_latency_s": lat["p99_s"],
         "frame_s": args.frame_s,
         "bundle_frames": args.bundle,
+        "frame_encoding": args.encoding,
         # sustained rates (both workers consuming; see _steady_rate); the whole run's
         # ratio also counts the group's join and the tail where one worker has run dry
         # median over the back-to-back pairs of runs
@@ -473,7 +490,8 @@ def frame_sweep(args: argparse.Namespace) -> int:
         s = settings_for(info, f"{tag}f{k}", dsn, frames_topic=topic, partitions=args.partitions,
                          data_dir=work / f"f{k}", stats_file=None)
         ensure_topics(s)
-        sent = replay([traces], info.kafka_bootstrap, topic, frame_s=frame_s, progress=False, bundle=bundle)
+        sent = replay([traces], info.kafka_bootstrap, topic, frame_s=frame_s, progress=False, bundle=bundle,
+                      encoding=args.encoding)
         r = _run_workers([[sys.executable, "-m", "pipeline.cli", "worker"]], s, sent.messages, work, 1)
         r.update(_rate_from_stats([work / f"{s.app_id}-0.json"]))
         drop_db(info, dsn)
@@ -619,7 +637,7 @@ def _latency_run(info, net, fleet, work: Path, tag: str, args, *, rate_samples_p
         time.sleep(8.0)  # let the worker join the group before the paced replay starts
         t = time.perf_counter()
         sent = replay([work / "fleet"], info.kafka_bootstrap, topic, frame_s=args.frame_s, speedup=speedup,
-                      progress=False, bundle=args.bundle)
+                      progress=False, bundle=args.bundle, encoding=args.encoding)
         replay_s = time.perf_counter() - t
         deadline = time.monotonic() + 3600
         with LagProbe(s.kafka_bootstrap, s.app_id) as probe:

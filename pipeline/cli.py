@@ -6,7 +6,7 @@ is a bug and shows its traceback.
     roadsense demo [--vehicles N] [--seed S]      the whole pipeline on the SQY network
     roadsense stack up|down|status [--timescale]  the local Kafka + PostgreSQL (+ TimescaleDB tier)
     roadsense simulate --vehicles N --seed S --out DIR
-    roadsense replay TRACES... [--frame-s 10] [--speedup 0] [--bundle 10]
+    roadsense replay TRACES... [--frame-s 10] [--speedup 0] [--bundle 10] [--encoding cbor|json]
     roadsense worker                              one stage-1 worker (until SIGTERM)
     roadsense score TRACES... --network FILE --out DIR [--references CSV]
     roadsense calibrate [--references CSV] [--days 90]   fleet self-calibration (vehicle gains)
@@ -28,7 +28,7 @@ from pathlib import Path
 
 from schemas._errors import RoadsenseError
 from schemas.bundle import DEFAULT_BUNDLE_FRAMES
-from schemas.frame import DEFAULT_FRAME_S
+from schemas.frame import DEFAULT_FRAME_ENCODING, DEFAULT_FRAME_S
 
 __all__ = ["main"]
 
@@ -59,7 +59,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     s = _settings()
     ensure_topics(s)
     n = replay(args.traces, s.kafka_bootstrap, s.frames_topic, frame_s=args.frame_s, speedup=args.speedup,
-               progress=True, bundle=args.bundle)
+               progress=True, bundle=args.bundle, encoding=args.encoding)
     print(f"replayed {n.frames} frames, {n.samples} samples in {n.messages} messages to {s.frames_topic}")
     return 0
 
@@ -232,6 +232,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--bundle", type=bundle_size, default=DEFAULT_BUNDLE_FRAMES, metavar="N",
                    help="pack up to N frames per message, per partition, as a gateway would (schemas.bundle; "
                         "0 = one frame per message, keyed by vehicle)")
+    r.add_argument("--encoding", choices=("cbor", "json"), default=DEFAULT_FRAME_ENCODING,
+                   help="frame encoding (schemas.frame_cbor; the worker reads both)")
     r.set_defaults(func=cmd_replay)
 
     w = sub.add_parser("worker", help="run a stage-1 worker")

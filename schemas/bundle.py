@@ -2,15 +2,15 @@
 
 A Faust worker pays a fixed cost per Kafka message (shared/notes/faust-streaming.md); an
 ingestion gateway that packs N frames into one message pays it once for N. Each frame
-inside stays the JSON document of ``schemas.frame`` (same schema, same validation), so a
+inside stays one frame's bytes, JSON or CBOR (``schemas.frame``, same validation), so a
 bad frame is dead-lettered alone, with its own bytes, and the others are processed.
 
 Layout (little-endian)::
 
-    b"RSB1"  then, per frame:  uint32 length  |  that many bytes of one frame's JSON
+    b"RSB1"  then, per frame:  uint32 length  |  that many bytes of one frame (JSON or CBOR)
 
-A frame's JSON starts with ``{`` (or whitespace), never with the magic: one topic carries
-plain frames and bundles side by side.
+A frame starts with ``{`` (or whitespace) or CBOR's ``D9 D9 F7``, never with the magic: one
+topic carries plain frames and bundles side by side.
 
 **Routing.** A vehicle's state lives in the partition its frames arrive on, so every frame
 of a vehicle must arrive on the same partition whether it travels alone or bundled. A
@@ -44,7 +44,7 @@ _LEN = struct.Struct("<I")
 
 
 def is_bundle(raw: bytes) -> bool:
-    """Whether a message value is a bundle (else it should be one frame's JSON)."""
+    """Whether a message value is a bundle (else it should be one frame, JSON or CBOR)."""
     return raw[:4] == BUNDLE_MAGIC
 
 

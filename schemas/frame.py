@@ -4,7 +4,9 @@ A frame carries ``frame_s`` seconds of samples column-wise (arrays, not rows), s
 per-message cost of the stream is paid once per stretch rather than once per sample
 (shared/notes/faust-streaming.md). GPS fixes travel in their own arrays, at their own rate.
 The key of the message is the raw vehicle id; it is pseudonymised by the first stage. A
-gateway may instead pack several frames into one message (``schemas.bundle``).
+gateway may instead pack several frames into one message (``schemas.bundle``). A frame is
+a JSON document, or the same document in CBOR with its arrays in binary
+(``schemas.frame_cbor``); the worker reads both.
 """
 
 from __future__ import annotations
@@ -21,9 +23,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from schemas._errors import SchemaError
 from schemas.trace import PowertrainType
 
-__all__ = ["Frame", "FrameArrays", "FRAME_SCHEMA_VERSION", "DEFAULT_FRAME_S", "decode_frame", "encode_frame"]
+__all__ = ["Frame", "FrameArrays", "FrameEncoding", "FRAME_SCHEMA_VERSION", "DEFAULT_FRAME_ENCODING", "DEFAULT_FRAME_S",
+           "decode_frame", "encode_frame", "readable_error"]
 
 FRAME_SCHEMA_VERSION = 1
+FrameEncoding = Literal["cbor", "json"]
+DEFAULT_FRAME_ENCODING: FrameEncoding = "cbor"
+"""What this project's producers write (the replay, the offline scorer); the worker reads
+both. CBOR because a worker reads it in a tenth of the time (``schemas.frame_cbor``,
+docs/decisions.md "CBOR frames"); JSON stays for producers that prefer text."""
 DEFAULT_FRAME_S = 10.0
 """Seconds of samples per frame message unless configured (``ROADSENSE_FRAME_S``): chosen
 by ``bench/throughput.py --frame-sweep`` (docs/decisions.md, "Frames, not samples")."""
@@ -129,14 +137,18 @@ class FrameArrays:
 
 
 def decode_frame(raw: bytes) -> FrameArrays:
-    """Validate one JSON-encoded frame and return it as arrays.
+    """Validate one frame, JSON or CBOR (``schemas.frame_cbor``), and return it as arrays.
 
     Raises
     ------
     SchemaError
-        With a readable reason: not JSON, unknown schema version, missing field, wrong
-        type, NaN or infinite value, arrays of different lengths, time going backwards.
+        With a readable reason: not JSON (or CBOR), unknown schema version, missing field,
+        wrong type, NaN or infinite value, arrays of different lengths, time going backwards.
     """
+    if raw[:3] == b"\xd9\xd9\xf7":  # schemas.frame_cbor.CBOR_MAGIC
+        from schemas.frame_cbor import decode_frame_cbor  # imports this module
+
+        return decode_frame_cbor(raw)
     try:
         doc = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -154,10 +166,11 @@ def decode_frame(raw: bytes) -> FrameArrays:
     try:
         return FrameArrays.from_model(Frame.model_validate(doc))
     except ValidationError as exc:
-        raise SchemaError(_readable(exc)) from None
+        raise SchemaError(readable_error(exc)) from None
 
 
-def _readable(exc: ValidationError) -> str:
+def readable_error(exc: ValidationError) -> str:
+    """A validation error as one line: up to five ``field.index: message`` parts."""
     parts = []
     for e in exc.errors(include_url=False)[:5]:
         loc = ".".join(str(p) for p in e["loc"]) or "frame"
@@ -166,6 +179,13 @@ def _readable(exc: ValidationError) -> str:
     return "; ".join(parts) + (f" (+{more} more)" if more > 0 else "")
 
 
-def encode_frame(frame: Frame) -> bytes:
-    """JSON bytes of a frame (orjson; the inverse of ``decode_frame``)."""
+def encode_frame(frame: Frame, encoding: FrameEncoding = DEFAULT_FRAME_ENCODING) -> bytes:
+    """Bytes of a frame: CBOR (``schemas.frame_cbor``) or JSON (orjson); the inverse of
+    ``decode_frame``, which reads both."""
+    if encoding == "cbor":
+        from schemas.frame_cbor import encode_frame_cbor
+
+        return encode_frame_cbor(frame)
+    if encoding != "json":
+        raise ValueError(f"frame encoding is 'cbor' or 'json', not {encoding!r}")
     return orjson.dumps(frame.model_dump(exclude_none=True))

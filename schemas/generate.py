@@ -1,4 +1,5 @@
-"""JSON Schema files for outside consumers, generated from the pydantic models.
+"""JSON Schema files for outside consumers, generated from the pydantic models (and the
+CBOR layout of a frame, generated from the frame model).
 
 ``roadsense schemas`` (or ``python -m schemas.generate``) rewrites ``schemas/json/``; a unit
 test fails when the committed files differ from what the models generate.
@@ -11,6 +12,7 @@ import sys
 from pathlib import Path
 
 from schemas.frame import Frame
+from schemas.frame_cbor import cbor_frame_layout
 from schemas.records import DeadLetter, HarshEvent, PassImpact, RoadAlert, SegmentPass
 from schemas.trace import TraceRow
 
@@ -36,6 +38,7 @@ def json_schemas() -> dict[str, str]:
         schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
         schema["$id"] = f"https://roadsense.example/schemas/{name}.schema.json"
         out[f"{name}.schema.json"] = json.dumps(schema, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    out["vehicle-frame.cbor.json"] = json.dumps(cbor_frame_layout(), indent=2, ensure_ascii=False) + "\n"
     return out
 
 

@@ -3,7 +3,7 @@
     python -m simulator generate --vehicles N --seed S --out DIR [--network FILE] [--fs 100]
         [--gps-rate 1] [--gps-sigma 4] [--trip-km 2 6] [--trips 1] [--format csv|csv.gz|parquet]
     python -m simulator replay DIR_OR_FILES... --bootstrap HOST:PORT [--topic vehicle.frames]
-        [--frame-s 10] [--speedup 0] [--bundle 10] [--no-progress]
+        [--frame-s 10] [--speedup 0] [--bundle 10] [--encoding cbor|json] [--no-progress]
 
 Errors of roadsense (bad files, unreachable broker) print their type and message and exit 1.
 """
@@ -18,7 +18,7 @@ from pathlib import Path
 
 from schemas._errors import RoadsenseError
 from schemas.bundle import DEFAULT_BUNDLE_FRAMES
-from schemas.frame import DEFAULT_FRAME_S
+from schemas.frame import DEFAULT_FRAME_ENCODING, DEFAULT_FRAME_S
 from simulator._errors import SimulatorError
 
 __all__ = [
@@ -74,6 +74,8 @@ def add_replay_arguments(r: argparse.ArgumentParser) -> None:
     r.add_argument("--bundle", type=bundle_size, default=DEFAULT_BUNDLE_FRAMES, metavar="N",
                    help="pack up to N frames per message, per partition, as a gateway would (schemas.bundle; "
                         "0 = one frame per message, keyed by vehicle)")
+    r.add_argument("--encoding", choices=("cbor", "json"), default=DEFAULT_FRAME_ENCODING,
+                   help="frame encoding (schemas.frame_cbor; the worker reads both)")
     r.add_argument("--no-progress", action="store_true")
 
 
@@ -125,7 +127,7 @@ def run_replay(args: argparse.Namespace) -> None:
     t = time.perf_counter()
     res = replay(
         args.paths, args.bootstrap, args.topic, frame_s=args.frame_s, speedup=args.speedup,
-        progress=not args.no_progress, timeout_s=args.timeout, bundle=args.bundle,
+        progress=not args.no_progress, timeout_s=args.timeout, bundle=args.bundle, encoding=args.encoding,
     )  # fmt: skip
     dt = time.perf_counter() - t
     print(f"sent {res.frames} frames, {res.samples} samples in {res.messages} messages to {args.topic} in {dt:.1f} s")

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from schemas.bundle import MAX_BUNDLE_BYTES, encode_bundle, partition_of
-from schemas.frame import encode_frame
+from schemas.frame import DEFAULT_FRAME_ENCODING, FrameEncoding, encode_frame
 from schemas.tracefile import frame_windows, iter_frames, read_traces
 from simulator._errors import ReplayError
 
@@ -66,6 +66,7 @@ def replay(
     timeout_s: float = 10.0,
     bundle: int = 0,
     bundle_wait_s: float = 1.0,
+    encoding: FrameEncoding = DEFAULT_FRAME_ENCODING,
 ) -> ReplayResult:
     """Send trace files to Kafka as frames; returns the numbers of frames and samples sent.
 
@@ -82,6 +83,8 @@ def replay(
     bundle : frames per bundle message (``schemas.bundle``); 0 or 1 sends plain frames
     bundle_wait_s : with ``speedup`` > 0, longest wall-clock wait of a frame in an
         unfilled bundle, s
+    encoding : ``"cbor"`` or ``"json"`` frames (``schemas.frame.encode_frame``; the worker
+        reads both)
 
     Raises
     ------
@@ -94,6 +97,8 @@ def replay(
         raise ValueError(f"{speedup=} must be >= 0")
     if bundle < 0 or bundle_wait_s <= 0:
         raise ValueError(f"{bundle=} must be >= 0 and {bundle_wait_s=} > 0")
+    if encoding not in ("cbor", "json"):
+        raise ValueError(f"frame encoding is 'cbor' or 'json', not {encoding!r}")
     traces = read_traces(paths)  # validates everything before the first send
     n_frames = sum(len(frame_windows(tr, frame_s=frame_s)[0]) for tr in traces.values())
     producer = _connect(bootstrap, timeout_s)
@@ -135,9 +140,9 @@ def replay(
                         wake = due
                     time.sleep(max(0.0, min(due, wake) - time.monotonic()))
             if bundler is None:
-                messages += _send(producer, topic, frame.vehicle_id.encode(), encode_frame(frame), failures)
+                messages += _send(producer, topic, frame.vehicle_id.encode(), encode_frame(frame, encoding), failures)
             else:
-                messages += _send_bundles(producer, topic, bundler.add(frame.vehicle_id, encode_frame(frame),
+                messages += _send_bundles(producer, topic, bundler.add(frame.vehicle_id, encode_frame(frame, encoding),
                                                                       time.time()), failures)
             frames += 1
             samples += len(frame.t_s)

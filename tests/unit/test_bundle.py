@@ -14,6 +14,7 @@ from pipeline.stage1 import FrameHandler
 from roadnet import load_network
 from schemas._errors import SchemaError
 from schemas.bundle import BUNDLE_MAGIC, encode_bundle, is_bundle, partition_of, split_bundle
+from schemas.frame import decode_frame
 from simulator.replay import Bundler
 
 FRAME = {
@@ -212,10 +213,10 @@ class TestPacedReplay:
         monkeypatch.setattr(rp, "_connect", lambda bootstrap, timeout_s: producer)
         res = rp.replay([traces], "unused:9092", "t", frame_s=2.0, speedup=40.0, progress=False, bundle=50,
                         bundle_wait_s=0.1)
-        frames = [(orjson.loads(f), p) for _, key, raw, p, _ in producer.sent for f in split_bundle(raw)]
+        frames = [(decode_frame(f), p) for _, key, raw, p, _ in producer.sent for f in split_bundle(raw)]
         assert all(key is None for _, key, _, _, _ in producer.sent)
         assert len(frames) == res.frames and len(producer.sent) == res.messages < res.frames
-        assert all(partition_of(f["vehicle_id"], 3) == p for f, p in frames)
+        assert all(partition_of(f.vehicle_id, 3) == p for f, p in frames)
         # paced at 40x, a 50-frame bundle never fills: each leaves once its first frame has
         # waited 0.1 s (plus the sleep's and the encoding's slack), stamped with that arrival
         late = [t - ts / 1000 for t, _, _, _, ts in producer.sent[:-3]]
