@@ -35,7 +35,9 @@ import time
 import uuid
 from pathlib import Path
 
+import cbor2
 import numpy as np
+import orjson
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -154,9 +156,6 @@ def run_consumers(cmds: list[list[str]], envs: list[dict[str, str]], s: Settings
 
 def _samples_in(raw: bytes) -> int:
     """Decode one frame (CBOR or JSON, not validated) and count its samples."""
-    import cbor2
-    import orjson
-
     if raw[:3] == CBOR_MAGIC:
         t = cbor2.loads(raw).get("t_s", ())
         return len(t.value) // 8 if isinstance(t, cbor2.CBORTag) else len(t)
@@ -249,7 +248,6 @@ def state_parts(st) -> dict[str, tuple[int, int]]:
     entries), raw and zstd-compressed alone with the table's compressor (less what an empty
     value costs): what to attack first, not an exact split of the stored total (zstd
     compresses the parts together)."""
-    import orjson
     import struct
 
     from agents import _arraycodec, passes

@@ -128,6 +128,9 @@ BAD = [
     (_with(abs_engaged=[True, None, False]), "abs_engaged.1"),
     (_with(t_s=None), "t_s"),
     (_with(fix_t_s=None), "fix_t_s: Input should be a valid list"),
+    # null for a list the model requires, with nothing else to trip on
+    ({**{k: v for k, v in GOOD.items() if not k.startswith("fix_")}, "fix_t_s": None},
+     "fix_t_s: Input should be a valid list"),
     (_with(model_year=1900), "model_year: Input should be greater than or equal to 1950"),
 ]
 
