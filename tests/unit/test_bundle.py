@@ -169,34 +169,6 @@ class TestCommandLine:
         assert p.parse_args(["replay", "t", "--bundle", "0"]).bundle == 0
 
 
-class _Producer:
-    """Records what ``simulator.replay.replay`` sends (the broker is not what is tested here:
-    tests/integration/test_bundles.py sends through a real one)."""
-
-    def __init__(self, n_partitions: int) -> None:
-        self.n, self.sent = n_partitions, []
-
-    def partitions_for(self, topic):
-        return set(range(self.n))
-
-    def send(self, topic, *, key, value, partition=None, timestamp_ms=None):
-        import time
-
-        self.sent.append((time.time(), key, value, partition, timestamp_ms))
-
-        class Future:
-            def add_errback(self, fn):
-                pass
-
-        return Future()
-
-    def flush(self, timeout=None):
-        pass
-
-    def close(self, timeout=None):
-        pass
-
-
 @pytest.fixture(scope="module")
 def traces(tmp_path_factory):
     from simulator import simulate_fleet, write_fleet
@@ -206,11 +178,10 @@ def traces(tmp_path_factory):
 
 
 class TestPacedReplay:
-    def test_unfilled_bundles_leave_after_their_wait_and_nothing_is_lost(self, traces, monkeypatch):
+    def test_unfilled_bundles_leave_after_their_wait_and_nothing_is_lost(self, traces, replay_producer):
         from simulator import replay as rp
 
-        producer = _Producer(3)
-        monkeypatch.setattr(rp, "_connect", lambda bootstrap, timeout_s: producer)
+        producer = replay_producer(3)
         res = rp.replay([traces], "unused:9092", "t", frame_s=2.0, speedup=40.0, progress=False, bundle=50,
                         bundle_wait_s=0.1)
         frames = [(decode_frame(f), p) for _, key, raw, p, _ in producer.sent for f in split_bundle(raw)]

@@ -196,30 +196,7 @@ def test_unknown_encoding_is_refused():
         encode_frame(Frame.model_validate(GOOD), "msgpack")
 
 
-class _Producer:
-    """Records the frames ``simulator.replay.replay`` sends (a real broker carries CBOR
-    frames in tests/integration, through the replay's default)."""
-
-    def __init__(self) -> None:
-        self.sent = []
-
-    def send(self, topic, *, key, value, partition=None, timestamp_ms=None):
-        self.sent.append(value)
-
-        class Future:
-            def add_errback(self, fn):
-                pass
-
-        return Future()
-
-    def flush(self, timeout=None):
-        pass
-
-    def close(self, timeout=None):
-        pass
-
-
-def test_the_replay_writes_cbor_unless_told_and_both_read_the_same(tmp_path, monkeypatch):
+def test_the_replay_writes_cbor_unless_told_and_both_read_the_same(tmp_path, replay_producer):
     from roadnet import load_network
     from simulator import replay as rp
     from simulator import write_fleet
@@ -228,11 +205,10 @@ def test_the_replay_writes_cbor_unless_told_and_both_read_the_same(tmp_path, mon
     traces = write_fleet(fleet, tmp_path, format="parquet")
     sent = {}
     for encoding in ("cbor", "json", None):
-        producer = _Producer()
-        monkeypatch.setattr(rp, "_connect", lambda bootstrap, timeout_s: producer)
+        producer = replay_producer()
         kw = {} if encoding is None else {"encoding": encoding}
         rp.replay([traces], "unused:9092", "t", frame_s=5.0, progress=False, bundle=0, **kw)
-        sent[encoding] = producer.sent
+        sent[encoding] = [value for _, _, value, _, _ in producer.sent]
     assert all(raw[:3] == CBOR_MAGIC for raw in sent["cbor"]) and sent[None] == sent["cbor"]
     assert all(raw[:1] == b"{" for raw in sent["json"]) and len(sent["json"]) == len(sent["cbor"]) > 4
     for c, j in zip(sent["cbor"], sent["json"]):
