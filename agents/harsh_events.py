@@ -81,10 +81,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+import numba
 import numpy as np
 from scipy import signal
 
-from agents._sosfilt import sosfilt
 
 __all__ = ["HarshParams", "HarshDetectorState", "DetectedEvent", "EVENT_TYPES", "detect_harsh_events"]
 
@@ -382,56 +382,171 @@ def _as_1d(x: object, name: str) -> np.ndarray:
 def _compensate(
     ax: np.ndarray, ay: np.ndarray, v: np.ndarray | None, fs: float, st: HarshDetectorState, p: HarshParams
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """Low-pass, remove grade/orientation offsets; update the filter states in ``st``."""
+    """Low-pass, remove grade/orientation offsets; update the filter states in ``st``.
+
+    The filters start, at a trip's first chunk, at rest on the first values. The work is
+    one compiled kernel, :func:`_compensate_kernel`, the same to the bit as the NumPy and
+    scipy calls it replaced (``tests/unit/test_harsh_kernel.py`` keeps them as its oracle).
+    """
     sos = _lowpass_sos(float(fs), p.lowpass_hz)
-    rows = [ax, ay] if v is None else [ax, ay, v]
-    x = np.vstack(rows)
-    if st.zi is None or st.zi.shape[1] != x.shape[0]:
-        zi = signal.sosfilt_zi(sos)[:, None, :] * x[:, 0][None, :, None]  # start at rest on the first value
+    ax, ay = np.ascontiguousarray(ax), np.ascontiguousarray(ay)
+    m = 2 if v is None else 3
+    if st.zi is None or st.zi.shape[1] != m:
+        first = np.array([ax[0], ay[0]] if v is None else [ax[0], ay[0], v[0]])
+        zi = signal.sosfilt_zi(sos)[:, None, :] * first[None, :, None]  # at rest on the first value
     else:
         zi = st.zi
-    y, st.zi = sosfilt(sos, x, zi)
-    ylong, ylat = y[0], y[1]
-    v_lp = None if v is None else y[2]
-
-    if v is not None:
-        v_prev = v[0] if not np.isfinite(st.last_speed_mps) else st.last_speed_mps
-        # clipped to what a car can do: a glitch in the speed must not drag the offset
-        dvdt = np.clip(np.diff(v, prepend=v_prev) * fs, -12.0, 12.0)
-        st.last_speed_mps = float(v[-1])
-        bsos = _lowpass_sos(float(fs), p.bias_hz)
-        r = (ax - dvdt)[None, :]
-        if st.bias_zi is None:
-            st.bias_zi = signal.sosfilt_zi(bsos)[:, None, :] * r[:, 0][None, :, None]
-        b, st.bias_zi = sosfilt(bsos, r, st.bias_zi)
-        a_long = ylong - b[0]
-
-    # running means over standing (weight 1) or straight, steady driving (weight 0.1)
+    vv = _NO_SPEED if v is None else np.ascontiguousarray(v)
+    bsos = _lowpass_sos(float(fs), p.bias_hz)
+    # the offset filter's start needs the first dv/dt, known inside the kernel
+    bias_zi0 = signal.sosfilt_zi(bsos) if v is not None and st.bias_zi is None else _NO_ZI
+    bias_zi = _NO_ZI3 if st.bias_zi is None else st.bias_zi
+    level_zi = _NO_LEVEL if st.level_zi is None else st.level_zi
+    v_prev = float(vv[0]) if v is not None and not np.isfinite(st.last_speed_mps) else float(st.last_speed_mps)
     alpha = 1.0 - np.exp(-1.0 / (p.level_tau_s * fs))
-    straight = np.abs(ylat) < p.straight_lat_mps2
+    a_long, a_lat, v_lp, st.zi, new_bias_zi, st.level_zi = _compensate_kernel(
+        ax, ay, vv, float(fs), sos, np.ascontiguousarray(zi, dtype=np.float64), bsos, bias_zi0,
+        np.ascontiguousarray(bias_zi, dtype=np.float64), v_prev, float(alpha), float(p.straight_lat_mps2),
+        float(p.steady_long_mps2), np.ascontiguousarray(level_zi, dtype=np.float64),
+    )
     if v is not None:
-        standing = v < 1.0 / 3.6
-        steady = np.abs(a_long) < 0.3
-        w_lat = np.where(standing, 1.0, np.where(straight & steady, 0.1, 0.0))
-        w_long = np.zeros_like(w_lat)  # unused: the speed gives the longitudinal offset
+        st.bias_zi = new_bias_zi
+        st.last_speed_mps = float(v[-1])
+    return a_long, a_lat, None if v is None else v_lp
+
+
+_NO_SPEED = np.zeros(0)
+_NO_ZI = np.zeros((0, 2))
+_NO_ZI3 = np.zeros((0, 1, 2))
+_NO_LEVEL = np.zeros((0, 1))
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _sos_rows(sos: np.ndarray, x: np.ndarray, z: np.ndarray) -> None:
+    """scipy's ``_sosfilt_float`` (scipy 1.17): filter the rows of ``x`` (m, n) in place,
+    with their states ``z`` (m, n_sections, 2), in place; the same operations in the same
+    order, so the same bits."""
+    for i in range(x.shape[0]):
+        for n in range(x.shape[1]):
+            x_cur = x[i, n]
+            for s in range(sos.shape[0]):
+                x_new = sos[s, 0] * x_cur + z[i, s, 0]
+                z[i, s, 0] = sos[s, 1] * x_cur - sos[s, 4] * x_new + z[i, s, 1]
+                z[i, s, 1] = sos[s, 2] * x_cur - sos[s, 5] * x_new
+                x_cur = x_new
+            x[i, n] = x_cur
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _np_max(a: float, b: float) -> float:
+    """``np.maximum`` of two floats: NaN if ``a`` is NaN."""
+    return a if not a < b else b
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _compensate_kernel(ax, ay, v, fs, sos, zi, bsos, bias_zi0, bias_zi, v_prev, alpha, straight_lat, steady_long,
+                       level_zi):  # fmt: skip
+    """The body of :func:`_compensate`. ``v`` empty means no speed; ``bias_zi0`` (sections, 2),
+    when not empty, starts the offset filter at rest on its first input; ``level_zi`` empty
+    starts the running means. Returns a_long, a_lat, the low-passed speed (empty without
+    speed) and the three filter states."""
+    n = ax.size
+    has_v = v.size > 0
+    m = 3 if has_v else 2
+    # low-pass of the rows (ax, ay[, v]), states in scipy's (sections, rows, 2) layout
+    y = np.empty((m, n))
+    y[0, :] = ax
+    y[1, :] = ay
+    if has_v:
+        y[2, :] = v
+    z = np.empty((m, zi.shape[0], 2))
+    for i in range(m):
+        for s in range(zi.shape[0]):
+            z[i, s, 0] = zi[s, i, 0]
+            z[i, s, 1] = zi[s, i, 1]
+    _sos_rows(sos, y, z)
+    zf = np.empty((zi.shape[0], m, 2))
+    for i in range(m):
+        for s in range(zi.shape[0]):
+            zf[s, i, 0] = z[i, s, 0]
+            zf[s, i, 1] = z[i, s, 1]
+    a_long = np.empty(n)
+    bz = np.empty((bsos.shape[0], 1, 2))
+    if has_v:
+        # the longitudinal offset: the slow part of a_x - dv/dt, dv/dt clipped to what a
+        # car can do (a glitch in the speed must not drag the offset)
+        r = np.empty((1, n))
+        prev = v_prev
+        for k in range(n):
+            d = (v[k] - prev) * fs
+            if d < -12.0:
+                d = -12.0
+            elif d > 12.0:
+                d = 12.0
+            r[0, k] = ax[k] - d
+            prev = v[k]
+        zb = np.empty((1, bsos.shape[0], 2))
+        for s in range(bsos.shape[0]):
+            for j in range(2):
+                zb[0, s, j] = bias_zi0[s, j] * r[0, 0] if bias_zi0.shape[0] else bias_zi[s, 0, j]
+        _sos_rows(bsos, r, zb)
+        for s in range(bsos.shape[0]):
+            bz[s, 0, 0] = zb[0, s, 0]
+            bz[s, 0, 1] = zb[0, s, 1]
+        for k in range(n):
+            a_long[k] = y[0, k] - r[0, k]
+    # running means over standing (weight 1) or straight, steady driving (weight 0.1):
+    # the one-pole mean y = alpha x + (1 - alpha) y[-1] as one second-order section
+    lev = np.empty((4, n))
+    for k in range(n):
+        straight = abs(y[1, k]) < straight_lat
+        if has_v:
+            if v[k] < 1.0 / 3.6:
+                w_lat = 1.0
+            elif straight and abs(a_long[k]) < 0.3:
+                w_lat = 0.1
+            else:
+                w_lat = 0.0
+            w_long = 0.0  # unused: the speed gives the longitudinal offset
+        else:
+            w_lat = 0.1 if straight and abs(y[0, k]) < steady_long else 0.0
+            w_long = w_lat
+        lev[0, k] = w_lat * y[1, k]
+        lev[1, k] = w_lat
+        lev[2, k] = w_long * y[0, k]
+        lev[3, k] = w_long
+    zl = np.zeros((4, 1, 2))
+    if level_zi.shape[0]:
+        for i in range(4):
+            zl[i, 0, 0] = level_zi[i, 0]
     else:
-        w_lat = np.where(straight & (np.abs(ylong) < p.steady_long_mps2), 0.1, 0.0)
-        w_long = w_lat
-    lev_in = np.vstack([w_lat * ylat, w_lat, w_long * ylong, w_long])
-    if st.level_zi is None:
         prior = 1.0  # as if the trip began with the vehicle at rest on its first reading
-        st.level_zi = (1.0 - alpha) * np.array([[prior * ylat[0]], [prior], [prior * ylong[0]], [prior]])
-    # the one-pole mean y = alpha x + (1 - alpha) y[-1] as one second-order section: the
-    # same recursion as lfilter([alpha], [1, -(1 - alpha)]) to the bit, without its wrapper
+        c = 1.0 - alpha
+        zl[0, 0, 0] = c * (prior * y[1, 0])
+        zl[1, 0, 0] = c * prior
+        zl[2, 0, 0] = c * (prior * y[0, 0])
+        zl[3, 0, 0] = c * prior
     lev_sos = np.array([[alpha, 0.0, 0.0, 1.0, -(1.0 - alpha), 0.0]])
-    zi4 = np.zeros((1, 4, 2))
-    zi4[0, :, 0] = st.level_zi[:, 0]
-    lev, zf4 = sosfilt(lev_sos, lev_in, zi4)
-    st.level_zi = zf4[0, :, :1].copy()
-    a_lat = ylat - lev[0] / np.maximum(lev[1], 1e-9)
-    if v is None:
-        a_long = ylong - lev[2] / np.maximum(lev[3], 1e-9)
-    return a_long, a_lat, v_lp
+    _sos_rows(lev_sos, lev, zl)
+    new_level = np.empty((4, 1))
+    for i in range(4):
+        new_level[i, 0] = zl[i, 0, 0]
+    a_lat = np.empty(n)
+    for k in range(n):
+        a_lat[k] = y[1, k] - lev[0, k] / _np_max(lev[1, k], 1e-9)
+        if not has_v:
+            a_long[k] = y[0, k] - lev[2, k] / _np_max(lev[3, k], 1e-9)
+    v_lp = y[2].copy() if has_v else np.zeros(0)
+    return a_long, a_lat, v_lp, zf, bz, new_level
+
+
+def compile_kernels() -> None:
+    """Compile the harsh-event kernel now, or load it from numba's cache: see
+    :func:`agents.passes.compile_kernels`."""
+    t = np.arange(300) / 100.0
+    a = np.sin(t)
+    for speed in (None, 30.0 + a):
+        detect_harsh_events(a, a, t, 100.0, speed_kmh=speed, final=True)
 
 
 def _shocks(

@@ -49,7 +49,7 @@ from agents.roughness import (
     sample_terms,
 )
 from agents.harsh_events import HarshDetectorState, HarshParams, detect_harsh_events
-from agents import potholes
+from agents import harsh_events, potholes
 from agents.potholes import Impact, ImpactState, impact_features
 from roadnet import RoadNetwork, to_metric
 from schemas.frame import FrameArrays
@@ -320,14 +320,15 @@ class StateVersionError(ValueError):
 
 # ------------------------------------------------------------------------ processing
 def compile_kernels(net: RoadNetwork) -> None:
-    """Compile stage 1's numba kernels (the pothole detector's, the matcher's, the state
-    records') now, or load them from numba's cache, so that no frame waits for them.
+    """Compile stage 1's numba kernels (the pothole detector's, the matcher's, the harsh-event
+    filters', the state records') now, or load them from numba's cache, so that no frame waits for them.
 
     A cold compile takes about 5 s, a cache load about 0.2 s; a stream worker calls this
     before its first frame. Any later call returns at once.
     """
     potholes.compile_kernels()
     mm.compile_kernels(net)
+    harsh_events.compile_kernels()
     _codec.compile_kernels()
 
 
