@@ -85,7 +85,6 @@ import numba
 import numpy as np
 from scipy import signal
 
-
 __all__ = ["HarshParams", "HarshDetectorState", "DetectedEvent", "EVENT_TYPES", "detect_harsh_events"]
 
 EVENT_TYPES = ("harsh_brake", "harsh_accel", "harsh_corner", "swerve")
