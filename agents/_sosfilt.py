@@ -1,16 +1,18 @@
 """``scipy.signal.sosfilt`` for one 1-D float64 signal with its state, without the
 wrapper's per-call cost.
 
-Stage 1 filters a few hundred samples per call, five times per frame; scipy's wrapper
+Stage 1 filters a few hundred samples per call, several times per frame; scipy's wrapper
 (input checks, ``moveaxis``, copies, about 60 µs a call) cost more than the filtering.
-This calls the compiled kernel scipy's own ``sosfilt`` calls, on the same arrays it would
-build, so the output is the same to the bit (``tests/unit/test_sosfilt.py``). The kernel
-is scipy's private ``_sosfilt``: scipy is pinned exactly, and if a release moves it this
-module falls back to the public function.
+:func:`sosfilt` calls the compiled kernel scipy's own ``sosfilt`` calls, on the same arrays
+it would build, so the output is the same to the bit (``tests/unit/test_sosfilt.py``). The
+kernel is scipy's private ``_sosfilt``: scipy is pinned exactly, and if a release moves it
+this module falls back to the public function. :func:`sos_rows` is the same recurrence for
+numba kernels that filter as one step of a larger loop (the harsh-event compensation).
 """
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 from scipy import signal
 
@@ -19,7 +21,7 @@ try:  # the kernel behind scipy.signal.sosfilt (scipy 1.17)
 except ImportError:  # pragma: no cover - another scipy layout: the public path
     _kernel = None
 
-__all__ = ["sosfilt"]
+__all__ = ["sos_rows", "sosfilt"]
 
 
 def sosfilt(sos: np.ndarray, x: np.ndarray, zi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -43,3 +45,20 @@ def sosfilt(sos: np.ndarray, x: np.ndarray, zi: np.ndarray) -> tuple[np.ndarray,
     if two:
         return y, np.ascontiguousarray(z.transpose(1, 0, 2))
     return y.reshape(-1), z.reshape(-1, 2)
+
+
+@numba.njit(cache=True, error_model="numpy")
+def sos_rows(sos: np.ndarray, x: np.ndarray, z: np.ndarray) -> None:
+    """The recurrence of scipy's ``_sosfilt_float`` (scipy 1.17) as a numba function, for
+    compiled kernels that filter inside a larger loop: the rows of ``x`` (m, n) and their
+    states ``z`` (m, n_sections, 2) in place, the same operations in the same order, so the
+    same bits as :func:`sosfilt` (``tests/unit/test_harsh_kernel.py``)."""
+    for i in range(x.shape[0]):
+        for n in range(x.shape[1]):
+            x_cur = x[i, n]
+            for s in range(sos.shape[0]):
+                x_new = sos[s, 0] * x_cur + z[i, s, 0]
+                z[i, s, 0] = sos[s, 1] * x_cur - sos[s, 4] * x_new + z[i, s, 1]
+                z[i, s, 1] = sos[s, 2] * x_cur - sos[s, 5] * x_new
+                x_cur = x_new
+            x[i, n] = x_cur

@@ -85,6 +85,8 @@ import numba
 import numpy as np
 from scipy import signal
 
+from agents._sosfilt import sos_rows
+
 __all__ = ["HarshParams", "HarshDetectorState", "DetectedEvent", "EVENT_TYPES", "detect_harsh_events"]
 
 EVENT_TYPES = ("harsh_brake", "harsh_accel", "harsh_corner", "swerve")
@@ -421,22 +423,6 @@ _NO_LEVEL = np.zeros((0, 1))
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _sos_rows(sos: np.ndarray, x: np.ndarray, z: np.ndarray) -> None:
-    """scipy's ``_sosfilt_float`` (scipy 1.17): filter the rows of ``x`` (m, n) in place,
-    with their states ``z`` (m, n_sections, 2), in place; the same operations in the same
-    order, so the same bits."""
-    for i in range(x.shape[0]):
-        for n in range(x.shape[1]):
-            x_cur = x[i, n]
-            for s in range(sos.shape[0]):
-                x_new = sos[s, 0] * x_cur + z[i, s, 0]
-                z[i, s, 0] = sos[s, 1] * x_cur - sos[s, 4] * x_new + z[i, s, 1]
-                z[i, s, 1] = sos[s, 2] * x_cur - sos[s, 5] * x_new
-                x_cur = x_new
-            x[i, n] = x_cur
-
-
-@numba.njit(cache=True, error_model="numpy")
 def _np_max(a: float, b: float) -> float:
     """``np.maximum`` of two floats: NaN if ``a`` is NaN."""
     return a if not a < b else b
@@ -463,7 +449,7 @@ def _compensate_kernel(ax, ay, v, fs, sos, zi, bsos, bias_zi0, bias_zi, v_prev, 
         for s in range(zi.shape[0]):
             z[i, s, 0] = zi[s, i, 0]
             z[i, s, 1] = zi[s, i, 1]
-    _sos_rows(sos, y, z)
+    sos_rows(sos, y, z)
     zf = np.empty((zi.shape[0], m, 2))
     for i in range(m):
         for s in range(zi.shape[0]):
@@ -488,7 +474,7 @@ def _compensate_kernel(ax, ay, v, fs, sos, zi, bsos, bias_zi0, bias_zi, v_prev, 
         for s in range(bsos.shape[0]):
             for j in range(2):
                 zb[0, s, j] = bias_zi0[s, j] * r[0, 0] if bias_zi0.shape[0] else bias_zi[s, 0, j]
-        _sos_rows(bsos, r, zb)
+        sos_rows(bsos, r, zb)
         for s in range(bsos.shape[0]):
             bz[s, 0, 0] = zb[0, s, 0]
             bz[s, 0, 1] = zb[0, s, 1]
@@ -526,7 +512,7 @@ def _compensate_kernel(ax, ay, v, fs, sos, zi, bsos, bias_zi0, bias_zi, v_prev, 
         zl[2, 0, 0] = c * (prior * y[0, 0])
         zl[3, 0, 0] = c * prior
     lev_sos = np.array([[alpha, 0.0, 0.0, 1.0, -(1.0 - alpha), 0.0]])
-    _sos_rows(lev_sos, lev, zl)
+    sos_rows(lev_sos, lev, zl)
     new_level = np.empty((4, 1))
     for i in range(4):
         new_level[i, 0] = zl[i, 0, 0]

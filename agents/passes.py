@@ -321,7 +321,8 @@ class StateVersionError(ValueError):
 # ------------------------------------------------------------------------ processing
 def compile_kernels(net: RoadNetwork) -> None:
     """Compile stage 1's numba kernels (the pothole detector's, the matcher's, the harsh-event
-    filters', the state records') now, or load them from numba's cache, so that no frame waits for them.
+    filters', the state records') now, or load them from numba's cache, so that no frame
+    waits for them.
 
     A cold compile takes about 5 s, a cache load about 0.2 s; a stream worker calls this
     before its first frame. Any later call returns at once.

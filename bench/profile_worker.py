@@ -11,7 +11,8 @@ innermost frame outwards:
 
 - ``map matching``, ``placement`` (blocks to passes), ``impacts``, ``harsh events``,
   ``roughness terms``, ``other processing`` (the rest of ``process_frame``);
-- ``frame decode`` (``schemas.frame``, ``schemas.frame_cbor``), ``state encode`` (envelope, zstd, state bytes);
+- ``frame decode`` (``schemas.frame``, ``schemas.frame_cbor``), ``state encode`` (envelope, zstd,
+  state bytes);
 - ``database`` (psycopg), ``table and changelog`` (Faust table, RocksDB),
   ``kafka client`` (aiokafka), ``faust plumbing`` (faust/mode: events, acks, streams),
   ``event loop`` (asyncio/uvloop), ``other``.
@@ -49,7 +50,7 @@ from throughput import _rate_from_stats, drop_db, env_of, fresh_db, log, setting
 from pipeline import stack  # noqa: E402
 from pipeline.demo import wait_until_consumed  # noqa: E402
 from pipeline.topics import ensure_topics  # noqa: E402
-from schemas.frame import DEFAULT_FRAME_ENCODING  # noqa: E402
+from schemas.frame import DEFAULT_FRAME_ENCODING, FRAME_ENCODINGS  # noqa: E402
 from simulator.cli import bundle_size  # noqa: E402
 
 # (category, substrings of a frame "function (file)"), innermost match wins
@@ -136,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--partitions", type=int, default=4)
     ap.add_argument("--bundle", type=bundle_size, default=0, metavar="N",
                     help="pre-load bundles of up to N frames (schemas.bundle)")
-    ap.add_argument("--encoding", choices=("cbor", "json"), default=DEFAULT_FRAME_ENCODING)
+    ap.add_argument("--encoding", choices=FRAME_ENCODINGS, default=DEFAULT_FRAME_ENCODING)
     ap.add_argument("--seed", type=int, default=515)
     args = ap.parse_args(argv)
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))

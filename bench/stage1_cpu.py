@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from pipeline.pseudonym import Pseudonymiser  # noqa: E402
 from pipeline.stage1 import FrameHandler  # noqa: E402
 from roadnet import load_network  # noqa: E402
-from schemas.frame import DEFAULT_FRAME_ENCODING, encode_frame  # noqa: E402
+from schemas.frame import DEFAULT_FRAME_ENCODING, FRAME_ENCODINGS, encode_frame  # noqa: E402
 from schemas.tracefile import iter_frames  # noqa: E402
 
 
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=515)
     ap.add_argument("--trip-km", type=float, nargs=2, default=(1.0, 1.5))
     ap.add_argument("--fs", type=float, default=100.0, help="sample rate of the simulated fleet, Hz")
-    ap.add_argument("--encoding", choices=("cbor", "json"), default=DEFAULT_FRAME_ENCODING)
+    ap.add_argument("--encoding", choices=FRAME_ENCODINGS, default=DEFAULT_FRAME_ENCODING)
     ap.add_argument("--digest", action="store_true",
                     help="also print a SHA-256 of every output record and state (compare two commits)")
     args = ap.parse_args(argv)
@@ -96,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     x = np.array([r["frame_s"] for r in rows])
     y = np.array([r["ms_per_frame"] for r in rows])
     slope, intercept = np.polyfit(x, y, 1) if len(rows) > 1 else (float("nan"), float("nan"))
-    print(json.dumps({"vehicles": args.vehicles, "encoding": args.encoding, "rows": rows, "fixed_ms_per_frame": round(float(intercept), 3),
+    print(json.dumps({"vehicles": args.vehicles, "encoding": args.encoding, "rows": rows,
+                      "fixed_ms_per_frame": round(float(intercept), 3),
                       "ms_per_second_of_driving": round(float(slope), 3)}))
     return 0
 

@@ -48,7 +48,7 @@ from pipeline.settings import Settings  # noqa: E402
 from pipeline.streamrun import env_of, pass_rows  # noqa: E402
 from pipeline.topics import LagProbe, delete_topics, ensure_topics, list_topics  # noqa: E402
 from schemas.bundle import is_bundle, split_bundle  # noqa: E402
-from schemas.frame import DEFAULT_FRAME_ENCODING, DEFAULT_FRAME_S  # noqa: E402
+from schemas.frame import DEFAULT_FRAME_ENCODING, DEFAULT_FRAME_S, FRAME_ENCODINGS  # noqa: E402
 from schemas.frame_cbor import CBOR_MAGIC  # noqa: E402
 from simulator.cli import bundle_size  # noqa: E402
 
@@ -276,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--vehicles", type=int, default=1000)
     ap.add_argument("--trip-km", type=float, nargs=2, default=(1.0, 1.5))
     ap.add_argument("--frame-s", type=float, default=DEFAULT_FRAME_S)
-    ap.add_argument("--encoding", choices=("cbor", "json"), default=DEFAULT_FRAME_ENCODING,
+    ap.add_argument("--encoding", choices=FRAME_ENCODINGS, default=DEFAULT_FRAME_ENCODING,
                     help="frame encoding on the pre-loaded topics")
     ap.add_argument("--partitions", type=int, default=4)
     ap.add_argument("--bundle", type=bundle_size, default=0, metavar="N",

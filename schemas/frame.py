@@ -12,7 +12,7 @@ a JSON document, or the same document in CBOR with its arrays in binary
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 import json
 
@@ -24,10 +24,12 @@ from schemas._errors import SchemaError
 from schemas.trace import PowertrainType
 
 __all__ = ["Frame", "FrameArrays", "FrameEncoding", "FRAME_SCHEMA_VERSION", "DEFAULT_FRAME_ENCODING", "DEFAULT_FRAME_S",
-           "decode_frame", "encode_frame", "readable_error"]
+           "FRAME_ENCODINGS", "decode_frame", "encode_frame", "readable_error"]
 
 FRAME_SCHEMA_VERSION = 1
 FrameEncoding = Literal["cbor", "json"]
+FRAME_ENCODINGS: tuple[FrameEncoding, ...] = get_args(FrameEncoding)
+"""The encodings a producer may write (``--encoding`` choices)."""
 DEFAULT_FRAME_ENCODING: FrameEncoding = "cbor"
 """What this project's producers write (the replay, the offline scorer); the worker reads
 both. CBOR because a worker reads it in a tenth of the time (``schemas.frame_cbor``,
@@ -186,6 +188,6 @@ def encode_frame(frame: Frame, encoding: FrameEncoding = DEFAULT_FRAME_ENCODING)
         from schemas.frame_cbor import encode_frame_cbor
 
         return encode_frame_cbor(frame)
-    if encoding != "json":
+    if encoding not in FRAME_ENCODINGS:
         raise ValueError(f"frame encoding is 'cbor' or 'json', not {encoding!r}")
     return orjson.dumps(frame.model_dump(exclude_none=True))

@@ -57,6 +57,7 @@ class _Column:
 
     def __init__(self, name: str, ann: Any) -> None:
         self.name = name
+        self.required = Frame.model_fields[name].is_required()
         ann, self.optional = _strip_optional(ann)
         (el,) = get_args(ann)
         el, self.null_elements = _strip_optional(el)
@@ -205,7 +206,7 @@ def decode_frame_cbor(raw: bytes) -> FrameArrays:
                 plain[name] = list(v) if isinstance(v, (list, tuple)) else v
                 ok = ok and v is None and col.optional
             else:
-                ok = ok and not Frame.model_fields[name].is_required()
+                ok = ok and not col.required
     if ok and _consistent(arrays):
         try:
             head = _Header.model_validate(header)
@@ -219,21 +220,19 @@ def decode_frame_cbor(raw: bytes) -> FrameArrays:
             return FrameArrays.from_model(Frame.model_validate(full))
         except ValidationError as exc:
             raise SchemaError(readable_error(exc)) from None
-    empty = np.zeros(0)  # an absent fix array, as from_model gives it
+    # an absent fix array is empty, as from_model gives it
+    fix = {n: np.zeros(0) if arrays[n] is None else arrays[n]
+           for n in ("fix_t_s", "fix_lat_deg", "fix_lon_deg")}
+    abs_engaged = arrays["abs_engaged"]
     return FrameArrays(
         vehicle_id=head.vehicle_id, seq=head.seq, trip_end=head.trip_end,
         t_s=arrays["t_s"], speed_kmh=arrays["speed_kmh"], accel_long_mps2=arrays["accel_long_mps2"],
         accel_lat_mps2=arrays["accel_lat_mps2"], accel_vert_mps2=arrays["accel_vert_mps2"],
-        brake_pedal_pct=arrays["brake_pedal_pct"], abs_engaged=_or(arrays["abs_engaged"], None, bool),
-        fix_t_s=_or(arrays["fix_t_s"], empty), fix_lat_deg=_or(arrays["fix_lat_deg"], empty),
-        fix_lon_deg=_or(arrays["fix_lon_deg"], empty), fix_heading_deg=arrays["fix_heading_deg"],
+        brake_pedal_pct=arrays["brake_pedal_pct"], abs_engaged=None if abs_engaged is None else abs_engaged.astype(bool),
+        fix_t_s=fix["fix_t_s"], fix_lat_deg=fix["fix_lat_deg"], fix_lon_deg=fix["fix_lon_deg"], fix_heading_deg=arrays["fix_heading_deg"],
         fix_accuracy_m=arrays["fix_accuracy_m"], powertrain=head.powertrain, soc_pct=head.soc_pct,
         model_year=head.model_year,
     )  # fmt: skip
-
-
-def _or(a: np.ndarray | None, default: np.ndarray | None, dtype: type | None = None) -> np.ndarray | None:
-    return default if a is None else a if dtype is None else a.astype(dtype)
 
 
 def _consistent(arrays: dict[str, np.ndarray | None]) -> bool:

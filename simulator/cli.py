@@ -18,7 +18,7 @@ from pathlib import Path
 
 from schemas._errors import RoadsenseError
 from schemas.bundle import DEFAULT_BUNDLE_FRAMES
-from schemas.frame import DEFAULT_FRAME_ENCODING, DEFAULT_FRAME_S
+from schemas.frame import DEFAULT_FRAME_ENCODING, DEFAULT_FRAME_S, FRAME_ENCODINGS
 from simulator._errors import SimulatorError
 
 __all__ = [
@@ -74,7 +74,7 @@ def add_replay_arguments(r: argparse.ArgumentParser) -> None:
     r.add_argument("--bundle", type=bundle_size, default=DEFAULT_BUNDLE_FRAMES, metavar="N",
                    help="pack up to N frames per message, per partition, as a gateway would (schemas.bundle; "
                         "0 = one frame per message, keyed by vehicle)")
-    r.add_argument("--encoding", choices=("cbor", "json"), default=DEFAULT_FRAME_ENCODING,
+    r.add_argument("--encoding", choices=FRAME_ENCODINGS, default=DEFAULT_FRAME_ENCODING,
                    help="frame encoding (schemas.frame_cbor; the worker reads both)")
     r.add_argument("--no-progress", action="store_true")
 

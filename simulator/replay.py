@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from schemas.bundle import MAX_BUNDLE_BYTES, encode_bundle, partition_of
-from schemas.frame import DEFAULT_FRAME_ENCODING, FrameEncoding, encode_frame
+from schemas.frame import DEFAULT_FRAME_ENCODING, FRAME_ENCODINGS, FrameEncoding, encode_frame
 from schemas.tracefile import frame_windows, iter_frames, read_traces
 from simulator._errors import ReplayError
 
@@ -97,7 +97,7 @@ def replay(
         raise ValueError(f"{speedup=} must be >= 0")
     if bundle < 0 or bundle_wait_s <= 0:
         raise ValueError(f"{bundle=} must be >= 0 and {bundle_wait_s=} > 0")
-    if encoding not in ("cbor", "json"):
+    if encoding not in FRAME_ENCODINGS:
         raise ValueError(f"frame encoding is 'cbor' or 'json', not {encoding!r}")
     traces = read_traces(paths)  # validates everything before the first send
     n_frames = sum(len(frame_windows(tr, frame_s=frame_s)[0]) for tr in traces.values())
