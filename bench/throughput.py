@@ -190,9 +190,16 @@ async def raw_consume(bootstrap: str, topic: str, total: int) -> dict:
 
 def sample_states(net, n_vehicles: int, frame_s: float, seed: int, *, chunk: int = 500):
     """Yield the ``VehicleState`` of ``n_vehicles`` simulated vehicles (1-1.5 km trips,
-    all departing at once), each taken after a random frame of its trip (not the first
-    or last: the trip is still open). Fleets of ``chunk`` vehicles, seeds ``seed``,
-    ``seed + chunk``, ..."""
+    all departing at once), each as it is at a random instant of its trip: a vehicle holds
+    the state of its last frame while it drives the next one, so the state after frame
+    ``k``, ``k`` uniform in ``0 .. n - 2`` (after the last one the trip has ended and the
+    vehicle is not active). Fleets of ``chunk`` vehicles, seeds ``seed``, ``seed + chunk``,
+    ...
+
+    Until the seventeenth session ``k`` started at 1, which left out the first frame's
+    state: the smallest, and a larger share of a trip the longer the frames (30 s of a
+    2-minute trip at 30 s frames, 10 s at 10 s frames), so the figures of different frame
+    durations were not measured at the same instants of the trips (docs/benchmarks.md)."""
     from agents.passes import process_frame
     from pipeline.pseudonym import Pseudonymiser
     from schemas.frame import FrameArrays
@@ -206,9 +213,9 @@ def sample_states(net, n_vehicles: int, frame_s: float, seed: int, *, chunk: int
                                trip_km=(1.0, 1.5), departure_spread_s=0)
         for vid, tr in fleet.traces.items():
             frames = frames_of(tr, vid, frame_s=frame_s)
-            if len(frames) < 3:
+            if len(frames) < 2:
                 continue
-            stop = int(rng.integers(1, len(frames) - 1))  # frames[0..stop] processed, trip still open
+            stop = int(rng.integers(0, len(frames) - 1))  # frames[0..stop] processed, trip still open
             st = None
             for f in frames[: stop + 1]:
                 st = process_frame(st, FrameArrays.from_model(f), net, vehicle=pseudo(vid)).state
