@@ -7,7 +7,7 @@ impacts), in batches of ``--batch`` vehicles sharing one world (memory), then de
 
 * ``--mode pipeline`` (default): the traces are written and scored by
   :func:`pipeline.offline.score_traces`, i.e. ``agents.passes.process_frame`` frame by
-  frame (``--frame-s``, default 10 s like the workers' ``ROADSENSE_FRAME_S``; 5 s frames
+  frame (``--frame-s``, default 30 s like the workers' ``ROADSENSE_FRAME_S``; 5 s frames
   cost twice the CPU for the same passes and events), through the wire format, the code
   the Faust workers run: events, their segment and offset, and the passes (map-matched,
   privacy-trimmed) are the pipeline's own records, and the ranking's inputs are built by

@@ -6,7 +6,7 @@ is a bug and shows its traceback.
     roadsense demo [--vehicles N] [--seed S]      the whole pipeline on the SQY network
     roadsense stack up|down|status [--timescale]  the local Kafka + PostgreSQL (+ TimescaleDB tier)
     roadsense simulate --vehicles N --seed S --out DIR
-    roadsense replay TRACES... [--frame-s 10] [--speedup 0] [--bundle 10] [--encoding cbor|json]
+    roadsense replay TRACES... [--frame-s 30] [--speedup 0] [--bundle 10] [--encoding cbor|json]
     roadsense worker                              one stage-1 worker (until SIGTERM)
     roadsense score TRACES... --network FILE --out DIR [--references CSV]
     roadsense calibrate [--references CSV] [--days 90]   fleet self-calibration (vehicle gains)

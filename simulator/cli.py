@@ -3,7 +3,7 @@
     python -m simulator generate --vehicles N --seed S --out DIR [--network FILE] [--fs 100]
         [--gps-rate 1] [--gps-sigma 4] [--trip-km 2 6] [--trips 1] [--format csv|csv.gz|parquet]
     python -m simulator replay DIR_OR_FILES... --bootstrap HOST:PORT [--topic vehicle.frames]
-        [--frame-s 10] [--speedup 0] [--bundle 10] [--encoding cbor|json] [--no-progress]
+        [--frame-s 30] [--speedup 0] [--bundle 10] [--encoding cbor|json] [--no-progress]
 
 Errors of roadsense (bad files, unreachable broker) print their type and message and exit 1.
 """
