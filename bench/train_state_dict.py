@@ -9,8 +9,10 @@ context (``pipeline.stage1.pack_envelope``). It is trained for one state layout:
 ``agents.passes.STATE_VERSION`` and this must be run again (a unit test checks that the
 shipped dictionary names the current version).
 
-Samples: mid-trip states of development fleets (``bench/throughput.sample_states``, seeds
-1 and 2 by default, 10 s and 5 s frames). The state bench (``bench/throughput.py
+Samples: states of development fleets at random instants of their trips
+(``bench/throughput.sample_states``, seeds 1 and 2 by default, 10 s and 5 s frames; the
+shipped version-8 dictionary was trained before the sampler took the first frame's state
+too). The state bench (``bench/throughput.py
 --state-only``) uses seeds 516, 1016, ..., so its figures are for states the dictionary
 never saw. Writes ``pipeline/data/vehicle_state_v<STATE_VERSION>.zdict``.
 """
