@@ -197,9 +197,10 @@ def sample_states(net, n_vehicles: int, frame_s: float, seed: int, *, chunk: int
     ...
 
     Until the seventeenth session ``k`` started at 1, which left out the first frame's
-    state: a small one (the mean fell when it was let in), and a larger share of a trip the longer the frames (30 s of a
-    2-minute trip at 30 s frames, 10 s at 10 s frames), so the figures of different frame
-    durations were not measured at the same instants of the trips (docs/benchmarks.md)."""
+    state: a small one (the mean fell when it was let in), and a larger share of a trip
+    the longer the frames (30 s of a 2-minute trip at 30 s frames, 10 s at 10 s frames),
+    so the figures of different frame durations were not measured at the same instants of
+    the trips (docs/benchmarks.md)."""
     from agents.passes import process_frame
     from pipeline.pseudonym import Pseudonymiser
     from schemas.frame import FrameArrays
