@@ -28,7 +28,7 @@ from pathlib import Path
 
 from schemas._errors import RoadsenseError
 from schemas.bundle import DEFAULT_BUNDLE_FRAMES
-from schemas.frame import DEFAULT_FRAME_ENCODING, DEFAULT_FRAME_S, FRAME_ENCODINGS
+from schemas.frame import DEFAULT_FRAME_S
 
 __all__ = ["main"]
 
@@ -202,7 +202,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from simulator.cli import add_generate_arguments, bundle_size
+    from simulator.cli import add_framing_arguments, add_generate_arguments, bundle_size
 
     p = argparse.ArgumentParser(prog="roadsense", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -227,13 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("replay", help="replay trace files into Kafka")
     r.add_argument("traces", nargs="+")
-    r.add_argument("--frame-s", type=float, default=DEFAULT_FRAME_S)
-    r.add_argument("--speedup", type=float, default=0.0, help="0 = as fast as possible")
-    r.add_argument("--bundle", type=bundle_size, default=DEFAULT_BUNDLE_FRAMES, metavar="N",
-                   help="pack up to N frames per message, per partition, as a gateway would (schemas.bundle; "
-                        "0 = one frame per message, keyed by vehicle)")
-    r.add_argument("--encoding", choices=FRAME_ENCODINGS, default=DEFAULT_FRAME_ENCODING,
-                   help="frame encoding (schemas.frame_cbor; the worker reads both)")
+    add_framing_arguments(r)
     r.set_defaults(func=cmd_replay)
 
     w = sub.add_parser("worker", help="run a stage-1 worker")

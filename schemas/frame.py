@@ -23,10 +23,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from schemas._errors import SchemaError
 from schemas.trace import PowertrainType
 
-__all__ = ["Frame", "FrameArrays", "FrameEncoding", "FRAME_SCHEMA_VERSION", "DEFAULT_FRAME_ENCODING", "DEFAULT_FRAME_S",
+__all__ = ["CBOR_MAGIC", "Frame", "FrameArrays", "FrameEncoding", "FRAME_SCHEMA_VERSION", "DEFAULT_FRAME_ENCODING", "DEFAULT_FRAME_S",
            "FRAME_ENCODINGS", "decode_frame", "encode_frame", "readable_error"]
 
 FRAME_SCHEMA_VERSION = 1
+CBOR_MAGIC = b"\xd9\xd9\xf7"
+"""The self-described CBOR tag 55799 as the first bytes of a CBOR frame
+(``schemas.frame_cbor``): what :func:`decode_frame` dispatches on."""
 FrameEncoding = Literal["cbor", "json"]
 FRAME_ENCODINGS: tuple[FrameEncoding, ...] = get_args(FrameEncoding)
 """The encodings a producer may write (``--encoding`` choices)."""
@@ -148,7 +151,7 @@ def decode_frame(raw: bytes) -> FrameArrays:
         With a readable reason: not JSON (or CBOR), unknown schema version, missing field,
         wrong type, NaN or infinite value, arrays of different lengths, time going backwards.
     """
-    if raw[:3] == b"\xd9\xd9\xf7":  # schemas.frame_cbor.CBOR_MAGIC
+    if raw[:3] == CBOR_MAGIC:
         from schemas.frame_cbor import decode_frame_cbor  # imports this module
 
         return decode_frame_cbor(raw)

@@ -33,12 +33,10 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
 from schemas._errors import SchemaError
-from schemas.frame import FRAME_SCHEMA_VERSION, Frame, FrameArrays, readable_error
+from schemas.frame import CBOR_MAGIC, FRAME_SCHEMA_VERSION, Frame, FrameArrays, readable_error
 
 __all__ = ["CBOR_MAGIC", "CBOR_TYPED_ARRAYS", "cbor_frame_layout", "decode_frame_cbor", "encode_frame_cbor"]
 
-CBOR_MAGIC = b"\xd9\xd9\xf7"
-"""The self-described CBOR tag 55799 as the first bytes of a frame."""
 _SELF_DESCRIBED = 55799
 _TAG_F64 = 86  # RFC 8746: float64, little-endian
 _TAG_U8 = 64  # RFC 8746: uint8

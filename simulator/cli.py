@@ -22,6 +22,7 @@ from schemas.frame import DEFAULT_FRAME_ENCODING, DEFAULT_FRAME_S, FRAME_ENCODIN
 from simulator._errors import SimulatorError
 
 __all__ = [
+    "add_framing_arguments",
     "add_generate_arguments",
     "add_replay_arguments",
     "bundle_size",
@@ -63,19 +64,26 @@ def bundle_size(text: str) -> int:
     return n
 
 
-def add_replay_arguments(r: argparse.ArgumentParser) -> None:
-    """The options of ``replay``."""
-    r.add_argument("paths", nargs="+", type=Path, help="trace files or fleet directories")
-    r.add_argument("--bootstrap", required=True, help="HOST:PORT of the Kafka broker")
-    r.add_argument("--topic", default="vehicle.frames")
+def add_framing_arguments(r: argparse.ArgumentParser) -> None:
+    """How a replay cuts and sends frames (``--frame-s``, ``--speedup``, ``--bundle``,
+    ``--encoding``): the same options for ``python -m simulator replay`` and ``roadsense
+    replay``."""
     r.add_argument("--frame-s", type=float, default=DEFAULT_FRAME_S)
     r.add_argument("--speedup", type=float, default=0.0, help="0 = as fast as possible, 1 = real time")
-    r.add_argument("--timeout", type=float, default=10.0, help="I/O timeout, s")
     r.add_argument("--bundle", type=bundle_size, default=DEFAULT_BUNDLE_FRAMES, metavar="N",
                    help="pack up to N frames per message, per partition, as a gateway would (schemas.bundle; "
                         "0 = one frame per message, keyed by vehicle)")
     r.add_argument("--encoding", choices=FRAME_ENCODINGS, default=DEFAULT_FRAME_ENCODING,
                    help="frame encoding (schemas.frame_cbor; the worker reads both)")
+
+
+def add_replay_arguments(r: argparse.ArgumentParser) -> None:
+    """The options of ``replay``."""
+    r.add_argument("paths", nargs="+", type=Path, help="trace files or fleet directories")
+    r.add_argument("--bootstrap", required=True, help="HOST:PORT of the Kafka broker")
+    r.add_argument("--topic", default="vehicle.frames")
+    add_framing_arguments(r)
+    r.add_argument("--timeout", type=float, default=10.0, help="I/O timeout, s")
     r.add_argument("--no-progress", action="store_true")
 
 
