@@ -53,6 +53,7 @@ Inputs are metric: ``x_m``, ``y_m`` in EPSG:2154 metres (``roadnet.to_metric``).
 
 from __future__ import annotations
 
+import bisect
 import math
 import struct
 from collections import deque
@@ -807,12 +808,8 @@ class _Matcher:
                 return []
         if len(f.seg):
             trans = self._transition(front, f)
-            tot = front.score[:, None] + trans
-            back = np.argmax(tot, axis=0)
-            best = tot[back, np.arange(len(f.seg))]
-            if np.isfinite(best).any():
-                score = best + f.emis
-                score -= score.max()
+            back, score, reachable = _viterbi_column(front.score, trans, f.emis)
+            if reachable:
                 self.window.append(
                     _Step(f.idx, f.t, f.x, f.y, f.sigma, False, f.seg, f.off, f.emis, trans,
                           score, back, [(p.idx, p.t) for p in self.pending], f.odo)
@@ -937,10 +934,7 @@ class _Matcher:
         prev = np.full(len(W[j].seg), -np.inf)
         prev[c] = 0.0
         for s in rest:
-            tot = prev[:, None] + s.trans
-            s.back = np.argmax(tot, axis=0)
-            s.score = tot[s.back, np.arange(len(s.seg))] + s.emis
-            s.score -= s.score.max()
+            s.back, s.score, _ = _viterbi_column(prev, s.trans, s.emis)
             prev = s.score
         self._release(close=False)
 
@@ -1000,7 +994,7 @@ class _Matcher:
         # The path is known from the last emitted fix (never go back past it) to the end
         # of the newest decided fix's segment.
         pos = min(max(pos, self.s_out if self.emitted else starts[0]), end)
-        q = min(max(int(np.searchsorted(starts, pos, "right")) - 1, 0), len(starts) - 1)
+        q = min(max(bisect.bisect_right(starts, pos) - 1, 0), len(starts) - 1)
         via = np.array(self.piece_seg[1:q], np.int64) if self.emitted else _EMPTY_I
         seg = self.piece_seg[q]
         self.out.append((h.idx, h.t, seg, pos - starts[q], h.brk, via))
@@ -1192,7 +1186,9 @@ def compile_kernels(net: RoadNetwork) -> None:
     one_i, one_f = np.zeros(1, np.int64), np.zeros(1)
     # through the router's own path: its route table is built now too, not on a first frame
     d = Router.of(net).distances(one_i, one_i, 1.0)
-    _log_transitions(one_i, one_f, one_i, one_f, net.length_m, net.reverse, d, 1.0, 1.0, 0.0, 1.0, 1.0, _NO_GC)
+    trans = _log_transitions(one_i, one_f, one_i, one_f, net.length_m, net.reverse, d, 1.0, 1.0, 0.0, 1.0, 1.0,
+                             _NO_GC)
+    _viterbi_column(one_f, trans, one_f)
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -1219,3 +1215,42 @@ def _log_transitions(sa, oa, sb, ob, length_m, reverse, d, limit, tol, move, pen
             dev = abs(route - (move if odo else gc[i, j])) + turn
             out[i, j] = -dev / beta if route <= limit else -np.inf
     return out
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _viterbi_column(prev, trans, emis):  # noqa: ANN001
+    """One Viterbi step: ``(back, score, reachable)`` of a new column from the previous
+    column's scores ``prev`` (p,), the log transitions ``trans`` (p, q) and the new
+    candidates' emissions ``emis`` (q,). ``back[j]`` is the best previous candidate of
+    candidate ``j``, ``score`` is its path score plus emission, less the column's maximum;
+    ``reachable`` is False when no path reaches any candidate. The NumPy formulation it
+    replaced (``tot = prev[:, None] + trans``, ``argmax`` over axis 0, the maximum
+    subtracted: six array calls per fix) as one loop, the same values to the bit, NaN
+    included (``tests/unit/test_map_matching.py``)."""
+    p, q = trans.shape
+    back = np.zeros(q, np.int64)
+    score = np.empty(q)
+    reachable = False
+    for j in range(q):
+        # np.argmax: the first maximum, or the first NaN if there is one
+        b, best = 0, prev[0] + np.float64(trans[0, j])
+        if not np.isnan(best):
+            for i in range(1, p):
+                v = prev[i] + np.float64(trans[i, j])
+                if np.isnan(v):
+                    b, best = i, v
+                    break
+                if v > best:
+                    b, best = i, v
+        back[j] = b
+        reachable = reachable or np.isfinite(best)
+        score[j] = best + emis[j]
+    top = score[0]  # np.max: NaN if there is one
+    for j in range(1, q):
+        if np.isnan(top):
+            break
+        if np.isnan(score[j]) or score[j] > top:
+            top = score[j]
+    for j in range(q):
+        score[j] -= top
+    return back, score, reachable

@@ -812,3 +812,44 @@ def test_table_distances_are_the_numpy_lookup(plaisir_net):
         got = router.distances(src, dst, limit)
         assert np.array_equal(got, numpy_table_distances(router, src, dst, limit))
     assert np.isfinite(got).any() and np.isinf(got).any()
+
+
+def numpy_viterbi_column(prev, trans, emis):
+    """The NumPy Viterbi step the matcher ran before ``_viterbi_column`` (the oracle)."""
+    with np.errstate(invalid="ignore"):  # -inf - -inf: the oracle's NaN cases
+        tot = prev[:, None] + trans
+        back = np.argmax(tot, axis=0)
+        best = tot[back, np.arange(trans.shape[1])]
+        score = best + emis
+        score -= score.max()
+    return back, score, bool(np.isfinite(best).any())
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_viterbi_column_is_the_numpy_formulation(seed):
+    from agents.map_matching import _viterbi_column
+
+    rng = np.random.default_rng(seed)
+    seen = set()
+    for _ in range(400):
+        p, q = (int(v) for v in rng.integers(1, 7, 2))
+        prev = rng.normal(-3.0, 3.0, p)
+        prev[rng.random(p) < 0.3] = -np.inf
+        prev[int(rng.integers(0, p))] = 0.0
+        if rng.random() < 0.1:
+            prev[int(rng.integers(0, p))] = np.nan  # a column no path reached, pinned again
+        trans = rng.normal(-2.0, 2.0, (p, q)).astype(np.float32)
+        trans[rng.random((p, q)) < 0.4] = -np.inf
+        if rng.random() < 0.2:
+            trans[:] = -np.inf
+        emis = rng.normal(-1.0, 1.0, q)
+        # equal scores: the first of them wins, as np.argmax
+        if rng.random() < 0.3:
+            prev[:] = 0.0
+            trans[:] = np.float32(-1.0)
+        want, got = numpy_viterbi_column(prev, trans, emis), _viterbi_column(prev, trans, emis)
+        assert np.array_equal(got[0], want[0])
+        assert np.array_equal(got[1].view(np.int64), want[1].view(np.int64))  # bits, NaN included
+        assert got[2] == want[2]
+        seen |= {("reachable", want[2]), ("nan", bool(np.isnan(want[1]).any())), ("tie", bool((trans == -1).all()))}
+    assert seen == {(k, v) for k in ("reachable", "nan", "tie") for v in (True, False)}
