@@ -1189,6 +1189,7 @@ def compile_kernels(net: RoadNetwork) -> None:
     trans = _log_transitions(one_i, one_f, one_i, one_f, net.length_m, net.reverse, d, 1.0, 1.0, 0.0, 1.0, 1.0,
                              _NO_GC)
     _viterbi_column(one_f, trans, one_f)
+    net.heading_at(one_i, one_f)  # roadnet's interpolation kernel, for the candidates' headings
 
 
 @numba.njit(cache=True, error_model="numpy")

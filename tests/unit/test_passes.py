@@ -584,6 +584,7 @@ def test_compile_kernels_leaves_nothing_for_the_first_frames():
     code = """
 import json
 from agents import _arraycodec, _routes, _whitening, map_matching, passes, potholes
+from roadnet import _network
 from roadnet import load_network
 from tests.unit.test_passes import _drive, _frames, _run
 
@@ -591,6 +592,7 @@ net = load_network()
 # the kernels called from Python (the ones they call are compiled into them)
 kernels = [_whitening._whiten_kernel, potholes._block_sigma_kernel, potholes._block_medians,
            potholes._trailing_max, map_matching._log_transitions, map_matching._viterbi_column,
+           _network._interpolate,
            _routes._table_distances, _arraycodec._int_payload_kernel, _arraycodec._float_ints,
            _arraycodec._scaled_kernel]
 passes.compile_kernels(net)
