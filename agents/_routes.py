@@ -102,6 +102,15 @@ class Router:
             self._pair_keys, self._pair_dist = k[order], np.concatenate(dists)[order]
         return self._pair_keys, self._pair_dist  # type: ignore[return-value]
 
+    def table(self, limit_m: float) -> tuple[np.ndarray, np.ndarray, int] | None:
+        """``(keys, dist, n_nodes)`` of the pair table when it answers requests up to
+        ``limit_m`` (see :meth:`distances`; :func:`_table_distances` looks pairs up in it),
+        else None."""
+        if not 0.0 < limit_m <= self.min_limit_m:
+            return None
+        keys, dist = self._pairs()
+        return (keys, dist, self.net.graph.shape[0]) if keys.size else None
+
     def distances(self, src: np.ndarray, dst: np.ndarray, limit_m: float) -> np.ndarray:
         """Network distances (m) from each ``src`` node to each ``dst`` node.
 

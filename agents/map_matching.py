@@ -63,7 +63,7 @@ import numba
 import numpy as np
 import shapely
 
-from agents._routes import Router
+from agents._routes import Router, _table_distances
 from roadnet import RoadNetwork
 
 __all__ = [
@@ -742,8 +742,7 @@ class _Matcher:
         net = self.net
         straight = float(np.hypot(f.x - a.x, f.y - a.y))
         limit = self._limit(a, f, straight)
-        sa, sb = a.seg, f.seg
-        d = self.router.distances(net.to_node[sa], net.from_node[sb], limit)
+        sa, sb = np.asarray(a.seg, np.int64), np.asarray(f.seg, np.int64)
         if np.isfinite(a.odo) and np.isfinite(f.odo):
             move, beta, gc = f.odo - a.odo, max(self.p.odo_beta_m, a.sigma, f.sigma), _NO_GC
         else:
@@ -754,11 +753,17 @@ class _Matcher:
         # float32: a log-probability needs no more, and the matcher's state (which holds
         # these matrices for the undecided window) halves; rounded when computed, so a
         # restored state and a running matcher see the same values
-        return _log_transitions(
-            np.asarray(sa, np.int64), np.asarray(a.off, float), np.asarray(sb, np.int64),
-            np.asarray(f.off, float), net.length_m, net.reverse, d, float(limit),
-            self._tol(a.sigma, f.sigma), float(move), float(self.p.uturn_penalty_m), float(beta), gc,
-        )
+        oa, ob = np.asarray(a.off, float), np.asarray(f.off, float)
+        args = (float(limit), self._tol(a.sigma, f.sigma), float(move), float(self.p.uturn_penalty_m),
+                float(beta), gc)
+        table = self.router.table(float(limit))
+        if table is not None:
+            # the usual case, fixes a second or two apart: the route table's lookup and
+            # the matrix in one compiled call
+            return _log_transitions_table(sa, oa, sb, ob, net.to_node, net.from_node, *table, net.length_m,
+                                          net.reverse, *args)
+        d = self.router.distances(net.to_node[sa], net.from_node[sb], limit)
+        return _log_transitions(sa, oa, sb, ob, net.length_m, net.reverse, d, *args)
 
     def _emit(self, f: _Fix | _Step, seg: int = -1, off: float = np.nan,
               brk: bool = False, via: np.ndarray = _EMPTY_I) -> None:
@@ -1188,6 +1193,10 @@ def compile_kernels(net: RoadNetwork) -> None:
     d = Router.of(net).distances(one_i, one_i, 1.0)
     trans = _log_transitions(one_i, one_f, one_i, one_f, net.length_m, net.reverse, d, 1.0, 1.0, 0.0, 1.0, 1.0,
                              _NO_GC)
+    table = Router.of(net).table(1.0)
+    if table is not None:
+        _log_transitions_table(one_i, one_f, one_i, one_f, net.to_node, net.from_node, *table, net.length_m,
+                               net.reverse, 1.0, 1.0, 0.0, 1.0, 1.0, _NO_GC)
     _viterbi_column(one_f, trans, one_f)
     net.heading_at(one_i, one_f)  # roadnet's interpolation kernel, for the candidates' headings
 
@@ -1216,6 +1225,15 @@ def _log_transitions(sa, oa, sb, ob, length_m, reverse, d, limit, tol, move, pen
             dev = abs(route - (move if odo else gc[i, j])) + turn
             out[i, j] = -dev / beta if route <= limit else -np.inf
     return out
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _log_transitions_table(sa, oa, sb, ob, to_node, from_node, keys, dist, n_nodes, length_m, reverse, limit, tol,
+                           move, pen, beta, gc):  # noqa: ANN001
+    """:func:`_log_transitions` with the node distances looked up in the router's pair
+    table (``Router.table``: keys ``src * n_nodes + dst``, sorted) in the same call."""
+    d = _table_distances(to_node[sa], from_node[sb], keys, dist, n_nodes, limit)
+    return _log_transitions(sa, oa, sb, ob, length_m, reverse, d, limit, tol, move, pen, beta, gc)
 
 
 @numba.njit(cache=True, error_model="numpy")

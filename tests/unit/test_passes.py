@@ -591,7 +591,8 @@ from tests.unit.test_passes import _drive, _frames, _run
 net = load_network()
 # the kernels called from Python (the ones they call are compiled into them)
 kernels = [_whitening._whiten_kernel, potholes._block_sigma_kernel, potholes._block_medians,
-           potholes._trailing_max, map_matching._log_transitions, map_matching._viterbi_column,
+           potholes._trailing_max, map_matching._log_transitions, map_matching._log_transitions_table,
+           map_matching._viterbi_column,
            _network._interpolate,
            _routes._table_distances, _arraycodec._int_payload_kernel, _arraycodec._float_ints,
            _arraycodec._scaled_kernel]
