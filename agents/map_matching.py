@@ -63,6 +63,7 @@ import numba
 import numpy as np
 import shapely
 
+from agents._order_stats import median
 from agents._routes import Router, _table_distances
 from roadnet import RoadNetwork
 
@@ -553,16 +554,10 @@ def _robust_offset(res: list[float], sigma: list[float]) -> float:
     """Robust mean (m) of along-path residuals: the mean of those within 2 sigma of the
     median (the median alone when none is)."""
     # A few values per call: Python's sort beats numpy's per-call overhead.
-    med = _median(res)
-    tol = 2.0 * _median(sigma)
+    med = median(res)
+    tol = 2.0 * median(sigma)
     kept = [r for r in res if abs(r - med) <= tol]
     return math.fsum(kept) / len(kept) if kept else med
-
-
-def _median(x: list[float]) -> float:
-    s = sorted(x)
-    n = len(s)
-    return s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2.0
 
 
 class _Matcher:

@@ -57,6 +57,7 @@ from scipy import integrate, signal
 from scipy.sparse import csr_matrix
 from scipy.sparse.linalg import lsqr
 
+from agents._order_stats import median, percentile
 from agents._sosfilt import sosfilt
 from agents.iri import golden_car_response, short_section_factor
 
@@ -602,7 +603,7 @@ def estimate_from_features(
     if wv.size >= 3:
         # leave out windows driven much slower than the pass (the driver braked: speed
         # bump, rail crossing, junction): their response is not road roughness
-        cruise = np.percentile(wv, 75)
+        cruise = percentile(wv.tolist(), 75.0)
         keep = wv >= SLOW_FRACTION * cruise
         wq, winv = wq[keep], winv[keep]
     if wq.size == 0:
@@ -613,7 +614,7 @@ def estimate_from_features(
     if np.isfinite(nd):
         _, _, white_band, _ = _k_table(float(f.fs))
         wq = np.maximum(wq - nd * white_band * winv, 0.1 * wq)
-    med = float(np.median(wq))
+    med = median(wq.tolist())
     q = float(np.mean(np.minimum(wq, WINSOR_FACTOR * med))) if med > 0 else float(np.mean(wq))
     # the vehicle's response gives the road's steady-state IRI; a short pass's ASTM IRI is
     # lower by the Golden Car's run-in (agents.iri.short_section_factor: -4 % at 20 m)
