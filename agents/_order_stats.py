@@ -21,7 +21,7 @@ def median(x: Sequence[float]) -> float:
     """``np.median`` of a non-empty sequence of finite floats (or NaN)."""
     s = sorted(x)
     n = len(s)
-    if any(v != v for v in s):
+    if any(map(math.isnan, s)):
         return math.nan
     return s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2.0
 
@@ -31,7 +31,7 @@ def percentile(x: Sequence[float], q: float) -> float:
     sequence of finite floats (or NaN)."""
     s = sorted(x)
     n = len(s)
-    if any(v != v for v in s):
+    if any(map(math.isnan, s)):
         return math.nan
     v = (n - 1) * (q / 100)  # NumPy's virtual index for "linear"
     if v >= n - 1:
