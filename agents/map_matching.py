@@ -1185,10 +1185,11 @@ def compile_kernels(net: RoadNetwork) -> None:
     :func:`agents.passes.compile_kernels`."""
     one_i, one_f = np.zeros(1, np.int64), np.zeros(1)
     # through the router's own path: its route table is built now too, not on a first frame
-    d = Router.of(net).distances(one_i, one_i, 1.0)
+    router = Router.of(net)
+    d = router.distances(one_i, one_i, 1.0)
     trans = _log_transitions(one_i, one_f, one_i, one_f, net.length_m, net.reverse, d, 1.0, 1.0, 0.0, 1.0, 1.0,
                              _NO_GC)
-    table = Router.of(net).table(1.0)
+    table = router.table(1.0)
     if table is not None:
         _log_transitions_table(one_i, one_f, one_i, one_f, net.to_node, net.from_node, *table, net.length_m,
                                net.reverse, 1.0, 1.0, 0.0, 1.0, 1.0, _NO_GC)

@@ -154,8 +154,8 @@ class RoadNetwork:
     def heading_at(self, segment: np.ndarray, offset_m: np.ndarray) -> np.ndarray:
         """Driving direction at ``offset_m`` along each segment, degrees clockwise from north
         (the chord from 1 m before to 1 m after, within the segment)."""
-        segment = np.asarray(segment, np.int64).reshape(-1)
-        offset_m = np.asarray(offset_m, float).reshape(-1)
+        segment, offset_m = np.broadcast_arrays(np.asarray(segment, np.int64), np.asarray(offset_m, float))
+        shape, segment, offset_m = segment.shape, segment.ravel(), offset_m.ravel()
         lo = np.clip(offset_m - 1.0, 0.0, None)
         hi = np.minimum(offset_m + 1.0, self.length_m[segment])
         ptr, xy = self._vertices
@@ -163,7 +163,7 @@ class RoadNetwork:
         # instead of two GEOS interpolations and four coordinate reads
         x0, y0 = _interpolate(segment, lo, ptr, xy)
         x1, y1 = _interpolate(segment, hi, ptr, xy)
-        return np.degrees(np.arctan2(x1 - x0, y1 - y0)) % 360.0
+        return (np.degrees(np.arctan2(x1 - x0, y1 - y0)) % 360.0).reshape(shape)
 
     @cached_property
     def _vertices(self) -> tuple[np.ndarray, np.ndarray]:

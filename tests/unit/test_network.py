@@ -61,3 +61,11 @@ def test_heading_at_is_the_shapely_formulation(plaisir_net):
     h = net.heading_at(two, net.length_m[two] / 2)
     h_rev = net.heading_at(net.reverse[two], net.length_m[net.reverse[two]] / 2)
     assert np.median(np.abs(((h - h_rev) % 360.0) - 180.0)) < 10.0
+
+
+def test_heading_at_keeps_the_shape_of_its_input(plaisir_net):
+    net = plaisir_net
+    one = net.heading_at(3, 5.0)
+    assert np.shape(one) == () and one == net.heading_at(np.array([3]), np.array([5.0]))[0]
+    grid = net.heading_at(np.array([[3], [4]]), np.array([1.0, 2.0, 3.0]))  # broadcast, as GEOS's calls did
+    assert grid.shape == (2, 3) and grid[1, 2] == net.heading_at(np.array([4]), np.array([3.0]))[0]
