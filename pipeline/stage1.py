@@ -202,12 +202,20 @@ class FrameHandler:
             log.exception("processing failed for a frame of vehicle %s seq %s", key, frame.seq)
             self.stats["dead_letters"] += 1
             return Outcome(dead_letter=(type(exc).__name__, f"processing failed: {exc}"))
+        done = self.confirmed.get(key, -1)
         if res.duplicate:
             self.stats["duplicates"] += 1
             if live is not None and value is not None and live[0] == value:
                 self._keep(key, live)
-            return Outcome(state_key=key, duplicate=True)
-        done = self.confirmed.get(key, -1)
+            # Its state was stored but its results may not be (a batch not committed
+            # before a rebalance): if they are still in the outbox, hand them over again
+            # (the writes are idempotent). Otherwise the next frame's confirmation would
+            # drop them from the outbox unwritten.
+            again = [e for e in outbox if e["seq"] == frame.seq and e["seq"] > done]
+            if not again:
+                return Outcome(state_key=key, duplicate=True)
+            p, e, i = outbox_results(again)
+            return Outcome(state_key=key, duplicate=True, passes=p, events=e, impacts=i, seq=frame.seq)
         outbox = [e for e in outbox if e["seq"] > done]
         if res.passes or res.events or impacts:
             outbox.append({
