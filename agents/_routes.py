@@ -128,11 +128,10 @@ class Router:
         if len(src) == 0 or len(dst) == 0 or not limit_m > 0:
             return np.full((len(src), len(dst)), np.inf)
         if limit_m <= self.min_limit_m:
-            keys, dist = self._pairs()
-            if keys.size == 0:
+            table = self.table(limit_m)
+            if table is None:  # no pair within the table's limit
                 return np.full((len(src), len(dst)), np.inf)
-            n_nodes = self.net.graph.shape[0]
-            return _table_distances(np.asarray(src, np.int64), dst, keys, dist, n_nodes, float(limit_m))
+            return _table_distances(np.asarray(src, np.int64), dst, *table, float(limit_m))
         nodes = [int(n) for n in src]
         self._ensure(nodes, limit_m)
         rows = self._rows
