@@ -487,6 +487,40 @@ def _rewind_uncommitted_partitions() -> None:
     AIOKafkaConsumerThread.seek_to_committed = seek_to_committed  # type: ignore[method-assign]
 
 
+def _resume_keeps_queued_records() -> None:
+    """Make ``FlowControlEvent.resume()`` empty the agents' queues only when it ends a
+    suspension, not when the flow is already running.
+
+    Faust's recovery (``Recovery.on_recovery_completed``, and ``_resume_streams`` for an
+    app without tables) resumes the stream partitions, seeks them to the committed offsets,
+    then calls ``app.flow_control.resume()``, whose queues (``clear_on_resume``) are
+    emptied. By then the flow has been running for a while (the changelog and standby reads
+    resumed it), so a record fetched after the seek may be in an agent's queue, with its
+    offset already recorded as read: it was dropped and never fetched again. A single such
+    record was lost silently, since ``Consumer._new_offset`` commits past one
+    unacknowledged offset at the committed position; several stalled the partition's
+    commits (docs/decisions.md, "A record dropped between the seek and the resume").
+
+    The queues need emptying when a suspension ends: what was queued before it belongs to
+    the assignment that was revoked. A queue filled while the flow runs holds records of the
+    current assignment, fetched at or after the committed offsets; a record that comes
+    again after a seek is a duplicate, as after any rebalance.
+    """
+    from mode.utils.queues import FlowControlEvent
+
+    resume = FlowControlEvent.resume
+    if getattr(resume, "_roadsense", False):
+        return
+
+    @functools.wraps(resume)
+    def resume_if_suspended(self) -> None:
+        if not self.is_active():
+            resume(self)
+
+    resume_if_suspended._roadsense = True  # type: ignore[attr-defined]
+    FlowControlEvent.resume = resume_if_suspended  # type: ignore[method-assign]
+
+
 def run_worker(settings: Settings, *, loglevel: str = "info") -> None:
     """Run one worker process until SIGTERM/SIGINT (then it commits and stops)."""
     Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
@@ -495,6 +529,7 @@ def run_worker(settings: Settings, *, loglevel: str = "info") -> None:
     mode.loop.use("uvloop")
     _set_fetch_wait(settings.fetch_wait_ms)
     _rewind_uncommitted_partitions()
+    _resume_keeps_queued_records()
     app = create_app(settings)
     worker = faust.Worker(app, loglevel=loglevel, quiet=True)
     worker.execute_from_commandline()
