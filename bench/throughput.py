@@ -28,6 +28,7 @@ import functools
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import tempfile
@@ -151,7 +152,10 @@ def run_consumers(cmds: list[list[str]], envs: list[dict[str, str]], s: Settings
         probe.close()
         stop_workers(*procs)
     elapsed = max(t_end - (t_first or t_start), 1e-6)
-    return {"elapsed_s": elapsed, "messages": total - done_first, "cpu_s": cpu, "stack_cpu_s": stack_cpu, "peak_rss_mb": rss}
+    # a worker killed after not stopping in time wrote no final stats file (its counts are short)
+    killed = sum(p.returncode == -signal.SIGKILL for p in procs)
+    return {"elapsed_s": elapsed, "messages": total - done_first, "cpu_s": cpu, "stack_cpu_s": stack_cpu, "peak_rss_mb": rss,
+            "workers_killed_at_stop": killed}
 
 
 def _samples_in(raw: bytes) -> int:
@@ -409,6 +413,10 @@ def main(argv: list[str] | None = None) -> int:
     out["pipeline_1_runs"], out["pipeline_2_runs"] = ones, twos
     out["pipeline_1"], out["pipeline_2"] = p1, p2
     out["identical_results_1_vs_2"] = identical
+    # a duplicate counts no samples: a frame no worker processed leaves the sum short
+    # (runs with a worker killed at its stop have no final counts: left out)
+    out["every_frame_processed"] = all(r["samples"] == sent.samples for _, r in runs if not r["workers_killed_at_stop"])
+    out["runs_with_a_worker_killed_at_stop"] = sum(bool(r["workers_killed_at_stop"]) for _, r in runs)
     out["cpu_s_per_million_samples"] = p1["cpu_s"] / (p1["messages"] * samples_per_msg / 1e6)
 
     # latency at half the sustained rate: a paced replay of a part of the fleet
@@ -453,6 +461,8 @@ def main(argv: list[str] | None = None) -> int:
         "stack_cores_1_worker": p1["stack_cpu_s"] / p1["elapsed_s"],
         "worker_cores_1_worker": p1["cpu_s"] / p1["elapsed_s"],
         "identical_results_2_workers": out["identical_results_1_vs_2"],
+        "every_frame_processed": out["every_frame_processed"],
+        "runs_with_a_worker_killed_at_stop": out["runs_with_a_worker_killed_at_stop"],
         "cpu_s_per_million_samples": out["cpu_s_per_million_samples"],
         "peak_rss_mb_1_worker": p1["peak_rss_mb"],
         "state_bytes_per_vehicle": out["state"]["mean_bytes"],
