@@ -370,7 +370,8 @@ def _start_worker(base: Settings, i: int, logs: Path, procs: list, files: list, 
     s = base.model_copy(update={"data_dir": Path(f"{base.data_dir}-{i}"), "stats_file": stats})
     fh = (logs / f"w{i}.log").open("ab")
     files.append(fh)
-    env = {**_env(s), "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    # this checkout, also for a command run as a script (its own directory comes first on sys.path)
+    env = {**_env(s), "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)}
     procs.append(subprocess.Popen(cmd or [sys.executable, "-m", "pipeline.cli", "worker"], env=env, cwd=REPO,
                                   stdout=fh, stderr=subprocess.STDOUT, start_new_session=True))
     return stats
