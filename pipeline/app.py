@@ -47,6 +47,7 @@ import mode.loop
 from agents.passes import PassParams, compile_kernels
 from pipeline import alerts_sink, db, sink
 from pipeline.exceptions import SinkError
+from pipeline.offset_holes import OffsetHoles
 from pipeline.pseudonym import Pseudonymiser
 from pipeline.settings import Settings
 from pipeline.stage1 import FrameHandler, dead_letter, outbox_results, unpack_envelope
@@ -114,6 +115,8 @@ def create_app(settings: Settings) -> faust.App:
         key_serializer="raw",
         value_serializer="raw",
     )
+    # filled by the seek after each rebalance (_rewind_uncommitted_partitions), checked per event
+    holes = app.roadsense_offset_holes = OffsetHoles()  # type: ignore[attr-defined]
     frames = app.topic(settings.frames_topic, key_type=bytes, value_type=bytes, partitions=settings.partitions)
     dlq = app.topic(settings.dlq_topic, key_type=bytes, value_type=bytes, partitions=settings.partitions)
     passes_topic = app.topic(settings.passes_topic, key_type=bytes, value_type=bytes, partitions=settings.partitions)
@@ -249,6 +252,12 @@ def create_app(settings: Settings) -> faust.App:
         msg = event.message
         raw = event.value if isinstance(event.value, bytes) else bytes(event.value or b"")
         ts_ms = _ts_ms(msg)
+        hole = holes.handled((msg.topic, msg.partition), msg.offset, app.consumer_generation_id)
+        if hole is not None:
+            # records the consumer dropped: not recoverable here (docs/decisions.md)
+            log.error("stage 1: offsets %d..%d of %s[%d] never reached the agent; offset %d did",
+                      hole[0], hole[1], msg.topic, msg.partition, msg.offset)
+            stats.offsets_skipped += hole[1] - hole[0] + 1
         async with lock:  # the idle commit never takes part of an event's frames
             if not batch:
                 batch.started = time.monotonic()
@@ -481,7 +490,14 @@ def _rewind_uncommitted_partitions() -> None:
 
     async def seek_to_committed(self) -> dict:
         acking = set(self.app.topics.acking_topics)
-        return await self.call_thread(seek_to_committed_or_start, self._ensure_consumer(), acking)
+        committed = await self.call_thread(seek_to_committed_or_start, self._ensure_consumer(), acking)
+        holes = getattr(self.app, "roadsense_offset_holes", None)
+        if holes is not None:
+            generation = self.app.consumer_generation_id
+            for tp, offset in committed.items():
+                if tp.topic in acking:
+                    holes.sought((tp.topic, tp.partition), offset, generation)
+        return committed
 
     seek_to_committed._roadsense = True  # type: ignore[attr-defined]
     AIOKafkaConsumerThread.seek_to_committed = seek_to_committed  # type: ignore[method-assign]

@@ -34,6 +34,7 @@ class WorkerStats:
         self.frames = 0
         self.samples = 0
         self.dead_letters = 0
+        self.offsets_skipped = 0  # records the consumer dropped before the agent (pipeline.offset_holes)
         self.passes = 0
         self.first_t = None
         self.last_t = None
@@ -75,6 +76,7 @@ class WorkerStats:
             "samples": self.samples,
             "passes": self.passes,
             "dead_letters": self.dead_letters,
+            "offsets_skipped": self.offsets_skipped,
             "vehicles": len(self.vehicles),
             "first_t": self.first_t,
             "last_t": self.last_t,  # time of the last recorded frame

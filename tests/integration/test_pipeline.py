@@ -573,6 +573,7 @@ def test_records_fetched_while_the_streams_resume_are_all_processed(stack, offli
         # a duplicate counts as a frame with no samples: a frame never processed is missing here
         counted = [_json.loads(f.read_text()) for f in stats]
         assert sum(d["samples"] for d in counted) == sent.samples
+        assert [d["offsets_skipped"] for d in counted] == [0, 0]  # the tripwire (pipeline.offset_holes)
         assert sorted(_db_passes(dsn)) == record_rows(offline.passes)
     finally:
         db.drop_database(stack.pg_dsn, dsn)
