@@ -64,6 +64,7 @@ __all__ = ["create_app", "run_worker"]
 log = logging.getLogger("roadsense.worker")
 
 DB_RETRY_S = (0.5, 1.0, 2.0, 5.0, 10.0)
+_OFFSET_HOLES_ATTR = "roadsense_offset_holes"  # the app's OffsetHoles, which the seek patch feeds
 FAIL_STOP_EXIT = 70  # EX_SOFTWARE: the worker stopped itself rather than lose a frame (``fail_stop``)
 
 
@@ -116,7 +117,8 @@ def create_app(settings: Settings) -> faust.App:
         value_serializer="raw",
     )
     # filled by the seek after each rebalance (_rewind_uncommitted_partitions), checked per event
-    holes = app.roadsense_offset_holes = OffsetHoles()  # type: ignore[attr-defined]
+    holes = OffsetHoles()
+    setattr(app, _OFFSET_HOLES_ATTR, holes)
     frames = app.topic(settings.frames_topic, key_type=bytes, value_type=bytes, partitions=settings.partitions)
     dlq = app.topic(settings.dlq_topic, key_type=bytes, value_type=bytes, partitions=settings.partitions)
     passes_topic = app.topic(settings.passes_topic, key_type=bytes, value_type=bytes, partitions=settings.partitions)
@@ -491,7 +493,7 @@ def _rewind_uncommitted_partitions() -> None:
     async def seek_to_committed(self) -> dict:
         acking = set(self.app.topics.acking_topics)
         committed = await self.call_thread(seek_to_committed_or_start, self._ensure_consumer(), acking)
-        holes = getattr(self.app, "roadsense_offset_holes", None)
+        holes = getattr(self.app, _OFFSET_HOLES_ATTR, None)
         if holes is not None:
             generation = self.app.consumer_generation_id
             for tp, offset in committed.items():

@@ -48,11 +48,8 @@ class OffsetHoles:
         if p is None or p.generation != generation:
             # not sought in this generation (no record of its seek): this record is the baseline
             p = self._parts[tp] = _Partition(generation)
-        expected = p.floor
-        if p.last is not None and (expected is None or p.last + 1 > expected):
-            expected = p.last + 1
-        if p.last is None or offset > p.last:
-            p.last = offset
+        expected = p.floor if p.last is None else max(p.last + 1, p.floor or 0)
+        p.last = offset if p.last is None else max(p.last, offset)
         if expected is not None and offset > expected:
             return expected, offset - 1
         return None
