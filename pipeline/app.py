@@ -46,8 +46,8 @@ import mode.loop
 
 from agents.passes import PassParams, compile_kernels
 from pipeline import alerts_sink, db, sink
-from pipeline.exceptions import SinkError
-from pipeline.offset_holes import OffsetHoles
+from pipeline.exceptions import OffsetHoleError, SinkError
+from pipeline.offset_holes import OffsetHoles, split_expired
 from pipeline.pseudonym import Pseudonymiser
 from pipeline.settings import Settings
 from pipeline.stage1 import FrameHandler, dead_letter, outbox_results, unpack_envelope
@@ -254,12 +254,7 @@ def create_app(settings: Settings) -> faust.App:
         msg = event.message
         raw = event.value if isinstance(event.value, bytes) else bytes(event.value or b"")
         ts_ms = _ts_ms(msg)
-        hole = holes.handled((msg.topic, msg.partition), msg.offset, app.consumer_generation_id)
-        if hole is not None:
-            # records the consumer dropped: not recoverable here (docs/decisions.md)
-            log.error("stage 1: offsets %d..%d of %s[%d] never reached the agent; offset %d did",
-                      hole[0], hole[1], msg.topic, msg.partition, msg.offset)
-            stats.offsets_skipped += hole[1] - hole[0] + 1
+        await check_offset("stage 1", msg)
         async with lock:  # the idle commit never takes part of an event's frames
             if not batch:
                 batch.started = time.monotonic()
@@ -307,11 +302,32 @@ def create_app(settings: Settings) -> faust.App:
         await dlq.send(key=msg.key, value=env)
         batch.stats.append(dict(kafka_ts_ms=ts_ms, samples=0, passes=0, vehicle=None, dead=True))
 
+    async def check_offset(stage: str, msg) -> None:
+        """Raise :class:`OffsetHoleError` (the agent then stops the worker) when records
+        before ``msg`` on its partition were fetched and never reached the agent; ``msg``
+        is not acknowledged yet, so the hole is not committed past (pipeline.offset_holes)."""
+        hole = holes.handled((msg.topic, msg.partition), msg.offset, app.consumer_generation_id)
+        if hole is None:
+            return
+        starts = await app.consumer.earliest_offsets(msg.tp)
+        expired, dropped = split_expired(hole, next(iter(starts.values())))
+        if expired is not None:
+            log.error("%s: offsets %d..%d of %s[%d] were deleted by the broker before this group read them",
+                      stage, *expired, msg.topic, msg.partition)
+            stats.offsets_expired += expired[1] - expired[0] + 1
+        if dropped is not None:
+            log.error("%s: offsets %d..%d of %s[%d] never reached the agent; offset %d did",
+                      stage, *dropped, msg.topic, msg.partition, msg.offset)
+            stats.offsets_skipped += dropped[1] - dropped[0] + 1
+            if settings.offset_holes == "stop":
+                raise OffsetHoleError(f"offsets {dropped[0]}..{dropped[1]} of {msg.topic}[{msg.partition}] "
+                                      "were fetched and never reached the agent")
+
     def fail_stop(exc: BaseException, event) -> None:
         """An event that could not be handled for a reason other than its content.
 
-        Bad input never gets here (it is dead-lettered); this is the table, the producer or
-        a bug. The event cannot be acknowledged (its results are not stored), and the worker
+        Bad input never gets here (it is dead-lettered); this is the table, the producer,
+        records before it that Faust fetched and dropped (:class:`OffsetHoleError`) or a bug. The event cannot be acknowledged (its results are not stored), and the worker
         cannot go on past it: Faust would restart the agent, later acknowledgements would
         commit offsets beyond it, and at the next rebalance the worker would wait forever
         for it. So the process exits at once, without committing anything more, as if
@@ -364,6 +380,7 @@ def create_app(settings: Settings) -> faust.App:
         msg = event.message
         raw = event.value if isinstance(event.value, bytes) else bytes(event.value or b"")
         is_pass = msg.topic == settings.passes_topic
+        await check_offset("stage 2", msg)
         try:
             rec = SegmentPass.model_validate_json(raw) if is_pass else PassImpact.model_validate_json(raw)
             key = rec.segment_id.encode()

@@ -2,6 +2,7 @@
 
     RoadsenseError
     ├── StackError (RuntimeError)   the local stack cannot start or stop, or a port is taken
+    ├── OffsetHoleError             records a worker fetched never reached its agent (it stops)
     └── DatabaseError               the database is unreachable or refused a statement
         ├── MigrationError          a migration failed, or sql/ no longer matches the database
         └── SinkError               a batch of results was not written (nothing was written)
@@ -14,11 +15,16 @@ from __future__ import annotations
 
 from schemas._errors import RoadsenseError
 
-__all__ = ["DatabaseError", "MigrationError", "RoadsenseError", "SinkError", "StackError"]
+__all__ = ["DatabaseError", "MigrationError", "OffsetHoleError", "RoadsenseError", "SinkError", "StackError"]
 
 
 class StackError(RoadsenseError, RuntimeError):
     """A stack component is missing, cannot start or stop, or its port is taken."""
+
+
+class OffsetHoleError(RoadsenseError):
+    """Records of a partition were fetched and never reached the agent
+    (``pipeline.offset_holes``): the worker stops before it can commit past them."""
 
 
 class DatabaseError(RoadsenseError):

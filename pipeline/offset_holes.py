@@ -8,17 +8,25 @@ above that means the ones in between were fetched and dropped without being hand
 Faust then commits past them if they are a single record (``Consumer._new_offset``
 accepts acknowledged offsets that start one above the committed offset), which is how the
 eighteenth session's two-worker run lost 27 passes (docs/decisions.md, "A record dropped
-between the seek and the resume"). The worker logs such a hole and counts it.
+between the seek and the resume"). The worker logs such a hole, counts it and, by default
+(``offset_holes="stop"``), stops before the record that revealed it is acknowledged: the
+hole cannot have been committed past, so a restarted worker reads it again.
 
-A topic whose producer is transactional has gaps at its markers: there, a hole is not a
-loss. The frames topic is written by plain producers (the simulator's replay, a gateway).
+Two kinds of hole are not a drop, and a restart would not fill them:
+
+* records the broker deleted (retention) before the group read them: the fetcher then
+  jumps to the log's first offset. :func:`split_expired` tells them apart with that offset;
+  they are logged and counted as ``offsets_expired``;
+* the markers of a transactional producer. The pipeline's topics are written by plain
+  producers (the simulator's replay, a gateway, the workers themselves); a deployment whose
+  gateway writes transactions sets ``offset_holes="log"``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["OffsetHoles"]
+__all__ = ["OffsetHoles", "split_expired"]
 
 
 @dataclass(slots=True)
@@ -53,3 +61,13 @@ class OffsetHoles:
         if expected is not None and offset > expected:
             return expected, offset - 1
         return None
+
+
+def split_expired(hole: tuple[int, int], log_start: int) -> tuple[tuple[int, int] | None, tuple[int, int] | None]:
+    """``hole`` (first, last offset) split at the partition's first offset still on the
+    broker: ``(expired, dropped)``, the part the broker deleted and the part that was there
+    to read (either None when empty)."""
+    first, last = hole
+    expired = (first, min(last, log_start - 1)) if first < log_start else None
+    dropped = (max(first, log_start), last) if last >= log_start else None
+    return expired, dropped

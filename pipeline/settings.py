@@ -48,6 +48,12 @@ class Settings(BaseSettings):
         description="longest wait of the worker's Kafka fetch, ms (Faust hard-codes 1500; one worker then used "
         "0.59 of a core, 0.94 at 100: docs/decisions.md)",
     )
+    offset_holes: Literal["stop", "log"] = Field(
+        default="stop",
+        description="a record Faust fetched that never reached its agent (pipeline.offset_holes): stop the "
+        "worker before committing past it, so that a restart reads it again, or only log and count it "
+        "(for topics written by a transactional producer, whose markers leave holes)",
+    )
     store: str = Field(default="rocksdb://", description="Faust table store: rocksdb:// or memory://")
     data_dir: Path = Field(default=Path(".stack/worker"), description="Faust data dir (RocksDB tables)")
     trim_m: float = Field(default=300.0, ge=0, description="privacy trim at trip start and end, m")

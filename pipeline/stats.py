@@ -35,6 +35,7 @@ class WorkerStats:
         self.samples = 0
         self.dead_letters = 0
         self.offsets_skipped = 0  # records the consumer dropped before the agent (pipeline.offset_holes)
+        self.offsets_expired = 0  # records the broker deleted before the group read them
         self.passes = 0
         self.first_t = None
         self.last_t = None
@@ -77,6 +78,7 @@ class WorkerStats:
             "passes": self.passes,
             "dead_letters": self.dead_letters,
             "offsets_skipped": self.offsets_skipped,
+            "offsets_expired": self.offsets_expired,
             "vehicles": len(self.vehicles),
             "first_t": self.first_t,
             "last_t": self.last_t,  # time of the last recorded frame

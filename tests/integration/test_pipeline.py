@@ -86,13 +86,21 @@ def _env(s: Settings) -> dict[str, str]:
     return {**os.environ, **settings_env(s)}
 
 
-def _run_worker_until_consumed(s: Settings, total: int, log: Path) -> None:
+def _run_worker_until_consumed(s: Settings, total: int, log: Path, *, also: tuple[str, ...] = ()) -> None:
+    """One worker until the group has committed ``total`` frames, then every record that
+    topics ``also`` (stage 2's) hold by then."""
+    from pipeline.topics import group_lag
+
     with log.open("ab") as fh:
         proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "worker"], env=_env(s), cwd=REPO,
                                 stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
         try:
             wait_until_consumed(s.kafka_bootstrap, s.app_id, s.frames_topic, total=total, proc=proc,
                                 timeout_s=300, progress=False)
+            for topic in also:
+                end = group_lag(s.kafka_bootstrap, s.app_id, topic)[1]
+                wait_until_consumed(s.kafka_bootstrap, s.app_id, topic, total=end, proc=proc, timeout_s=120,
+                                    progress=False)
         except Exception:
             print(log.read_text()[-5000:])
             raise
@@ -575,6 +583,164 @@ def test_records_fetched_while_the_streams_resume_are_all_processed(stack, offli
         assert sum(d["samples"] for d in counted) == sent.samples
         assert [d["offsets_skipped"] for d in counted] == [0, 0]  # the tripwire (pipeline.offset_holes)
         assert sorted(_db_passes(dsn)) == record_rows(offline.passes)
+    finally:
+        db.drop_database(stack.pg_dsn, dsn)
+
+
+# ------------------------------------------------------------------ records never handled
+# pipeline.offset_holes: a record Faust fetched and never handed to the agent is caught by
+# the next record of its partition. By default the worker stops before that record is
+# acknowledged, so the hole is not committed past and a restart reads it again; records
+# the broker deleted before the group read them cannot come again and are only reported.
+
+DROP_PARTITION, DROP_OFFSET = 0, 5
+
+
+def _committed(bootstrap: str, group: str, topic: str, partition: int) -> int | None:
+    from kafka import KafkaAdminClient, TopicPartition
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        tp = TopicPartition(topic, partition)
+        c = admin.list_group_offsets({group: [tp]}).get(group, {}).get(tp)
+        return c.offset if c is not None and c.offset >= 0 else None
+    finally:
+        admin.close()
+
+
+def _replay_for_a_drop(base: Settings, fleet_dir):
+    """The fleet as plain frames, with records after the one to drop on its partition."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    from simulator.replay import replay
+
+    ensure_topics(base)
+    sent = replay([fleet_dir], base.kafka_bootstrap, base.frames_topic, frame_s=2.0, speedup=0.0, progress=False)
+    consumer = KafkaConsumer(bootstrap_servers=base.kafka_bootstrap)
+    try:
+        tp = TopicPartition(base.frames_topic, DROP_PARTITION)
+        assert consumer.end_offsets([tp])[tp] > DROP_OFFSET + 2, "too few frames on the partition"
+    finally:
+        consumer.close()
+    return sent
+
+
+def _drop_worker(base: Settings, logs: Path, procs: list, files: list, *, topic: str | None = None,
+                 partition: int = DROP_PARTITION) -> Path:
+    launcher = [sys.executable, str(Path(__file__).with_name("drop_record_worker.py")), topic or base.frames_topic,
+                str(partition), str(DROP_OFFSET)]
+    return _start_worker(base, 0, logs, procs, files, cmd=launcher)
+
+
+# stage 2's impacts: the fixture fleet's fall 5, 13, 17 and 16 to partitions 0-3 (offline)
+@pytest.mark.parametrize("stage,source,partition", [("stage 1", "frames", 0), ("stage 2", "impacts", 2)],
+                         ids=["frames", "impacts"])
+def test_a_record_fetched_and_never_handled_stops_the_worker_before_it_is_committed_past(
+    stack, offline, fleet_dir, tmp_path_factory, stage, source, partition
+):
+    """The consumer drops one fetched record (``drop_record_worker.py``) of stage 1's or
+    stage 2's source; the worker stops (code 70) when the next record of the partition
+    reaches that stage, the group's offset stays at or before the dropped record, and a
+    restarted worker consumes both topics (the dropped record included: nothing commits
+    past it otherwise) and gives exactly the offline passes."""
+    from pipeline.app import FAIL_STOP_EXIT
+
+    dsn = db.create_database(stack.pg_dsn, "rs_it_hole")
+    logs = tmp_path_factory.mktemp("holelogs")
+    procs, files = [], []
+    base = _group_settings(stack, dsn, "hole", tmp_path_factory.mktemp("hole"))
+    topic = getattr(base, f"{source}_topic")
+    try:
+        sent = _replay_for_a_drop(base, fleet_dir)
+        _drop_worker(base, logs, procs, files, topic=topic, partition=partition)
+        try:
+            rc = procs[0].wait(timeout=180)
+        finally:
+            stop_workers(*procs)
+            for fh in files:
+                fh.close()
+        text = (logs / "w0.log").read_text()
+        assert rc == FAIL_STOP_EXIT, text[-3000:]
+        assert f"dropped {topic}[{partition}]@{DROP_OFFSET}" in text
+        assert f"{stage}: offsets {DROP_OFFSET}..{DROP_OFFSET} of {topic}[{partition}] never reached the agent" in text
+        committed = _committed(base.kafka_bootstrap, base.app_id, topic, partition)
+        assert committed is None or committed <= DROP_OFFSET
+        _run_worker_until_consumed(base, sent.messages, logs / "restarted.log", also=(base.impacts_topic,))
+        assert sorted(_db_passes(dsn)) == record_rows(offline.passes)
+    finally:
+        db.drop_database(stack.pg_dsn, dsn)
+
+
+def test_with_offset_holes_log_the_dropped_record_is_reported_and_committed_past(stack, fleet_dir, tmp_path_factory):
+    """``offset_holes="log"`` (for transactional producers) only reports the hole; Faust then
+    commits past a single dropped record, so its frame is never processed: why "stop" is
+    the default."""
+    import json as _json
+
+    logs = tmp_path_factory.mktemp("holeloglogs")
+    procs, files = [], []
+    dsn = db.create_database(stack.pg_dsn, "rs_it_holelog")
+    base = _group_settings(stack, dsn, "holelog", tmp_path_factory.mktemp("holelog"))
+    base = base.model_copy(update={"offset_holes": "log"})
+    try:
+        sent = _replay_for_a_drop(base, fleet_dir)
+        stats = _drop_worker(base, logs, procs, files)
+        try:
+            wait_until_consumed(base.kafka_bootstrap, base.app_id, base.frames_topic, total=sent.messages,
+                                proc=procs[0], timeout_s=180, progress=False)
+        finally:
+            stop_workers(*procs)
+            for fh in files:
+                fh.close()
+        counted = _json.loads(stats.read_text())
+        assert counted["offsets_skipped"] == 1 and counted["offsets_expired"] == 0
+        assert counted["frames"] == sent.messages - 1 and counted["samples"] < sent.samples
+        assert "never reached the agent" in (logs / "w0.log").read_text()
+    finally:
+        db.drop_database(stack.pg_dsn, dsn)
+
+
+def test_records_the_broker_deleted_before_the_group_read_them_are_reported_not_a_stop(
+    stack, fleet_dir, tmp_path_factory
+):
+    """The group has committed a partition to its end; more records arrive and the first
+    three are deleted (as retention would) before a worker starts again: the worker goes on
+    (a restart would not bring them back), reports them as expired and commits the rest."""
+    import json as _json
+
+    from kafka import KafkaAdminClient, TopicPartition
+
+    from simulator.replay import replay
+
+    logs = tmp_path_factory.mktemp("expirelogs")
+    dsn = db.create_database(stack.pg_dsn, "rs_it_expire")
+    base = _group_settings(stack, dsn, "expire", tmp_path_factory.mktemp("expire"))
+    try:
+        ensure_topics(base)
+        sent = replay([fleet_dir], base.kafka_bootstrap, base.frames_topic, frame_s=2.0, speedup=0.0, progress=False)
+        _run_worker_until_consumed(base, sent.messages, logs / "first.log")
+        end = _committed(base.kafka_bootstrap, base.app_id, base.frames_topic, DROP_PARTITION)
+        again = replay([fleet_dir], base.kafka_bootstrap, base.frames_topic, frame_s=2.0, speedup=0.0,
+                       progress=False)  # duplicates of frames already handled: no new results
+        admin = KafkaAdminClient(bootstrap_servers=base.kafka_bootstrap)
+        try:
+            admin.delete_records({TopicPartition(base.frames_topic, DROP_PARTITION): end + 3})
+        finally:
+            admin.close()
+        procs, files = [], []
+        stats = _start_worker(base, 1, logs, procs, files)
+        try:
+            wait_until_consumed(base.kafka_bootstrap, base.app_id, base.frames_topic,
+                                total=sent.messages + again.messages, proc=procs[0], timeout_s=180, progress=False)
+        finally:
+            stop_workers(*procs)
+            for fh in files:
+                fh.close()
+        counted = _json.loads(stats.read_text())
+        assert (counted["offsets_expired"], counted["offsets_skipped"]) == (3, 0)
+        assert counted["frames"] == again.messages - 3
+        assert (f"offsets {end}..{end + 2} of {base.frames_topic}[{DROP_PARTITION}] were deleted by the broker"
+                in (logs / "w1.log").read_text())
     finally:
         db.drop_database(stack.pg_dsn, dsn)
 

@@ -1,6 +1,6 @@
-"""The stage-1 tripwire on records the consumer skipped (pipeline.offset_holes)."""
+"""The tripwire on records the consumer skipped (pipeline.offset_holes)."""
 
-from pipeline.offset_holes import OffsetHoles
+from pipeline.offset_holes import OffsetHoles, split_expired
 
 TP = ("vehicle.frames", 2)
 
@@ -54,3 +54,19 @@ def test_partitions_are_independent():
     assert h.handled(("t", 1), 50, 1) is None
     assert h.handled(("t", 0), 5, 1) is None
     assert h.handled(("t", 0), 7, 1) == (6, 6)
+
+
+def test_a_hole_below_the_log_start_was_deleted_by_the_broker_not_dropped():
+    # committed 100, retention deleted up to 149: the fetcher resets to 150
+    assert split_expired((100, 149), 150) == ((100, 149), None)
+
+
+def test_a_hole_above_the_log_start_was_dropped():
+    assert split_expired((100, 149), 0) == (None, (100, 149))
+    assert split_expired((100, 149), 100) == (None, (100, 149))
+
+
+def test_a_hole_across_the_log_start_is_split_there():
+    # the records from the log start on were there to read: those were dropped
+    assert split_expired((100, 149), 120) == ((100, 119), (120, 149))
+    assert split_expired((100, 149), 149) == ((100, 148), (149, 149))
