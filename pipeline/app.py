@@ -162,11 +162,13 @@ def create_app(settings: Settings) -> faust.App:
                 err: Exception = exc
             except Exception as exc:  # connection lost: wait, never drop, never ack
                 err = exc
+            if app.should_stop:
+                exit_unstored("database write", err)
             delay = DB_RETRY_S[min(attempt, len(DB_RETRY_S) - 1)]
             log.error("database write failed (%s); retrying in %.1fs", err, delay)
             drop_connection()
             attempt += 1
-            await asyncio.sleep(delay)
+            await app.sleep(delay)  # returns early when the worker is asked to stop
 
     async def recover_outboxes() -> None:
         """After the table is recovered: re-write every outbox (idempotent), then confirm."""
@@ -338,6 +340,21 @@ def create_app(settings: Settings) -> faust.App:
         m = event.message
         log.critical("cannot handle %s[%s]@%s, stopping the worker without committing: %r",
                      m.topic, m.partition, m.offset, exc, exc_info=exc)
+        _exit_uncommitted()
+
+    def exit_unstored(what: str, err: BaseException) -> None:
+        """Asked to stop while the database is unreachable: exit at once, without committing.
+
+        Faust's stop waits for every pending event to be acknowledged (``Consumer.wait_empty``),
+        which events whose results are not stored never are: the worker waited until its
+        supervisor killed it. Exiting as ``fail_stop`` does is the same outcome without the
+        wait: a restarted worker replays the events (docs/decisions.md).
+        """
+        log.critical("asked to stop while the %s fails (%s): exiting without committing %d pending frames; "
+                     "a restarted worker replays them", what, err, len(batch))
+        _exit_uncommitted()
+
+    def _exit_uncommitted() -> None:
         stats.dump()
         logging.shutdown()
         os._exit(FAIL_STOP_EXIT)
@@ -422,11 +439,13 @@ def create_app(settings: Settings) -> faust.App:
                 await asyncio.to_thread(alerts_sink.write_alerts, connection("stage2"), alerts)
                 return
             except Exception as exc:  # database down: wait, never ack before the write
+                if app.should_stop:
+                    exit_unstored("alert write", exc)
                 delay = DB_RETRY_S[min(attempt, len(DB_RETRY_S) - 1)]
                 log.error("alert write failed (%s); retrying in %.1fs", exc, delay)
                 drop_connection("stage2")
                 attempt += 1
-                await asyncio.sleep(delay)
+                await app.sleep(delay)
 
     @app.timer(interval=max(0.05, settings.batch_s / 2))
     async def flush_idle() -> None:

@@ -826,6 +826,51 @@ def test_a_worker_that_cannot_store_a_frame_stops_without_committing_it(stack, f
     assert end == sent.frames and lag == sent.frames  # nothing committed: every frame will be replayed
 
 
+def test_a_worker_asked_to_stop_while_the_database_is_unreachable_exits_without_committing(
+    stack, offline, fleet_dir, tmp_path_factory
+):
+    """SIGTERM while every database write fails: Faust's stop would wait for the pending
+    events' acknowledgements forever; the worker exits (code 70) within seconds instead,
+    nothing committed, and a restarted worker with the database gives the offline passes."""
+    from pipeline.app import FAIL_STOP_EXIT
+    from pipeline.topics import group_lag
+    from simulator.replay import replay
+
+    dsn = db.create_database(stack.pg_dsn, "rs_it_dbdown")
+    logs = tmp_path_factory.mktemp("dbdownlogs")
+    base = _group_settings(stack, dsn, "dbdown", tmp_path_factory.mktemp("dbdown"))
+    unreachable = base.model_copy(update={"pg_dsn": dsn.rsplit("/", 1)[0] + f"/no_such_db_{uuid.uuid4().hex[:8]}"})
+    procs, files = [], []
+    try:
+        ensure_topics(base)
+        sent = replay([fleet_dir], base.kafka_bootstrap, base.frames_topic, frame_s=2.0, speedup=0.0, progress=False)
+        _start_worker(unreachable, 0, logs, procs, files)
+        log = logs / "w0.log"
+        deadline = time.monotonic() + 120
+        while "database write failed" not in log.read_text():
+            assert time.monotonic() < deadline and procs[0].poll() is None, log.read_text()[-3000:]
+            time.sleep(0.2)
+        t0 = time.monotonic()
+        procs[0].send_signal(signal.SIGTERM)
+        try:
+            rc = procs[0].wait(timeout=30)  # one more attempt at most (connect timeout 10 s)
+        finally:
+            stop_workers(*procs)
+            for fh in files:
+                fh.close()
+        text = log.read_text()
+        assert rc == FAIL_STOP_EXIT, text[-3000:]
+        assert "asked to stop while the database write fails" in text
+        print(f"stopped {time.monotonic() - t0:.1f} s after SIGTERM")
+        # frames without results need no write and are committed; the others are not
+        lag, end = group_lag(base.kafka_bootstrap, base.app_id, base.frames_topic)
+        assert end == sent.messages and lag > 0
+        _run_worker_until_consumed(base, sent.messages, logs / "restarted.log")
+        assert sorted(_db_passes(dsn)) == record_rows(offline.passes)
+    finally:
+        db.drop_database(stack.pg_dsn, dsn)
+
+
 # ----------------------------------------------------------------------------- bundles
 # Several frames per message (schemas.bundle): the fleet in bundles must give exactly the
 # offline passes; a bad frame inside a bundle, a frame on the wrong partition and a
