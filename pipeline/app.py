@@ -329,10 +329,11 @@ def create_app(settings: Settings) -> faust.App:
         """An event that could not be handled for a reason other than its content.
 
         Bad input never gets here (it is dead-lettered); this is the table, the producer,
-        records before it that Faust fetched and dropped (:class:`OffsetHoleError`) or a bug. The event cannot be acknowledged (its results are not stored), and the worker
-        cannot go on past it: Faust would restart the agent, later acknowledgements would
-        commit offsets beyond it, and at the next rebalance the worker would wait forever
-        for it. So the process exits at once, without committing anything more, as if
+        records before it that Faust fetched and dropped (:class:`OffsetHoleError`) or a
+        bug. The event cannot be acknowledged (its results are not stored, or records before
+        it are missing), and the worker cannot go on past it: Faust would restart the agent,
+        later acknowledgements would commit offsets beyond it, and at the next rebalance the
+        worker would wait forever for it. So the process exits at once, without committing anything more, as if
         killed: a restarted worker (systemd, Kubernetes, ``roadsense worker`` again) resumes
         from the committed offsets, and its recovery re-writes the outboxes
         (``tests/integration/test_pipeline.py`` kills workers to check that path).
