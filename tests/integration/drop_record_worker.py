@@ -1,10 +1,15 @@
-"""A roadsense worker whose consumer drops one fetched record before it reaches the agent.
+"""A roadsense worker whose consumer drops, or hands over late, one fetched record.
 
-``python tests/integration/drop_record_worker.py TOPIC PARTITION OFFSET`` with the worker's
-``ROADSENSE_*`` environment. The record at ``OFFSET`` is fetched and counted as read by
-Faust, then not handed to the agent's queue, the first time it comes: what Faust 0.15's
-resume did to a queued record (docs/decisions.md, "A record dropped between the seek and
-the resume"). Everything else is the worker of ``roadsense worker``.
+``python tests/integration/drop_record_worker.py TOPIC PARTITION OFFSET [drop|late]`` with
+the worker's ``ROADSENSE_*`` environment. The first time the record at ``OFFSET`` comes,
+Faust counts it as read and:
+
+* ``drop`` (default): it never reaches the agent's queue, as Faust 0.15's resume did to a
+  queued record (docs/decisions.md, "A record dropped between the seek and the resume");
+* ``late``: it reaches the queue after the next record of its partition, as a record
+  fetched before a seek and handed over after it does.
+
+Everything else is the worker of ``roadsense worker``.
 """
 
 import sys
@@ -14,25 +19,30 @@ from faust.transport.conductor import Conductor
 from pipeline.cli import main
 
 
-def drop_once(topic: str, partition: int, offset: int) -> None:
+def intercept_once(topic: str, partition: int, offset: int, mode: str = "drop") -> None:
     compile_handler = Conductor._compile_message_handler
-    dropped: list[int] = []
+    held: list = []
+    done: list[bool] = []
 
     def _compile_message_handler(self):
         on_message = compile_handler(self)
 
-        async def drop_or_deliver(message) -> None:
-            if not dropped and (message.topic, message.partition, message.offset) == (topic, partition, offset):
-                dropped.append(offset)
-                print(f"drop_record_worker: dropped {topic}[{partition}]@{offset}", flush=True)
+        async def intercept(message) -> None:
+            if not done and (message.topic, message.partition, message.offset) == (topic, partition, offset):
+                done.append(True)
+                print(f"drop_record_worker: {mode} {topic}[{partition}]@{offset}", flush=True)
+                if mode == "late":
+                    held.append(message)
                 return None
-            return await on_message(message)
+            await on_message(message)
+            if held and (message.topic, message.partition) == (topic, partition):
+                await on_message(held.pop())
 
-        return drop_or_deliver
+        return intercept
 
     Conductor._compile_message_handler = _compile_message_handler  # type: ignore[method-assign]
 
 
 if __name__ == "__main__":
-    drop_once(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))
+    intercept_once(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), *sys.argv[4:5])
     sys.exit(main(["worker"]))

@@ -626,23 +626,27 @@ def _replay_for_a_drop(base: Settings, fleet_dir):
 
 
 def _drop_worker(base: Settings, logs: Path, procs: list, files: list, *, topic: str | None = None,
-                 partition: int = DROP_PARTITION) -> Path:
+                 partition: int = DROP_PARTITION, mode: str = "drop") -> Path:
     launcher = [sys.executable, str(Path(__file__).with_name("drop_record_worker.py")), topic or base.frames_topic,
-                str(partition), str(DROP_OFFSET)]
+                str(partition), str(DROP_OFFSET), mode]
     return _start_worker(base, 0, logs, procs, files, cmd=launcher)
 
 
 # stage 2's impacts: the fixture fleet's fall 5, 13, 17 and 16 to partitions 0-3 (offline)
-@pytest.mark.parametrize("stage,source,partition", [("stage 1", "frames", 0), ("stage 2", "impacts", 2)],
-                         ids=["frames", "impacts"])
+@pytest.mark.parametrize("stage,source,partition,mode", [("stage 1", "frames", 0, "drop"),
+                                                         ("stage 2", "impacts", 2, "drop"),
+                                                         ("stage 1", "frames", 0, "late")],
+                         ids=["frames", "impacts", "frames-late"])
 def test_a_record_fetched_and_never_handled_stops_the_worker_before_it_is_committed_past(
-    stack, offline, fleet_dir, tmp_path_factory, stage, source, partition
+    stack, offline, fleet_dir, tmp_path_factory, stage, source, partition, mode
 ):
-    """The consumer drops one fetched record (``drop_record_worker.py``) of stage 1's or
-    stage 2's source; the worker stops (code 70) when the next record of the partition
-    reaches that stage, the group's offset stays at or before the dropped record, and a
-    restarted worker consumes both topics (the dropped record included: nothing commits
-    past it otherwise) and gives exactly the offline passes."""
+    """The consumer drops one fetched record of stage 1's or stage 2's source, or hands it
+    over after the next one (``drop_record_worker.py``); the worker stops (code 70) when
+    that next record reaches the stage, before handling it (a vehicle's frames must be
+    handled in order: an earlier frame coming later would be taken for a duplicate). The
+    group's offset stays at or before the dropped record, and a restarted worker consumes
+    both topics (the dropped record included: nothing commits past it otherwise) and gives
+    exactly the offline passes."""
     from pipeline.app import FAIL_STOP_EXIT
 
     dsn = db.create_database(stack.pg_dsn, "rs_it_hole")
@@ -652,7 +656,7 @@ def test_a_record_fetched_and_never_handled_stops_the_worker_before_it_is_commit
     topic = getattr(base, f"{source}_topic")
     try:
         sent = _replay_for_a_drop(base, fleet_dir)
-        _drop_worker(base, logs, procs, files, topic=topic, partition=partition)
+        _drop_worker(base, logs, procs, files, topic=topic, partition=partition, mode=mode)
         try:
             rc = procs[0].wait(timeout=180)
         finally:
@@ -661,7 +665,7 @@ def test_a_record_fetched_and_never_handled_stops_the_worker_before_it_is_commit
                 fh.close()
         text = (logs / "w0.log").read_text()
         assert rc == FAIL_STOP_EXIT, text[-3000:]
-        assert f"dropped {topic}[{partition}]@{DROP_OFFSET}" in text
+        assert f"{mode} {topic}[{partition}]@{DROP_OFFSET}" in text
         assert f"{stage}: offsets {DROP_OFFSET}..{DROP_OFFSET} of {topic}[{partition}] never reached the agent" in text
         committed = _committed(base.kafka_bootstrap, base.app_id, topic, partition)
         assert committed is None or committed <= DROP_OFFSET
