@@ -44,6 +44,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from pipeline import db, stack, streamrun  # noqa: E402
+from pipeline.app import FAIL_STOP_EXIT  # noqa: E402
 from pipeline.demo import stop_workers  # noqa: E402
 from pipeline.settings import Settings  # noqa: E402
 from pipeline.streamrun import env_of, pass_rows  # noqa: E402
@@ -104,12 +105,23 @@ def stack_cpu_s() -> dict[int, float]:
 
 def run_consumers(cmds: list[list[str]], envs: list[dict[str, str]], s: Settings, total: int, logdir: Path,
                   timeout_s: float) -> dict:
-    """Start worker processes (one environment each), wait for zero lag; stop them."""
+    """Start worker processes (one environment each), wait for zero lag; stop them.
+
+    A worker that stops itself with ``FAIL_STOP_EXIT`` (a hole in a partition's offsets,
+    ``pipeline.offset_holes``) is started again, as its supervisor would in production,
+    with its own stats file (``<stats>.r<k>.json``); the run reports it in ``restarts`` (its
+    CPU then misses the stopped process's). Any other exit fails the run.
+    """
     procs = []
-    for i, (cmd, env) in enumerate(zip(cmds, envs)):
-        fh = (logdir / f"{s.app_id}-{i}.log").open("wb")
-        procs.append(subprocess.Popen(cmd, env=env, cwd=REPO, stdout=fh, stderr=subprocess.STDOUT,
-                                      start_new_session=True))
+
+    def start(i: int, env: dict[str, str], mode: str = "wb") -> subprocess.Popen:
+        fh = (logdir / f"{s.app_id}-{i}.log").open(mode)
+        return subprocess.Popen(cmds[i], env=env, cwd=REPO, stdout=fh, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+
+    for i, env in enumerate(envs):
+        procs.append(start(i, env))
+    restarts = 0
     # the stack's own idle CPU (broker housekeeping, this bench's lag polls) is not the workers'
     idle0, t_idle = stack_cpu_s(), time.monotonic()
     time.sleep(3.0)
@@ -123,9 +135,14 @@ def run_consumers(cmds: list[list[str]], envs: list[dict[str, str]], s: Settings
     probe = LagProbe(s.kafka_bootstrap, s.app_id)
     try:
         while True:
-            for p in procs:
-                if p.poll() is not None:
+            for i, p in enumerate(procs):
+                if p.poll() is None:
+                    continue
+                if p.returncode != FAIL_STOP_EXIT:
                     raise RuntimeError(f"worker exited with {p.returncode}; see {logdir}")
+                restarts += 1
+                env = {**envs[i], "ROADSENSE_STATS_FILE": f"{envs[i]['ROADSENSE_STATS_FILE']}.r{restarts}.json"}
+                procs[i] = start(i, env, "ab")
             _check_logs(logdir, s.app_id)
             try:
                 lag, end = probe(s.frames_topic)
@@ -155,7 +172,7 @@ def run_consumers(cmds: list[list[str]], envs: list[dict[str, str]], s: Settings
     # a worker killed after not stopping in time wrote no final stats file (its counts are short)
     killed = sum(p.returncode == -signal.SIGKILL for p in procs)
     return {"elapsed_s": elapsed, "messages": total - done_first, "cpu_s": cpu, "stack_cpu_s": stack_cpu, "peak_rss_mb": rss,
-            "workers_killed_at_stop": killed}
+            "workers_killed_at_stop": killed, "restarts": restarts}
 
 
 def _samples_in(raw: bytes) -> int:
@@ -392,7 +409,7 @@ def main(argv: list[str] | None = None) -> int:
             cmds = [[sys.executable, "-m", "pipeline.cli", "worker"] for _ in range(n_workers)]
             # each worker its own data dir (RocksDB) and stats file
             r = _run_workers(cmds, s3, sent.messages, work, n_workers)
-            r.update(_rate_from_stats([work / f"{s3.app_id}-{i}.json" for i in range(n_workers)]))
+            r.update(_rate_from_stats(sorted(work.glob(f"{s3.app_id}-*.json"))))  # restarts' files too
             with db.connect(dsn) as conn:
                 rows = pass_rows(conn)
             drop_db(info, dsn)
@@ -414,9 +431,13 @@ def main(argv: list[str] | None = None) -> int:
     out["pipeline_1"], out["pipeline_2"] = p1, p2
     out["identical_results_1_vs_2"] = identical
     # a duplicate counts no samples: a frame no worker processed leaves the sum short
-    # (runs with a worker killed at its stop have no final counts: left out)
-    out["every_frame_processed"] = all(r["samples"] == sent.samples for _, r in runs if not r["workers_killed_at_stop"])
+    # (runs with a worker killed at its stop have no final counts, and a restarted worker
+    # counts the frames of the stopped one's last uncommitted batch as duplicates: left out;
+    # their results are compared row for row like every run's)
+    out["every_frame_processed"] = all(r["samples"] == sent.samples for _, r in runs
+                                       if not r["workers_killed_at_stop"] and not r["restarts"])
     out["runs_with_a_worker_killed_at_stop"] = sum(bool(r["workers_killed_at_stop"]) for _, r in runs)
+    out["worker_restarts"] = sum(r["restarts"] for _, r in runs)
     out["cpu_s_per_million_samples"] = p1["cpu_s"] / (p1["messages"] * samples_per_msg / 1e6)
 
     # latency at half the sustained rate: a paced replay of a part of the fleet
@@ -463,6 +484,7 @@ def main(argv: list[str] | None = None) -> int:
         "identical_results_2_workers": out["identical_results_1_vs_2"],
         "every_frame_processed": out["every_frame_processed"],
         "runs_with_a_worker_killed_at_stop": out["runs_with_a_worker_killed_at_stop"],
+        "worker_restarts": out["worker_restarts"],
         "cpu_s_per_million_samples": out["cpu_s_per_million_samples"],
         "peak_rss_mb_1_worker": p1["peak_rss_mb"],
         "state_bytes_per_vehicle": out["state"]["mean_bytes"],
