@@ -307,7 +307,9 @@ def create_app(settings: Settings) -> faust.App:
     async def check_offset(stage: str, msg) -> None:
         """Raise :class:`OffsetHoleError` (the agent then stops the worker) when records
         before ``msg`` on its partition were fetched and never reached the agent; ``msg``
-        is not acknowledged yet, so the hole is not committed past (pipeline.offset_holes)."""
+        is neither handled (a vehicle's frames go in order: an earlier one coming later
+        would be taken for a duplicate) nor acknowledged (so the hole is not committed
+        past) (pipeline.offset_holes, docs/decisions.md)."""
         hole = holes.handled((msg.topic, msg.partition), msg.offset, app.consumer_generation_id)
         if hole is None:
             return

@@ -9,8 +9,9 @@ Faust then commits past them if they are a single record (``Consumer._new_offset
 accepts acknowledged offsets that start one above the committed offset), which is how the
 eighteenth session's two-worker run lost 27 passes (docs/decisions.md, "A record dropped
 between the seek and the resume"). The worker logs such a hole, counts it and, by default
-(``offset_holes="stop"``), stops before the record that revealed it is acknowledged: the
-hole cannot have been committed past, so a restarted worker reads it again.
+(``offset_holes="stop"``), stops before the record that revealed it is handled or
+acknowledged: the hole cannot have been committed past, so a restarted worker reads it
+again, in order.
 
 Two kinds of hole are not a drop, and a restart would not fill them:
 

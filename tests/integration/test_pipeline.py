@@ -590,7 +590,8 @@ def test_records_fetched_while_the_streams_resume_are_all_processed(stack, offli
 # ------------------------------------------------------------------ records never handled
 # pipeline.offset_holes: a record Faust fetched and never handed to the agent is caught by
 # the next record of its partition. By default the worker stops before that record is
-# acknowledged, so the hole is not committed past and a restart reads it again; records
+# handled or acknowledged, so the hole is not committed past and a restart reads both in
+# order; records
 # the broker deleted before the group read them cannot come again and are only reported.
 
 DROP_PARTITION, DROP_OFFSET = 0, 5
