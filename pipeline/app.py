@@ -162,13 +162,18 @@ def create_app(settings: Settings) -> faust.App:
                 err: Exception = exc
             except Exception as exc:  # connection lost: wait, never drop, never ack
                 err = exc
-            if app.should_stop:
-                exit_unstored("database write", err)
-            delay = DB_RETRY_S[min(attempt, len(DB_RETRY_S) - 1)]
-            log.error("database write failed (%s); retrying in %.1fs", err, delay)
-            drop_connection()
+            await pause_before_retry("database write", err, attempt, "stage1")
             attempt += 1
-            await app.sleep(delay)  # returns early when the worker is asked to stop
+
+    async def pause_before_retry(what: str, err: BaseException, attempt: int, conn_name: str) -> None:
+        """After failed write number ``attempt`` (from 0): wait before the next one, with a
+        fresh connection; a worker asked to stop exits instead (:func:`exit_unstored`)."""
+        if app.should_stop:
+            exit_unstored(what, err)
+        delay = DB_RETRY_S[min(attempt, len(DB_RETRY_S) - 1)]
+        log.error("%s failed (%s); retrying in %.1fs", what, err, delay)
+        drop_connection(conn_name)
+        await app.sleep(delay)  # returns early when the worker is asked to stop
 
     async def recover_outboxes() -> None:
         """After the table is recovered: re-write every outbox (idempotent), then confirm."""
@@ -335,10 +340,10 @@ def create_app(settings: Settings) -> faust.App:
         bug. The event cannot be acknowledged (its results are not stored, or records before
         it are missing), and the worker cannot go on past it: Faust would restart the agent,
         later acknowledgements would commit offsets beyond it, and at the next rebalance the
-        worker would wait forever for it. So the process exits at once, without committing anything more, as if
-        killed: a restarted worker (systemd, Kubernetes, ``roadsense worker`` again) resumes
-        from the committed offsets, and its recovery re-writes the outboxes
-        (``tests/integration/test_pipeline.py`` kills workers to check that path).
+        worker would wait forever for it. So the process exits at once, without committing
+        anything more, as if killed: a restarted worker (systemd, Kubernetes, ``roadsense
+        worker`` again) resumes from the committed offsets, and its recovery re-writes the
+        outboxes (``tests/integration/test_pipeline.py`` kills workers to check that path).
         """
         m = event.message
         log.critical("cannot handle %s[%s]@%s, stopping the worker without committing: %r",
@@ -442,13 +447,8 @@ def create_app(settings: Settings) -> faust.App:
                 await asyncio.to_thread(alerts_sink.write_alerts, connection("stage2"), alerts)
                 return
             except Exception as exc:  # database down: wait, never ack before the write
-                if app.should_stop:
-                    exit_unstored("alert write", exc)
-                delay = DB_RETRY_S[min(attempt, len(DB_RETRY_S) - 1)]
-                log.error("alert write failed (%s); retrying in %.1fs", exc, delay)
-                drop_connection("stage2")
+                await pause_before_retry("alert write", exc, attempt, "stage2")
                 attempt += 1
-                await app.sleep(delay)
 
     @app.timer(interval=max(0.05, settings.batch_s / 2))
     async def flush_idle() -> None:
