@@ -325,8 +325,11 @@ def create_app(settings: Settings) -> faust.App:
                       stage, *expired, msg.topic, msg.partition)
             stats.offsets_expired += expired[1] - expired[0] + 1
         if dropped is not None:
-            log.error("%s: offsets %d..%d of %s[%d] never reached the agent; offset %d did",
-                      stage, *dropped, msg.topic, msg.partition, msg.offset)
+            before = holes.earlier((msg.topic, msg.partition))
+            log.error("%s: offsets %d..%d of %s[%d] never reached the agent; offset %d did (generation %d; %s)",
+                      stage, *dropped, msg.topic, msg.partition, msg.offset, app.consumer_generation_id,
+                      "nothing handled here in an earlier generation" if before is None
+                      else "handled here up to offset %d in generation %d" % (before[1], before[0]))
             stats.offsets_skipped += dropped[1] - dropped[0] + 1
             if settings.offset_holes == "stop":
                 raise OffsetHoleError(f"offsets {dropped[0]}..{dropped[1]} of {msg.topic}[{msg.partition}] "

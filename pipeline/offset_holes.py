@@ -35,6 +35,7 @@ class _Partition:
     generation: int
     floor: int | None = None  # committed offset at the latest seek (None: nothing committed)
     last: int | None = None  # highest offset handled in this generation
+    before: tuple[int, int] | None = None  # (generation, highest offset) of the latest earlier one
 
 
 class OffsetHoles:
@@ -43,25 +44,35 @@ class OffsetHoles:
     def __init__(self) -> None:
         self._parts: dict[tuple[str, int], _Partition] = {}
 
-    def sought(self, tp: tuple[str, int], committed: int | None, generation: int) -> None:
-        """The partition was sought to ``committed`` (None or 0: no committed offset)."""
+    def _current(self, tp: tuple[str, int], generation: int) -> _Partition:
         p = self._parts.get(tp)
         if p is None or p.generation != generation:
-            p = self._parts[tp] = _Partition(generation)
-        p.floor = committed or None
+            before = None if p is None else ((p.generation, p.last) if p.last is not None else p.before)
+            p = self._parts[tp] = _Partition(generation, before=before)
+        return p
+
+    def sought(self, tp: tuple[str, int], committed: int | None, generation: int) -> None:
+        """The partition was sought to ``committed`` (None or 0: no committed offset)."""
+        self._current(tp, generation).floor = committed or None
 
     def handled(self, tp: tuple[str, int], offset: int, generation: int) -> tuple[int, int] | None:
         """Record ``offset`` reached the agent; returns the skipped offsets ``(first, last)``
         before it, or None."""
-        p = self._parts.get(tp)
-        if p is None or p.generation != generation:
-            # not sought in this generation (no record of its seek): this record is the baseline
-            p = self._parts[tp] = _Partition(generation)
+        # not sought in this generation (no record of its seek): this record is the baseline
+        p = self._current(tp, generation)
         expected = p.floor if p.last is None else max(p.last + 1, p.floor or 0)
         p.last = offset if p.last is None else max(p.last, offset)
         if expected is not None and offset > expected:
             return expected, offset - 1
         return None
+
+    def earlier(self, tp: tuple[str, int]) -> tuple[int, int] | None:
+        """``(generation, offset)``: the highest offset of ``tp`` this worker handled in the
+        latest earlier generation in which it handled any, or None. Logged with a hole, it
+        tells a record never handed over (the hole is above it) from one handed over in
+        the previous generation and again, after the new seek, out of order (it is not)."""
+        p = self._parts.get(tp)
+        return None if p is None else p.before
 
 
 def split_expired(hole: tuple[int, int], log_start: int) -> tuple[tuple[int, int] | None, tuple[int, int] | None]:

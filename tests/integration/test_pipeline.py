@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -668,6 +669,11 @@ def test_a_record_fetched_and_never_handled_stops_the_worker_before_it_is_commit
         assert rc == FAIL_STOP_EXIT, text[-3000:]
         assert f"{mode} {topic}[{partition}]@{DROP_OFFSET}" in text
         assert f"{stage}: offsets {DROP_OFFSET}..{DROP_OFFSET} of {topic}[{partition}] never reached the agent" in text
+        # the log says whether this worker handled the record in an earlier generation: here
+        # it never did (one worker; a start-up rebalance may have come before the drop)
+        m = re.search(r"never reached the agent; offset \d+ did \(generation \d+; (?:nothing handled here in an "
+                      r"earlier generation|handled here up to offset (\d+) in generation \d+)\)", text)
+        assert m is not None and (m.group(1) is None or int(m.group(1)) < DROP_OFFSET), text[-3000:]
         committed = _committed(base.kafka_bootstrap, base.app_id, topic, partition)
         assert committed is None or committed <= DROP_OFFSET
         _run_worker_until_consumed(base, sent.messages, logs / "restarted.log", also=(base.impacts_topic,))

@@ -70,3 +70,19 @@ def test_a_hole_across_the_log_start_is_split_there():
     # the records from the log start on were there to read: those were dropped
     assert split_expired((100, 149), 120) == ((100, 119), (120, 149))
     assert split_expired((100, 149), 149) == ((100, 148), (149, 149))
+
+
+def test_the_offsets_handled_in_an_earlier_generation_are_remembered_for_the_log():
+    h = OffsetHoles()
+    assert h.earlier(TP) is None
+    h.sought(TP, 3, 1)
+    for off in (3, 4, 5):
+        h.handled(TP, off, 1)
+    assert h.earlier(TP) is None  # still generation 1
+    h.sought(TP, 5, 2)  # the rebalance: 5 was handled, not committed
+    assert h.handled(TP, 6, 2) == (5, 5)
+    assert h.earlier(TP) == (1, 5)
+    # a generation in which nothing was handled does not hide the one before it
+    h.sought(TP, 7, 3)
+    h.sought(TP, 7, 4)
+    assert h.earlier(TP) == (2, 6)
