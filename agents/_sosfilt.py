@@ -8,6 +8,7 @@ it would build, so the output is the same to the bit (``tests/unit/test_sosfilt.
 kernel is scipy's private ``_sosfilt``: scipy is pinned exactly, and if a release moves it
 this module falls back to the public function. :func:`sos_rows` is the same recurrence for
 numba kernels that filter as one step of a larger loop (the harsh-event compensation).
+:func:`sosfilt_zi` is ``scipy.signal.sosfilt_zi`` computed once per filter design.
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ try:  # the kernel behind scipy.signal.sosfilt (scipy 1.17)
 except ImportError:  # pragma: no cover - another scipy layout: the public path
     _kernel = None
 
-__all__ = ["sos_rows", "sosfilt"]
+__all__ = ["sos_rows", "sosfilt", "sosfilt_zi"]
+
+_ZI: dict[bytes, np.ndarray] = {}
 
 
 def sosfilt(sos: np.ndarray, x: np.ndarray, zi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -45,6 +48,23 @@ def sosfilt(sos: np.ndarray, x: np.ndarray, zi: np.ndarray) -> tuple[np.ndarray,
     if two:
         return y, np.ascontiguousarray(z.transpose(1, 0, 2))
     return y.reshape(-1), z.reshape(-1, 2)
+
+
+def sosfilt_zi(sos: np.ndarray) -> np.ndarray:
+    """``scipy.signal.sosfilt_zi(sos)`` (k, 2), computed once per design (a copy each call).
+
+    Every trip's first frame starts each of stage 1's filters at rest on its first value,
+    and scipy solves a linear system per section for it (about 0.2 ms a filter); the
+    designs are the same few for every vehicle, so the answer is kept, the same bits.
+    """
+    sos = np.ascontiguousarray(sos, dtype=np.float64)
+    key = repr(sos.shape).encode() + sos.tobytes()
+    zi = _ZI.get(key)
+    if zi is None:
+        if len(_ZI) >= 64:  # designs come from a handful of sample rates; bound it anyway
+            _ZI.clear()
+        zi = _ZI[key] = signal.sosfilt_zi(sos)
+    return zi.copy()
 
 
 @numba.njit(cache=True, error_model="numpy")

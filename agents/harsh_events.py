@@ -85,7 +85,7 @@ import numba
 import numpy as np
 from scipy import signal
 
-from agents._sosfilt import sos_rows
+from agents._sosfilt import sos_rows, sosfilt_zi
 
 __all__ = ["HarshParams", "HarshDetectorState", "DetectedEvent", "EVENT_TYPES", "detect_harsh_events"]
 
@@ -394,13 +394,13 @@ def _compensate(
     m = 2 if v is None else 3
     if st.zi is None or st.zi.shape[1] != m:
         first = np.array([ax[0], ay[0]] if v is None else [ax[0], ay[0], v[0]])
-        zi = signal.sosfilt_zi(sos)[:, None, :] * first[None, :, None]  # at rest on the first value
+        zi = sosfilt_zi(sos)[:, None, :] * first[None, :, None]  # at rest on the first value
     else:
         zi = st.zi
     vv = _NO_SPEED if v is None else np.ascontiguousarray(v)
     bsos = _lowpass_sos(float(fs), p.bias_hz)
     # the offset filter's start needs the first dv/dt, known inside the kernel
-    bias_zi0 = signal.sosfilt_zi(bsos) if v is not None and st.bias_zi is None else _NO_ZI
+    bias_zi0 = sosfilt_zi(bsos) if v is not None and st.bias_zi is None else _NO_ZI
     bias_zi = _NO_ZI3 if st.bias_zi is None else st.bias_zi
     level_zi = _NO_LEVEL if st.level_zi is None else st.level_zi
     v_prev = float(vv[0]) if v is not None and not np.isfinite(st.last_speed_mps) else float(st.last_speed_mps)

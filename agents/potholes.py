@@ -65,7 +65,7 @@ import numpy as np
 from scipy import signal
 
 from agents import _whitening
-from agents._sosfilt import sosfilt
+from agents._sosfilt import sosfilt, sosfilt_zi
 
 __all__ = [
     "Impact",
@@ -246,7 +246,7 @@ def detect_impacts(
     top = min(BAND_HZ[1], 0.45 * fs)
     lo = min(BAND_HZ[0], 0.3 * top)
     sos = signal.butter(2, [lo, top], btype="bandpass", fs=fs, output="sos")
-    y = signal.sosfilt(sos, a, zi=signal.sosfilt_zi(sos) * a[0])[0]
+    y = signal.sosfilt(sos, a, zi=sosfilt_zi(sos) * a[0])[0]
     sigma = 1.4826 * float(np.median(np.abs(y - np.median(y))))
     thr = max(k_sigma * sigma, floor_mps2)
     mag = np.abs(y)
@@ -554,7 +554,7 @@ def impact_features(
         raise ValueError(f"segment shape {seg.shape} must match accel_vert_mps2 {a.shape}")
     sos = _impact_sos(fs)
     if zi is None:
-        zi = ImpactState(fs=fs, band_zi=signal.sosfilt_zi(sos) * (a[0] if n else 0.0))
+        zi = ImpactState(fs=fs, band_zi=sosfilt_zi(sos) * (a[0] if n else 0.0))
         fresh = True
     else:
         if zi.fs != fs:
@@ -573,7 +573,7 @@ def impact_features(
         done, zi = _stream_step(zi, sos, np.zeros(0), np.zeros(0), np.zeros(0), np.zeros(0, np.int64),
                                 np.zeros(0), True, k_sigma, floor_mps2, group_m)  # fmt: skip
         out += done
-        zi = ImpactState(fs=fs, band_zi=signal.sosfilt_zi(sos) * a[0], n_seen=zi.n_seen, dist_m=zi.dist_m)
+        zi = ImpactState(fs=fs, band_zi=sosfilt_zi(sos) * a[0], n_seen=zi.n_seen, dist_m=zi.dist_m)
     done, zf = _stream_step(zi, sos, a, v_kmh, off, seg, t, final, k_sigma, floor_mps2, group_m)
     return out + done, zf
 
@@ -974,7 +974,7 @@ def _rise(zi: ImpactState, a: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nd
     if not a.size:
         return np.zeros(0), zi.rise_zi, zi.rise_last
     sos = _rise_sos(zi.fs)
-    z0 = zi.rise_zi if zi.rise_zi.size else signal.sosfilt_zi(sos) * a[0]
+    z0 = zi.rise_zi if zi.rise_zi.size else sosfilt_zi(sos) * a[0]
     lf, zf = sosfilt(sos, a, z0)
     # on a decimal grid (mm/s^2): exact, and the stored running maximum is small integers
     lf = np.rint(lf * 1000.0) / 1000.0

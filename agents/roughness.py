@@ -58,7 +58,7 @@ from scipy.sparse import csr_matrix
 from scipy.sparse.linalg import lsqr
 
 from agents._order_stats import median, percentile
-from agents._sosfilt import sosfilt
+from agents._sosfilt import sosfilt, sosfilt_zi
 from agents.iri import golden_car_response, short_section_factor
 
 __all__ = [
@@ -388,9 +388,9 @@ def sample_terms(
     v_kmh = _as_float(speed_kmh, "speed_kmh")
     band, hf = _bands(fs)
     if band_zi is None:
-        band_zi = signal.sosfilt_zi(band) * (a[0] if a.size else 0.0)
+        band_zi = sosfilt_zi(band) * (a[0] if a.size else 0.0)
     if hf is not None and noise_zi is None:
-        noise_zi = signal.sosfilt_zi(hf) * (a[0] if a.size else 0.0)
+        noise_zi = sosfilt_zi(hf) * (a[0] if a.size else 0.0)
     y, band_zf = sosfilt(band, a, band_zi)
     noise_zf = None
     yn2 = np.zeros_like(y)
@@ -475,8 +475,8 @@ def roughness_features(
                 window_pos_m=ENTRY_SKIP_M,
             )
             return state.features, state
-        band_zi = signal.sosfilt_zi(band) * a[0]
-        noise_zi = None if hf is None else signal.sosfilt_zi(hf) * a[0]
+        band_zi = sosfilt_zi(band) * a[0]
+        noise_zi = None if hf is None else sosfilt_zi(hf) * a[0]
         zi = RoughnessState(
             features=RoughnessFeatures(fs=fs),
             band_zi=band_zi,

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from scipy import signal
 
-from agents._sosfilt import sosfilt
+from agents import _sosfilt
+from agents._sosfilt import sosfilt, sosfilt_zi
 
 
 @pytest.mark.parametrize("n", [1, 7, 500])
@@ -71,3 +72,16 @@ def test_one_pole_section_equals_lfilter():
         got.append(y)
     assert np.array_equal(np.concatenate(got, axis=1), want)
     assert np.array_equal(z[0, :, :1], want_z) and not z[0, :, 1].any()
+
+
+def test_sosfilt_zi_is_scipys_computed_once_per_design(monkeypatch):
+    calls = []
+    real = signal.sosfilt_zi
+    monkeypatch.setattr(_sosfilt.signal, "sosfilt_zi", lambda sos: calls.append(1) or real(sos))
+    low = signal.butter(4, 5.0, fs=97.0, output="sos")  # a design no other test uses
+    band = signal.butter(2, [0.5, 20.0], btype="bandpass", fs=53.0, output="sos")
+    a, b = sosfilt_zi(low), sosfilt_zi(band)
+    assert np.array_equal(a, real(low)) and np.array_equal(b, real(band))
+    a *= 2.0  # the caller's own copy: the kept one is not changed
+    assert np.array_equal(sosfilt_zi(low.copy()), real(low))  # another array, the same design
+    assert len(calls) == 2
