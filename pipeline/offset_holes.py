@@ -36,6 +36,9 @@ class _Partition:
     floor: int | None = None  # committed offset at the latest seek (None: nothing committed)
     last: int | None = None  # highest offset handled in this generation
     before: tuple[int, int] | None = None  # (generation, highest offset) of the latest earlier one
+    first: int | None = None  # first offset handled in this generation
+    sought: bool = False  # this generation's seek happened
+    skipped: tuple[int, int] | None = None  # a hole found at the seek, reported with the next record
 
 
 class OffsetHoles:
@@ -53,15 +56,27 @@ class OffsetHoles:
 
     def sought(self, tp: tuple[str, int], committed: int | None, generation: int) -> None:
         """The partition was sought to ``committed`` (None or 0: no committed offset)."""
-        self._current(tp, generation).floor = committed or None
+        p = self._current(tp, generation)
+        if not p.sought and committed and p.first is not None and p.first > committed:
+            # records reached the agent before this generation's seek, starting above the
+            # committed offset: the ones below were skipped (docs/decisions.md, "Streams
+            # resumed after their seek"); the next record reports them
+            p.skipped = (committed, p.first - 1)
+        p.sought = True
+        p.floor = committed or None
 
     def handled(self, tp: tuple[str, int], offset: int, generation: int) -> tuple[int, int] | None:
         """Record ``offset`` reached the agent; returns the skipped offsets ``(first, last)``
         before it, or None."""
         # not sought in this generation (no record of its seek): this record is the baseline
         p = self._current(tp, generation)
+        if p.first is None:
+            p.first = offset
         expected = p.floor if p.last is None else max(p.last + 1, p.floor or 0)
         p.last = offset if p.last is None else max(p.last, offset)
+        if p.skipped is not None:
+            hole, p.skipped = p.skipped, None
+            return hole
         if expected is not None and offset > expected:
             return expected, offset - 1
         return None

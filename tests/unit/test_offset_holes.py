@@ -86,3 +86,17 @@ def test_the_offsets_handled_in_an_earlier_generation_are_remembered_for_the_log
     h.sought(TP, 7, 3)
     h.sought(TP, 7, 4)
     assert h.earlier(TP) == (2, 6)
+
+
+def test_records_handled_before_the_seek_above_the_committed_offset_are_a_hole():
+    # the fetcher ran before the generation's seek, with a stale read offset: 6..85 were
+    # dropped as read and 86 handed over; the seek then says 6 is where the group is
+    assert _holes((86, 2), (87, 2), ("seek", 6, 2), (88, 2)) == [(6, 85)]
+    # reported once, with the next record
+    assert _holes((86, 2), ("seek", 6, 2), (87, 2), (88, 2), (6, 2)) == [(6, 85)]
+
+
+def test_records_handled_before_the_seek_from_the_committed_offset_are_no_hole():
+    assert _holes((6, 2), (7, 2), ("seek", 6, 2), (8, 2), (6, 2), (7, 2)) == []
+    # only the generation's first seek looks back at what came before it
+    assert _holes(("seek", 6, 2), (6, 2), (7, 2), ("seek", 3, 2), (8, 2)) == []
