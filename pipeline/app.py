@@ -581,6 +581,73 @@ def _resume_keeps_queued_records() -> None:
     FlowControlEvent.resume = resume_if_suspended  # type: ignore[method-assign]
 
 
+def _seek_before_resuming_streams() -> None:
+    """Make Faust's recovery seek the stream partitions to their committed offsets before it
+    resumes fetching them, not after.
+
+    ``Recovery.on_recovery_completed`` (and ``_resume_streams``, for an app without tables)
+    resumes the stream partitions and then awaits the seek, so the fetcher can hand over
+    records of the new assignment before the seek: from the broker's position for the
+    partition (its committed offset), but checked against the consumer's read offset of the
+    partition. Faust forgets read offsets when partitions are revoked, but the drain loop
+    can write one back afterwards: a record whose delivery the revocation cut short is still
+    marked read. With such a stale offset, the records before it are dropped as already
+    read and the record at it is handed over; the seek then sets the read offset back and
+    the partition is fetched again from the committed offset, so the agent gets a later
+    record before an earlier one, or (the earlier one now below the read offset again)
+    never gets it (docs/decisions.md, "Streams resumed after their seek"). Resumed after the
+    seek, a partition's first fetch starts where the seek put both offsets.
+
+    The resumes are held from the start of the recovery step until the seek is done (or
+    the step ends without one); nothing else resumes stream partitions meanwhile.
+    """
+    from faust.tables.recovery import Recovery
+    from faust.transport.consumer import Consumer
+
+    if getattr(Recovery.on_recovery_completed, "_roadsense", False):
+        return
+    resume, seek = Consumer.resume_partitions, Consumer.perform_seek
+
+    def release(consumer) -> None:
+        held = getattr(consumer, "_roadsense_held", None)
+        consumer._roadsense_held = None
+        for tps in held or ():
+            resume(consumer, tps)
+
+    @functools.wraps(resume)
+    def resume_partitions(self, tps) -> None:
+        held = getattr(self, "_roadsense_held", None)
+        if held is None:
+            resume(self, tps)
+        else:
+            held.append(set(tps))
+
+    @functools.wraps(seek)
+    async def perform_seek(self) -> None:
+        try:
+            await seek(self)
+        finally:
+            release(self)
+
+    def holding(step):
+        @functools.wraps(step)
+        async def step_seek_first(self, *args, **kwargs):
+            consumer = self.app.consumer
+            consumer._roadsense_held = []
+            try:
+                return await step(self, *args, **kwargs)
+            finally:
+                release(consumer)
+
+        step_seek_first._roadsense = True  # type: ignore[attr-defined]
+        return step_seek_first
+
+    Consumer.resume_partitions = resume_partitions  # type: ignore[method-assign]
+    Consumer.perform_seek = perform_seek  # type: ignore[method-assign]
+    Recovery.on_recovery_completed = holding(Recovery.on_recovery_completed)  # type: ignore[method-assign]
+    Recovery._resume_streams = holding(Recovery._resume_streams)  # type: ignore[method-assign]
+
+
 def run_worker(settings: Settings, *, loglevel: str = "info") -> None:
     """Run one worker process until SIGTERM/SIGINT (then it commits and stops)."""
     Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
@@ -590,6 +657,7 @@ def run_worker(settings: Settings, *, loglevel: str = "info") -> None:
     _set_fetch_wait(settings.fetch_wait_ms)
     _rewind_uncommitted_partitions()
     _resume_keeps_queued_records()
+    _seek_before_resuming_streams()
     app = create_app(settings)
     worker = faust.Worker(app, loglevel=loglevel, quiet=True)
     worker.execute_from_commandline()

@@ -4,7 +4,9 @@
 environment. The pause widens the window between Faust's seek after a rebalance and its
 resume of the streams, in which a fetched record used to be dropped
 (``pipeline.app._resume_keeps_queued_records``); everything else is the worker of
-``roadsense worker``.
+``roadsense worker``. The stream partitions are resumed when the seek is done
+(``pipeline.app._seek_before_resuming_streams``), so the pause comes after that: the
+fetcher runs during it.
 """
 
 import asyncio
@@ -12,10 +14,12 @@ import sys
 
 from faust.transport.consumer import Consumer
 
+from pipeline.app import _seek_before_resuming_streams
 from pipeline.cli import main
 
 
 def pause_after_seek(seconds: float) -> None:
+    _seek_before_resuming_streams()  # installed first: the pause wraps the seek and the resume
     seek = Consumer.perform_seek
 
     async def perform_seek(self) -> None:

@@ -588,6 +588,56 @@ def test_records_fetched_while_the_streams_resume_are_all_processed(stack, offli
         db.drop_database(stack.pg_dsn, dsn)
 
 
+def test_a_stale_read_offset_kept_across_a_rebalance_drops_nothing(stack, offline, fleet_dir, tmp_path_factory):
+    """A worker consumes a pre-loaded fleet alone, fetching ahead of what it commits; a
+    second joins, and the first keeps partitions whose read offsets it carries over from the
+    generation before (``stale_read_offset_worker.py``: what Faust's drain loop leaves when
+    a revocation cuts a delivery short), with a 1 s pause before each seek.
+
+    Resumed before their seek, such partitions handed the agent the record at the stale
+    offset first, the earlier ones dropped as already read: the worker stopped on the hole,
+    or without the tripwire lost them (docs/decisions.md, "Streams resumed after their
+    seek"). Resumed after it, nothing is skipped: both workers keep running, every frame is
+    processed once as new, and the database holds exactly the offline passes."""
+    import json as _json
+
+    from simulator.replay import replay
+
+    dsn = db.create_database(stack.pg_dsn, "rs_it_stale")
+    logs = tmp_path_factory.mktemp("stalelogs")
+    procs, files, stats = [], [], []
+    base = _group_settings(stack, dsn, "stale", tmp_path_factory.mktemp("stale"))
+    # 1 s pause before each seek, 20 ms more per frame: the fleet keeps a worker busy ~30 s
+    launcher = [sys.executable, str(Path(__file__).with_name("stale_read_offset_worker.py")), "1.0", "0.02"]
+    try:
+        ensure_topics(base)
+        sent = replay([fleet_dir], base.kafka_bootstrap, base.frames_topic, frame_s=2.0, speedup=0.0, progress=False,
+                      bundle=4)
+        go = logs / "start-second"
+        stats.append(_start_worker(base, 0, logs, procs, files, cmd=launcher))
+        # started now, the second joins within a second or two of the file (imports done)
+        stats.append(_start_worker(base, 1, logs, procs, files, cmd=[*launcher, str(go)]))
+        _wait_for_members(base.kafka_bootstrap, base.app_id, 1, procs)
+        go.touch()  # the first worker fetches far ahead of its commits until the second joins
+        wait_until_consumed(base.kafka_bootstrap, base.app_id, base.frames_topic, total=sent.messages, proc=procs[0],
+                            timeout_s=180, progress=False)
+        assert all(p.poll() is None for p in procs), "a worker exited"
+    finally:
+        stop_workers(*procs)
+        for fh in files:
+            fh.close()
+    try:
+        text = (logs / "w0.log").read_text()
+        # the set-up did what it is for: records between the committed and the stale offset
+        assert "stale read offset" in text, text[-3000:]
+        counted = [_json.loads(f.read_text()) for f in stats]
+        assert [d["offsets_skipped"] for d in counted] == [0, 0]
+        assert sum(d["samples"] for d in counted) == sent.samples
+        assert sorted(_db_passes(dsn)) == record_rows(offline.passes)
+    finally:
+        db.drop_database(stack.pg_dsn, dsn)
+
+
 # ------------------------------------------------------------------ records never handled
 # pipeline.offset_holes: a record Faust fetched and never handed to the agent is caught by
 # the next record of its partition. By default the worker stops before that record is
