@@ -598,8 +598,8 @@ def _seek_before_resuming_streams() -> None:
     never gets it (docs/decisions.md, "Streams resumed after their seek"). Resumed after the
     seek, a partition's first fetch starts where the seek put both offsets.
 
-    The resumes are held from the start of the recovery step until the seek is done (or
-    the step ends without one); nothing else resumes stream partitions meanwhile.
+    During a recovery step, resumes are held until the next seek is done, or until the
+    step ends without one; nothing else resumes stream partitions.
     """
     from faust.tables.recovery import Recovery
     from faust.transport.consumer import Consumer
@@ -608,9 +608,9 @@ def _seek_before_resuming_streams() -> None:
         return
     resume, seek = Consumer.resume_partitions, Consumer.perform_seek
 
-    def release(consumer) -> None:
+    def release(consumer, *, end: bool) -> None:
         held = getattr(consumer, "_roadsense_held", None)
-        consumer._roadsense_held = None
+        consumer._roadsense_held = None if end or held is None else []
         for tps in held or ():
             resume(consumer, tps)
 
@@ -627,7 +627,7 @@ def _seek_before_resuming_streams() -> None:
         try:
             await seek(self)
         finally:
-            release(self)
+            release(self, end=False)
 
     def holding(step):
         @functools.wraps(step)
@@ -637,7 +637,7 @@ def _seek_before_resuming_streams() -> None:
             try:
                 return await step(self, *args, **kwargs)
             finally:
-                release(consumer)
+                release(consumer, end=True)
 
         step_seek_first._roadsense = True  # type: ignore[attr-defined]
         return step_seek_first
