@@ -587,9 +587,9 @@ def _seek_before_resuming_streams() -> None:
 
     ``Recovery.on_recovery_completed`` (and ``_resume_streams``, for an app without tables)
     resumes the stream partitions and then awaits the seek, so the fetcher can hand over
-    records of the new assignment before the seek: from the broker's position for the
-    partition (its committed offset), but checked against the consumer's read offset of the
-    partition. Faust forgets read offsets when partitions are revoked, but the drain loop
+    records of the new assignment before the seek: from the fetch position of the partition
+    (its committed offset, but a newly assigned partition was also seen fetched from above
+    it), checked against the consumer's read offset of the partition. Faust forgets read offsets when partitions are revoked, but the drain loop
     can write one back afterwards: a record whose delivery the revocation cut short is still
     marked read. With such a stale offset, the records before it are dropped as already
     read and the record at it is handed over; the seek then sets the read offset back and
@@ -608,12 +608,6 @@ def _seek_before_resuming_streams() -> None:
         return
     resume, seek = Consumer.resume_partitions, Consumer.perform_seek
 
-    def release(consumer, *, end: bool) -> None:
-        held = getattr(consumer, "_roadsense_held", None)
-        consumer._roadsense_held = None if end or held is None else []
-        for tps in held or ():
-            resume(consumer, tps)
-
     @functools.wraps(resume)
     def resume_partitions(self, tps) -> None:
         held = getattr(self, "_roadsense_held", None)
@@ -627,25 +621,42 @@ def _seek_before_resuming_streams() -> None:
         try:
             await seek(self)
         finally:
-            release(self, end=False)
-
-    def holding(step):
-        @functools.wraps(step)
-        async def step_seek_first(self, *args, **kwargs):
-            consumer = self.app.consumer
-            consumer._roadsense_held = []
-            try:
-                return await step(self, *args, **kwargs)
-            finally:
-                release(consumer, end=True)
-
-        step_seek_first._roadsense = True  # type: ignore[attr-defined]
-        return step_seek_first
+            _release_held(self, end=False)
 
     Consumer.resume_partitions = resume_partitions  # type: ignore[method-assign]
     Consumer.perform_seek = perform_seek  # type: ignore[method-assign]
-    Recovery.on_recovery_completed = holding(Recovery.on_recovery_completed)  # type: ignore[method-assign]
-    Recovery._resume_streams = holding(Recovery._resume_streams)  # type: ignore[method-assign]
+    Recovery.on_recovery_completed = _hold_resumes(Recovery.on_recovery_completed)  # type: ignore[method-assign]
+    Recovery._resume_streams = _hold_resumes(Recovery._resume_streams)  # type: ignore[method-assign]
+
+
+def _hold_resumes(step):
+    """``step`` (a method of Faust's ``Recovery``) with the consumer's partition resumes
+    held until its next seek is done, or until it ends (:func:`_seek_before_resuming_streams`)."""
+
+    @functools.wraps(step)
+    async def step_seek_first(self, *args, **kwargs):
+        consumer = self.app.consumer
+        consumer._roadsense_held = []
+        try:
+            return await step(self, *args, **kwargs)
+        finally:
+            _release_held(consumer, end=True)
+
+    step_seek_first._roadsense = True  # type: ignore[attr-defined]
+    return step_seek_first
+
+
+def _release_held(consumer, *, end: bool) -> None:
+    """Resume the partitions held for ``consumer``; after a seek (not ``end``) later resumes
+    of the same recovery step are held again, until the next seek or the step's end."""
+    from faust.transport.consumer import Consumer
+
+    held = getattr(consumer, "_roadsense_held", None)
+    consumer._roadsense_held = None  # the calls below go through
+    for tps in held or ():
+        Consumer.resume_partitions(consumer, tps)
+    if held is not None and not end:
+        consumer._roadsense_held = []
 
 
 def run_worker(settings: Settings, *, loglevel: str = "info") -> None:
