@@ -553,7 +553,6 @@ def test_records_fetched_while_the_streams_resume_are_all_processed(stack, offli
     record dropped between the seek and the resume"). Every frame must be processed once
     as new (the workers' samples add up to the fleet's) and the database must hold
     exactly the offline passes."""
-    import json as _json
 
     from simulator.replay import replay
 
@@ -571,21 +570,34 @@ def test_records_fetched_while_the_streams_resume_are_all_processed(stack, offli
         sent = replay([fleet_dir], base.kafka_bootstrap, base.frames_topic, frame_s=2.0, speedup=0.0, progress=False,
                       bundle=4)
         # ~20 s on 2 busy cores; a dropped record stalls its partition's commits
-        wait_until_consumed(base.kafka_bootstrap, base.app_id, base.frames_topic, total=sent.messages, proc=procs[0],
-                            timeout_s=120, progress=False)
-        assert all(p.poll() is None for p in procs), "a worker exited"
+        _consumed_by_live_workers(base, sent, procs, timeout_s=120)
     finally:
         stop_workers(*procs)
         for fh in files:
             fh.close()
     try:
-        # a duplicate counts as a frame with no samples: a frame never processed is missing here
-        counted = [_json.loads(f.read_text()) for f in stats]
-        assert sum(d["samples"] for d in counted) == sent.samples
-        assert [d["offsets_skipped"] for d in counted] == [0, 0]  # the tripwire (pipeline.offset_holes)
-        assert sorted(_db_passes(dsn)) == record_rows(offline.passes)
+        _assert_each_frame_once(stats, sent, dsn, offline)
     finally:
         db.drop_database(stack.pg_dsn, dsn)
+
+
+def _consumed_by_live_workers(base: Settings, sent, procs: list, *, timeout_s: float) -> None:
+    """Until the group has committed every message of ``sent``; no worker may have exited."""
+    wait_until_consumed(base.kafka_bootstrap, base.app_id, base.frames_topic, total=sent.messages, proc=procs[0],
+                        timeout_s=timeout_s, progress=False)
+    assert all(p.poll() is None for p in procs), "a worker exited"
+
+
+def _assert_each_frame_once(stats: list[Path], sent, dsn: str, offline) -> None:
+    """The workers of a run (their stats files) processed every frame of ``sent`` once as
+    new, skipped no offset, and the database holds exactly the offline passes."""
+    import json as _json
+
+    counted = [_json.loads(f.read_text()) for f in stats]
+    # a duplicate counts as a frame with no samples: a frame never processed is missing here
+    assert sum(d["samples"] for d in counted) == sent.samples
+    assert [d["offsets_skipped"] for d in counted] == [0] * len(stats)  # the tripwire (pipeline.offset_holes)
+    assert sorted(_db_passes(dsn)) == record_rows(offline.passes)
 
 
 def test_a_stale_read_offset_kept_across_a_rebalance_drops_nothing(stack, offline, fleet_dir, tmp_path_factory):
@@ -599,7 +611,6 @@ def test_a_stale_read_offset_kept_across_a_rebalance_drops_nothing(stack, offlin
     or without the tripwire lost them (docs/decisions.md, "Streams resumed after their
     seek"). Resumed after it, nothing is skipped: both workers keep running, every frame is
     processed once as new, and the database holds exactly the offline passes."""
-    import json as _json
 
     from simulator.replay import replay
 
@@ -619,9 +630,7 @@ def test_a_stale_read_offset_kept_across_a_rebalance_drops_nothing(stack, offlin
         stats.append(_start_worker(base, 1, logs, procs, files, cmd=[*launcher, str(go)]))
         _wait_for_members(base.kafka_bootstrap, base.app_id, 1, procs)
         go.touch()  # the first worker fetches far ahead of its commits until the second joins
-        wait_until_consumed(base.kafka_bootstrap, base.app_id, base.frames_topic, total=sent.messages, proc=procs[0],
-                            timeout_s=180, progress=False)
-        assert all(p.poll() is None for p in procs), "a worker exited"
+        _consumed_by_live_workers(base, sent, procs, timeout_s=180)
     finally:
         stop_workers(*procs)
         for fh in files:
@@ -630,10 +639,7 @@ def test_a_stale_read_offset_kept_across_a_rebalance_drops_nothing(stack, offlin
         text = (logs / "w0.log").read_text()
         # the set-up did what it is for: records between the committed and the stale offset
         assert "stale read offset" in text, text[-3000:]
-        counted = [_json.loads(f.read_text()) for f in stats]
-        assert [d["offsets_skipped"] for d in counted] == [0, 0]
-        assert sum(d["samples"] for d in counted) == sent.samples
-        assert sorted(_db_passes(dsn)) == record_rows(offline.passes)
+        _assert_each_frame_once(stats, sent, dsn, offline)
     finally:
         db.drop_database(stack.pg_dsn, dsn)
 
