@@ -371,6 +371,13 @@ def _group_settings(stack, dsn: str, name: str, data_dir: Path) -> Settings:
     )
 
 
+def _stop_all(procs: list, files: list) -> None:
+    """Stop the workers :func:`_start_worker` started and close their log files."""
+    stop_workers(*procs)
+    for fh in files:
+        fh.close()
+
+
 def _start_worker(base: Settings, i: int, logs: Path, procs: list, files: list, *,
                   cmd: list[str] | None = None) -> Path:
     """Worker ``i`` of the group in its own process (own state directory, log ``w{i}.log``;
@@ -410,9 +417,7 @@ def test_two_workers_split_the_partitions_and_give_the_offline_passes(
         wait_until_consumed(base.kafka_bootstrap, base.app_id, base.frames_topic, total=sent.messages, proc=procs[0],
                             timeout_s=300, progress=False)
     finally:
-        stop_workers(*procs)
-        for fh in files:
-            fh.close()
+        _stop_all(procs, files)
     try:
         import json as _json
 
@@ -533,9 +538,7 @@ def test_frames_sent_during_a_rebalance_of_a_new_group_are_all_processed(
                             timeout_s=300, progress=False)
         assert procs[1].poll() is None, "the joining worker exited"
     finally:
-        stop_workers(*procs)
-        for fh in files:
-            fh.close()
+        _stop_all(procs, files)
     try:
         expected = record_rows(offline.passes)
         assert sorted(_db_passes(dsn)) == expected
@@ -572,9 +575,7 @@ def test_records_fetched_while_the_streams_resume_are_all_processed(stack, offli
         # ~20 s on 2 busy cores; a dropped record stalls its partition's commits
         _consumed_by_live_workers(base, sent, procs, timeout_s=120)
     finally:
-        stop_workers(*procs)
-        for fh in files:
-            fh.close()
+        _stop_all(procs, files)
     try:
         _assert_each_frame_once(stats, sent, dsn, offline)
     finally:
@@ -632,9 +633,7 @@ def test_a_stale_read_offset_kept_across_a_rebalance_drops_nothing(stack, offlin
         go.touch()  # the first worker fetches far ahead of its commits until the second joins
         _consumed_by_live_workers(base, sent, procs, timeout_s=180)
     finally:
-        stop_workers(*procs)
-        for fh in files:
-            fh.close()
+        _stop_all(procs, files)
     try:
         text = (logs / "w0.log").read_text()
         # the set-up did what it is for: records between the committed and the stale offset
@@ -648,8 +647,8 @@ def test_a_stale_read_offset_kept_across_a_rebalance_drops_nothing(stack, offlin
 # pipeline.offset_holes: a record Faust fetched and never handed to the agent is caught by
 # the next record of its partition. By default the worker stops before that record is
 # handled or acknowledged, so the hole is not committed past and a restart reads both in
-# order; records
-# the broker deleted before the group read them cannot come again and are only reported.
+# order; records the broker deleted before the group read them cannot come again and are
+# only reported.
 
 DROP_PARTITION, DROP_OFFSET = 0, 5
 
@@ -718,9 +717,7 @@ def test_a_record_fetched_and_never_handled_stops_the_worker_before_it_is_commit
         try:
             rc = procs[0].wait(timeout=180)
         finally:
-            stop_workers(*procs)
-            for fh in files:
-                fh.close()
+            _stop_all(procs, files)
         text = (logs / "w0.log").read_text()
         assert rc == FAIL_STOP_EXIT, text[-3000:]
         assert f"{mode} {topic}[{partition}]@{DROP_OFFSET}" in text
@@ -756,9 +753,7 @@ def test_with_offset_holes_log_the_dropped_record_is_reported_and_committed_past
             wait_until_consumed(base.kafka_bootstrap, base.app_id, base.frames_topic, total=sent.messages,
                                 proc=procs[0], timeout_s=180, progress=False)
         finally:
-            stop_workers(*procs)
-            for fh in files:
-                fh.close()
+            _stop_all(procs, files)
         counted = _json.loads(stats.read_text())
         assert counted["offsets_skipped"] == 1 and counted["offsets_expired"] == 0
         assert counted["frames"] == sent.messages - 1 and counted["samples"] < sent.samples
@@ -800,9 +795,7 @@ def test_records_the_broker_deleted_before_the_group_read_them_are_reported_not_
             wait_until_consumed(base.kafka_bootstrap, base.app_id, base.frames_topic,
                                 total=sent.messages + again.messages, proc=procs[0], timeout_s=180, progress=False)
         finally:
-            stop_workers(*procs)
-            for fh in files:
-                fh.close()
+            _stop_all(procs, files)
         counted = _json.loads(stats.read_text())
         assert (counted["offsets_expired"], counted["offsets_skipped"]) == (3, 0)
         assert counted["frames"] == again.messages - 3
@@ -922,9 +915,7 @@ def test_a_worker_asked_to_stop_while_the_database_is_unreachable_exits_without_
         try:
             rc = procs[0].wait(timeout=30)  # one more attempt at most (connect timeout 10 s)
         finally:
-            stop_workers(*procs)
-            for fh in files:
-                fh.close()
+            _stop_all(procs, files)
         text = log.read_text()
         assert rc == FAIL_STOP_EXIT, text[-3000:]
         assert "asked to stop while the database write fails" in text
