@@ -428,9 +428,19 @@ def _kafka_cluster_id() -> str:
     path = _kafka_dir() / "cluster-id"
     if path.exists():
         return path.read_text().strip()
-    cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    cid = _new_cluster_id()
     path.write_text(cid + "\n")
     return cid
+
+
+def _new_cluster_id() -> str:
+    """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding. Like Kafka's
+    ``Uuid.randomUuid``, never one starting with "-" (one in 64 would), which a command
+    line reads as an option."""
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cid.startswith("-"):
+            return cid
 
 
 _LOG4J = """\
@@ -488,7 +498,7 @@ def _kafka_format(java: str, libs: Path, props: Path) -> None:
     log.info("kafka: formatting the KRaft storage in %s", data)
     out = subprocess.run(
         [java, "-Xmx256m", *_kafka_jvm_props(), "-cp", f"{libs}/*", "kafka.tools.StorageTool",
-         "format", "-t", _kafka_cluster_id(), "-c", str(props), "--ignore-formatted"],
+         "format", f"--cluster-id={_kafka_cluster_id()}", "-c", str(props), "--ignore-formatted"],
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     if out.returncode != 0:
