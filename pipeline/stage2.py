@@ -18,13 +18,19 @@ Per call:
 2. impacts and passes older than ``ttl_days`` are forgotten (and alerts not seen for as
    long), and at most ``max_impacts`` / ``max_passes`` (the newest) are kept: the state
    stays small;
-3. when impacts arrived, impacts are clustered along the segment and confirmed with
-   :func:`agents.potholes.cluster_impacts` / :func:`agents.potholes.confirm` (a pothole
-   needs ``min_vehicles`` distinct vehicles with the pothole signature and a median peak of
-   ``min_peak_mps2``, or a weaker one far above its road's scale into which both wheels of
-   a vehicle dropped, ``weak_*``; speed bumps and rail crossings, up-first or slowed-for,
-   are never potholes) **and a hit rate**: of the passes that drove over the cluster's position, the
-   share with an impact in the cluster must reach ``min_hit_rate``. Nearly every vehicle
+3. when impacts arrived, impacts are clustered along the segment (single linkage,
+   ``gap_m``) and the clusters they joined are confirmed with
+   :func:`agents.potholes.cluster_impacts` / :func:`agents.potholes.confirm`; a cluster
+   longer than ``max_cluster_span_m`` (a busy rough road's random shocks chain a whole
+   segment) is read in a window of that length around each new impact, and from its
+   ``max_cluster_impacts`` newest impacts, so that a call's cost does not grow with the
+   state (``bench/stage2_cpu.py``). A pothole needs ``min_vehicles`` distinct vehicles
+   with the pothole signature and a median peak of ``min_peak_mps2``, or a weaker one far
+   above its road's scale into which both wheels of a vehicle dropped, ``weak_*`` (speed
+   bumps and rail crossings, up-first or slowed-for, are never potholes), **and a hit
+   rate**: of the passes that drove over the cluster's position (in the period of the
+   impacts read, when capped), the share with an impact in the cluster must reach
+   ``min_hit_rate``. Nearly every vehicle
    driving over a pothole registers it, while a cluster of random spikes of a rough road
    is hit by a few of the many passes (see ``docs/decisions.md``). An impact whose pass is
    not (or no longer) in the state counts as a pass of its own, so the rate does not
@@ -57,7 +63,7 @@ if TYPE_CHECKING:
 __all__ = ["Stage2Params", "SegmentState", "handle_records", "handle_impacts", "impact_record", "hit_rate",
            "STATE_VERSION"]  # fmt: skip
 
-STATE_VERSION = 6
+STATE_VERSION = 7
 # compact impact row: time (epoch s), offset, vehicle, polarity, slowdown, peak, n_lobes,
 # speed, severity, fs, double_hit_m (None: single hit; added in version 2), speed_dip (None:
 # unknown; added in version 5), rise_mps2 (None: unknown; added in version 6)
@@ -87,6 +93,21 @@ class Stage2Params:
     """A confirmed cluster within this of an existing alert updates it."""
     max_impacts: int = 2000
     """At most this many impacts (the newest) are kept per segment."""
+    max_cluster_span_m: float = 20.0
+    """A cluster longer than this is read in a window of this length around each new
+    impact: on a busy rough segment the random shocks of thousands of passes chain the
+    whole segment into one cluster, whose median position and shares would describe no
+    place (a pothole's impacts span its length, one wheelbase and the placement's noise,
+    under 10 m)."""
+    max_cluster_impacts: int = 100
+    """At most this many impacts of a cluster (its newest) are read when it is confirmed,
+    and its hit rate counts the passes of their period only: a pothole that fifty vehicles
+    hit with both axles has said what it is, and a call's cost stays bounded
+    (``bench/stage2_cpu.py``). An alert's ``n_vehicles`` and ``n_impacts`` then count
+    these. On nine recorded seeds of 60 vehicles the alerts were those of whole clusters to
+    the revision; on a seed of 300 vehicles the same 109 alerts, 7 of them counting 100
+    impacts instead of 103-151, within 0.2 m of the same places and with fewer revisions
+    (``docs/benchmarks.md``)."""
     signature: str = "polarity"
     """``agents.potholes.confirm`` signature: down-first impacts, whatever the speed (drivers
     brake for junctions as well as humps; humps and rails are up-first)."""
@@ -189,7 +210,8 @@ class SegmentState:
     ----------
     segment_id : str
     impacts : list of compact rows ``[t_s, offset_m, vehicle, polarity, slowdown, peak,
-        n_lobes, speed_kmh, severity, fs_hz, double_hit_m, speed_dip]``, sorted by time (a
+        n_lobes, speed_kmh, severity, fs_hz, double_hit_m, speed_dip, rise_mps2]``, sorted by
+        time; stored column by column since version 7 (a
         version-1 state's 10-value rows are read with ``double_hit_m`` None, rows before
         version 5 with ``speed_dip`` None (unknown: not counted in a cluster's dip
         fraction); states before version 4 hold severities of the band-passed detector,
@@ -210,11 +232,15 @@ class SegmentState:
     coverage_from: float | None = None
 
     def to_bytes(self) -> bytes:
-        # pseudonyms once each (32 hex characters), rows refer to them by index
-        names = sorted({r[_VEH] for r in self.impacts} | {r[_PVEH] for r in self.passes})
+        # column-wise (version 7): a busy segment's state, thousands of rows rewritten with
+        # every record, is transposed and dumped by C code, not rebuilt row by row in Python
+        # (bench/stage2_cpu.py); pseudonyms (32 hex characters) once each, referred to by index
+        imp = list(zip(*self.impacts)) or [()] * (_RISE + 1)
+        pas = list(zip(*self.passes)) or [()] * (_PHI + 1)
+        names = sorted(set(imp[_VEH]) | set(pas[_PVEH]))
         ix = {v: i for i, v in enumerate(names)}
-        imp = [[*r[:_VEH], ix[r[_VEH]], *r[_VEH + 1 :]] for r in self.impacts]
-        pas = [[r[_PT0], r[_PT1], ix[r[_PVEH]], r[_PLO], r[_PHI]] for r in self.passes]
+        imp[_VEH] = list(map(ix.__getitem__, imp[_VEH]))
+        pas[_PVEH] = list(map(ix.__getitem__, pas[_PVEH]))
         raw = orjson.dumps({"v": STATE_VERSION, "segment_id": self.segment_id, "vehicles": names, "impacts": imp,
                             "passes": pas, "coverage_from": self.coverage_from, "alerts": self.alerts})  # fmt: skip
         # a busy segment's coverage is tens of KB of JSON, rewritten with every pass: zstd
@@ -227,8 +253,15 @@ class SegmentState:
             raw = _ZD.decompress(raw[len(_ZMAGIC) :])
         d = orjson.loads(raw)
         v = d.get("v")
-        if v not in (1, 2, 3, 4, 5, STATE_VERSION):
+        if v not in (1, 2, 3, 4, 5, 6, STATE_VERSION):
             raise ValueError(f"segment state version {v!r}, expected {STATE_VERSION}")
+        if v >= 7:
+            names = d["vehicles"]
+            imp, pas = d["impacts"], d["passes"]
+            imp[_VEH] = [names[i] for i in imp[_VEH]]
+            pas[_PVEH] = [names[i] for i in pas[_PVEH]]
+            return cls(segment_id=d["segment_id"], impacts=[list(r) for r in zip(*imp)], alerts=d["alerts"],
+                       passes=[list(r) for r in zip(*pas)], coverage_from=d.get("coverage_from"))  # fmt: skip
         rows = d["impacts"]
         passes: list[list[Any]] = []
         if v >= 3:
@@ -280,6 +313,22 @@ def impact_record(impact: Impact, *, vehicle: str, segment_id: str) -> PassImpac
 def _row(p: PassImpact) -> list[Any]:
     return [p.time.timestamp(), p.offset_m, p.vehicle, p.polarity, p.slowdown, p.peak_mps2, p.n_lobes,
             p.speed_kmh, p.severity, p.fs_hz, p.double_hit_m, p.speed_dip, p.rise_mps2]  # fmt: skip
+
+
+def _impact_key(r: list[Any]) -> tuple[float, str]:
+    return (r[_T], r[_VEH])
+
+
+def _has_impact(rows: list[list[Any]], key: tuple[str, float]) -> bool:
+    """Whether ``rows`` (sorted by time) hold an impact with the natural key (vehicle,
+    time rounded to the microsecond)."""
+    veh, t = key
+    i = bisect.bisect_left(rows, t - 1e-5, key=lambda r: r[_T])
+    while i < len(rows) and rows[i][_T] <= t + 1e-5:
+        if rows[i][_VEH] == veh and round(rows[i][_T], 6) == t:
+            return True
+        i += 1
+    return False
 
 
 def _pass_key(r: list[Any]) -> tuple[float, str]:
@@ -402,16 +451,19 @@ def handle_records(
           if state else SegmentState(sid))  # fmt: skip
 
     # 1. add, deduplicated on the natural keys; low-rate records are not evidence
-    seen = {(r[_VEH], round(r[_T], 6)) for r in st.impacts} if impacts else set()
-    n_new = 0
+    # (rows are sorted by time: a replay is found by bisection, not by a set of every key)
+    seen: set[tuple[str, float]] = set()
+    added: list[list[Any]] = []
     for p in impacts:
         if p.fs_hz < params.min_fs_hz:
             continue
         key = (p.vehicle, round(p.time.timestamp(), 6))
-        if key not in seen:
+        if key not in seen and not _has_impact(st.impacts, key):
             seen.add(key)
-            st.impacts.append(_row(p))
-            n_new += 1
+            added.append(_row(p))
+    for r in added:
+        bisect.insort(st.impacts, r, key=_impact_key)
+    n_new = len(added)
     # pass rows stay sorted by (entry time, vehicle): a replay is found by bisection and a
     # new pass inserted in place (a busy segment holds up to max_passes of them)
     for q in passes:
@@ -424,8 +476,6 @@ def handle_records(
             st.passes.insert(i, row)
     # 2. expire, cap
     horizon = (now - timedelta(days=params.ttl_days)).timestamp()
-    if n_new:
-        st.impacts.sort(key=lambda r: (r[_T], r[_VEH]))
     if st.impacts and st.impacts[0][_T] < horizon:  # sorted by time: the oldest first
         st.impacts = [r for r in st.impacts if r[_T] >= horizon]
     st.impacts = st.impacts[-params.max_impacts :]
@@ -440,17 +490,43 @@ def handle_records(
     if not st.impacts or n_new == 0:
         return st, []
 
-    # 3. cluster along the segment, confirm each cluster with its lowest sample rate
+    # 3. cluster along the segment (single linkage, gap_m) and confirm, each cluster with
+    #    its lowest sample rate: only the clusters the new impacts joined, as nothing else
+    #    about the others changed. A cluster longer than max_cluster_span_m is read in a
+    #    window of that length around each new impact (on a busy rough road the random
+    #    shocks of thousands of passes chain the whole segment into one cluster), from its
+    #    max_cluster_impacts newest impacts: what a call costs no longer grows with the state
     rows = sorted(st.impacts, key=lambda r: r[_OFF])
     pos = np.array([r[_OFF] for r in rows])
-    breaks = np.flatnonzero(np.diff(pos) > params.gap_m) + 1
+    starts = np.concatenate([[0], np.flatnonzero(np.diff(pos) > params.gap_m) + 1, [len(rows)]])
+    new_ids = {id(r) for r in added}
+    new_at = [i for i, r in enumerate(rows) if id(r) in new_ids]
+    groups: list[tuple[int, int]] = []
+    for c in sorted(set(np.searchsorted(starts, new_at, side="right") - 1)):
+        lo, hi = int(starts[c]), int(starts[c + 1])
+        if pos[hi - 1] - pos[lo] <= params.max_cluster_span_m:
+            groups.append((lo, hi))
+            continue
+        half = params.max_cluster_span_m / 2
+        for i in new_at:
+            if lo <= i < hi:
+                w = (max(lo, int(np.searchsorted(pos, pos[i] - half, side="left"))),
+                     min(hi, int(np.searchsorted(pos, pos[i] + half, side="right"))))
+                if w not in groups:
+                    groups.append(w)
     alerts: list[RoadAlert] = []
-    for part in np.split(np.arange(len(rows)), breaks):
-        members = [rows[i] for i in part]
+    for lo, hi in groups:
+        members = rows[lo:hi]
         if len({r[_VEH] for r in members}) < params.min_vehicles:
             continue
+        capped = len(members) > params.max_cluster_impacts
+        if capped:
+            newest = sorted(range(len(members)), key=lambda k: _impact_key(members[k]))
+            keep = sorted(newest[-params.max_cluster_impacts :])
+            members = [members[k] for k in keep]
+        # one cluster, however its newest impacts are spaced
         (cluster,) = cluster_impacts([_as_impact(r) for r in members], [sid] * len(members),
-                                     [r[_VEH] for r in members], gap_m=params.gap_m)  # fmt: skip
+                                     [r[_VEH] for r in members], gap_m=math.inf)  # fmt: skip
         found = confirm(
             [cluster], min_vehicles=params.min_vehicles, fs_hz=min(r[_FS] for r in members),
             signature=params.signature, min_pothole_fraction=params.min_pothole_fraction,
@@ -465,7 +541,11 @@ def handle_records(
             continue
         counted = [r for r in members if st.coverage_from is None or r[_T] >= st.coverage_from]
         if counted:
-            n_hit, n_over = hit_rate(counted, st.passes, cluster.position_m)
+            # the passes of the counted impacts' period: with a cap, older passes would be
+            # counted over the spot without their impacts
+            t_min = min(r[_T] for r in counted) - _MATCH_S if capped else -math.inf
+            over = [p for p in st.passes if p[_PT1] >= t_min] if capped else st.passes
+            n_hit, n_over = hit_rate(counted, over, cluster.position_m)
             if n_hit < params.min_hit_rate * n_over:
                 continue
         f = found[0]

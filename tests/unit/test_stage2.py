@@ -24,6 +24,15 @@ def imp(vehicle: str, offset: float, *, minutes: float = 0.0, polarity: int = -1
         rise_mps2=rise,
     )  # fmt: skip
 
+def row_form(state_bytes: bytes) -> dict:
+    """A state's JSON (version 7: columns) with its impacts and passes as rows, vehicles
+    as indices: the layout of versions 3 to 6, to build older states from."""
+    raw = orjson.loads(state_bytes)
+    raw["impacts"] = [list(r) for r in zip(*raw["impacts"])]
+    raw["passes"] = [list(r) for r in zip(*raw["passes"])]
+    return raw
+
+
 def axles(vehicle: str, offset: float, *, minutes: float = 0.0, rear_polarity: int = -1, **kw) -> list[PassImpact]:
     """One pass over a spot: the front wheel's impact, then the rear wheel's one wheelbase
     (2.7 m) and 0.2 s later, each detected on its own."""
@@ -121,7 +130,7 @@ class TestHandleImpacts:
         batch = [x for i, v in enumerate("abc") for x in axles(v, 8.0, minutes=i, peak=1.5, severity=8.0)]
         st, alerts = handle_impacts(None, batch, T0)
         assert len(alerts) == 1
-        raw = orjson.loads(SegmentState.from_bytes(st.to_bytes()).to_bytes())
+        raw = row_form(SegmentState.from_bytes(st.to_bytes()).to_bytes())
         raw["v"], raw["alerts"] = 3, {}
         old = SegmentState.from_bytes(orjson.dumps(raw))
         assert [r[8] for r in old.impacts] == [0.0] * 6
@@ -354,7 +363,7 @@ class TestSpeedDip:
         st, _ = handle_impacts(None, rows, T0)
         assert [r[11] for r in st.impacts] == [1.2, 1.2]
         assert SegmentState.from_bytes(st.to_bytes()).impacts == st.impacts
-        raw = orjson.loads(st.to_bytes())
+        raw = row_form(st.to_bytes())
         v4 = orjson.dumps({**raw, "v": 4, "impacts": [r[:11] for r in raw["impacts"]]})
         old = SegmentState.from_bytes(v4)
         assert all(len(r) == 13 and r[11] is None and r[12] is None for r in old.impacts)
@@ -389,10 +398,92 @@ class TestRise:
         st, _ = handle_impacts(None, axles("a", 40.0, rise=3.6) + axles("b", 40.0, minutes=1, rise=3.6), T0)
         assert [r[12] for r in st.impacts] == [3.6] * 4
         assert SegmentState.from_bytes(st.to_bytes()).impacts == st.impacts
-        raw = orjson.loads(st.to_bytes())
+        raw = row_form(st.to_bytes())
         v5 = orjson.dumps({**raw, "v": 5, "impacts": [r[:12] for r in raw["impacts"]]})
         old = SegmentState.from_bytes(v5)
         assert all(len(r) == 13 and r[12] is None for r in old.impacts)
         # the old rows' rises are unknown: the third vehicle's level drops decide alone
         _, alerts = handle_impacts(old, axles("c", 40.0, minutes=2, rise=0.6), T0)
         assert len(alerts) == 1
+
+
+class TestBusySegment:
+    """A segment's state fills up (thousands of passes and impacts): a call reads the
+    clusters its new impacts joined, in bounded windows, from their newest impacts."""
+
+    @staticmethod
+    def _sizes(monkeypatch) -> list[list[float]]:
+        import pipeline.stage2 as s2
+
+        seen: list[list[float]] = []
+        real = s2.cluster_impacts
+
+        def spy(impacts, *a, **k):
+            seen.append([i.offset_m for i in impacts])
+            return real(impacts, *a, **k)
+
+        monkeypatch.setattr(s2, "cluster_impacts", spy)
+        return seen
+
+    def test_a_pothole_among_chained_shocks_is_found_where_it_is(self, monkeypatch):
+        # random shocks every 2.5 m along the whole segment (one per vehicle, either
+        # polarity) chain it into one single-linkage cluster; read whole, its median
+        # would be mid-segment and 6 of 86 vehicles' axle pairs no pothole
+        shocks = [imp(f"s{k:03d}", 2.5 * k, minutes=k, polarity=(-1) ** k, peak=3.5, severity=5.0)
+                  .model_copy(update={"double_hit_m": None}) for k in range(80)]  # fmt: skip
+        hole = [x for k in range(6) for x in axles(f"h{k:03d}", 120.0, minutes=100 + k)]
+        sizes = self._sizes(monkeypatch)
+        st, found = None, []
+        for r in shocks + hole:
+            st, alerts = handle_impacts(st, [r], T0)
+            found += alerts
+        assert {a.alert_id for a in found} == {found[0].alert_id}
+        assert abs(found[-1].position_m - 121.35) < 3.0
+        assert max(max(s) - min(s) for s in sizes) <= Stage2Params().max_cluster_span_m
+
+    def test_a_call_reads_at_most_max_cluster_impacts(self, monkeypatch):
+        cap = Stage2Params().max_cluster_impacts
+        rows = [x for k in range(200) for x in axles(f"v{k:03d}", 40.0, minutes=k)]
+        sizes = self._sizes(monkeypatch)
+        st, alerts = handle_impacts(None, rows, T0)
+        assert [len(s) for s in sizes] == [cap] and alerts[0].n_impacts == cap
+        st, alerts = handle_impacts(st, axles("w000", 40.0, minutes=300), T0)
+        assert [len(s) for s in sizes] == [cap, cap] and len(st.impacts) == 402  # the state keeps them all
+        assert alerts == []  # its newest 300 impacts say what they said: no new revision
+
+    def test_only_the_clusters_new_impacts_joined_are_read(self, monkeypatch):
+        st, alerts = handle_impacts(None, [x for k, v in enumerate("abc") for x in axles(v, 40.0, minutes=k)], T0)
+        assert len(alerts) == 1
+        sizes = self._sizes(monkeypatch)
+        st, alerts = handle_impacts(st, axles("d", 150.0, minutes=5), T0)
+        assert alerts == [] and sizes == []  # one vehicle at 150 m: nothing to confirm, 40 m not read
+        st, alerts = handle_impacts(st, axles("e", 40.5, minutes=6), T0)
+        assert len(sizes) == 1 and min(sizes[0]) >= 40.0 and len(alerts) == 1
+
+    def test_a_capped_cluster_counts_the_passes_of_its_impacts_period(self):
+        # 400 passes over the spot before the hole formed, then 160 vehicles hit it: over
+        # all passes the rate is 160 / 560, over the period of its 300 newest impacts ~1
+        early = [pas(f"p{k:03d}", minutes=k, lo=0.0, hi=100.0) for k in range(400)]
+
+        def run(params: Stage2Params) -> list:
+            st, out = None, []
+            for q in early:
+                st, _ = handle_records(st, [], [q], q.exit_time, params=params)
+            for k in range(160):
+                q = pas(f"h{k:03d}", minutes=400 + k)
+                st, _ = handle_records(st, [], [q], q.exit_time, params=params)
+                st, alerts = handle_records(st, axles(f"h{k:03d}", 40.0, minutes=400 + k), [], q.exit_time,
+                                            params=params)  # fmt: skip
+                out += alerts
+            return out
+
+        assert run(Stage2Params(max_cluster_impacts=10_000)) == []
+        found = run(Stage2Params())
+        assert found and found[0].n_impacts == Stage2Params().max_cluster_impacts
+
+    def test_version_6_state_is_read(self):
+        st, _ = handle_records(None, axles("a", 40.0) + axles("b", 41.0, minutes=1),
+                               [pas("a"), pas("b", minutes=1)], T0)  # fmt: skip
+        v6 = orjson.dumps({**row_form(st.to_bytes()), "v": 6})
+        assert SegmentState.from_bytes(v6) == st
+        assert orjson.loads(st.to_bytes())["v"] == 7
