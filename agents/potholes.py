@@ -1047,14 +1047,15 @@ def _by_vehicle(members: Sequence[Impact], vehicles: Sequence[Any]) -> dict[Any,
 def _wheelbase_pair(imps: Sequence[Impact]) -> bool:
     """Two of ``imps`` within ``AXLE_PAIR_S`` of each other (one pass) and one wheelbase
     (``AXLE_SPACING_M``) apart along the segment."""
-    if len(imps) < 2:
-        return False
+    # a vehicle leaves a few impacts in a cluster: pairs in Python beat numpy's per-call
+    # cost (stage 2 reads a busy cluster's 100 impacts with every new one)
     lo, hi = AXLE_SPACING_M
-    off = np.array([m.offset_m for m in imps])
-    t = np.array([m.t_s for m in imps])
-    d = np.abs(off[:, None] - off[None, :])
-    same_pass = ~(np.abs(t[:, None] - t[None, :]) > AXLE_PAIR_S)  # NaN times: assume one pass
-    return bool(np.any((d >= lo) & (d <= hi) & same_pass))
+    for i, a in enumerate(imps):
+        for b in imps[i + 1 :]:
+            # NaN times: assume one pass
+            if lo <= abs(a.offset_m - b.offset_m) <= hi and not abs(a.t_s - b.t_s) > AXLE_PAIR_S:
+                return True
+    return False
 
 
 def _axle_pair_fraction(members: Sequence[Impact], vehicles: Sequence[Any]) -> float:

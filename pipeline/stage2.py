@@ -46,6 +46,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 import math
+import operator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Sequence
@@ -315,8 +316,18 @@ def _row(p: PassImpact) -> list[Any]:
             p.speed_kmh, p.severity, p.fs_hz, p.double_hit_m, p.speed_dip, p.rise_mps2]  # fmt: skip
 
 
-def _impact_key(r: list[Any]) -> tuple[float, str]:
-    return (r[_T], r[_VEH])
+_impact_key = operator.itemgetter(_T, _VEH)  # the order of a state's impacts: (time, vehicle)
+_by_offset = operator.itemgetter(_OFF)
+
+
+def _index_of(rows: list[list[Any]], pos: np.ndarray, row: list[Any]) -> int:
+    """Index of ``row`` itself in ``rows`` (sorted by offset, ``pos`` their offsets), or -1."""
+    i = int(np.searchsorted(pos, row[_OFF], side="left"))
+    while i < len(rows) and pos[i] == row[_OFF]:
+        if rows[i] is row:
+            return i
+        i += 1
+    return -1
 
 
 def _has_impact(rows: list[list[Any]], key: tuple[str, float]) -> bool:
@@ -496,11 +507,10 @@ def handle_records(
     #    window of that length around each new impact (on a busy rough road the random
     #    shocks of thousands of passes chain the whole segment into one cluster), from its
     #    max_cluster_impacts newest impacts: what a call costs no longer grows with the state
-    rows = sorted(st.impacts, key=lambda r: r[_OFF])
-    pos = np.array([r[_OFF] for r in rows])
+    rows = sorted(st.impacts, key=_by_offset)
+    pos = np.fromiter(map(_by_offset, rows), float, len(rows))
     starts = np.concatenate([[0], np.flatnonzero(np.diff(pos) > params.gap_m) + 1, [len(rows)]])
-    new_ids = {id(r) for r in added}
-    new_at = [i for i, r in enumerate(rows) if id(r) in new_ids]
+    new_at = sorted(i for i in (_index_of(rows, pos, r) for r in added) if i >= 0)
     groups: list[tuple[int, int]] = []
     for c in sorted(set(np.searchsorted(starts, new_at, side="right") - 1)):
         lo, hi = int(starts[c]), int(starts[c + 1])
