@@ -12,6 +12,10 @@ time order), then times what the agent does for one more record at each fill lev
 ``handle_records`` and the state's ``to_bytes`` (the table write), and apart, the
 ``from_bytes`` of a state that is not in the worker's decoded-state cache.
 
+By default stage 2 reads impacts only (``ROADSENSE_STAGE2_COVERAGE`` off): a pass record
+is then timed on a state without passes and left out of the projection; ``--coverage``
+feeds the passes too, as a worker with the option on does.
+
 Two kinds of segment: a *smooth* one (a few random shocks, 0.1 impact per pass) and a
 *rough* one (two potholes hit by most vehicles, both axles, and random shocks all along:
 2 impacts per pass; the accuracy bench's busiest segments get 2-4). Impacts are placed
@@ -19,8 +23,9 @@ with a fixed seed; times advance by ``--gap-s`` per pass.
 
 The projection: passes and impacts per second of a fleet of ``--vehicles`` (1.86 passes
 per vehicle and 30 s, 0.27 impacts per pass: the throughput bench's 400-vehicle fleet and
-the accuracy bench's seed 2129), priced at the full states' cost: a pass record at the
-smooth segment's, an impact record at the rough segment's (impacts gather on rough roads).
+the accuracy bench's seed 2129), priced at the full states' cost: an impact record at the
+rough segment's (impacts gather on rough roads) and, with ``--coverage``, a pass record at
+the smooth segment's.
 Ends with one JSON line (``ms_per_pass_full``, ``ms_per_impact_full``,
 ``stage2_cores_projected``).
 """
@@ -88,10 +93,12 @@ class Segment:
         return p, imps
 
 
-def feed(st: SegmentState | None, seg: Segment, n_passes: int, params: Stage2Params) -> SegmentState | None:
+def feed(st: SegmentState | None, seg: Segment, n_passes: int, params: Stage2Params,
+         coverage: bool) -> SegmentState | None:  # fmt: skip
     for _ in range(n_passes):
         p, imps = seg.next_records()
-        st, _ = handle_records(st, [], [p], p.exit_time, params=params)
+        if coverage:
+            st, _ = handle_records(st, [], [p], p.exit_time, params=params)
         for imp in imps:
             st, _ = handle_records(st, [imp], [], imp.time, params=params)
     return st
@@ -131,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reps", type=int, default=40, help="records timed per fill level and kind")
     ap.add_argument("--gap-s", type=float, default=20.0, help="seconds between two passes of the segment")
     ap.add_argument("--vehicles", type=int, default=5000, help="fleet size of the projection")
+    ap.add_argument("--coverage", action="store_true",
+                    help="stage 2 also reads the passes (ROADSENSE_STAGE2_COVERAGE; off by default)")
     ap.add_argument("--stage2", nargs="*", default=[], metavar="FIELD=VALUE", help="Stage2Params fields (numbers)")
     args = ap.parse_args(argv)
     p = replace(Stage2Params(), **{k: type(getattr(Stage2Params(), k))(v) for k, v in (a.split("=", 1) for a in args.stage2)})
@@ -140,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         seg = Segment(kind, 7, args.gap_s)
         st, done = None, 0
         for fill in sorted(args.fill):
-            st = feed(st, seg, fill - done, p)
+            st = feed(st, seg, fill - done, p, args.coverage)
             done = fill
             if st is None:
                 st = SegmentState(kind)
@@ -153,13 +162,14 @@ def main(argv: list[str] | None = None) -> int:
                   f"from_bytes {row['ms_from_bytes']:6.2f} ms", file=sys.stderr, flush=True)  # fmt: skip
     passes_s = args.vehicles * PASSES_PER_VEHICLE_S
     impacts_s = passes_s * IMPACTS_PER_PASS
-    cores = (passes_s * full["smooth"]["ms_per_pass"] + impacts_s * full["rough"]["ms_per_impact"]) / 1e3
-    print(f"{args.vehicles} vehicles: {passes_s:.0f} passes/s and {impacts_s:.0f} impacts/s -> stage 2 at full states "
-          f"~{cores:.2f} cores (max_passes {p.max_passes}, max_impacts {p.max_impacts})", file=sys.stderr)  # fmt: skip
+    cores = (passes_s * full["smooth"]["ms_per_pass"] * args.coverage + impacts_s * full["rough"]["ms_per_impact"]) / 1e3
+    print(f"{args.vehicles} vehicles: {impacts_s:.0f} impacts/s" + (f" and {passes_s:.0f} passes/s" if args.coverage else "")
+          + f" -> stage 2 at full states ~{cores:.2f} cores (max_passes {p.max_passes}, max_impacts {p.max_impacts}, "
+          f"coverage {'on' if args.coverage else 'off'})", file=sys.stderr)  # fmt: skip
     print(json.dumps({"ms_per_pass_full": round(full["smooth"]["ms_per_pass"], 3),
                       "ms_per_impact_full": round(full["rough"]["ms_per_impact"], 3),
                       "ms_per_pass_full_rough": round(full["rough"]["ms_per_pass"], 3),
-                      "stage2_cores_projected": round(cores, 3), "vehicles": args.vehicles, "stage2": args.stage2,
+                      "stage2_cores_projected": round(cores, 3), "vehicles": args.vehicles, "coverage": args.coverage, "stage2": args.stage2,
                       "passes_per_s": round(passes_s, 1), "impacts_per_s": round(impacts_s, 1), "rows": rows}))
     return 0
 

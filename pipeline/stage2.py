@@ -531,9 +531,8 @@ def handle_records(
             continue
         capped = len(members) > params.max_cluster_impacts
         if capped:
-            newest = sorted(range(len(members)), key=lambda k: _impact_key(members[k]))
-            keep = sorted(newest[-params.max_cluster_impacts :])
-            members = [members[k] for k in keep]
+            newest = {id(r) for r in sorted(members, key=_impact_key)[-params.max_cluster_impacts :]}
+            members = [r for r in members if id(r) in newest]  # still by offset
         # one cluster, however its newest impacts are spaced
         (cluster,) = cluster_impacts([_as_impact(r) for r in members], [sid] * len(members),
                                      [r[_VEH] for r in members], gap_m=math.inf)  # fmt: skip
@@ -551,10 +550,10 @@ def handle_records(
             continue
         counted = [r for r in members if st.coverage_from is None or r[_T] >= st.coverage_from]
         if counted:
-            # the passes of the counted impacts' period: with a cap, older passes would be
-            # counted over the spot without their impacts
-            t_min = min(r[_T] for r in counted) - _MATCH_S if capped else -math.inf
-            over = [p for p in st.passes if p[_PT1] >= t_min] if capped else st.passes
+            over = st.passes
+            if capped:  # the passes of the impacts' period: older ones would count without their impacts
+                t_min = min(r[_T] for r in counted) - _MATCH_S
+                over = [p for p in over if p[_PT1] >= t_min]
             n_hit, n_over = hit_rate(counted, over, cluster.position_m)
             if n_hit < params.min_hit_rate * n_over:
                 continue
