@@ -1,6 +1,6 @@
 """Stage 2's CPU per record against how full a segment's state is: no broker, no database.
 
-    .venv/bin/python bench/stage2_cpu.py [--fill 0 250 500 1000 2000] [--vehicles 5000]
+    .venv/bin/python bench/stage2_cpu.py [--fill 0 500 2000 3000] [--coverage] [--vehicles 5000]
 
 ``bench/throughput.py`` starts every run from empty segment states, so it never sees what
 stage 2 costs once a territory's fleet has driven for a while. A segment's state keeps up
@@ -17,8 +17,8 @@ is then timed on a state without passes and left out of the projection; ``--cove
 feeds the passes too, as a worker with the option on does.
 
 Two kinds of segment: a *smooth* one (a few random shocks, 0.1 impact per pass) and a
-*rough* one (two potholes hit by most vehicles, both axles, and random shocks all along:
-2 impacts per pass; the accuracy bench's busiest segments get 2-4). Impacts are placed
+*rough* one (two potholes hit by 80 % of the passes, both axles, and random shocks all
+along: 3.6 impacts per pass; the accuracy bench's busiest segments get 2-4). Impacts are placed
 with a fixed seed; times advance by ``--gap-s`` per pass.
 
 The projection: passes and impacts per second of a fleet of ``--vehicles`` (1.86 passes
