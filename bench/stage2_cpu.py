@@ -87,10 +87,12 @@ class Segment:
         imps = []
         for off, pol in spots:
             it = t + timedelta(seconds=off / (speed / 3.6))
-            imps.append(PassImpact(vehicle=veh, segment_id=self.kind, time=it, offset_m=round(min(max(off, 0.0), SEGMENT_M), 2),
-                                   peak_mps2=round(r.uniform(2.0, 9.0), 3), polarity=pol, slowdown=1.0, n_lobes=2, n_peaks=1,
-                                   speed_kmh=round(speed, 2), severity=round(r.uniform(4.0, 9.0), 3), duration_s=0.1,
-                                   kind_score=0.5, fs_hz=100.0, speed_dip=1.0, rise_mps2=0.3))  # fmt: skip
+            imps.append(PassImpact(
+                vehicle=veh, segment_id=self.kind, time=it, offset_m=round(min(max(off, 0.0), SEGMENT_M), 2),
+                peak_mps2=round(r.uniform(2.0, 9.0), 3), polarity=pol, slowdown=1.0, n_lobes=2, n_peaks=1,
+                speed_kmh=round(speed, 2), severity=round(r.uniform(4.0, 9.0), 3), duration_s=0.1, kind_score=0.5,
+                fs_hz=100.0, speed_dip=1.0, rise_mps2=0.3,
+            ))  # fmt: skip
         return p, imps
 
 
@@ -141,9 +143,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--vehicles", type=int, default=5000, help="fleet size of the projection")
     ap.add_argument("--coverage", action="store_true",
                     help="stage 2 also reads the passes (ROADSENSE_STAGE2_COVERAGE; off by default)")
-    ap.add_argument("--stage2", nargs="*", default=[], metavar="FIELD=VALUE", help="Stage2Params fields (numbers)")
+    ap.add_argument("--stage2", nargs="*", default=[], metavar="FIELD=VALUE", help="Stage2Params fields")
     args = ap.parse_args(argv)
-    p = replace(Stage2Params(), **{k: type(getattr(Stage2Params(), k))(v) for k, v in (a.split("=", 1) for a in args.stage2)})
+    from pothole_replay import _pairs  # FIELD=VALUE as the replay bench reads them
+
+    p = replace(Stage2Params(), **_pairs(args.stage2))
     rows = []
     full: dict[str, dict] = {}
     for kind in ("smooth", "rough"):
@@ -159,18 +163,22 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(row)
             full[kind] = row
             print(f"{kind:6s} passes fed {fill:5d} (kept {row['passes_kept']:4d}, impacts {row['impacts_kept']:4d}, "
-                  f"state {row['state_bytes']:6d} B): pass {row['ms_per_pass']:6.2f} ms, impact {row['ms_per_impact']:6.2f} ms, "
-                  f"from_bytes {row['ms_from_bytes']:6.2f} ms", file=sys.stderr, flush=True)  # fmt: skip
+                  f"state {row['state_bytes']:6d} B): pass {row['ms_per_pass']:6.2f} ms, "
+                  f"impact {row['ms_per_impact']:6.2f} ms, from_bytes {row['ms_from_bytes']:6.2f} ms",
+                  file=sys.stderr, flush=True)  # fmt: skip
     passes_s = args.vehicles * PASSES_PER_VEHICLE_S
     impacts_s = passes_s * IMPACTS_PER_PASS
-    cores = (passes_s * full["smooth"]["ms_per_pass"] * args.coverage + impacts_s * full["rough"]["ms_per_impact"]) / 1e3
-    print(f"{args.vehicles} vehicles: {impacts_s:.0f} impacts/s" + (f" and {passes_s:.0f} passes/s" if args.coverage else "")
-          + f" -> stage 2 at full states ~{cores:.2f} cores (max_passes {p.max_passes}, max_impacts {p.max_impacts}, "
-          f"coverage {'on' if args.coverage else 'off'})", file=sys.stderr)  # fmt: skip
+    cores = (impacts_s * full["rough"]["ms_per_impact"]
+             + (passes_s * full["smooth"]["ms_per_pass"] if args.coverage else 0.0)) / 1e3
+    fed = f"{impacts_s:.0f} impacts/s" + (f" and {passes_s:.0f} passes/s" if args.coverage else "")
+    print(f"{args.vehicles} vehicles: {fed} -> stage 2 at full states ~{cores:.2f} cores (max_passes "
+          f"{p.max_passes}, max_impacts {p.max_impacts}, coverage {'on' if args.coverage else 'off'})",
+          file=sys.stderr)  # fmt: skip
     print(json.dumps({"ms_per_pass_full": round(full["smooth"]["ms_per_pass"], 3),
                       "ms_per_impact_full": round(full["rough"]["ms_per_impact"], 3),
                       "ms_per_pass_full_rough": round(full["rough"]["ms_per_pass"], 3),
-                      "stage2_cores_projected": round(cores, 3), "vehicles": args.vehicles, "coverage": args.coverage, "stage2": args.stage2,
+                      "stage2_cores_projected": round(cores, 3), "vehicles": args.vehicles,
+                      "coverage": args.coverage, "stage2": args.stage2,
                       "passes_per_s": round(passes_s, 1), "impacts_per_s": round(impacts_s, 1), "rows": rows}))
     return 0
 

@@ -589,14 +589,15 @@ def _seek_before_resuming_streams() -> None:
     resumes the stream partitions and then awaits the seek, so the fetcher can hand over
     records of the new assignment before the seek: from the fetch position of the partition
     (its committed offset, but a newly assigned partition was also seen fetched from above
-    it), checked against the consumer's read offset of the partition. Faust forgets read offsets when partitions are revoked, but the drain loop
-    can write one back afterwards: a record whose delivery the revocation cut short is still
-    marked read. With such a stale offset, the records before it are dropped as already
-    read and the record at it is handed over; the seek then sets the read offset back and
-    the partition is fetched again from the committed offset, so the agent gets a later
-    record before an earlier one, or (the earlier one now below the read offset again)
-    never gets it (docs/decisions.md, "Streams resumed after their seek"). Resumed after the
-    seek, a partition's first fetch starts where the seek put both offsets.
+    it), checked against the consumer's read offset of the partition. Faust forgets read
+    offsets when partitions are revoked, but the drain loop can write one back afterwards:
+    a record whose delivery the revocation cut short is still marked read. With such a
+    stale offset, the records before it are dropped as already read and the record at it is
+    handed over; the seek then sets the read offset back and the partition is fetched again
+    from the committed offset, so the agent gets a later record before an earlier one, or
+    (the earlier one now below the read offset again) never gets it (docs/decisions.md,
+    "Streams resumed after their seek"). Resumed after the seek, a partition's first fetch
+    starts where the seek put both offsets.
 
     During a recovery step, resumes are held until the next seek is done, or until the
     step ends without one; nothing else resumes stream partitions.

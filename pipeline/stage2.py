@@ -317,6 +317,7 @@ def _row(p: PassImpact) -> list[Any]:
 
 
 _impact_key = operator.itemgetter(_T, _VEH)  # the order of a state's impacts: (time, vehicle)
+_by_time = operator.itemgetter(_T)
 _by_offset = operator.itemgetter(_OFF)
 
 
@@ -334,7 +335,7 @@ def _has_impact(rows: list[list[Any]], key: tuple[str, float]) -> bool:
     """Whether ``rows`` (sorted by time) hold an impact with the natural key (vehicle,
     time rounded to the microsecond)."""
     veh, t = key
-    i = bisect.bisect_left(rows, t - 1e-5, key=lambda r: r[_T])
+    i = bisect.bisect_left(rows, t - 1e-5, key=_by_time)
     while i < len(rows) and rows[i][_T] <= t + 1e-5:
         if rows[i][_VEH] == veh and round(rows[i][_T], 6) == t:
             return True
