@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
             done = fill
             if st is None:
                 st = SegmentState(kind)
-            row = {"segment": kind, "passes_fed": fill, "passes_kept": len(st.passes), "impacts_kept": len(st.impacts),
+            row = {"segment": kind, "passes_fed": fill, "passes_kept": st.passes["t0"].size, "impacts_kept": st.impacts["t"].size,
                    **time_records(st, seg, args.reps, p)}  # fmt: skip
             rows.append(row)
             full[kind] = row

@@ -43,10 +43,8 @@ Per call:
 
 from __future__ import annotations
 
-import bisect
 import hashlib
 import math
-import operator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Sequence
@@ -65,19 +63,24 @@ __all__ = ["Stage2Params", "SegmentState", "handle_records", "handle_impacts", "
            "STATE_VERSION"]  # fmt: skip
 
 STATE_VERSION = 7
-# compact impact row: time (epoch s), offset, vehicle, polarity, slowdown, peak, n_lobes,
-# speed, severity, fs, double_hit_m (None: single hit; added in version 2), speed_dip (None:
-# unknown; added in version 5), rise_mps2 (None: unknown; added in version 6)
-_T, _OFF, _VEH, _POL, _SLOW, _PEAK, _LOBES, _SPEED, _SEV, _FS, _DH, _DIP, _RISE = range(13)
-# compact pass row (version 3): entry time, exit time (epoch s), vehicle, lowest and highest
-# offset driven (m)
-_PT0, _PT1, _PVEH, _PLO, _PHI = range(5)
+# A state's impacts, column by column and sorted by (time, vehicle): time (epoch s), offset,
+# vehicle, polarity, slowdown, peak, n_lobes, speed, severity, fs, double_hit_m (NaN: single
+# hit; added in version 2), speed_dip (NaN: unknown; added in version 5), rise_mps2 (NaN:
+# unknown; added in version 6). Stored in this order.
+_IMPACT_COLUMNS = ("t", "off", "veh", "pol", "slow", "peak", "lobes", "speed", "sev", "fs", "dh", "dip", "rise")
+# Its passes (version 3), sorted by (entry time, vehicle): entry time, exit time (epoch s),
+# vehicle, lowest and highest offset driven (m).
+_PASS_COLUMNS = ("t0", "t1", "veh", "lo", "hi")
+_DTYPES = {"veh": object, "pol": np.int64, "lobes": np.int64}  # the others float64
+_OPTIONAL = ("dh", "dip", "rise")  # NaN in memory, null when stored, None in rows
 _ZMAGIC = b"RS2Z"  # zstd-compressed state (JSON states start with "{")
 _ZSTD_ABOVE = 4096
 _ZC = zstandard.ZstdCompressor(level=1)
 _ZD = zstandard.ZstdDecompressor()
 _MATCH_S = 1.0  # an impact belongs to a pass of its vehicle within this of its times
 _SAME_PASS_S = 30.0  # impacts without a known pass: one vehicle's within this are one pass
+
+Columns = dict[str, np.ndarray]  # equal-length arrays by name; never modified in place
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -203,23 +206,69 @@ class Stage2Params:
     impacts, lower a cluster's rate."""
 
 
-@dataclass
+def _columns(names: Sequence[str], values: Sequence[Sequence[Any]] | None = None) -> Columns:
+    """Arrays of ``names`` from ``values`` (one sequence per column; None in an optional
+    column becomes NaN), or empty ones."""
+    if values is None:
+        values = [()] * len(names)
+    return {k: np.array(v, dtype=_DTYPES.get(k, np.float64)) for k, v in zip(names, values)}
+
+
+def _n(cols: Columns) -> int:
+    return int(next(iter(cols.values())).size)
+
+
+def _take(cols: Columns, sel: Any) -> Columns:
+    return {k: a[sel] for k, a in cols.items()}
+
+
+def _rows(cols: Columns, names: Sequence[str]) -> list[list[Any]]:
+    out = {k: cols[k].tolist() for k in names}
+    for k in _OPTIONAL:
+        if k in out:
+            out[k] = [None if x != x else x for x in out[k]]  # NaN -> None
+    return [list(r) for r in zip(*(out[k] for k in names))]
+
+
+def _place_of(cols: Columns, t: float, veh: str, tk: str) -> tuple[int, bool]:
+    """Where (time ``t``, vehicle ``veh``) goes in ``cols`` (sorted by (``tk``, vehicle)):
+    the index of the first row whose key is not lower, and whether its key is equal."""
+    ts, vs = cols[tk], cols["veh"]
+    i = int(np.searchsorted(ts, t, side="left"))
+    while i < ts.size and ts[i] == t and vs[i] < veh:
+        i += 1
+    return i, i < ts.size and ts[i] == t and vs[i] == veh
+
+
+def _insert(cols: Columns, i: int, row: Sequence[Any], names: Sequence[str]) -> Columns:
+    """``cols`` with ``row`` inserted before index ``i`` (new arrays)."""
+    out = {}
+    for k, v in zip(names, row):
+        a = cols[k]
+        b = np.empty(a.size + 1, a.dtype)  # (np.insert's generality costs ~10 us a column)
+        b[:i], b[i], b[i + 1 :] = a[:i], v, a[i:]
+        out[k] = b
+    return out
+
+
+@dataclass(eq=False)
 class SegmentState:
     """What stage 2 remembers of one segment (small, serialisable).
 
     Attributes
     ----------
     segment_id : str
-    impacts : list of compact rows ``[t_s, offset_m, vehicle, polarity, slowdown, peak,
-        n_lobes, speed_kmh, severity, fs_hz, double_hit_m, speed_dip, rise_mps2]``, sorted by
-        time; stored column by column since version 7 (a
-        version-1 state's 10-value rows are read with ``double_hit_m`` None, rows before
-        version 5 with ``speed_dip`` None (unknown: not counted in a cluster's dip
-        fraction); states before version 4 hold severities of the band-passed detector,
-        read as 0: they never count for ``Stage2Params.weak_min_severity``)
-    passes : list of compact rows ``[entry_t_s, exit_t_s, vehicle, lo_m, hi_m]`` (the
-        coverage: offsets driven between), sorted by entry time (version 3; older states
-        have none: their impacts then count as passes of their own)
+    impacts : columns ``t_s, offset_m, vehicle, polarity, slowdown, peak, n_lobes,
+        speed_kmh, severity, fs_hz, double_hit_m, speed_dip, rise_mps2`` (NumPy arrays by
+        the short names of ``_IMPACT_COLUMNS``; NaN: none), sorted by (time, vehicle);
+        stored column by column since version 7 (a version-1 state's 10-value rows are read
+        with ``double_hit_m`` NaN, rows before version 5 with ``speed_dip`` NaN (unknown:
+        not counted in a cluster's dip fraction); states before version 4 hold severities
+        of the band-passed detector, read as 0: they never count for
+        ``Stage2Params.weak_min_severity``). :meth:`impact_rows` gives them as rows.
+    passes : columns ``entry_t_s, exit_t_s, vehicle, lo_m, hi_m`` (the coverage: offsets
+        driven between; ``_PASS_COLUMNS``), sorted by (entry time, vehicle) (version 3;
+        older states have none: their impacts then count as passes of their own)
     coverage_from : epoch seconds from which the passes are complete (passes before were
         dropped by ``max_passes``); impacts before it do not count for the hit rate
     alerts : alert id -> ``{"position_m", "first_seen", "last_seen", "n_vehicles",
@@ -227,23 +276,40 @@ class SegmentState:
     """
 
     segment_id: str
-    impacts: list[list[Any]] = field(default_factory=list)
+    impacts: Columns = field(default_factory=lambda: _columns(_IMPACT_COLUMNS))
     alerts: dict[str, dict[str, Any]] = field(default_factory=dict)
-    passes: list[list[Any]] = field(default_factory=list)
+    passes: Columns = field(default_factory=lambda: _columns(_PASS_COLUMNS))
     coverage_from: float | None = None
 
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, SegmentState):
+            return NotImplemented
+        return (self.segment_id, self.alerts, self.coverage_from, self.impact_rows(), self.pass_rows()) == (
+            other.segment_id, other.alerts, other.coverage_from, other.impact_rows(), other.pass_rows())
+
+    def impact_rows(self) -> list[list[Any]]:
+        """The impacts as rows ``[t_s, offset_m, vehicle, ..., rise_mps2]`` (None: none)."""
+        return _rows(self.impacts, _IMPACT_COLUMNS)
+
+    def pass_rows(self) -> list[list[Any]]:
+        """The passes as rows ``[entry_t_s, exit_t_s, vehicle, lo_m, hi_m]``."""
+        return _rows(self.passes, _PASS_COLUMNS)
+
     def to_bytes(self) -> bytes:
-        # column-wise (version 7): a busy segment's state, thousands of rows rewritten with
-        # every record, is transposed and dumped by C code, not rebuilt row by row in Python
-        # (bench/stage2_cpu.py); pseudonyms (32 hex characters) once each, referred to by index
-        imp = list(zip(*self.impacts)) or [()] * (_RISE + 1)
-        pas = list(zip(*self.passes)) or [()] * (_PHI + 1)
-        names = sorted(set(imp[_VEH]) | set(pas[_PVEH]))
+        # column-wise (version 7), held as arrays: a busy segment's state, thousands of rows
+        # rewritten with every record, is dumped by orjson from the arrays (NaN -> null);
+        # pseudonyms (32 hex characters) once each, referred to by index
+        imp, pas = self.impacts, self.passes
+        vi, vp = imp["veh"].tolist(), pas["veh"].tolist()
+        names = sorted(set(vi) | set(vp))  # (a dict beats np.unique's sort of Python strings)
         ix = {v: i for i, v in enumerate(names)}
-        imp[_VEH] = list(map(ix.__getitem__, imp[_VEH]))
-        pas[_PVEH] = list(map(ix.__getitem__, pas[_PVEH]))
-        raw = orjson.dumps({"v": STATE_VERSION, "segment_id": self.segment_id, "vehicles": names, "impacts": imp,
-                            "passes": pas, "coverage_from": self.coverage_from, "alerts": self.alerts})  # fmt: skip
+        imp_cols = [np.fromiter(map(ix.__getitem__, vi), np.int64, len(vi)) if k == "veh" else imp[k]
+                    for k in _IMPACT_COLUMNS]  # fmt: skip
+        pas_cols = [np.fromiter(map(ix.__getitem__, vp), np.int64, len(vp)) if k == "veh" else pas[k]
+                    for k in _PASS_COLUMNS]  # fmt: skip
+        raw = orjson.dumps({"v": STATE_VERSION, "segment_id": self.segment_id, "vehicles": names,
+                            "impacts": imp_cols, "passes": pas_cols, "coverage_from": self.coverage_from,
+                            "alerts": self.alerts}, option=orjson.OPT_SERIALIZE_NUMPY)  # fmt: skip
         # a busy segment's coverage is tens of KB of JSON, rewritten with every pass: zstd
         # (level 1, ~4x smaller) above a few KB; small states stay plain JSON
         return _ZMAGIC + _ZC.compress(raw) if len(raw) > _ZSTD_ABOVE else raw
@@ -257,29 +323,35 @@ class SegmentState:
         if v not in (1, 2, 3, 4, 5, 6, STATE_VERSION):
             raise ValueError(f"segment state version {v!r}, expected {STATE_VERSION}")
         if v >= 7:
-            names = d["vehicles"]
+            names = np.array(d["vehicles"], dtype=object)
             imp, pas = d["impacts"], d["passes"]
-            imp[_VEH] = [names[i] for i in imp[_VEH]]
-            pas[_PVEH] = [names[i] for i in pas[_PVEH]]
-            return cls(segment_id=d["segment_id"], impacts=[list(r) for r in zip(*imp)], alerts=d["alerts"],
-                       passes=[list(r) for r in zip(*pas)], coverage_from=d.get("coverage_from"))  # fmt: skip
+            imp[_IMPACT_COLUMNS.index("veh")] = names[np.array(imp[_IMPACT_COLUMNS.index("veh")], np.int64)]
+            pas[_PASS_COLUMNS.index("veh")] = names[np.array(pas[_PASS_COLUMNS.index("veh")], np.int64)]
+            return cls(segment_id=d["segment_id"], impacts=_columns(_IMPACT_COLUMNS, imp), alerts=d["alerts"],
+                       passes=_columns(_PASS_COLUMNS, pas), coverage_from=d.get("coverage_from"))  # fmt: skip
         rows = d["impacts"]
         passes: list[list[Any]] = []
+        veh = _IMPACT_COLUMNS.index("veh")
         if v >= 3:
             names = d["vehicles"]
-            rows = [[*r[:_VEH], names[r[_VEH]], *r[_VEH + 1 :]] for r in rows]
-            passes = [[r[_PT0], r[_PT1], names[r[_PVEH]], r[_PLO], r[_PHI]] for r in d["passes"]]
+            rows = [[*r[:veh], names[r[veh]], *r[veh + 1 :]] for r in rows]
+            passes = [[r[0], r[1], names[r[2]], r[3], r[4]] for r in d["passes"]]
         # version 1 rows lack double_hit_m: read as a single hit (axle pairs are still seen
         # between two impacts of one pass); versions 1-2 have no passes: each impact then
         # counts as a pass of its own (hit rate 1), as before passes were known
         # rows before version 5 have no speed_dip, before version 6 no rise_mps2: unknown,
         # not counted in the dip fraction or the rise ratio
-        impacts = [[*r, *[None] * (_RISE + 1 - len(r))] for r in rows]
+        impacts = [[*r, *[None] * (len(_IMPACT_COLUMNS) - len(r))] for r in rows]
         if v < 4:
             # severities before version 4 came from the band-passed signal, on another scale
             # than the whitened detector's: such impacts never make a weak cluster a pothole
-            impacts = [[*r[:_SEV], 0.0, *r[_SEV + 1 :]] for r in impacts]
-        return cls(segment_id=d["segment_id"], impacts=impacts, alerts=d["alerts"], passes=passes,
+            sev = _IMPACT_COLUMNS.index("sev")
+            impacts = [[*r[:sev], 0.0, *r[sev + 1 :]] for r in impacts]
+        # older versions kept rows by time only: the arrays' order is (time, vehicle)
+        impacts.sort(key=lambda r: (r[0], r[veh]))
+        passes.sort(key=lambda r: (r[0], r[2]))
+        return cls(segment_id=d["segment_id"], impacts=_columns(_IMPACT_COLUMNS, list(zip(*impacts)) or None),
+                   alerts=d["alerts"], passes=_columns(_PASS_COLUMNS, list(zip(*passes)) or None),
                    coverage_from=d.get("coverage_from"))  # fmt: skip
 
 
@@ -312,39 +384,22 @@ def impact_record(impact: Impact, *, vehicle: str, segment_id: str) -> PassImpac
 
 
 def _row(p: PassImpact) -> list[Any]:
+    nan = math.nan
     return [p.time.timestamp(), p.offset_m, p.vehicle, p.polarity, p.slowdown, p.peak_mps2, p.n_lobes,
-            p.speed_kmh, p.severity, p.fs_hz, p.double_hit_m, p.speed_dip, p.rise_mps2]  # fmt: skip
+            p.speed_kmh, p.severity, p.fs_hz, nan if p.double_hit_m is None else p.double_hit_m,
+            nan if p.speed_dip is None else p.speed_dip, nan if p.rise_mps2 is None else p.rise_mps2]  # fmt: skip
 
 
-_impact_key = operator.itemgetter(_T, _VEH)  # the order of a state's impacts: (time, vehicle)
-_by_time = operator.itemgetter(_T)
-_by_offset = operator.itemgetter(_OFF)
-
-
-def _index_of(rows: list[list[Any]], pos: np.ndarray, row: list[Any]) -> int:
-    """Index of ``row`` itself in ``rows`` (sorted by offset, ``pos`` their offsets), or -1."""
-    i = int(np.searchsorted(pos, row[_OFF], side="left"))
-    while i < len(rows) and pos[i] == row[_OFF]:
-        if rows[i] is row:
-            return i
-        i += 1
-    return -1
-
-
-def _has_impact(rows: list[list[Any]], key: tuple[str, float]) -> bool:
-    """Whether ``rows`` (sorted by time) hold an impact with the natural key (vehicle,
-    time rounded to the microsecond)."""
-    veh, t = key
-    i = bisect.bisect_left(rows, t - 1e-5, key=_by_time)
-    while i < len(rows) and rows[i][_T] <= t + 1e-5:
-        if rows[i][_VEH] == veh and round(rows[i][_T], 6) == t:
+def _has_impact(imp: Columns, veh: str, t: float) -> bool:
+    """Whether ``imp`` holds an impact with the natural key (vehicle, time rounded to the
+    microsecond)."""
+    ts, vs = imp["t"], imp["veh"]
+    i = int(np.searchsorted(ts, t - 1e-5, side="left"))
+    while i < ts.size and ts[i] <= t + 1e-5:
+        if vs[i] == veh and round(float(ts[i]), 6) == t:
             return True
         i += 1
     return False
-
-
-def _pass_key(r: list[Any]) -> tuple[float, str]:
-    return (r[_PT0], r[_PVEH])
 
 
 def _pass_row(p: SegmentPass) -> list[Any]:
@@ -352,8 +407,9 @@ def _pass_row(p: SegmentPass) -> list[Any]:
     return [round(p.entry_time.timestamp(), 3), round(p.exit_time.timestamp(), 3), p.vehicle, round(lo, 1), round(hi, 1)]
 
 
-def hit_rate(members: Sequence[list[Any]], passes: Sequence[list[Any]], position_m: float) -> tuple[int, int]:
-    """(passes with an impact among ``members``, passes over ``position_m``) of a segment.
+def hit_rate(imp: Columns, members: np.ndarray, passes: Columns, position_m: float) -> tuple[int, int]:
+    """(passes with an impact among ``imp``'s rows ``members``, passes over ``position_m``)
+    of a segment whose passes are ``passes``.
 
     A pass is over the position when it drove between offsets around it; a pass with an
     impact in the cluster always counts. An impact is matched to the pass of its vehicle
@@ -361,34 +417,37 @@ def hit_rate(members: Sequence[list[Any]], passes: Sequence[list[Any]], position
     forgotten) count as one pass per vehicle and 30 s, so that the result does not depend
     on the order in which a pass and its impacts arrive.
     """
-    by_veh: dict[Any, list[list[Any]]] = {}
-    for p in passes:
-        by_veh.setdefault(p[_PVEH], []).append(p)
-    hit: set[tuple[Any, float]] = set()
+    ts, vs = imp["t"][members].tolist(), imp["veh"][members].tolist()
+    t0, t1 = passes["t0"], passes["t1"]
+    # the passes that could hold a member (a few of a busy segment's thousands), in order
+    near = np.flatnonzero((t0 - _MATCH_S <= max(ts)) & (t1 + _MATCH_S >= min(ts))) if ts else np.zeros(0, np.int64)
+    by_veh: dict[Any, list[tuple[int, float, float]]] = {}
+    for j, a, b, v in zip(near.tolist(), t0[near].tolist(), t1[near].tolist(), passes["veh"][near].tolist()):
+        by_veh.setdefault(v, []).append((j, a, b))
+    hit: set[int] = set()
     loose: dict[Any, list[float]] = {}
-    for r in members:
-        t = r[_T]
-        own = [p for p in by_veh.get(r[_VEH], ()) if p[_PT0] - _MATCH_S <= t <= p[_PT1] + _MATCH_S]
+    for t, v in zip(ts, vs):
+        own = [j for j, a, b in by_veh.get(v, ()) if a - _MATCH_S <= t <= b + _MATCH_S]
         if own:
-            hit.add((r[_VEH], own[0][_PT0]))
+            hit.add(own[0])
         else:
-            loose.setdefault(r[_VEH], []).append(t)
+            loose.setdefault(v, []).append(t)
     n_loose = 0
-    for ts in loose.values():
-        ts.sort()
-        n_loose += 1 + sum(1 for a, b in zip(ts, ts[1:]) if b - a > _SAME_PASS_S)
-    over = {(p[_PVEH], p[_PT0]) for p in passes if p[_PLO] <= position_m <= p[_PHI]}
-    return len(hit) + n_loose, len(over | hit) + n_loose
+    for tl in loose.values():
+        tl.sort()
+        n_loose += 1 + sum(1 for a, b in zip(tl, tl[1:]) if b - a > _SAME_PASS_S)
+    over = (passes["lo"] <= position_m) & (position_m <= passes["hi"])
+    n_over = int(np.count_nonzero(over)) + sum(1 for j in hit if not over[j])
+    return len(hit) + n_loose, n_over + n_loose
 
 
-def _as_impact(r: list[Any]) -> Impact:
-    # rows have every column (older states' rows are padded with None when read)
-    dh = float("nan") if r[_DH] is None else r[_DH]
-    dip = float("nan") if r[_DIP] is None else r[_DIP]
-    rise = float("nan") if r[_RISE] is None else r[_RISE]
-    return Impact(offset_m=r[_OFF], peak_mps2=r[_PEAK], polarity=r[_POL], slowdown=r[_SLOW], n_lobes=r[_LOBES],
-                  speed_kmh=r[_SPEED], severity=r[_SEV], t_s=r[_T], fs_hz=r[_FS], double_hit_m=dh,
-                  speed_dip=dip, rise_mps2=rise)  # fmt: skip
+def _impacts_of(imp: Columns, members: np.ndarray) -> list[Impact]:
+    c = {k: imp[k][members].tolist() for k in _IMPACT_COLUMNS if k != "veh"}
+    return [Impact(offset_m=off, peak_mps2=peak, polarity=pol, slowdown=slow, n_lobes=lobes, speed_kmh=speed,
+                   severity=sev, t_s=t, fs_hz=fs, double_hit_m=dh, speed_dip=dip, rise_mps2=rise)
+            for t, off, pol, slow, peak, lobes, speed, sev, fs, dh, dip, rise in zip(
+                c["t"], c["off"], c["pol"], c["slow"], c["peak"], c["lobes"], c["speed"], c["sev"], c["fs"],
+                c["dh"], c["dip"], c["rise"])]  # fmt: skip
 
 
 def alert_id_of(segment_id: str, position_m: float, kind: str = "pothole") -> str:
@@ -456,10 +515,9 @@ def handle_records(
         raise ValueError("segment_id is needed when there is no state and no record")
     if segs - {sid}:
         raise ValueError(f"records of segments {sorted(segs - {sid})} given to the state of segment {sid!r}")
-    # rows are never modified in place: copying the lists is enough (a pass message must not
-    # cost a copy of every row of a busy segment)
-    st = (SegmentState(sid, list(state.impacts), {k: dict(v) for k, v in state.alerts.items()},
-                       list(state.passes), state.coverage_from)
+    # the arrays are never modified in place: the new state shares them until it replaces them
+    st = (SegmentState(sid, state.impacts, {k: dict(v) for k, v in state.alerts.items()}, state.passes,
+                       state.coverage_from)
           if state else SegmentState(sid))  # fmt: skip
 
     # 1. add, deduplicated on the natural keys; low-rate records are not evidence
@@ -470,36 +528,39 @@ def handle_records(
         if p.fs_hz < params.min_fs_hz:
             continue
         key = (p.vehicle, round(p.time.timestamp(), 6))
-        if key not in seen and not _has_impact(st.impacts, key):
+        if key not in seen and not _has_impact(st.impacts, *key):
             seen.add(key)
             added.append(_row(p))
     for r in added:
-        bisect.insort(st.impacts, r, key=_impact_key)
+        i, _ = _place_of(st.impacts, r[0], r[2], "t")
+        st.impacts = _insert(st.impacts, i, r, _IMPACT_COLUMNS)
     n_new = len(added)
-    # pass rows stay sorted by (entry time, vehicle): a replay is found by bisection and a
-    # new pass inserted in place (a busy segment holds up to max_passes of them)
+    # passes stay sorted by (entry time, vehicle): a replay is found by bisection and a new
+    # pass inserted in place (a busy segment holds up to max_passes of them)
     for q in passes:
         if q.fs_hz < params.min_fs_hz:
             continue
         row = _pass_row(q)
-        k = (row[_PT0], row[_PVEH])
-        i = bisect.bisect_left(st.passes, k, key=_pass_key)
-        if i == len(st.passes) or _pass_key(st.passes[i]) != k:
-            st.passes.insert(i, row)
+        i, known = _place_of(st.passes, row[0], row[2], "t0")
+        if not known:
+            st.passes = _insert(st.passes, i, row, _PASS_COLUMNS)
     # 2. expire, cap
     horizon = (now - timedelta(days=params.ttl_days)).timestamp()
-    if st.impacts and st.impacts[0][_T] < horizon:  # sorted by time: the oldest first
-        st.impacts = [r for r in st.impacts if r[_T] >= horizon]
-    st.impacts = st.impacts[-params.max_impacts :]
-    if st.passes and st.passes[0][_PT0] < horizon:  # (exit >= entry: only old entries can expire)
-        st.passes = [r for r in st.passes if r[_PT1] >= horizon]
-    if len(st.passes) > params.max_passes:
-        st.passes = st.passes[-params.max_passes :]
-        st.coverage_from = max(st.coverage_from or -math.inf, st.passes[0][_PT0])
+    imp = st.impacts
+    if _n(imp) and imp["t"][0] < horizon:  # sorted by time: the oldest first
+        imp = _take(imp, imp["t"] >= horizon)
+    if _n(imp) > params.max_impacts:
+        imp = _take(imp, slice(-params.max_impacts, None))
+    st.impacts = imp
+    if _n(st.passes) and st.passes["t0"][0] < horizon:  # (exit >= entry: only old entries can expire)
+        st.passes = _take(st.passes, st.passes["t1"] >= horizon)
+    if _n(st.passes) > params.max_passes:
+        st.passes = _take(st.passes, slice(-params.max_passes, None))
+        st.coverage_from = max(st.coverage_from or -math.inf, float(st.passes["t0"][0]))
     if st.coverage_from is not None and st.coverage_from < horizon:
         st.coverage_from = None  # everything before it has expired anyway
     st.alerts = {k: a for k, a in st.alerts.items() if a["last_seen"] >= horizon}
-    if not st.impacts or n_new == 0:
+    if not _n(imp) or n_new == 0:
         return st, []
 
     # 3. cluster along the segment (single linkage, gap_m) and confirm, each cluster with
@@ -508,10 +569,18 @@ def handle_records(
     #    window of that length around each new impact (on a busy rough road the random
     #    shocks of thousands of passes chain the whole segment into one cluster), from its
     #    max_cluster_impacts newest impacts: what a call costs no longer grows with the state
-    rows = sorted(st.impacts, key=_by_offset)
-    pos = np.fromiter(map(_by_offset, rows), float, len(rows))
-    starts = np.concatenate([[0], np.flatnonzero(np.diff(pos) > params.gap_m) + 1, [len(rows)]])
-    new_at = sorted(i for i in (_index_of(rows, pos, r) for r in added) if i >= 0)
+    n = _n(imp)
+    order = np.argsort(imp["off"], kind="stable")  # rows by offset (ties by time, vehicle)
+    pos = imp["off"][order]
+    rank = np.empty(n, np.int64)
+    rank[order] = np.arange(n)
+    starts = np.concatenate([[0], np.flatnonzero(np.diff(pos) > params.gap_m) + 1, [n]])
+    new_at = []  # where the new impacts are, by offset (those the cap dropped are not)
+    for r in added:
+        i, kept = _place_of(imp, r[0], r[2], "t")
+        if kept:
+            new_at.append(int(rank[i]))
+    new_at.sort()
     groups: list[tuple[int, int]] = []
     for c in sorted(set(np.searchsorted(starts, new_at, side="right") - 1)):
         lo, hi = int(starts[c]), int(starts[c + 1])
@@ -527,18 +596,17 @@ def handle_records(
                     groups.append(w)
     alerts: list[RoadAlert] = []
     for lo, hi in groups:
-        members = rows[lo:hi]
-        if len({r[_VEH] for r in members}) < params.min_vehicles:
+        members = order[lo:hi]  # row indices, by offset
+        if len(set(imp["veh"][members].tolist())) < params.min_vehicles:
             continue
-        capped = len(members) > params.max_cluster_impacts
-        if capped:
-            newest = {id(r) for r in sorted(members, key=_impact_key)[-params.max_cluster_impacts :]}
-            members = [r for r in members if id(r) in newest]  # still by offset
+        capped = members.size > params.max_cluster_impacts
+        if capped:  # the newest: rows are in (time, vehicle) order
+            members = members[members >= np.sort(members)[-params.max_cluster_impacts]]
+        vehicles = imp["veh"][members].tolist()
         # one cluster, however its newest impacts are spaced
-        (cluster,) = cluster_impacts([_as_impact(r) for r in members], [sid] * len(members),
-                                     [r[_VEH] for r in members], gap_m=math.inf)  # fmt: skip
+        (cluster,) = cluster_impacts(_impacts_of(imp, members), [sid] * members.size, vehicles, gap_m=math.inf)
         found = confirm(
-            [cluster], min_vehicles=params.min_vehicles, fs_hz=min(r[_FS] for r in members),
+            [cluster], min_vehicles=params.min_vehicles, fs_hz=float(imp["fs"][members].min()),
             signature=params.signature, min_pothole_fraction=params.min_pothole_fraction,
             slowed_pothole_fraction=params.slowed_pothole_fraction,  # type: ignore[arg-type]
             min_peak_mps2=params.min_peak_mps2, min_axle_pair_fraction=params.min_axle_pair_fraction,
@@ -549,19 +617,18 @@ def handle_records(
         )  # fmt: skip
         if not found or found[0].kind != "pothole":
             continue
-        counted = [r for r in members if st.coverage_from is None or r[_T] >= st.coverage_from]
-        if counted:
+        times = imp["t"][members]
+        counted = members if st.coverage_from is None else members[times >= st.coverage_from]
+        if counted.size:
             over = st.passes
             if capped:  # the passes of the impacts' period: older ones would count without their impacts
-                t_min = min(r[_T] for r in counted) - _MATCH_S
-                over = [p for p in over if p[_PT1] >= t_min]
-            n_hit, n_over = hit_rate(counted, over, cluster.position_m)
+                over = _take(over, over["t1"] >= float(imp["t"][counted].min()) - _MATCH_S)
+            n_hit, n_over = hit_rate(imp, counted, over, cluster.position_m)
             if n_hit < params.min_hit_rate * n_over:
                 continue
         f = found[0]
-        first = min(r[_T] for r in members)
-        last = max(r[_T] for r in members)
-        alert = _upsert_alert(st, sid, f.position_m, f.confidence, f.n_vehicles, f.n_impacts, first, last, params)
+        alert = _upsert_alert(st, sid, f.position_m, f.confidence, f.n_vehicles, f.n_impacts, float(times.min()),
+                              float(times.max()), params)  # fmt: skip
         if alert is not None:
             alerts.append(_record(sid, alert, st.alerts[alert], net))
     return st, alerts

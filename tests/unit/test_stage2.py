@@ -44,7 +44,7 @@ def axles(vehicle: str, offset: float, *, minutes: float = 0.0, rear_polarity: i
 class TestHandleImpacts:
     def test_empty(self):
         st, alerts = handle_impacts(None, [], T0, segment_id=SEG)
-        assert alerts == [] and st.impacts == [] and st.segment_id == SEG
+        assert alerts == [] and st.impact_rows() == [] and st.segment_id == SEG
 
     def test_needs_distinct_vehicles(self):
         st, alerts = handle_impacts(None, [imp("a", 20.0, minutes=k) for k in range(5)], T0)
@@ -133,7 +133,7 @@ class TestHandleImpacts:
         raw = row_form(SegmentState.from_bytes(st.to_bytes()).to_bytes())
         raw["v"], raw["alerts"] = 3, {}
         old = SegmentState.from_bytes(orjson.dumps(raw))
-        assert [r[8] for r in old.impacts] == [0.0] * 6
+        assert [r[8] for r in old.impact_rows()] == [0.0] * 6
         _, alerts = handle_impacts(old, axles("d", 8.0, minutes=5, peak=1.5, severity=8.0), T0)
         assert alerts == []  # 2 of 8 impacts far above the road: the median is not
         assert SegmentState.from_bytes(st.to_bytes()) == st  # version 4 keeps them
@@ -148,13 +148,13 @@ class TestHandleImpacts:
         _, hi = handle_impacts(None, [imp(v, 30.0, minutes=i) for i, v in enumerate("abcd")], T0)
         assert hi and hi[0].confidence > 0.8
         st, lo = handle_impacts(None, [imp(v, 30.0, minutes=i, fs=10.0) for i, v in enumerate("abcdef")], T0)
-        assert lo == [] and st.impacts == []
+        assert lo == [] and st.impact_rows() == []
         # mixed with 100 Hz impacts they neither count nor lower the cluster's rate
         mixed = [imp(v, 30.0, minutes=i, fs=10.0) for i, v in enumerate("defg")]
         st, alerts = handle_impacts(None, [imp(v, 30.0, minutes=i) for i, v in enumerate("abc")] + mixed, T0)
         (a,) = alerts
         assert a.n_vehicles == 3 and a.n_impacts == 3
-        assert {r[2][0] for r in st.impacts} == {"a", "b", "c"}
+        assert {r[2][0] for r in st.impact_rows()} == {"a", "b", "c"}
         # the threshold is a parameter: 10 Hz evidence counts when allowed (lower confidence)
         _, lo = handle_impacts(None, [imp(v, 30.0, minutes=i, fs=10.0) for i, v in enumerate("abcd")], T0,
                                params=Stage2Params(min_fs_hz=5.0))  # fmt: skip
@@ -165,15 +165,15 @@ class TestHandleImpacts:
         assert alerts and st.alerts
         later = T0 + timedelta(days=91)
         st, alerts = handle_impacts(st, [], later)
-        assert st.impacts == [] and st.alerts == {} and alerts == []
+        assert st.impact_rows() == [] and st.alerts == {} and alerts == []
         # old evidence alone no longer confirms
         st, alerts = handle_impacts(st, [imp("x", 30.0, minutes=0)], later)
-        assert alerts == [] and st.impacts == []
+        assert alerts == [] and st.impact_rows() == []
 
     def test_state_bounded_and_serialisable(self):
         p = Stage2Params(max_impacts=50)
         st, _ = handle_impacts(None, [imp(f"v{i:03d}", 10.0 + i % 7, minutes=i) for i in range(200)], T0, params=p)
-        assert len(st.impacts) == 50
+        assert len(st.impact_rows()) == 50
         back = SegmentState.from_bytes(st.to_bytes())
         assert back == st and len(st.to_bytes()) < 20_000
 
@@ -232,9 +232,9 @@ class TestAxlePairs:
 
     def test_version_1_state_is_read(self):
         st, _ = handle_impacts(None, [imp(v, 40.0, minutes=i) for i, v in enumerate("ab")], T0)
-        v1 = orjson.dumps({"v": 1, "segment_id": SEG, "impacts": [r[:10] for r in st.impacts], "alerts": {}})
+        v1 = orjson.dumps({"v": 1, "segment_id": SEG, "impacts": [r[:10] for r in st.impact_rows()], "alerts": {}})
         old = SegmentState.from_bytes(v1)
-        assert all(len(r) == 13 and r[10] is None and r[11] is None and r[12] is None for r in old.impacts)
+        assert all(len(r) == 13 and r[10] is None and r[11] is None and r[12] is None for r in old.impact_rows())
         pairs = Stage2Params(min_axle_pair_fraction=0.5)
         st3, alerts = handle_impacts(old, [imp("c", 40.2, minutes=5)], T0, params=pairs)
         assert alerts == []  # 1 of 3 vehicles seen with both axles (the old rows lost theirs)
@@ -288,7 +288,7 @@ class TestCoverage:
         st3, a3 = handle_records(None, hits, [], T0)  # impacts first: each counts as its pass
         st3, more = handle_records(st3, [], own + extra, T0)
         assert a1 == a2 == a3 and len(a1) == 1 and more == []
-        assert sorted(st1.passes) == sorted(st2.passes) == sorted(st3.passes)
+        assert sorted(st1.pass_rows()) == sorted(st2.pass_rows()) == sorted(st3.pass_rows())
 
     def test_two_impacts_of_one_pass_are_one_hit(self):
         # front and rear axle: one pass, two impacts
@@ -304,43 +304,43 @@ class TestCoverage:
         p = pas("a")
         st, _ = handle_records(None, [], [p, p], T0)
         st, _ = handle_records(st, [], [p], T0)
-        assert len(st.passes) == 1
+        assert len(st.pass_rows()) == 1
         st, _ = handle_records(st, [], [pas("b", fs=10.0)], T0)
-        assert len(st.passes) == 1  # 10 Hz passes could not have registered a pothole
+        assert len(st.pass_rows()) == 1  # 10 Hz passes could not have registered a pothole
         with pytest.raises(ValueError, match="segments"):
             handle_records(st, [], [pas("c", seg="other")], T0)
 
     def test_ttl_and_cap(self):
         p = Stage2Params(max_passes=20)
         st, _ = handle_records(None, [], [pas(f"v{i:03d}", minutes=i) for i in range(50)], T0, params=p)
-        assert len(st.passes) == 20 and st.coverage_from == st.passes[0][0]
+        assert len(st.pass_rows()) == 20 and st.coverage_from == st.pass_rows()[0][0]
         # impacts older than the kept coverage do not count for the rate
         old = [imp(v, 40.0, minutes=i) for i, v in enumerate("abc")]
         new = [imp(v, 40.0, minutes=45 + i) for i, v in enumerate("xyz")]
         _, alerts = handle_records(st, old + new, [], T0 + timedelta(hours=1), params=p)
         assert alerts == []  # x, y, z: 3 of the 20 kept passes (+ their own)
         st, _ = handle_records(st, [], [], T0 + timedelta(days=91))
-        assert st.passes == [] and st.coverage_from is None
+        assert st.pass_rows() == [] and st.coverage_from is None
 
     def test_state_round_trip_and_size(self):
         st, _ = handle_records(None, [imp(v, 40.0, minutes=i) for i, v in enumerate("abc")],
                                [pas(f"v{i % 300:03d}", minutes=i) for i in range(2000)], T0)  # fmt: skip
         raw = st.to_bytes()
         back = SegmentState.from_bytes(raw)
-        assert back == st and len(back.passes) == 2000
+        assert back == st and len(back.pass_rows()) == 2000
         assert raw[:4] == b"RS2Z" and len(raw) < 40_000  # pseudonyms once each, zstd
         small, _ = handle_records(None, [], [pas("a")], T0)
         assert small.to_bytes()[:1] == b"{" and SegmentState.from_bytes(small.to_bytes()) == small
 
     def test_version_2_state_is_read(self):
         st, _ = handle_impacts(None, [imp(v, 40.0, minutes=i) for i, v in enumerate("ab")], T0)
-        v2 = orjson.dumps({"v": 2, "segment_id": SEG, "impacts": st.impacts, "alerts": {}})
+        v2 = orjson.dumps({"v": 2, "segment_id": SEG, "impacts": st.impact_rows(), "alerts": {}})
         old = SegmentState.from_bytes(v2)
-        assert old.impacts == [[*r[:8], 0.0, *r[9:]] for r in st.impacts]  # severity: another scale
-        assert old.passes == [] and old.coverage_from is None
+        assert old.impact_rows() == [[*r[:8], 0.0, *r[9:]] for r in st.impact_rows()]  # severity: another scale
+        assert old.pass_rows() == [] and old.coverage_from is None
         # its impacts count as their own passes; new passes are added
         st3, alerts = handle_records(old, [imp("c", 40.2, minutes=5)], [pas("c", minutes=5), pas("d", minutes=6)], T0)
-        assert len(alerts) == 1 and len(st3.passes) == 2  # a, b, c hit, of a, b, c, d
+        assert len(alerts) == 1 and len(st3.pass_rows()) == 2  # a, b, c hit, of a, b, c, d
 
 
 class TestSpeedDip:
@@ -361,12 +361,12 @@ class TestSpeedDip:
         rows = [imp(v, 40.0 + 0.3 * i, minutes=i, polarity=p, speed_dip=1.2)
                 for i, (v, p) in enumerate(zip("ab", [-1, 1]))]  # fmt: skip
         st, _ = handle_impacts(None, rows, T0)
-        assert [r[11] for r in st.impacts] == [1.2, 1.2]
-        assert SegmentState.from_bytes(st.to_bytes()).impacts == st.impacts
+        assert [r[11] for r in st.impact_rows()] == [1.2, 1.2]
+        assert SegmentState.from_bytes(st.to_bytes()).impact_rows() == st.impact_rows()
         raw = row_form(st.to_bytes())
         v4 = orjson.dumps({**raw, "v": 4, "impacts": [r[:11] for r in raw["impacts"]]})
         old = SegmentState.from_bytes(v4)
-        assert all(len(r) == 13 and r[11] is None and r[12] is None for r in old.impacts)
+        assert all(len(r) == 13 and r[11] is None and r[12] is None for r in old.impact_rows())
         # the old rows' dips are unknown: the third vehicle's steady pass decides alone
         _, alerts = handle_impacts(old, [imp("c", 40.6, minutes=3, speed_dip=1.0)], T0)
         assert len(alerts) == 1
@@ -396,12 +396,12 @@ class TestRise:
 
     def test_state_keeps_the_rise_and_reads_version_5(self):
         st, _ = handle_impacts(None, axles("a", 40.0, rise=3.6) + axles("b", 40.0, minutes=1, rise=3.6), T0)
-        assert [r[12] for r in st.impacts] == [3.6] * 4
-        assert SegmentState.from_bytes(st.to_bytes()).impacts == st.impacts
+        assert [r[12] for r in st.impact_rows()] == [3.6] * 4
+        assert SegmentState.from_bytes(st.to_bytes()).impact_rows() == st.impact_rows()
         raw = row_form(st.to_bytes())
         v5 = orjson.dumps({**raw, "v": 5, "impacts": [r[:12] for r in raw["impacts"]]})
         old = SegmentState.from_bytes(v5)
-        assert all(len(r) == 13 and r[12] is None for r in old.impacts)
+        assert all(len(r) == 13 and r[12] is None for r in old.impact_rows())
         # the old rows' rises are unknown: the third vehicle's level drops decide alone
         _, alerts = handle_impacts(old, axles("c", 40.0, minutes=2, rise=0.6), T0)
         assert len(alerts) == 1
@@ -448,7 +448,7 @@ class TestBusySegment:
         st, alerts = handle_impacts(None, rows, T0)
         assert [len(s) for s in sizes] == [cap] and alerts[0].n_impacts == cap
         st, alerts = handle_impacts(st, axles("w000", 40.0, minutes=300), T0)
-        assert [len(s) for s in sizes] == [cap, cap] and len(st.impacts) == 402  # the state keeps them all
+        assert [len(s) for s in sizes] == [cap, cap] and len(st.impact_rows()) == 402  # the state keeps them all
         assert alerts == []  # its newest 300 impacts say what they said: no new revision
 
     def test_only_the_clusters_new_impacts_joined_are_read(self, monkeypatch):
