@@ -487,3 +487,28 @@ class TestBusySegment:
         v6 = orjson.dumps({**row_form(st.to_bytes()), "v": 6})
         assert SegmentState.from_bytes(v6) == st
         assert orjson.loads(st.to_bytes())["v"] == 7
+
+
+class TestColumns:
+    """The state's columns are shared between a state and the next one: never modified in place."""
+
+    def test_a_call_leaves_the_state_it_was_given_as_it_was(self):
+        st, _ = handle_records(None, [x for i, v in enumerate("abc") for x in axles(v, 30.0, minutes=i)],
+                               [pas(v, minutes=i) for i, v in enumerate("abc")], T0)  # fmt: skip
+        before = st.to_bytes()
+        for k in range(30):  # inserted before, among and after the rows; replays; the caps and the TTL cut
+            new, _ = handle_records(st, axles("d", 31.0, minutes=k - 10) + axles("a", 30.0, minutes=0),
+                                    [pas("e", minutes=k - 10), pas("a", minutes=0)], T0,
+                                    params=Stage2Params(max_impacts=4, max_passes=2, ttl_days=0.01))  # fmt: skip
+            assert st.to_bytes() == before
+            assert new.to_bytes() != before
+
+    def test_rows_come_back_sorted_by_time_then_vehicle(self):
+        # version-6 rows kept by time only: read, they are in the arrays' order
+        same_t = [imp(v, 10.0 + i, minutes=3) for i, v in enumerate("cab")]
+        st, _ = handle_impacts(None, same_t + [imp("z", 5.0, minutes=1)], T0)
+        rows = st.impact_rows()
+        assert [(r[0], r[2]) for r in rows] == sorted((r[0], r[2]) for r in rows)
+        raw = row_form(st.to_bytes())
+        raw["v"], raw["impacts"] = 6, list(reversed(raw["impacts"]))
+        assert SegmentState.from_bytes(orjson.dumps(raw)).impact_rows() == rows
