@@ -293,7 +293,7 @@ _IMPACT_CODEC = {"tail.idx": ("<i8", "int1"), "hist_idx": ("<i8", "int1"), "tail
 
 def _put_columns(out: list[bytes], cols: dict, codec: dict) -> None:
     for k, (dtype, hint) in codec.items():
-        _put(out, np.stack([cols[c] for c in k]) if isinstance(k, tuple) else cols[k], dtype, hint)
+        _put(out, np.array([cols[c] for c in k], dtype) if isinstance(k, tuple) else cols[k], dtype, hint)
 
 
 def _get_columns(get, codec: dict) -> dict:
@@ -665,16 +665,17 @@ def _close_open(st: VehicleState) -> None:
     st.open_pass = None
     n = max(p["n"], 1.0)
     fs = st.fs_hz
-    wsq, wnm, wsiv, wsv, wn = (np.asarray(x, float) for x in p["win"])
+    # A pass has a few to a few dozen windows: plain Python floats (the same IEEE
+    # divisions NumPy did; max(x, 1.0) is np.maximum(x, 1) for counts).
+    wsq, wnm, wsiv, wsv, wn = p["win"]
     last = len(wsq) - 1
-    done = slice(0, max(last, 0))
-    keep = wnm[done] > 0
+    keep = [i for i in range(last) if wnm[i] > 0]  # the completed windows with moving samples
     features = RoughnessFeatures(
         fs=fs, n_samples=int(p["n"]), distance_m=p["sv"] / fs, sum_q=p["sq"], n_q=int(p["nm"]),
         sum_inv_vk=p["siv"], sum_sq_band=p["sy2"], sum_sq_noise=p["syn2"], max_abs_band_mps2=p["my"],
-        window_q=(wsq[done] / np.maximum(wnm[done], 1))[keep],
-        window_inv_vk=(wsiv[done] / np.maximum(wnm[done], 1))[keep],
-        window_speed_mps=(wsv[done] / np.maximum(wn[done], 1))[keep],
+        window_q=np.array([wsq[i] / max(wnm[i], 1.0) for i in keep], float),
+        window_inv_vk=np.array([wsiv[i] / max(wnm[i], 1.0) for i in keep], float),
+        window_speed_mps=np.array([wsv[i] / max(wn[i], 1.0) for i in keep], float),
     )
     partial = RoughnessState(
         features=features, band_zi=np.zeros((1, 2)), noise_zi=None,

@@ -594,8 +594,8 @@ kernels = [_whitening._whiten_kernel, potholes._block_sigma_kernel, potholes._bl
            potholes._trailing_max, map_matching._log_transitions, map_matching._log_transitions_table,
            map_matching._viterbi_column,
            _network._interpolate,
-           _routes._table_distances, _arraycodec._int_payload_kernel, _arraycodec._float_ints,
-           _arraycodec._scaled_kernel, _placement.place_blocks]
+           _routes._table_distances, _arraycodec._int_payload_kernel, _arraycodec._float_int_payload_kernel,
+           _arraycodec._scaled_payload_kernel, _placement.place_blocks]
 passes.compile_kernels(net)
 before = [len(k.signatures) for k in kernels]
 tr, _ = _drive(net, seed=11, min_len_m=1500.0)
