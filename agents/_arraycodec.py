@@ -48,6 +48,7 @@ they were 0.17 ms of it. They write the bytes the NumPy formulation wrote
 
 from __future__ import annotations
 
+import math
 import struct
 
 import numba
@@ -151,31 +152,43 @@ def _float_ints(a: np.ndarray) -> tuple[bool, np.ndarray]:
     return np.array_equal(back.view(np.uint8), a.view(np.uint8)), k
 
 
-def _as_ints(a: np.ndarray) -> np.ndarray | None:
-    """int64 of an integer array, or of a float array whose values are all integers."""
-    if a.dtype.kind in "iub":
-        return a.astype(_I8)
-    ok, k = _float_ints(a)
-    return k if ok else None
-
-
 @numba.njit(cache=True)
 def _scaled_kernel(a: np.ndarray, s: float, neg: float, mul: bool) -> tuple[bool, np.ndarray]:
     k = np.empty(a.size, np.int64)
-    back = np.empty(a.size)
     for i in range(a.size):
         x = np.rint(a[i] * s)
         if not abs(x) < 2.0**53:  # NaN and inf fail here: their cast would be undefined
             return False, k
         k[i] = np.int64(x)
-        back[i] = np.float64(k[i]) * neg if mul else np.float64(k[i]) / s
-    return np.array_equal(back.view(np.int64), a.view(np.int64)), k
+        back = np.float64(k[i]) * neg if mul else np.float64(k[i]) / s
+        # bit for bit (neither is NaN): equal, and -0.0 comes back as 0.0 and fails. At
+        # the first value off the grid: the speeds a "dec" hint tries three grids for
+        if back != a[i] or math.copysign(1.0, back) != math.copysign(1.0, a[i]):
+            return False, k
+    return True, k
 
 
-def _scaled(a: np.ndarray, p: int, mul: bool) -> np.ndarray | None:
-    """Integers k with ``k / 10**p`` (or ``k * 10.0**-p``) == a bit for bit, or None."""
-    ok, k = _scaled_kernel(a, _POW10[p], _NEG_POW10[p], mul)
-    return k if ok else None
+@numba.njit(cache=True)
+def _scaled_payload_kernel(a: np.ndarray, scales: np.ndarray, negs: np.ndarray, mul: bool,
+                           order: int) -> tuple[int, int, int, np.ndarray]:
+    # the first of the decimal scales that gives ``a`` back, and the int payload of its
+    # integers, in one call (a state writes a dozen such records per frame)
+    for i in range(scales.size):
+        ok, k = _scaled_kernel(a, scales[i], negs[i], mul)
+        if ok:
+            o, w, out = _int_payload_kernel(k, order)
+            return i, o, w, out
+    return -1, 0, 0, np.empty(0, np.uint8)
+
+
+@numba.njit(cache=True)
+def _float_int_payload_kernel(a: np.ndarray, order: int) -> tuple[bool, int, int, np.ndarray]:
+    # _float_ints, then the int payload of the integers, in one call
+    ok, k = _float_ints(a)
+    if not ok:
+        return False, 0, 0, np.empty(0, np.uint8)
+    o, w, out = _int_payload_kernel(k, order)
+    return True, o, w, out
 
 
 def _int_values(raw: memoryview, order: int, w: int, n: int) -> tuple[np.ndarray, int]:
@@ -199,6 +212,8 @@ _HINTS: dict[str, tuple[int, int, tuple[int, ...]]] = {
     "bits": (_BITS, 1, ()), "bits2": (_BITS, 2, ()),
 }
 _DIMS = {n: struct.Struct(f"<{n}I") for n in range(4)}
+_SCALES = {d: (np.array([_POW10[p] for p in d]), np.array([_NEG_POW10[p] for p in d])) for _, _, d in _HINTS.values()}
+"""The decimal digits of each hint as the kernel's scales: ``k / 10**p`` (and ``k * 1e-p``)."""
 
 
 def compile_kernels() -> None:
@@ -242,11 +257,11 @@ def put(out: list[bytes], a: np.ndarray | None, dtype: str, hint: str = "raw") -
 def _encode(flat: np.ndarray, tf: int, order: int, digits: tuple[int, ...]) -> tuple[int, int, int, bytes] | None:
     """(transform, parameter, width, payload), or None when the transform does not fit."""
     if tf == _INT:
-        k = _as_ints(flat)
-        if k is None:
-            return None
-        o, w, payload = _int_payload(k, order)
-        return _INT, o, w, payload
+        if flat.dtype.kind in "iub":
+            o, w, payload = _int_payload(flat.astype(_I8), order)
+            return _INT, o, w, payload
+        ok, o, w, out = _float_int_payload_kernel(flat, order)
+        return (_INT, o, w, out.tobytes()) if ok else None
     if tf == _BITS:
         if flat.dtype.kind != "f":
             return None
@@ -254,12 +269,9 @@ def _encode(flat: np.ndarray, tf: int, order: int, digits: tuple[int, ...]) -> t
         return _BITS, o, w, payload
     if flat.dtype != np.float64:
         return None
-    for p in digits:
-        k = _scaled(flat, p, mul=tf == _MUL)
-        if k is not None:
-            o, w, payload = _int_payload(k, order)
-            return tf, p | (o << 4), w, payload
-    return None
+    scales, negs = _SCALES[digits]
+    i, o, w, out = _scaled_payload_kernel(flat, scales, negs, tf == _MUL, order)
+    return (tf, digits[i] | (o << 4), w, out.tobytes()) if i >= 0 else None
 
 
 def _decode(raw: memoryview, dt: np.dtype, tf: int, par: int, w: int, n: int) -> tuple[np.ndarray, int]:

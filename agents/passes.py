@@ -39,6 +39,7 @@ import numpy as np
 import orjson
 
 from agents import _arraycodec as _codec
+from agents import _placement
 from agents import map_matching as mm
 from agents.roughness import (
     ENTRY_SKIP_M,
@@ -292,7 +293,7 @@ _IMPACT_CODEC = {"tail.idx": ("<i8", "int1"), "hist_idx": ("<i8", "int1"), "tail
 
 def _put_columns(out: list[bytes], cols: dict, codec: dict) -> None:
     for k, (dtype, hint) in codec.items():
-        _put(out, np.stack([cols[c] for c in k]) if isinstance(k, tuple) else cols[k], dtype, hint)
+        _put(out, np.array([cols[c] for c in k], dtype) if isinstance(k, tuple) else cols[k], dtype, hint)
 
 
 def _get_columns(get, codec: dict) -> dict:
@@ -321,8 +322,8 @@ class StateVersionError(ValueError):
 # ------------------------------------------------------------------------ processing
 def compile_kernels(net: RoadNetwork) -> None:
     """Compile stage 1's numba kernels (the pothole detector's, the matcher's, the harsh-event
-    filters', the state records') now, or load them from numba's cache, so that no frame
-    waits for them.
+    filters', the state records', the placement's) now, or load them from numba's cache, so
+    that no frame waits for them.
 
     A cold compile takes about 5 s, a cache load about 0.2 s; a stream worker calls this
     before its first frame. Any later call returns at once.
@@ -331,6 +332,7 @@ def compile_kernels(net: RoadNetwork) -> None:
     mm.compile_kernels(net)
     harsh_events.compile_kernels()
     _codec.compile_kernels()
+    _placement.compile_kernels()
 
 
 def process_frame(
@@ -565,6 +567,8 @@ def _drop_until(st: VehicleState, t_s: float) -> None:
 
 _SUMS = ("n", "nm", "sq", "siv", "sv", "sy2", "syn2")
 _WIN = (2, 1, 3, 4, 0)  # rows of _SUMS summed per 10 m window: sq, nm, siv, sv, n
+_WIN_ROWS = np.array(_WIN, np.int64)
+_NO_WIN = np.zeros((5, 0))
 
 
 def _place_chain(st: VehicleState, fixes: list, vias: list, net: RoadNetwork, recent: list) -> None:
@@ -574,128 +578,51 @@ def _place_chain(st: VehicleState, fixes: list, vias: list, net: RoadNetwork, re
     Interval k (fixes k..k+1) takes the blocks starting before fix k+1 that earlier
     intervals did not take, and locates them along its path (segment, start offset, end
     offset) in proportion to the distance driven, or to time when the vehicle moved
-    <= 0.5 m. All intervals are done at once, but every float sum is grouped as one
-    interval at a time would group it (see the comments), so the result does not depend
-    on how fixes fall into frames.
+    <= 0.5 m. All intervals are done at once (``agents._placement``), but every float sum
+    is grouped as one interval at a time would group it, so the result does not depend on
+    how fixes fall into frames.
     """
     if len(fixes) < 2 or not st.blk:
         return
-    ta, da, _, _ = (np.array(c) for c in zip(*fixes[:-1]))
-    tb, db, _, _ = (np.array(c) for c in zip(*fixes[1:]))
-    n_k = np.maximum.accumulate(np.searchsorted(st.blk["t0"], tb, side="left"))
+    fix_t, fix_d, fix_seg, fix_off = zip(*fixes)
+    n_k = np.maximum.accumulate(np.searchsorted(st.blk["t0"], fix_t[1:], side="left"))
     if n_k[-1] == 0:
         return
     blk = _take_blocks(st, int(n_k[-1]))
-    iv = np.searchsorted(n_k, np.arange(n_k[-1]), side="right")  # interval of each block
-
-    # the paths as pieces (segment, start offset, end offset), flat over the intervals;
-    # cum (one more entry per interval) holds each interval's cumulative piece lengths
-    psg: list[int] = []
-    pst: list[float] = []
-    cum: list[float] = []
-    p0, total = [], []
-    for (_, _, sa, oa), (_, _, sb, ob), via in zip(fixes[:-1], fixes[1:], vias):
-        if sa == sb and via.size == 0:
-            sg, s0, s1 = [sa], [oa], [max(ob, oa)]
-        else:
-            sg = [sa, *via.tolist(), sb]
-            s0 = [oa] + [0.0] * (via.size + 1)
-            s1 = [max(float(net.length_m[sa]), oa), *net.length_m[via].tolist(), ob]
-        p0.append(len(psg))
-        psg += sg
-        pst += s0
-        c = [0.0, *itertools.accumulate([e - s for s, e in zip(s0, s1)])]  # as np.cumsum
-        cum += c
-        total.append(c[-1])
-    psg_a, pst_a, cum_a = np.array(psg, np.int64), np.array(pst), np.array(cum)
-    p0_a, total_a = np.array(p0), np.array(total)
-    c0 = p0_a + np.arange(len(p0))  # first cum entry of each interval
-    last = np.append(p0_a[1:], len(psg)) - p0_a - 1  # last piece of each interval (local)
-    # interval index as the real part: one searchsorted finds the piece within each
-    # interval (complex numbers sort by real part, then imaginary part)
-    key = np.empty(cum_a.size, complex)
-    key.real, key.imag = np.repeat(np.arange(len(p0)), last + 2), cum_a
-    moved = db - da > 0.5
-    den_d = np.where(moved, db - da, 1.0)[iv]
-    den_t = np.maximum(tb - ta, 1e-9)[iv]
-    tot, moved, ta, da = total_a[iv], moved[iv], ta[iv], da[iv]
-
-    def locate(d: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        p = np.where(moved, (d - da) / den_d * tot, (t - ta) / den_t * tot)
-        p = np.clip(p, 0.0, tot)
-        q = np.empty(p.size, complex)
-        q.real, q.imag = iv, p
-        i = np.clip(np.searchsorted(key, q, side="right") - c0[iv] - 1, 0, last[iv])
-        return psg_a[p0_a[iv] + i], pst_a[p0_a[iv] + i] + (p - cum_a[c0[iv] + i])
-
-    seg0, off0 = locate(blk["d0"], blk["t0"])
-    seg1, off1 = locate(blk["d0"] + blk["dd"], blk["t0"] + blk["dt"])
-
-    # Runs: blocks of one segment within one interval. Each run's sums (reduceat:
-    # pairwise for long runs) and windows (bincount) cover exactly the blocks they cover
-    # per interval, and are added to the pass in the same order.
-    n = seg0.size
-    starts = np.concatenate([[0], np.flatnonzero((seg0[1:] != seg0[:-1]) | (iv[1:] != iv[:-1])) + 1])
-    ends = np.append(starts[1:], n)
     sums = np.array([blk[k] for k in _SUMS], dtype=np.float64)
+    op = st.open_pass
+    seg0, off0, seg1, off1, starts, run_pass, edges, win, win_base, win_size = _placement.place_blocks(
+        n_k, np.array(fix_t), np.array(fix_d), np.array(fix_seg, np.int64), np.array(fix_off),
+        np.concatenate(vias) if len(vias) > 1 else vias[0], np.array([0, *itertools.accumulate(v.size for v in vias)]),
+        net.length_m, blk["t0"], blk["dt"], blk["d0"], blk["dd"], sums, _WIN_ROWS,
+        -1 if op is None else op["seg"], math.nan if op is None else op["entry_d"],
+        np.array(op["win"], np.float64).reshape(5, -1) if op is not None else _NO_WIN, ENTRY_SKIP_M, WINDOW_M,
+    )
+    # Runs: blocks of one segment within one interval. Each run's sums (reduceat:
+    # pairwise for long runs) cover exactly the blocks they cover per interval, and are
+    # added to the pass in the same order.
     run_sums = np.add.reduceat(sums, starts, axis=1).T.tolist()
     run_max = np.maximum.reduceat(blk["my"], starts).tolist()
-    run_seg = seg0[starts]
-    op = st.open_pass
-    first = np.append(True, run_seg[1:] != run_seg[:-1])  # the run opens a pass
-    cont = op is not None and op["seg"] == int(run_seg[0])  # the first run continues op
-    pid = np.cumsum(first) - 1
-    entry_d = blk["d0"][starts[first]]
-    if cont:
-        entry_d[0] = op["entry_d"]
-    rb = np.repeat(np.arange(starts.size), ends - starts)  # run of each block
-
-    # 10 m windows of the roughness estimate, counted from ENTRY_SKIP_M after the pass's
-    # entry; a block whose middle is before that is in no window (the rear axle was still
-    # on the previous segment)
-    rel = blk["d0"] - entry_d[pid[rb]] - ENTRY_SKIP_M
-    inside = (rel + 0.5 * blk["dd"] >= 0.0).astype(np.float64)
-    w = np.floor(np.maximum(rel, 0.0) / WINDOW_M).astype(np.int64)
-    wlo, whi = np.minimum.reduceat(w, starts), np.maximum.reduceat(w, starts)
-    span = whi - wlo + 1
-    base = np.concatenate([[0], np.cumsum(5 * span)[:-1]])
-    # per run and row, the windows wlo..whi, each summed from 0 in block order as one
-    # bincount per run does
-    part = np.bincount((base[rb] + np.arange(5)[:, None] * span[rb] + (w - wlo[rb])).ravel(),
-                       weights=(sums[_WIN, :] * inside).ravel(), minlength=int(base[-1] + 5 * span[-1]))
-    # then added to the pass's windows run after run (bincount adds in index order, from
-    # 0: old windows first; no partial sum is -0.0, so 0.0 + x == x)
-    size = np.maximum.reduceat(whi + 1, np.flatnonzero(first))
-    old = len(op["win"][0]) if cont else 0
-    size[0] = max(size[0], old)
-    pbase = np.concatenate([[0], np.cumsum(5 * size)[:-1]])
-    rr = np.repeat(np.arange(starts.size), 5 * span)
-    o = np.arange(part.size) - base[rr]
-    row = o // span[rr]
-    tgt = pbase[pid[rr]] + row * size[pid[rr]] + wlo[rr] + (o - row * span[rr])
-    old_tgt = (np.arange(5)[:, None] * size[0] + np.arange(old)).ravel()
-    old_w = np.asarray(op["win"], np.float64).ravel() if old else np.zeros(0)
-    win = np.bincount(np.concatenate([old_tgt, tgt]), weights=np.concatenate([old_w, part]),
-                      minlength=int(pbase[-1] + 5 * size[-1])).tolist()
-    wins = [[win[b + r * s : b + (r + 1) * s] for r in range(5)] for b, s in zip(pbase.tolist(), size.tolist())]
-
-    t_end, d_end = blk["t0"] + blk["dt"], blk["d0"] + blk["dd"]
-    for r, (s, e, sg, p) in enumerate(zip(starts.tolist(), ends.tolist(), run_seg.tolist(), pid.tolist())):
+    win = win.tolist()
+    wins = [[win[b + r * s : b + (r + 1) * s] for r in range(5)] for b, s in zip(win_base.tolist(), win_size.tolist())]
+    run_seg = seg0[starts].tolist()
+    for r, (sg, p, (entry_t, entry_off, entry_d, exit_t, exit_d, exit_off)) in enumerate(
+        zip(run_seg, run_pass.tolist(), edges.T.tolist())
+    ):
         op = st.open_pass
         if op is None or op["seg"] != sg:
             _close_open(st)
             st.open_pass = op = {
-                "seg": sg, "entry_t": float(blk["t0"][s]), "entry_off": float(off0[s]),
-                "entry_d": float(blk["d0"][s]), "n": 0.0, "nm": 0.0, "sq": 0.0, "siv": 0.0, "sv": 0.0,
+                "seg": sg, "entry_t": entry_t, "entry_off": entry_off,
+                "entry_d": entry_d, "n": 0.0, "nm": 0.0, "sq": 0.0, "siv": 0.0, "sv": 0.0,
                 "sy2": 0.0, "syn2": 0.0, "my": 0.0, "n_events": 0, "win": [[], [], [], [], []],
             }
         for k, x in zip(_SUMS, run_sums[r]):
             op[k] += x
-        op["my"] = max(op["my"], float(run_max[r]))
+        op["my"] = max(op["my"], run_max[r])
         op["win"] = wins[p]
-        op["exit_t"], op["exit_d"] = float(t_end[e - 1]), float(d_end[e - 1])
-        op["exit_off"] = float(off1[e - 1]) if int(seg1[e - 1]) == sg else float(net.length_m[sg])
-    st.frontier_t_s, st.frontier_d_m = float(t_end[-1]), float(d_end[-1])
+        op["exit_t"], op["exit_d"], op["exit_off"] = exit_t, exit_d, exit_off
+    st.frontier_t_s, st.frontier_d_m = exit_t, exit_d
     recent.append((blk["t0"], seg0.astype(np.int32), off0.astype(np.float32), blk["d0"],
                    (3.6 * blk["sv"] / np.maximum(blk["n"], 1)).astype(np.float32)))
 
@@ -738,16 +665,17 @@ def _close_open(st: VehicleState) -> None:
     st.open_pass = None
     n = max(p["n"], 1.0)
     fs = st.fs_hz
-    wsq, wnm, wsiv, wsv, wn = (np.asarray(x, float) for x in p["win"])
+    # A pass has a few to a few dozen windows: plain Python floats (the same IEEE
+    # divisions NumPy did; max(x, 1.0) is np.maximum(x, 1) for counts).
+    wsq, wnm, wsiv, wsv, wn = p["win"]
     last = len(wsq) - 1
-    done = slice(0, max(last, 0))
-    keep = wnm[done] > 0
+    keep = [i for i in range(last) if wnm[i] > 0]  # the completed windows with moving samples
     features = RoughnessFeatures(
         fs=fs, n_samples=int(p["n"]), distance_m=p["sv"] / fs, sum_q=p["sq"], n_q=int(p["nm"]),
         sum_inv_vk=p["siv"], sum_sq_band=p["sy2"], sum_sq_noise=p["syn2"], max_abs_band_mps2=p["my"],
-        window_q=(wsq[done] / np.maximum(wnm[done], 1))[keep],
-        window_inv_vk=(wsiv[done] / np.maximum(wnm[done], 1))[keep],
-        window_speed_mps=(wsv[done] / np.maximum(wn[done], 1))[keep],
+        window_q=np.array([wsq[i] / max(wnm[i], 1.0) for i in keep], float),
+        window_inv_vk=np.array([wsiv[i] / max(wnm[i], 1.0) for i in keep], float),
+        window_speed_mps=np.array([wsv[i] / max(wn[i], 1.0) for i in keep], float),
     )
     partial = RoughnessState(
         features=features, band_zi=np.zeros((1, 2)), noise_zi=None,

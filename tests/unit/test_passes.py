@@ -583,7 +583,7 @@ def test_compile_kernels_leaves_nothing_for_the_first_frames():
 
     code = """
 import json
-from agents import _arraycodec, _routes, _whitening, map_matching, passes, potholes
+from agents import _arraycodec, _placement, _routes, _whitening, map_matching, passes, potholes
 from roadnet import _network
 from roadnet import load_network
 from tests.unit.test_passes import _drive, _frames, _run
@@ -594,8 +594,8 @@ kernels = [_whitening._whiten_kernel, potholes._block_sigma_kernel, potholes._bl
            potholes._trailing_max, map_matching._log_transitions, map_matching._log_transitions_table,
            map_matching._viterbi_column,
            _network._interpolate,
-           _routes._table_distances, _arraycodec._int_payload_kernel, _arraycodec._float_ints,
-           _arraycodec._scaled_kernel]
+           _routes._table_distances, _arraycodec._int_payload_kernel, _arraycodec._float_int_payload_kernel,
+           _arraycodec._scaled_payload_kernel, _placement.place_blocks]
 passes.compile_kernels(net)
 before = [len(k.signatures) for k in kernels]
 tr, _ = _drive(net, seed=11, min_len_m=1500.0)
