@@ -425,7 +425,7 @@ class _Step:
     emis: np.ndarray
     trans: np.ndarray  # (n_prev, K) log transition from the previous column (0 x K at start)
     score: np.ndarray  # (K,) best log score of a path ending here (normalised, max 0)
-    back: np.ndarray  # (K,) best previous candidate
+    back: list[int]  # (K,) best previous candidate (a list: walked in Python, see _decide)
     outliers: list[tuple[int, float]] = field(default_factory=list)
     odo: float = np.nan  # odometer, m (NaN without)
     followers: list[tuple[int, float, float]] = field(default_factory=list)  # idx, t, odo
@@ -583,10 +583,12 @@ class _Matcher:
         # (``piece0`` is the absolute index of the first), the residuals of the last
         # emitted fixes of the chain and the last emitted path position.
         self.held: list[_Held] = []
+        self.n_own = 0  # held fixes with their own projection (used to smooth)
         self.piece_seg: list[int] = []
         self.piece_start: list[float] = []
         self.piece0 = 0
-        self.hist: list[tuple[float, float]] = []
+        self.hist_res: list[float] = []
+        self.hist_sig: list[float] = []
         self.emitted = False
         self.s_out = np.nan
         if state is not None:
@@ -626,7 +628,7 @@ class _Matcher:
                     ci[sl].astype(np.int64), cf[sl].copy(), cf[n_c + c : n_c + c + k].copy(),
                     a["trans"][t_pos : t_pos + kp * k].reshape(kp, k).copy(),
                     cf[2 * n_c + c : 2 * n_c + c + k].copy(),
-                    ci[n_c + c : n_c + c + k].astype(np.int64),
+                    ci[n_c + c : n_c + c + k].tolist(),
                     [(int(i), float(tt)) for i, tt in zip(a["out_i"][o_pos : o_pos + no],
                                                           a["out_f"][o_pos : o_pos + no])],
                     float(odo),
@@ -643,11 +645,12 @@ class _Matcher:
             self.pending.append(self._raw_fix(int(i), t, x, y, h, acc, odo))
         for (i, piece, brk, own), (t, sp, odo, sig) in zip(a["held_i"].reshape(-1, 4),
                                                            a["held_f"].reshape(-1, 4)):
-            self.held.append(_Held(int(i), float(t), int(piece), bool(brk), float(sp),
-                                   float(odo), float(sig), bool(own)))
+            self._hold(_Held(int(i), float(t), int(piece), bool(brk), float(sp),
+                             float(odo), float(sig), bool(own)))
         self.piece_seg = [int(v) for v in a["piece_i"]]
         self.piece_start = [float(v) for v in a["piece_f"]]
-        self.hist = [(float(r), float(g)) for r, g in a["hist_f"].reshape(-1, 2)]
+        self.hist_res = a["hist_f"][0::2].tolist()
+        self.hist_sig = a["hist_f"][1::2].tolist()
         self.s_out = float(a["smooth_f"][0])
 
     def _dump(self) -> MatchState:
@@ -690,7 +693,7 @@ class _Matcher:
                                float).reshape(-1),
             "piece_i": np.array(self.piece_seg, np.int64),
             "piece_f": np.array(self.piece_start, float),
-            "hist_f": np.array(self.hist, float).reshape(-1),
+            "hist_f": np.array([v for rs in zip(self.hist_res, self.hist_sig) for v in rs], float),
             "smooth_f": np.array([self.s_out]),
         }
         return MatchState(arrays)
@@ -702,7 +705,7 @@ class _Matcher:
         return _Step(
             idx, float(t), float(x), float(y), float(sig), False,
             np.array([seg], np.int64), np.array([float(off)]), np.zeros(1),
-            np.zeros((0, 1)), np.zeros(1), np.zeros(1, np.int64), odo=float(odo),
+            np.zeros((0, 1)), np.zeros(1), [0], odo=float(odo),
         )
 
     def _raw_fix(self, idx: int, t: float, x: float, y: float, h: float, acc: float,
@@ -738,7 +741,7 @@ class _Matcher:
         straight = float(np.hypot(f.x - a.x, f.y - a.y))
         limit = self._limit(a, f, straight)
         sa, sb = np.asarray(a.seg, np.int64), np.asarray(f.seg, np.int64)
-        if np.isfinite(a.odo) and np.isfinite(f.odo):
+        if math.isfinite(a.odo) and math.isfinite(f.odo):
             move, beta, gc = f.odo - a.odo, max(self.p.odo_beta_m, a.sigma, f.sigma), _NO_GC
         else:
             xa, ya = net.point_at(sa, a.off)
@@ -787,7 +790,7 @@ class _Matcher:
             self.active = True
             step = _Step(f.idx, f.t, f.x, f.y, f.sigma, self.had_chain, f.seg, f.off, f.emis,
                          np.zeros((0, len(f.seg))), f.emis - f.emis.max(),
-                         np.zeros(len(f.seg), np.int64), odo=f.odo)
+                         [0] * len(f.seg), odo=f.odo)
             self.had_chain = True
             self.window.append(step)
             return []
@@ -812,7 +815,7 @@ class _Matcher:
             if reachable:
                 self.window.append(
                     _Step(f.idx, f.t, f.x, f.y, f.sigma, False, f.seg, f.off, f.emis, trans,
-                          score, back, [(p.idx, p.t) for p in self.pending], f.odo)
+                          score, back.tolist(), [(p.idx, p.t) for p in self.pending], f.odo)
                 )
                 self.pending = []
                 return []
@@ -828,9 +831,10 @@ class _Matcher:
         radius = max(self.p.search_radius_m, 4.0 * f.sigma)
         floor = (float(f.emis.min()) if len(f.seg) >= self.p.max_candidates
                  else -0.5 * (radius / f.sigma) ** 2)
-        eq = s.seg[:, None] == f.seg[None, :]
-        has = eq.any(axis=1)
-        extra = np.where(has, f.emis[eq.argmax(axis=1)], floor)
+        own = {}
+        for g, e in zip(f.seg.tolist(), f.emis.tolist()):
+            own.setdefault(g, e)
+        extra = np.array([own.get(g, floor) for g in s.seg.tolist()])
         s.emis = s.emis + extra
         s.score = s.score + extra
         s.score -= s.score.max()
@@ -863,11 +867,11 @@ class _Matcher:
             return
         # Convergence: all paths alive at the newest column share one candidate. (A few
         # columns of at most max_candidates: plain Python beats numpy's per-call cost.)
-        alive = np.flatnonzero(np.isfinite(W[-1].score)).tolist()
+        alive = [c for c, v in enumerate(W[-1].score.tolist()) if math.isfinite(v)]
         conv = (len(W) - 1, alive[0]) if len(alive) == 1 else None
         j = len(W) - 1
         while conv is None and j > 0:
-            back = W[j].back.tolist()
+            back = W[j].back
             alive = sorted({back[c] for c in alive})
             j -= 1
             if len(alive) == 1:
@@ -891,7 +895,7 @@ class _Matcher:
         """Candidate indices of the best path ending at column ``j``, candidate ``c``."""
         path = [c]
         for s in range(j, 0, -1):
-            path.append(int(self.window[s].back[path[-1]]))
+            path.append(self.window[s].back[path[-1]])
         path.reverse()
         return path
 
@@ -899,6 +903,10 @@ class _Matcher:
         """Decide columns ``0..j`` on the path ending at candidate ``c`` of column ``j``."""
         W = self.window
         path = self._backtrack(j, c)
+        # the previous decided matched fix (the anchor, then each decided step), its
+        # segment and offset: the anchor is built once, from the last one
+        a = self.anchor
+        a_seg, a_off = (int(a.seg[0]), float(a.off[0])) if a is not None else (-1, np.nan)
         for s, ci in zip(W[: j + 1], path):
             for idx, t in s.outliers:
                 if self.odo_mode == 1:
@@ -906,16 +914,13 @@ class _Matcher:
                 else:
                     self.out.append((idx, t, -1, np.nan, False, _EMPTY_I))
             seg, off = int(s.seg[ci]), float(s.off[ci])
-            a = self.anchor
             cont = a is not None and not s.brk
-            same = cont and seg == int(a.seg[0]) and off >= float(a.off[0]) - self._tol(
-                a.sigma, s.sigma)
+            same = cont and seg == a_seg and off >= a_off - self._tol(a.sigma, s.sigma)
             via = _EMPTY_I
             if cont and not same:
-                sa = int(a.seg[0])
                 straight = float(np.hypot(s.x - a.x, s.y - a.y))
                 via = self.router.path(
-                    int(self.net.to_node[sa]), int(self.net.from_node[seg]),
+                    int(self.net.to_node[a_seg]), int(self.net.from_node[seg]),
                     self._limit(a, s, straight),
                 )
             if self.odo_mode == 1:
@@ -927,20 +932,24 @@ class _Matcher:
                 out_off = max(off, self.anchor_off_out) if same else off
                 self._emit(s, seg, out_off, s.brk, via)
                 self.anchor_off_out = out_off
-            self.anchor = self._single(s.idx, s.t, s.x, s.y, s.sigma, seg, off, s.odo)
+            a, a_seg, a_off = s, seg, off
+        self.anchor = self._single(a.idx, a.t, a.x, a.y, a.sigma, a_seg, a_off, a.odo)
         # Pin: later columns may only continue the decided path.
         rest = W[j + 1 :]
         self.window = rest
-        prev = np.full(len(W[j].seg), -np.inf)
+        prev = np.empty(len(W[j].seg))
+        prev.fill(-np.inf)
         prev[c] = 0.0
         for s in rest:
-            s.back, s.score, _ = _viterbi_column(prev, s.trans, s.emis)
+            back, s.score, _ = _viterbi_column(prev, s.trans, s.emis)
+            s.back = back.tolist()
             prev = s.score
         self._release(close=False)
 
     # ----------------------------------------------------------------- smoothing
     def _hold(self, h: _Held) -> None:
         self.held.append(h)
+        self.n_own += h.own
 
     def _extend_path(self, s: _Step, seg: int, off: float, cont: bool, same: bool,
                      via: np.ndarray) -> None:
@@ -948,7 +957,7 @@ class _Matcher:
         if not cont:
             # A new chain: the previous one was closed by the break.
             self.piece_seg, self.piece_start, self.piece0 = [seg], [0.0], 0
-            self.hist, self.emitted, self.s_out = [], False, np.nan
+            self.hist_res, self.hist_sig, self.emitted, self.s_out = [], [], False, np.nan
         elif not same:
             base = self.piece_start[-1] + float(self.net.length_m[self.piece_seg[-1]])
             for v in (*via.tolist(), seg):
@@ -965,7 +974,7 @@ class _Matcher:
             return
         ahead = self.p.smooth_ahead_fixes
         held = self.held
-        n_own = sum(1 for h in held if h.own)
+        n_own = self.n_own  # own fixes in held[k:]
         k = 0
         while k < len(held):
             h = held[k]
@@ -973,20 +982,24 @@ class _Matcher:
                 self.out.append((h.idx, h.t, -1, np.nan, False, _EMPTY_I))
                 k += 1
                 continue
-            n_own -= h.own
-            if n_own < ahead and not close:
+            if n_own - h.own < ahead and not close:
                 break
+            n_own -= h.own
             later = [g for g in held[k + 1 :] if g.own][:ahead]
             self._emit_smoothed(h, later)
             k += 1
-        self.held = held[k:]
+        if k:
+            self.held = held[k:]
+            self.n_own = n_own
 
     def _emit_smoothed(self, h: _Held, later: list[_Held]) -> None:
-        """Emit the matched fix ``h`` at its odometer-consistent place on the path."""
+        """Emit the matched fix ``h`` at its odometer-consistent place on the path, given
+        the next held fixes with their own projection (``later``, at most
+        ``smooth_ahead_fixes``)."""
         p = self.p
-        new = [g for g in (h, *later) if g.own]  # a stop's merged fixes repeat its place
-        res = [r for r, _ in self.hist] + [g.s - g.odo for g in new]
-        sig = [g for _, g in self.hist] + [g.sigma for g in new]
+        new = [h, *later] if h.own else later  # a stop's merged fixes repeat its place
+        res = self.hist_res + [g.s - g.odo for g in new]
+        sig = self.hist_sig + [g.sigma for g in new]
         c = _robust_offset(res, sig) if res else h.s - h.odo
         starts = self.piece_start
         end = starts[-1] + float(self.net.length_m[self.piece_seg[-1]])
@@ -1004,8 +1017,10 @@ class _Matcher:
         del self.piece_start[:q]
         self.piece0 += q
         if h.own:
-            self.hist.append((h.s - h.odo, h.sigma))
-        del self.hist[: max(len(self.hist) - p.smooth_back_fixes, 0)]
+            self.hist_res.append(h.s - h.odo)
+            self.hist_sig.append(h.sigma)
+        drop = max(len(self.hist_res) - p.smooth_back_fixes, 0)
+        del self.hist_res[:drop], self.hist_sig[:drop]
 
     def result(self) -> MatchResult:
         out = sorted(self.out, key=lambda r: r[0])
