@@ -53,11 +53,14 @@ Inputs are metric: ``x_m``, ``y_m`` in EPSG:2154 metres (``roadnet.to_metric``).
 
 from __future__ import annotations
 
+import array
 import bisect
 import math
 import struct
+import sys
 from collections import deque
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numba
 import numpy as np
@@ -325,6 +328,54 @@ _FIELDS: tuple[tuple[str, str], ...] = (
     ("hist_f", "<f8"),  # (R*2,) residual (path position - odometer), sigma
     ("smooth_f", "<f8"),  # (1,) emitted path position of the last emitted fix
 )
+# Python's array typecodes of the fields' dtypes (native order, swapped on a big-endian host)
+_CODES = {"<i8": "q", "<f8": "d", "<i4": "i", "<f4": "f"}
+assert all(array.array(c).itemsize == int(dt[2]) for dt, c in _CODES.items())
+_N_SEEN_POS = len(_MAGIC) + 2 + 4 + 2 * 8  # magic, version, meta's size, meta[:2]
+
+
+def _encode(fields: dict[str, list | np.ndarray]) -> bytes:
+    """The state encoding of ``fields`` (each a list of numbers or an array, by name).
+
+    A short list goes through :mod:`array` rather than NumPy: a state has twenty-odd
+    fields of a few values each, and NumPy's per-array cost was most of the encoding's."""
+    parts = [_MAGIC, struct.pack("<H", _VERSION)]
+    for name, dt in _FIELDS:
+        v = fields[name]
+        if isinstance(v, np.ndarray):
+            b = np.ascontiguousarray(v, dtype=dt)
+        else:
+            b = array.array(_CODES[dt], v)
+            if sys.byteorder == "big":
+                b.byteswap()
+        parts.append(len(b).to_bytes(4, "little"))
+        parts.append(b.tobytes())
+    return b"".join(parts)
+
+
+def _decode(data: bytes) -> dict[str, np.ndarray]:
+    """The arrays of a state encoding, by field name; ``ValueError`` if it is not one."""
+    mv = memoryview(data)
+    if bytes(mv[:4]) != _MAGIC or len(mv) < 6:
+        raise ValueError("data is not a MatchState encoding (bad magic)")
+    (version,) = struct.unpack_from("<H", mv, 4)
+    if version != _VERSION:
+        raise ValueError(f"MatchState encoding version={version}, expected {_VERSION}")
+    pos = 6
+    arrays: dict[str, np.ndarray] = {}
+    for name, dt in _FIELDS:
+        if pos + 4 > len(mv):
+            raise ValueError(f"MatchState encoding truncated at field {name!r}")
+        (n,) = struct.unpack_from("<I", mv, pos)
+        pos += 4
+        nbytes = n * np.dtype(dt).itemsize
+        if pos + nbytes > len(mv):
+            raise ValueError(f"MatchState encoding truncated in field {name!r}")
+        arrays[name] = np.frombuffer(mv[pos : pos + nbytes], dtype=dt).astype(dt[1:])
+        pos += nbytes
+    if pos != len(mv):
+        raise ValueError("MatchState encoding has trailing bytes")
+    return arrays
 
 
 @dataclass(frozen=True, eq=False)
@@ -339,16 +390,23 @@ class MatchState:
     :func:`match_online` or :meth:`from_bytes`.
     """
 
-    arrays: dict[str, np.ndarray] = field(repr=False)
+    data: bytes = field(repr=False)
+    """The encoding (:meth:`to_bytes`)."""
     _live: _Matcher | None = field(default=None, repr=False, compare=False)
-    """The running matcher these arrays are a snapshot of: the next call continues it
+    """The running matcher this encoding is a snapshot of: the next call continues it
     instead of rebuilding it from the arrays (same result, see ``match_online``). Taken
     (set to None) by that call, so a state can only be continued once that way."""
+
+    @cached_property
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The state's arrays by field name (``_FIELDS``), decoded on first use: a
+        worker only needs the bytes of the states it continues live."""
+        return _decode(self.data)
 
     @property
     def n_seen(self) -> int:
         """Number of fixes consumed so far (the next fix gets this ``fix_index``)."""
-        return int(self.arrays["meta"][2])
+        return struct.unpack_from("<q", self.data, _N_SEEN_POS)[0]
 
     @property
     def n_undecided(self) -> int:
@@ -359,37 +417,14 @@ class MatchState:
 
     def to_bytes(self) -> bytes:
         """Compact binary encoding (little-endian arrays, no pickle)."""
-        parts = [_MAGIC, struct.pack("<H", _VERSION)]
-        for name, dt in _FIELDS:
-            a = np.ascontiguousarray(self.arrays[name], dtype=dt)
-            parts.append(struct.pack("<I", a.size))
-            parts.append(a.tobytes())
-        return b"".join(parts)
+        return self.data
 
     @classmethod
     def from_bytes(cls, data: bytes) -> MatchState:
         """Decode :meth:`to_bytes` output; ``ValueError`` if it is not one."""
-        mv = memoryview(bytes(data))
-        if bytes(mv[:4]) != _MAGIC or len(mv) < 6:
-            raise ValueError("data is not a MatchState encoding (bad magic)")
-        (version,) = struct.unpack_from("<H", mv, 4)
-        if version != _VERSION:
-            raise ValueError(f"MatchState encoding version={version}, expected {_VERSION}")
-        pos = 6
-        arrays: dict[str, np.ndarray] = {}
-        for name, dt in _FIELDS:
-            if pos + 4 > len(mv):
-                raise ValueError(f"MatchState encoding truncated at field {name!r}")
-            (n,) = struct.unpack_from("<I", mv, pos)
-            pos += 4
-            nbytes = n * np.dtype(dt).itemsize
-            if pos + nbytes > len(mv):
-                raise ValueError(f"MatchState encoding truncated in field {name!r}")
-            arrays[name] = np.frombuffer(mv[pos : pos + nbytes], dtype=dt).astype(dt[1:])
-            pos += nbytes
-        if pos != len(mv):
-            raise ValueError("MatchState encoding has trailing bytes")
-        return cls(arrays)
+        state = cls(bytes(data))
+        state.arrays  # noqa: B018 (decoded now: bad data fails here, not in a later call)
+        return state
 
 
 # --------------------------------------------------------------------------- internals
@@ -550,6 +585,17 @@ def _candidates(
     return ptr, seg, off, emis
 
 
+def _follower_emission(seg: np.ndarray, f_seg: np.ndarray, f_emis: np.ndarray,
+                       floor: float) -> np.ndarray:
+    """Emission (log-likelihood) of a merged fix for each segment of ``seg``: that of its
+    first candidate on the segment (``f_seg``, ``f_emis``), else ``floor``."""
+    # A few candidates: a dict beats the (len(seg), len(f_seg)) comparison matrix in NumPy.
+    own: dict[int, float] = {}
+    for g, e in zip(f_seg.tolist(), f_emis.tolist()):
+        own.setdefault(g, e)
+    return np.array([own.get(g, floor) for g in seg.tolist()], float)
+
+
 def _robust_offset(res: list[float], sigma: list[float]) -> float:
     """Robust mean (m) of along-path residuals: the mean of those within 2 sigma of the
     median (the median alone when none is)."""
@@ -653,50 +699,37 @@ class _Matcher:
         self.hist_sig = a["hist_f"][1::2].tolist()
         self.s_out = float(a["smooth_f"][0])
 
-    def _dump(self) -> MatchState:
+    def _dump(self) -> bytes:
+        """The state encoding of this matcher (see ``_FIELDS``)."""
         W = self.window
         anc = self.anchor
-        step_i = [(s.idx, s.brk, len(s.seg), s.trans.shape[0], len(s.outliers),
-                   len(s.followers)) for s in W]
-        step_f = [(s.t, s.x, s.y, s.sigma, s.odo) for s in W]
-        cat = lambda xs, dt: np.concatenate(xs).astype(dt) if xs else np.empty(0, dt)  # noqa: E731
-        arrays = {
-            "meta": np.array(
-                [_VERSION, len(self.net), self.n_seen, self.had_chain, self.active,
-                 anc is not None, self.odo_mode, self.emitted, self.piece0],
-                np.int64,
-            ),
-            "last_t": np.array([self.last_t, self.last_odo]),
-            "anchor_i": np.array([anc.idx, anc.seg[0]] if anc else [0, 0], np.int64),
-            "anchor_f": np.array(
-                [anc.t, anc.x, anc.y, anc.sigma, anc.off[0], self.anchor_off_out, anc.odo]
-                if anc
-                else [0.0] * 7
-            ),
-            "step_i": np.array(step_i, np.int64).reshape(-1),
-            "step_f": np.array(step_f, float).reshape(-1),
-            "cand_i": cat([s.seg for s in W] + [s.back for s in W], np.int32),
-            "cand_f": cat([s.off for s in W] + [s.emis for s in W] + [s.score for s in W], float),
-            "trans": cat([s.trans.reshape(-1) for s in W], np.float32),
-            "out_i": np.array([i for s in W for i, _ in s.outliers], np.int64),
-            "out_f": np.array([t for s in W for _, t in s.outliers], float),
-            "fol_i": np.array([i for s in W for i, _, _ in s.followers], np.int64),
-            "fol_f": np.array([(t, o) for s in W for _, t, o in s.followers],
-                              float).reshape(-1),
-            "pend_i": np.array([f.idx for f in self.pending], np.int64),
-            "pend_f": np.array(
-                [(f.t, f.x, f.y, f.heading, f.acc, f.odo) for f in self.pending], float
-            ).reshape(-1),
-            "held_i": np.array([(h.idx, h.piece, h.brk, h.own) for h in self.held],
-                               np.int64).reshape(-1),
-            "held_f": np.array([(h.t, h.s, h.odo, h.sigma) for h in self.held],
-                               float).reshape(-1),
-            "piece_i": np.array(self.piece_seg, np.int64),
-            "piece_f": np.array(self.piece_start, float),
-            "hist_f": np.array([v for rs in zip(self.hist_res, self.hist_sig) for v in rs], float),
-            "smooth_f": np.array([self.s_out]),
-        }
-        return MatchState(arrays)
+        cat = lambda xs: np.concatenate(xs) if xs else np.empty(0)  # noqa: E731
+        return _encode({
+            "meta": [_VERSION, len(self.net), self.n_seen, self.had_chain, self.active,
+                     anc is not None, self.odo_mode, self.emitted, self.piece0],
+            "last_t": [self.last_t, self.last_odo],
+            "anchor_i": [anc.idx, int(anc.seg[0])] if anc else [0, 0],
+            "anchor_f": ([anc.t, anc.x, anc.y, anc.sigma, float(anc.off[0]), self.anchor_off_out,
+                          anc.odo] if anc else [0.0] * 7),
+            "step_i": [v for s in W for v in (s.idx, s.brk, len(s.seg), s.trans.shape[0],
+                                              len(s.outliers), len(s.followers))],
+            "step_f": [v for s in W for v in (s.t, s.x, s.y, s.sigma, s.odo)],
+            "cand_i": [v for s in W for v in s.seg.tolist()] + [v for s in W for v in s.back],
+            "cand_f": cat([s.off for s in W] + [s.emis for s in W] + [s.score for s in W]),
+            "trans": cat([s.trans.reshape(-1) for s in W]),
+            "out_i": [i for s in W for i, _ in s.outliers],
+            "out_f": [t for s in W for _, t in s.outliers],
+            "fol_i": [i for s in W for i, _, _ in s.followers],
+            "fol_f": [v for s in W for _, t, o in s.followers for v in (t, o)],
+            "pend_i": [f.idx for f in self.pending],
+            "pend_f": [v for f in self.pending for v in (f.t, f.x, f.y, f.heading, f.acc, f.odo)],
+            "held_i": [v for h in self.held for v in (h.idx, h.piece, h.brk, h.own)],
+            "held_f": [v for h in self.held for v in (h.t, h.s, h.odo, h.sigma)],
+            "piece_i": self.piece_seg,
+            "piece_f": self.piece_start,
+            "hist_f": [v for rs in zip(self.hist_res, self.hist_sig) for v in rs],
+            "smooth_f": [self.s_out],
+        })
 
     # ----------------------------------------------------------------- helpers
     @staticmethod
@@ -831,10 +864,7 @@ class _Matcher:
         radius = max(self.p.search_radius_m, 4.0 * f.sigma)
         floor = (float(f.emis.min()) if len(f.seg) >= self.p.max_candidates
                  else -0.5 * (radius / f.sigma) ** 2)
-        own = {}
-        for g, e in zip(f.seg.tolist(), f.emis.tolist()):
-            own.setdefault(g, e)
-        extra = np.array([own.get(g, floor) for g in s.seg.tolist()])
+        extra = _follower_emission(s.seg, f.seg, f.emis, floor)
         s.emis = s.emis + extra
         s.score = s.score + extra
         s.score -= s.score.max()
@@ -1155,7 +1185,7 @@ def match_online(
         m.finish()
     res = m.result()
     m.out = []
-    return res, MatchState(m._dump().arrays, _live=m)
+    return res, MatchState(m._dump(), _live=m)
 
 
 def match(
