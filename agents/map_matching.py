@@ -53,11 +53,14 @@ Inputs are metric: ``x_m``, ``y_m`` in EPSG:2154 metres (``roadnet.to_metric``).
 
 from __future__ import annotations
 
+import array
 import bisect
 import math
 import struct
+import sys
 from collections import deque
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numba
 import numpy as np
@@ -325,6 +328,54 @@ _FIELDS: tuple[tuple[str, str], ...] = (
     ("hist_f", "<f8"),  # (R*2,) residual (path position - odometer), sigma
     ("smooth_f", "<f8"),  # (1,) emitted path position of the last emitted fix
 )
+# Python's array typecodes of the fields' dtypes (native order, swapped on a big-endian host)
+_CODES = {"<i8": "q", "<f8": "d", "<i4": "i", "<f4": "f"}
+assert all(array.array(c).itemsize == int(dt[2]) for dt, c in _CODES.items())
+_N_SEEN_POS = len(_MAGIC) + 2 + 4 + 2 * 8  # magic, version, meta's size, meta[:2]
+
+
+def _encode(fields: dict[str, list | np.ndarray]) -> bytes:
+    """The state encoding of ``fields`` (each a list of numbers or an array, by name).
+
+    A short list goes through :mod:`array` rather than NumPy: a state has twenty-odd
+    fields of a few values each, and NumPy's per-array cost was most of the encoding's."""
+    parts = [_MAGIC, struct.pack("<H", _VERSION)]
+    for name, dt in _FIELDS:
+        v = fields[name]
+        if isinstance(v, np.ndarray):
+            b = np.ascontiguousarray(v, dtype=dt)
+        else:
+            b = array.array(_CODES[dt], v)
+            if sys.byteorder == "big":
+                b.byteswap()
+        parts.append(len(b).to_bytes(4, "little"))
+        parts.append(b.tobytes())
+    return b"".join(parts)
+
+
+def _decode(data: bytes) -> dict[str, np.ndarray]:
+    """The arrays of a state encoding, by field name; ``ValueError`` if it is not one."""
+    mv = memoryview(data)
+    if bytes(mv[:4]) != _MAGIC or len(mv) < 6:
+        raise ValueError("data is not a MatchState encoding (bad magic)")
+    (version,) = struct.unpack_from("<H", mv, 4)
+    if version != _VERSION:
+        raise ValueError(f"MatchState encoding version={version}, expected {_VERSION}")
+    pos = 6
+    arrays: dict[str, np.ndarray] = {}
+    for name, dt in _FIELDS:
+        if pos + 4 > len(mv):
+            raise ValueError(f"MatchState encoding truncated at field {name!r}")
+        (n,) = struct.unpack_from("<I", mv, pos)
+        pos += 4
+        nbytes = n * np.dtype(dt).itemsize
+        if pos + nbytes > len(mv):
+            raise ValueError(f"MatchState encoding truncated in field {name!r}")
+        arrays[name] = np.frombuffer(mv[pos : pos + nbytes], dtype=dt).astype(dt[1:])
+        pos += nbytes
+    if pos != len(mv):
+        raise ValueError("MatchState encoding has trailing bytes")
+    return arrays
 
 
 @dataclass(frozen=True, eq=False)
@@ -339,16 +390,23 @@ class MatchState:
     :func:`match_online` or :meth:`from_bytes`.
     """
 
-    arrays: dict[str, np.ndarray] = field(repr=False)
+    data: bytes = field(repr=False)
+    """The encoding (:meth:`to_bytes`)."""
     _live: _Matcher | None = field(default=None, repr=False, compare=False)
-    """The running matcher these arrays are a snapshot of: the next call continues it
+    """The running matcher this encoding is a snapshot of: the next call continues it
     instead of rebuilding it from the arrays (same result, see ``match_online``). Taken
     (set to None) by that call, so a state can only be continued once that way."""
+
+    @cached_property
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The state's arrays by field name (``_FIELDS``), decoded on first use: a
+        worker only needs the bytes of the states it continues live."""
+        return _decode(self.data)
 
     @property
     def n_seen(self) -> int:
         """Number of fixes consumed so far (the next fix gets this ``fix_index``)."""
-        return int(self.arrays["meta"][2])
+        return struct.unpack_from("<q", self.data, _N_SEEN_POS)[0]
 
     @property
     def n_undecided(self) -> int:
@@ -359,37 +417,14 @@ class MatchState:
 
     def to_bytes(self) -> bytes:
         """Compact binary encoding (little-endian arrays, no pickle)."""
-        parts = [_MAGIC, struct.pack("<H", _VERSION)]
-        for name, dt in _FIELDS:
-            a = np.ascontiguousarray(self.arrays[name], dtype=dt)
-            parts.append(struct.pack("<I", a.size))
-            parts.append(a.tobytes())
-        return b"".join(parts)
+        return self.data
 
     @classmethod
     def from_bytes(cls, data: bytes) -> MatchState:
         """Decode :meth:`to_bytes` output; ``ValueError`` if it is not one."""
-        mv = memoryview(bytes(data))
-        if bytes(mv[:4]) != _MAGIC or len(mv) < 6:
-            raise ValueError("data is not a MatchState encoding (bad magic)")
-        (version,) = struct.unpack_from("<H", mv, 4)
-        if version != _VERSION:
-            raise ValueError(f"MatchState encoding version={version}, expected {_VERSION}")
-        pos = 6
-        arrays: dict[str, np.ndarray] = {}
-        for name, dt in _FIELDS:
-            if pos + 4 > len(mv):
-                raise ValueError(f"MatchState encoding truncated at field {name!r}")
-            (n,) = struct.unpack_from("<I", mv, pos)
-            pos += 4
-            nbytes = n * np.dtype(dt).itemsize
-            if pos + nbytes > len(mv):
-                raise ValueError(f"MatchState encoding truncated in field {name!r}")
-            arrays[name] = np.frombuffer(mv[pos : pos + nbytes], dtype=dt).astype(dt[1:])
-            pos += nbytes
-        if pos != len(mv):
-            raise ValueError("MatchState encoding has trailing bytes")
-        return cls(arrays)
+        state = cls(bytes(data))
+        state.arrays  # noqa: B018 (decoded now: bad data fails here, not in a later call)
+        return state
 
 
 # --------------------------------------------------------------------------- internals
@@ -425,7 +460,7 @@ class _Step:
     emis: np.ndarray
     trans: np.ndarray  # (n_prev, K) log transition from the previous column (0 x K at start)
     score: np.ndarray  # (K,) best log score of a path ending here (normalised, max 0)
-    back: np.ndarray  # (K,) best previous candidate
+    back: list[int]  # (K,) best previous candidate (a list: walked in Python, see _decide)
     outliers: list[tuple[int, float]] = field(default_factory=list)
     odo: float = np.nan  # odometer, m (NaN without)
     followers: list[tuple[int, float, float]] = field(default_factory=list)  # idx, t, odo
@@ -550,6 +585,17 @@ def _candidates(
     return ptr, seg, off, emis
 
 
+def _follower_emission(seg: np.ndarray, f_seg: np.ndarray, f_emis: np.ndarray,
+                       floor: float) -> np.ndarray:
+    """Emission (log-likelihood) of a merged fix for each segment of ``seg``: that of its
+    first candidate on the segment (``f_seg``, ``f_emis``), else ``floor``."""
+    # A few candidates: a dict beats the (len(seg), len(f_seg)) comparison matrix in NumPy.
+    own: dict[int, float] = {}
+    for g, e in zip(f_seg.tolist(), f_emis.tolist()):
+        own.setdefault(g, e)
+    return np.array([own.get(g, floor) for g in seg.tolist()], float)
+
+
 def _robust_offset(res: list[float], sigma: list[float]) -> float:
     """Robust mean (m) of along-path residuals: the mean of those within 2 sigma of the
     median (the median alone when none is)."""
@@ -583,10 +629,12 @@ class _Matcher:
         # (``piece0`` is the absolute index of the first), the residuals of the last
         # emitted fixes of the chain and the last emitted path position.
         self.held: list[_Held] = []
+        self.n_own = 0  # held fixes with their own projection (used to smooth)
         self.piece_seg: list[int] = []
         self.piece_start: list[float] = []
         self.piece0 = 0
-        self.hist: list[tuple[float, float]] = []
+        self.hist_res: list[float] = []
+        self.hist_sig: list[float] = []
         self.emitted = False
         self.s_out = np.nan
         if state is not None:
@@ -626,7 +674,7 @@ class _Matcher:
                     ci[sl].astype(np.int64), cf[sl].copy(), cf[n_c + c : n_c + c + k].copy(),
                     a["trans"][t_pos : t_pos + kp * k].reshape(kp, k).copy(),
                     cf[2 * n_c + c : 2 * n_c + c + k].copy(),
-                    ci[n_c + c : n_c + c + k].astype(np.int64),
+                    ci[n_c + c : n_c + c + k].tolist(),
                     [(int(i), float(tt)) for i, tt in zip(a["out_i"][o_pos : o_pos + no],
                                                           a["out_f"][o_pos : o_pos + no])],
                     float(odo),
@@ -643,57 +691,45 @@ class _Matcher:
             self.pending.append(self._raw_fix(int(i), t, x, y, h, acc, odo))
         for (i, piece, brk, own), (t, sp, odo, sig) in zip(a["held_i"].reshape(-1, 4),
                                                            a["held_f"].reshape(-1, 4)):
-            self.held.append(_Held(int(i), float(t), int(piece), bool(brk), float(sp),
-                                   float(odo), float(sig), bool(own)))
+            self._hold(_Held(int(i), float(t), int(piece), bool(brk), float(sp),
+                             float(odo), float(sig), bool(own)))
         self.piece_seg = [int(v) for v in a["piece_i"]]
         self.piece_start = [float(v) for v in a["piece_f"]]
-        self.hist = [(float(r), float(g)) for r, g in a["hist_f"].reshape(-1, 2)]
+        self.hist_res = a["hist_f"][0::2].tolist()
+        self.hist_sig = a["hist_f"][1::2].tolist()
         self.s_out = float(a["smooth_f"][0])
 
-    def _dump(self) -> MatchState:
+    def _dump(self) -> bytes:
+        """The state encoding of this matcher (see ``_FIELDS``)."""
         W = self.window
         anc = self.anchor
-        step_i = [(s.idx, s.brk, len(s.seg), s.trans.shape[0], len(s.outliers),
-                   len(s.followers)) for s in W]
-        step_f = [(s.t, s.x, s.y, s.sigma, s.odo) for s in W]
-        cat = lambda xs, dt: np.concatenate(xs).astype(dt) if xs else np.empty(0, dt)  # noqa: E731
-        arrays = {
-            "meta": np.array(
-                [_VERSION, len(self.net), self.n_seen, self.had_chain, self.active,
-                 anc is not None, self.odo_mode, self.emitted, self.piece0],
-                np.int64,
-            ),
-            "last_t": np.array([self.last_t, self.last_odo]),
-            "anchor_i": np.array([anc.idx, anc.seg[0]] if anc else [0, 0], np.int64),
-            "anchor_f": np.array(
-                [anc.t, anc.x, anc.y, anc.sigma, anc.off[0], self.anchor_off_out, anc.odo]
-                if anc
-                else [0.0] * 7
-            ),
-            "step_i": np.array(step_i, np.int64).reshape(-1),
-            "step_f": np.array(step_f, float).reshape(-1),
-            "cand_i": cat([s.seg for s in W] + [s.back for s in W], np.int32),
-            "cand_f": cat([s.off for s in W] + [s.emis for s in W] + [s.score for s in W], float),
-            "trans": cat([s.trans.reshape(-1) for s in W], np.float32),
-            "out_i": np.array([i for s in W for i, _ in s.outliers], np.int64),
-            "out_f": np.array([t for s in W for _, t in s.outliers], float),
-            "fol_i": np.array([i for s in W for i, _, _ in s.followers], np.int64),
-            "fol_f": np.array([(t, o) for s in W for _, t, o in s.followers],
-                              float).reshape(-1),
-            "pend_i": np.array([f.idx for f in self.pending], np.int64),
-            "pend_f": np.array(
-                [(f.t, f.x, f.y, f.heading, f.acc, f.odo) for f in self.pending], float
-            ).reshape(-1),
-            "held_i": np.array([(h.idx, h.piece, h.brk, h.own) for h in self.held],
-                               np.int64).reshape(-1),
-            "held_f": np.array([(h.t, h.s, h.odo, h.sigma) for h in self.held],
-                               float).reshape(-1),
-            "piece_i": np.array(self.piece_seg, np.int64),
-            "piece_f": np.array(self.piece_start, float),
-            "hist_f": np.array(self.hist, float).reshape(-1),
-            "smooth_f": np.array([self.s_out]),
-        }
-        return MatchState(arrays)
+        cat = lambda xs: np.concatenate(xs) if xs else np.empty(0)  # noqa: E731
+        return _encode({
+            "meta": [_VERSION, len(self.net), self.n_seen, self.had_chain, self.active,
+                     anc is not None, self.odo_mode, self.emitted, self.piece0],
+            "last_t": [self.last_t, self.last_odo],
+            "anchor_i": [anc.idx, int(anc.seg[0])] if anc else [0, 0],
+            "anchor_f": ([anc.t, anc.x, anc.y, anc.sigma, float(anc.off[0]), self.anchor_off_out,
+                          anc.odo] if anc else [0.0] * 7),
+            "step_i": [v for s in W for v in (s.idx, s.brk, len(s.seg), s.trans.shape[0],
+                                              len(s.outliers), len(s.followers))],
+            "step_f": [v for s in W for v in (s.t, s.x, s.y, s.sigma, s.odo)],
+            "cand_i": [v for s in W for v in s.seg.tolist()] + [v for s in W for v in s.back],
+            "cand_f": cat([s.off for s in W] + [s.emis for s in W] + [s.score for s in W]),
+            "trans": cat([s.trans.reshape(-1) for s in W]),
+            "out_i": [i for s in W for i, _ in s.outliers],
+            "out_f": [t for s in W for _, t in s.outliers],
+            "fol_i": [i for s in W for i, _, _ in s.followers],
+            "fol_f": [v for s in W for _, t, o in s.followers for v in (t, o)],
+            "pend_i": [f.idx for f in self.pending],
+            "pend_f": [v for f in self.pending for v in (f.t, f.x, f.y, f.heading, f.acc, f.odo)],
+            "held_i": [v for h in self.held for v in (h.idx, h.piece, h.brk, h.own)],
+            "held_f": [v for h in self.held for v in (h.t, h.s, h.odo, h.sigma)],
+            "piece_i": self.piece_seg,
+            "piece_f": self.piece_start,
+            "hist_f": [v for rs in zip(self.hist_res, self.hist_sig) for v in rs],
+            "smooth_f": [self.s_out],
+        })
 
     # ----------------------------------------------------------------- helpers
     @staticmethod
@@ -702,7 +738,7 @@ class _Matcher:
         return _Step(
             idx, float(t), float(x), float(y), float(sig), False,
             np.array([seg], np.int64), np.array([float(off)]), np.zeros(1),
-            np.zeros((0, 1)), np.zeros(1), np.zeros(1, np.int64), odo=float(odo),
+            np.zeros((0, 1)), np.zeros(1), [0], odo=float(odo),
         )
 
     def _raw_fix(self, idx: int, t: float, x: float, y: float, h: float, acc: float,
@@ -738,7 +774,7 @@ class _Matcher:
         straight = float(np.hypot(f.x - a.x, f.y - a.y))
         limit = self._limit(a, f, straight)
         sa, sb = np.asarray(a.seg, np.int64), np.asarray(f.seg, np.int64)
-        if np.isfinite(a.odo) and np.isfinite(f.odo):
+        if math.isfinite(a.odo) and math.isfinite(f.odo):
             move, beta, gc = f.odo - a.odo, max(self.p.odo_beta_m, a.sigma, f.sigma), _NO_GC
         else:
             xa, ya = net.point_at(sa, a.off)
@@ -787,7 +823,7 @@ class _Matcher:
             self.active = True
             step = _Step(f.idx, f.t, f.x, f.y, f.sigma, self.had_chain, f.seg, f.off, f.emis,
                          np.zeros((0, len(f.seg))), f.emis - f.emis.max(),
-                         np.zeros(len(f.seg), np.int64), odo=f.odo)
+                         [0] * len(f.seg), odo=f.odo)
             self.had_chain = True
             self.window.append(step)
             return []
@@ -812,7 +848,7 @@ class _Matcher:
             if reachable:
                 self.window.append(
                     _Step(f.idx, f.t, f.x, f.y, f.sigma, False, f.seg, f.off, f.emis, trans,
-                          score, back, [(p.idx, p.t) for p in self.pending], f.odo)
+                          score, back.tolist(), [(p.idx, p.t) for p in self.pending], f.odo)
                 )
                 self.pending = []
                 return []
@@ -828,9 +864,7 @@ class _Matcher:
         radius = max(self.p.search_radius_m, 4.0 * f.sigma)
         floor = (float(f.emis.min()) if len(f.seg) >= self.p.max_candidates
                  else -0.5 * (radius / f.sigma) ** 2)
-        eq = s.seg[:, None] == f.seg[None, :]
-        has = eq.any(axis=1)
-        extra = np.where(has, f.emis[eq.argmax(axis=1)], floor)
+        extra = _follower_emission(s.seg, f.seg, f.emis, floor)
         s.emis = s.emis + extra
         s.score = s.score + extra
         s.score -= s.score.max()
@@ -863,11 +897,11 @@ class _Matcher:
             return
         # Convergence: all paths alive at the newest column share one candidate. (A few
         # columns of at most max_candidates: plain Python beats numpy's per-call cost.)
-        alive = np.flatnonzero(np.isfinite(W[-1].score)).tolist()
+        alive = [c for c, v in enumerate(W[-1].score.tolist()) if math.isfinite(v)]
         conv = (len(W) - 1, alive[0]) if len(alive) == 1 else None
         j = len(W) - 1
         while conv is None and j > 0:
-            back = W[j].back.tolist()
+            back = W[j].back
             alive = sorted({back[c] for c in alive})
             j -= 1
             if len(alive) == 1:
@@ -891,7 +925,7 @@ class _Matcher:
         """Candidate indices of the best path ending at column ``j``, candidate ``c``."""
         path = [c]
         for s in range(j, 0, -1):
-            path.append(int(self.window[s].back[path[-1]]))
+            path.append(self.window[s].back[path[-1]])
         path.reverse()
         return path
 
@@ -899,6 +933,10 @@ class _Matcher:
         """Decide columns ``0..j`` on the path ending at candidate ``c`` of column ``j``."""
         W = self.window
         path = self._backtrack(j, c)
+        # the previous decided matched fix (the anchor, then each decided step), its
+        # segment and offset: the anchor is built once, from the last one
+        a = self.anchor
+        a_seg, a_off = (int(a.seg[0]), float(a.off[0])) if a is not None else (-1, np.nan)
         for s, ci in zip(W[: j + 1], path):
             for idx, t in s.outliers:
                 if self.odo_mode == 1:
@@ -906,16 +944,13 @@ class _Matcher:
                 else:
                     self.out.append((idx, t, -1, np.nan, False, _EMPTY_I))
             seg, off = int(s.seg[ci]), float(s.off[ci])
-            a = self.anchor
             cont = a is not None and not s.brk
-            same = cont and seg == int(a.seg[0]) and off >= float(a.off[0]) - self._tol(
-                a.sigma, s.sigma)
+            same = cont and seg == a_seg and off >= a_off - self._tol(a.sigma, s.sigma)
             via = _EMPTY_I
             if cont and not same:
-                sa = int(a.seg[0])
                 straight = float(np.hypot(s.x - a.x, s.y - a.y))
                 via = self.router.path(
-                    int(self.net.to_node[sa]), int(self.net.from_node[seg]),
+                    int(self.net.to_node[a_seg]), int(self.net.from_node[seg]),
                     self._limit(a, s, straight),
                 )
             if self.odo_mode == 1:
@@ -927,20 +962,24 @@ class _Matcher:
                 out_off = max(off, self.anchor_off_out) if same else off
                 self._emit(s, seg, out_off, s.brk, via)
                 self.anchor_off_out = out_off
-            self.anchor = self._single(s.idx, s.t, s.x, s.y, s.sigma, seg, off, s.odo)
+            a, a_seg, a_off = s, seg, off
+        self.anchor = self._single(a.idx, a.t, a.x, a.y, a.sigma, a_seg, a_off, a.odo)
         # Pin: later columns may only continue the decided path.
         rest = W[j + 1 :]
         self.window = rest
-        prev = np.full(len(W[j].seg), -np.inf)
+        prev = np.empty(len(W[j].seg))
+        prev.fill(-np.inf)
         prev[c] = 0.0
         for s in rest:
-            s.back, s.score, _ = _viterbi_column(prev, s.trans, s.emis)
+            back, s.score, _ = _viterbi_column(prev, s.trans, s.emis)
+            s.back = back.tolist()
             prev = s.score
         self._release(close=False)
 
     # ----------------------------------------------------------------- smoothing
     def _hold(self, h: _Held) -> None:
         self.held.append(h)
+        self.n_own += h.own
 
     def _extend_path(self, s: _Step, seg: int, off: float, cont: bool, same: bool,
                      via: np.ndarray) -> None:
@@ -948,7 +987,7 @@ class _Matcher:
         if not cont:
             # A new chain: the previous one was closed by the break.
             self.piece_seg, self.piece_start, self.piece0 = [seg], [0.0], 0
-            self.hist, self.emitted, self.s_out = [], False, np.nan
+            self.hist_res, self.hist_sig, self.emitted, self.s_out = [], [], False, np.nan
         elif not same:
             base = self.piece_start[-1] + float(self.net.length_m[self.piece_seg[-1]])
             for v in (*via.tolist(), seg):
@@ -965,7 +1004,7 @@ class _Matcher:
             return
         ahead = self.p.smooth_ahead_fixes
         held = self.held
-        n_own = sum(1 for h in held if h.own)
+        n_own = self.n_own  # own fixes in held[k:]
         k = 0
         while k < len(held):
             h = held[k]
@@ -973,20 +1012,24 @@ class _Matcher:
                 self.out.append((h.idx, h.t, -1, np.nan, False, _EMPTY_I))
                 k += 1
                 continue
-            n_own -= h.own
-            if n_own < ahead and not close:
+            if n_own - h.own < ahead and not close:
                 break
+            n_own -= h.own
             later = [g for g in held[k + 1 :] if g.own][:ahead]
             self._emit_smoothed(h, later)
             k += 1
-        self.held = held[k:]
+        if k:
+            self.held = held[k:]
+            self.n_own = n_own
 
     def _emit_smoothed(self, h: _Held, later: list[_Held]) -> None:
-        """Emit the matched fix ``h`` at its odometer-consistent place on the path."""
+        """Emit the matched fix ``h`` at its odometer-consistent place on the path, given
+        the next held fixes with their own projection (``later``, at most
+        ``smooth_ahead_fixes``)."""
         p = self.p
-        new = [g for g in (h, *later) if g.own]  # a stop's merged fixes repeat its place
-        res = [r for r, _ in self.hist] + [g.s - g.odo for g in new]
-        sig = [g for _, g in self.hist] + [g.sigma for g in new]
+        new = [h, *later] if h.own else later  # a stop's merged fixes repeat its place
+        res = self.hist_res + [g.s - g.odo for g in new]
+        sig = self.hist_sig + [g.sigma for g in new]
         c = _robust_offset(res, sig) if res else h.s - h.odo
         starts = self.piece_start
         end = starts[-1] + float(self.net.length_m[self.piece_seg[-1]])
@@ -1004,8 +1047,10 @@ class _Matcher:
         del self.piece_start[:q]
         self.piece0 += q
         if h.own:
-            self.hist.append((h.s - h.odo, h.sigma))
-        del self.hist[: max(len(self.hist) - p.smooth_back_fixes, 0)]
+            self.hist_res.append(h.s - h.odo)
+            self.hist_sig.append(h.sigma)
+        drop = max(len(self.hist_res) - p.smooth_back_fixes, 0)
+        del self.hist_res[:drop], self.hist_sig[:drop]
 
     def result(self) -> MatchResult:
         out = sorted(self.out, key=lambda r: r[0])
@@ -1140,7 +1185,7 @@ def match_online(
         m.finish()
     res = m.result()
     m.out = []
-    return res, MatchState(m._dump().arrays, _live=m)
+    return res, MatchState(m._dump(), _live=m)
 
 
 def match(

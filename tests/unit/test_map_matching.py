@@ -853,3 +853,81 @@ def test_viterbi_column_is_the_numpy_formulation(seed):
         assert got[2] == want[2]
         seen |= {("reachable", want[2]), ("nan", bool(np.isnan(want[1]).any())), ("tie", bool((trans == -1).all()))}
     assert seen == {(k, v) for k in ("reachable", "nan", "tie") for v in (True, False)}
+
+
+# ------------------------------------------------ plain-Python forms of small NumPy steps
+def numpy_follower_emission(seg, f_seg, f_emis, floor):
+    """The NumPy formulation ``_Matcher._follow`` used before ``_follower_emission`` (the oracle)."""
+    eq = seg[:, None] == f_seg[None, :]
+    return np.where(eq.any(axis=1), f_emis[eq.argmax(axis=1)], floor)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_follower_emission_is_the_numpy_formulation(seed):
+    from agents.map_matching import _follower_emission
+
+    rng = np.random.default_rng(seed)
+    seen = set()
+    for _ in range(300):
+        seg = rng.integers(0, 12, int(rng.integers(1, 17)))
+        f_seg = rng.integers(0, 12, int(rng.integers(1, 17)))  # repeats: the first one counts
+        f_emis = rng.normal(-3.0, 3.0, f_seg.size)
+        floor = float(rng.choice([f_emis.min(), -50.0]))
+        want = numpy_follower_emission(seg, f_seg, f_emis, floor)
+        got = _follower_emission(seg, f_seg, f_emis, floor)
+        assert got.dtype == want.dtype and np.array_equal(got.view(np.int64), want.view(np.int64))
+        seen |= {("own", bool(np.isin(seg, f_seg).any())), ("floor", bool((~np.isin(seg, f_seg)).any()))}
+    assert seen == {(k, v) for k in ("own", "floor") for v in (True, False)}
+
+
+def numpy_encode(fields):
+    """The state encoding as ``MatchState.to_bytes`` wrote it from NumPy arrays (the oracle)."""
+    import struct
+
+    from agents.map_matching import _FIELDS, _MAGIC, _VERSION
+
+    parts = [_MAGIC, struct.pack("<H", _VERSION)]
+    for name, dt in _FIELDS:
+        a = np.ascontiguousarray(np.array(fields[name], dtype=dt[1:]), dtype=dt)
+        parts.append(struct.pack("<I", a.size))
+        parts.append(a.tobytes())
+    return b"".join(parts)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_state_encoding_is_the_numpy_one(seed):
+    from agents.map_matching import _FIELDS, _encode
+
+    rng = np.random.default_rng(seed)
+    specials = [np.nan, np.inf, -np.inf, 0.0, -0.0, 1e300, 5e-324]
+    for _ in range(200):
+        fields = {}
+        for name, dt in _FIELDS:
+            n = int(rng.choice([0, 1, 2, 7, 40]))
+            if dt in ("<i8", "<i4"):
+                v = rng.integers(-(2**31), 2**31, n).tolist()
+                if n and dt == "<i8":
+                    v[0] = [2**62, -(2**62), True, False][int(rng.integers(0, 4))]  # bools: the flags
+            else:
+                v = rng.normal(0.0, 1e3, n).tolist()
+                if n:
+                    v[int(rng.integers(0, n))] = float(rng.choice(specials[: 5 if dt == "<f4" else None]))
+            # arrays as the matcher passes them: float64 pieces, float32 transitions
+            if dt == "<f4" or (dt == "<f8" and rng.random() < 0.3):
+                v = np.asarray(v, np.float32 if dt == "<f4" else float)
+            fields[name] = v
+        assert _encode(fields) == numpy_encode(fields)
+
+
+def test_state_bytes_decode_to_the_same_state(plaisir_net, eventful_odo):
+    # every state along an eventful drive: its bytes decode to arrays that encode back to
+    # the same bytes, and n_seen (read from the bytes) is the arrays' count
+    t, x, y, hd, odo = eventful_odo
+    state = None
+    for i in range(len(t)):
+        _, state = match_online(plaisir_net, t[i : i + 1], x[i : i + 1], y[i : i + 1], hd[i : i + 1], state=state,
+                                odometer_m=odo[i : i + 1])
+        data = state.to_bytes()
+        back = MatchState.from_bytes(data)
+        assert back.to_bytes() == data and numpy_encode(back.arrays) == data
+        assert state.n_seen == back.n_seen == int(back.arrays["meta"][2]) == i + 1
