@@ -673,7 +673,7 @@ def _block_sigma_kernel(b, meds, k0, k_past, k_ahead, final, onset_ratio):  # no
         s = np.nan
         if has_past and n_meds >= k_past:
             past[:k_past] = meds[j - k_past : j]
-            past[:k_past].sort()
+            _sort_small(past, k_past)
             h = k_past // 2
             s = past[h] if k_past % 2 else (past[h - 1] + past[h]) / 2.0
         wait_b = False
@@ -685,10 +685,10 @@ def _block_sigma_kernel(b, meds, k0, k_past, k_ahead, final, onset_ratio):  # no
                 q = min(max(jj + t, 0), n_meds + k_ahead)
                 ahead[t] = meds[q] if q < n_meds else np.inf
                 n_in += ahead[t] < np.inf
-            srt = np.sort(ahead[:k_ahead])
-            lo = srt[0]
+            _sort_small(ahead, k_ahead)
+            lo = ahead[0]
             if k_ahead >= 3 and onset_ratio > 0 and n_in >= 3 and lo >= onset_ratio * s:
-                lo = srt[1]
+                lo = ahead[1]
             if n_in > 0:
                 s = lo if np.isnan(s) else (s if np.isnan(lo) else max(s, lo))
             if not has_past or wait_b:
@@ -710,12 +710,26 @@ def _block_medians(x, n_b, blk):  # noqa: ANN001, ANN202
     h = blk // 2
     for b in range(n_b):
         buf[:] = x[b * blk : (b + 1) * blk]
-        if np.isnan(buf).any():
+        _sort_small(buf, blk)
+        if np.isnan(buf[blk - 1]):  # NaN sorts last
             out[b] = np.nan
             continue
-        buf.sort()
         out[b] = buf[h] if blk % 2 else (buf[h - 1] + buf[h]) / 2.0
     return out
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _sort_small(buf, n):  # noqa: ANN001, ANN202
+    """Sort ``buf[:n]`` in place, ascending with NaN last as ``np.sort`` (equal values are
+    alike: the callers' values are >= +0 or +inf). An insertion sort: on a block's 25
+    values or a window's 4-8 it takes a third of the time of numba's quicksort."""
+    for i in range(1, n):
+        v = buf[i]
+        j = i
+        while j > 0 and (buf[j - 1] > v or (np.isnan(buf[j - 1]) and not np.isnan(v))):
+            buf[j] = buf[j - 1]
+            j -= 1
+        buf[j] = v
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -723,15 +737,26 @@ def _trailing_max(x, win, n_out):  # noqa: ANN001, ANN202
     """Largest of the ``win`` values up to each of the last ``n_out`` values of ``x`` (fewer
     at its start): ``ndimage.maximum_filter1d`` with a trailing window, the same values to
     the bit (of equal values, the latest: 0.0 after -0.0 gives 0.0, as scipy does)."""
+    # a monotone queue of the window's candidates (indices of strictly decreasing values,
+    # the latest of equal ones): O(n) instead of O(n x win). The loop this replaces kept
+    # a window's first value when it was NaN and skipped later NaNs; so do the two tests
+    # below (NaNs never enter the queue)
     out = np.empty(n_out)
-    for k in range(n_out):
-        i = x.size - n_out + k
+    q = np.empty(x.size, np.int64)
+    head, tail = 0, 0
+    start = x.size - n_out
+    for i in range(max(0, start - win + 1), x.size):
+        if not np.isnan(x[i]):
+            while tail > head and x[i] >= x[q[tail - 1]]:
+                tail -= 1
+            q[tail] = i
+            tail += 1
+        if i < start:
+            continue
         j0 = max(0, i - win + 1)
-        m = x[j0]
-        for j in range(j0 + 1, i + 1):
-            if x[j] >= m:
-                m = x[j]
-        out[k] = m
+        while head < tail and q[head] < j0:
+            head += 1
+        out[i - start] = np.nan if np.isnan(x[j0]) else x[q[head]]
     return out
 
 

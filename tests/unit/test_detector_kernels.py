@@ -10,7 +10,7 @@ import pytest
 from scipy import ndimage, signal
 
 from agents import _whitening
-from agents.potholes import _block_medians, _block_sigma, _trailing_max
+from agents.potholes import _block_medians, _block_sigma, _sort_small, _trailing_max
 
 
 # ---------------------------------------------------------------- the NumPy formulation
@@ -131,6 +131,22 @@ def numpy_block_sigma(
     return sig, waiting
 
 
+def loop_trailing_max(x: np.ndarray, win: int, n_out: int) -> np.ndarray:
+    """The trailing maximum as the compiled loop computed it before its monotone queue: each
+    window from its first value, a later value replacing the maximum when >= it (a window
+    starting on NaN stays NaN, later NaNs are skipped)."""
+    out = np.empty(n_out)
+    for k in range(n_out):
+        i = x.size - n_out + k
+        j0 = max(0, i - win + 1)
+        m = x[j0]
+        for j in range(j0 + 1, i + 1):
+            if x[j] >= m:
+                m = x[j]
+        out[k] = m
+    return out
+
+
 def _bits(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x, float).view(np.int64)
 
@@ -238,3 +254,27 @@ def test_trailing_max_is_the_max_filter(win):
             want = ndimage.maximum_filter1d(x, size=win, origin=(win - 1) // 2, mode="nearest")
             for n_out in {1, n // 2 + 1, n}:
                 assert np.array_equal(_bits(_trailing_max(x, win, n_out)), _bits(want[-n_out:]))
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 3, 4, 8, 25, 26, 60])
+def test_sort_small_is_numpys_sort(n):
+    rng = np.random.default_rng(n)
+    for x in (
+        np.abs(np.round(rng.normal(0, 1, n) * 8) / 8),  # ties
+        rng.choice([0.0, 1.0, np.inf, np.nan, 0.5], n),  # the look-ahead's +inf padding, NaN medians
+        rng.standard_normal(n),
+    ):
+        buf = np.r_[x, 7.0]  # a value past n stays where it is
+        _sort_small(buf, n)
+        assert np.array_equal(_bits(buf), _bits(np.r_[np.sort(x), 7.0]))
+
+
+@pytest.mark.parametrize("win", [1, 2, 3, 25, 26])
+def test_trailing_max_with_nans_is_the_loops(win):
+    rng = np.random.default_rng(win)
+    for n in (1, 3, 30, 400):
+        x = rng.choice([-0.0, 0.0, 0.001, -0.001, 0.5, np.nan], n)
+        x[: n // 3] = np.round(rng.normal(0, 1, n // 3) * 1000) / 1000
+        for n_out in {1, n // 2 + 1, n}:
+            assert np.array_equal(_bits(_trailing_max(x, win, n_out)), _bits(loop_trailing_max(x, win, n_out)))
+    assert _trailing_max(np.zeros(0), win, 0).size == 0
