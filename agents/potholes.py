@@ -803,22 +803,24 @@ def _stream_step(
     blk = max(1, int(round(BLOCK_S * fs)))
     k_blocks = max(1, int(round(SCALE_WINDOW_S / BLOCK_S)))
     hist_step = max(1, int(round(_HIST_DT_S * fs)))
-    tail_y = zi.tail.get("y", np.zeros(0))
-    tail_idx = zi.tail.get("idx", np.zeros(0, np.int64))
-    idx_all = np.concatenate([tail_idx, idx_new])
+    # the window: the kept tail's samples, then the new ones (one array per column)
+    new = {"y": y_new, "v": v_kmh, "off": off, "seg": seg, "t": t, "d": d_new, "idx": idx_new, "rise": rise_new}
+    w = {k: _joined(zi.tail, k, dt, new[k]) for k, dt in _TAIL if k != "e"}
+    m = w["y"].size
+    idx = w["idx"]
     # 0. the detection signal: the band-passed acceleration whitened by a linear predictor
     #    of the recent road (its residual e), or y itself
     p_lpc = LPC_ORDER
     if p_lpc > 0:
         lam = float(np.exp(-BLOCK_S / LPC_TAU_S))
-        i0_all = int(idx_all[0]) if idx_all.size else zi.n_seen
-        e_new, lpc_r, lpc_last = _whiten(np.concatenate([tail_y, y_new]), i0_all, n, zi.lpc_r, zi.lpc_last, blk,
-                                         p_lpc, lam)  # fmt: skip
+        i0_all = int(idx[0]) if m else zi.n_seen
+        e_new, lpc_r, lpc_last = _whiten(w["y"], i0_all, n, zi.lpc_r, zi.lpc_last, blk, p_lpc, lam)
         e_new = np.round(e_new / RESOLUTION_MPS2) * RESOLUTION_MPS2
-        x_tail = zi.tail.get("e", np.zeros(0))
     else:
-        e_new, lpc_r, lpc_last, x_tail = y_new, zi.lpc_r, zi.lpc_last, tail_y
-    mag_all = np.abs(np.concatenate([x_tail, e_new]))
+        e_new, lpc_r, lpc_last = y_new, zi.lpc_r, zi.lpc_last
+    w["e"] = _joined(zi.tail, "e", "f8", e_new)
+    x = w["e"] if p_lpc > 0 else w["y"]
+    mag = np.abs(x)
 
     # 1. robust scale: median |y| per complete block (absolute blocks of `blk` samples); a
     #    sample's sigma = 1.4826 x median of the K block medians before its block, all of
@@ -826,44 +828,31 @@ def _stream_step(
     # Block medians are consecutive (block numbers k0, k0+1, ...): kept ones, then new ones.
     k0 = zi.last_block - zi.block_meds.size + 1
     meds = zi.block_meds
-    if mag_all.size:
-        i0 = int(idx_all[0])
+    if m:
+        i0 = int(idx[0])
         first_b = max(zi.last_block + 1, i0 // blk + (1 if i0 % blk else 0))
-        n_b = int((idx_all[-1] + 1) // blk) - first_b
+        n_b = int((idx[-1] + 1) // blk) - first_b
         if n_b > 0:
             if meds.size == 0:
                 k0 = first_b
             elif first_b != zi.last_block + 1:  # a gap: the kept medians are too old to use
                 k0, meds = first_b, meds[:0]
             p0 = first_b * blk - i0
-            new_meds = _block_medians(mag_all[p0 : p0 + n_b * blk], n_b, blk)
+            new_meds = _block_medians(mag[p0 : p0 + n_b * blk], n_b, blk)
             meds = np.concatenate([meds, new_meds])
     last_b = k0 + meds.size - 1
-    new = {"y": y_new, "v": v_kmh, "off": off, "seg": seg, "t": t, "d": d_new, "idx": idx_new, "e": e_new,
-           "rise": rise_new}
-    w = {k: np.concatenate([zi.tail.get(k, np.zeros(0, dt)).astype(dt), new[k].astype(dt)]) for k, dt in _TAIL}
-    m = w["y"].size
     c = zi.n_context
-    x = w["e"] if p_lpc > 0 else w["y"]
-    mag = np.abs(x)
-    idx = w["idx"]
     # sigma of every sample still in the window, from the block medians around its block
     # (recomputed each call: a sample's sigma is final once its look-ahead blocks are in)
     sig, waiting = _block_sigma(idx // blk, meds, k0, k_blocks, max(0, int(round(SCALE_AHEAD_S / BLOCK_S))), final)
     floor_x = min(E_FLOOR_MPS2, floor_mps2) if p_lpc > 0 else floor_mps2
-    thr = np.where(np.isfinite(sig), np.maximum(k_sigma * np.nan_to_num(sig), floor_x), np.inf)
 
     # 2. peaks among decidable samples (a peak needs the next sample and its sigma, unless
     #    final); samples after the first undecided one wait for the next call
-    wait = np.flatnonzero(waiting[c:])
-    hi = m if final else (min(m - 1, c + int(wait[0])) if wait.size else m - 1)
+    first_wait = int(np.argmax(waiting[c:])) if m > c else 0
+    hi = m if final else (min(m - 1, c + first_wait) if m > c and waiting[c + first_wait] else m - 1)
     lo = max(c, 1)
-    peaks: list[int] = []
-    if hi > lo:
-        i = np.arange(lo, hi)
-        nxt = np.where(i + 1 < m, mag[np.minimum(i + 1, m - 1)], -np.inf)
-        ok = (mag[i] > thr[i]) & (mag[i] >= mag[i - 1]) & (mag[i] > nxt) & (w["v"][i] >= MIN_SPEED_KMH)
-        peaks = i[ok].tolist()
+    peaks = _peaks(mag, sig, w["v"], lo, hi, float(k_sigma), float(floor_x), MIN_SPEED_KMH).tolist()
 
     # 3. group peaks (sequential rule, identical however the stream is cut)
     d = w["d"]
@@ -991,6 +980,35 @@ def _stream_step(
         rise_last=rise_last,
     )
     return impacts, zf
+
+
+def _joined(tail: dict[str, np.ndarray], name: str, dtype: str, new: np.ndarray) -> np.ndarray:
+    """The tail's column ``name`` (empty if none) followed by the new samples', as ``dtype``."""
+    kept = tail.get(name)
+    if kept is None:
+        return new.astype(dtype)
+    return np.concatenate([kept.astype(dtype, copy=False), new.astype(dtype, copy=False)])
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _peaks(mag, sig, v, lo, hi, k_sigma, floor, min_speed):  # noqa: ANN001, ANN202
+    """Indices ``lo <= i < hi`` where ``mag`` (|detection signal|, m/s^2) is a local maximum
+    (``>=`` the previous value, ``>`` the next; the last sample has no next) above its
+    threshold, ``max(k_sigma x sig, floor)`` (none where the scale ``sig`` is not finite), at
+    a speed ``v >= min_speed`` (km/h). The NumPy form is the oracle of
+    ``tests/unit/test_detector_kernels.py``."""
+    m = mag.size
+    out = np.empty(max(hi - lo, 0), np.int64)
+    n = 0
+    for i in range(lo, hi):
+        x = mag[i]
+        # not (x > max(t, floor)) whenever t or floor is NaN, as np.maximum's NaN
+        if not (np.isfinite(sig[i]) and x > k_sigma * sig[i] and x > floor):
+            continue
+        if x >= mag[i - 1] and (i + 1 >= m or x > mag[i + 1]) and v[i] >= min_speed:
+            out[n] = i
+            n += 1
+    return out[:n]
 
 
 def _rise(zi: ImpactState, a: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

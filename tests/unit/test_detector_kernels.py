@@ -10,7 +10,7 @@ import pytest
 from scipy import ndimage, signal
 
 from agents import _whitening
-from agents.potholes import _block_medians, _block_sigma, _sort_small, _trailing_max
+from agents.potholes import _block_medians, _block_sigma, _peaks, _sort_small, _trailing_max
 
 
 # ---------------------------------------------------------------- the NumPy formulation
@@ -147,6 +147,21 @@ def loop_trailing_max(x: np.ndarray, win: int, n_out: int) -> np.ndarray:
     return out
 
 
+def numpy_peaks(
+    mag: np.ndarray, sig: np.ndarray, v: np.ndarray, lo: int, hi: int, k_sigma: float, floor: float, min_speed: float
+) -> np.ndarray:
+    """The stream step's peaks as NumPy found them before their kernel."""
+    m = mag.size
+    with np.errstate(all="ignore"):  # the products of infinite scales or k are not used
+        thr = np.where(np.isfinite(sig), np.maximum(k_sigma * np.nan_to_num(sig), floor), np.inf)
+    if not hi > lo:
+        return np.zeros(0, np.int64)
+    i = np.arange(lo, hi)
+    nxt = np.where(i + 1 < m, mag[np.minimum(i + 1, m - 1)], -np.inf)
+    ok = (mag[i] > thr[i]) & (mag[i] >= mag[i - 1]) & (mag[i] > nxt) & (v[i] >= min_speed)
+    return i[ok]
+
+
 def _bits(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x, float).view(np.int64)
 
@@ -278,3 +293,22 @@ def test_trailing_max_with_nans_is_the_loops(win):
         for n_out in {1, n // 2 + 1, n}:
             assert np.array_equal(_bits(_trailing_max(x, win, n_out)), _bits(loop_trailing_max(x, win, n_out)))
     assert _trailing_max(np.zeros(0), win, 0).size == 0
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_peaks_match_numpy(seed):
+    rng = np.random.default_rng(seed)
+    n = 300
+    # plateaus (ties on the grid), NaN and infinite scales, a slow stretch, NaN samples
+    mag = np.abs(np.round(rng.standard_normal(n) * 4) / 4)
+    mag[rng.integers(0, n, 5)] = np.nan
+    sig = np.abs(rng.standard_normal(n)) * 0.3
+    sig[:20] = np.nan
+    sig[rng.integers(0, n, 5)] = np.inf
+    sig[rng.integers(20, n, 5)] = 0.0
+    v = rng.choice([0.0, 4.9, 5.0, 50.0], n)
+    for lo, hi in ((1, n), (1, n - 1), (40, 41), (7, 3), (1, 1), (n - 1, n)):
+        for k_sigma, floor in ((4.0, 0.3), (0.0, 0.0), (4.0, np.nan), (np.inf, 0.3)):
+            got = _peaks(mag, sig, v, lo, hi, k_sigma, floor, 5.0)
+            assert np.array_equal(got, numpy_peaks(mag, sig, v, lo, hi, k_sigma, floor, 5.0))
+    assert _peaks(mag[:0], sig[:0], v[:0], 1, -1, 4.0, 0.3, 5.0).size == 0
