@@ -56,6 +56,7 @@ hump").
 from __future__ import annotations
 
 import base64
+import math
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Literal, Sequence
@@ -94,19 +95,38 @@ LOBE_FRACTION = 0.35  #: a lobe belongs to the impact if its extreme is >= this 
 
 def _first_lobe(y: np.ndarray, i0: int, peak: float, max_back: int) -> tuple[int, int]:
     """Index of the extreme of the earliest lobe connected to sample ``i0``, and the number
-    of lobes walked (1 = the lobe of ``i0``)."""
+    of lobes walked (1 = the lobe of ``i0``): lobes are runs of one sign of ``y`` (at most
+    ``max_back`` samples back), walked back while their extreme is at least
+    ``LOBE_FRACTION`` of ``peak`` (compiled: :func:`_first_lobe_kernel`)."""
+    best, n = _first_lobe_kernel(np.asarray(y, np.float64), int(i0), float(peak), int(max_back), LOBE_FRACTION)
+    return int(best), int(n)
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _first_lobe_kernel(y, i0, peak, max_back, fraction):  # noqa: ANN001, ANN202
+    # the NumPy formulation's steps (tests/unit/test_detector_kernels.py keeps it as the
+    # oracle): lobe bounds where np.diff(np.sign(y)) != 0 (so at every NaN), each lobe's
+    # extreme its first largest |y| (np.argmax: the first NaN if any)
     lo = max(0, i0 - max_back)
-    s = np.sign(y[lo : i0 + 1])
-    # lobe boundaries (sign changes) going backwards from i0
-    change = np.flatnonzero(np.diff(s) != 0) + lo + 1  # first index of each new lobe
-    bounds = np.concatenate([[lo], change, [i0 + 1]])
-    best = i0
-    n = 1
-    # the lobe of i0 spans bounds[-2]:i0+1; walk to earlier lobes
-    for k in range(len(bounds) - 2, 0, -1):
-        a, b = bounds[k - 1], bounds[k]
-        j = a + int(np.argmax(np.abs(y[a:b])))
-        if abs(y[j]) < LOBE_FRACTION * peak:
+    bounds = np.empty(i0 - lo + 2, np.int64)
+    bounds[0] = lo
+    nb = 1
+    for i in range(lo, i0):
+        if np.sign(y[i + 1]) - np.sign(y[i]) != 0:
+            bounds[nb] = i + 1
+            nb += 1
+    bounds[nb] = i0 + 1
+    nb += 1
+    best, n = i0, 1
+    # the lobe of i0 spans bounds[nb - 2]:i0 + 1; walk to earlier lobes
+    for k in range(nb - 2, 0, -1):
+        j = bounds[k - 1]
+        for jj in range(bounds[k - 1] + 1, bounds[k]):
+            if np.isnan(abs(y[j])):
+                break
+            if abs(y[jj]) > abs(y[j]) or np.isnan(y[jj]):
+                j = jj
+        if abs(y[j]) < fraction * peak:
             break
         best = j
         n += 1
@@ -470,9 +490,9 @@ def kind_score(polarity: int, slowdown: float, speed_kmh: float, double_hit_m: f
         score -= 0.3
     if speed_kmh < 25.0:
         score -= 0.1
-    if np.isfinite(double_hit_m) and 1.2 <= double_hit_m <= 1.7:
+    if math.isfinite(double_hit_m) and 1.2 <= double_hit_m <= 1.7:
         score -= 0.15
-    return float(np.clip(score, 0.0, 1.0))
+    return min(max(float(score), 0.0), 1.0)
 
 
 def impact_features(
@@ -774,14 +794,21 @@ def _partner(mag: np.ndarray, d: np.ndarray, i_peak: int, wait_n: int, thr: floa
     other axle's hit); ``default`` if there is none. Only samples up to ``i_peak + wait_n``
     and one more are read, so the result does not depend on how the stream was cut."""
     lo, hi = AXLE_SPACING_M
-    j = np.arange(i_peak + 1, min(mag.size - 1, i_peak + wait_n + 1))
-    if j.size == 0:
-        return default
-    dd = d[j] - d[i_peak]
-    j = j[(dd >= lo) & (dd <= hi) & (mag[j] >= thr) & (mag[j] >= mag[j - 1]) & (mag[j] > mag[j + 1])]
-    if j.size == 0:
-        return default
-    return float(d[j[np.argmax(mag[j])]] - d[i_peak])
+    return float(_partner_kernel(np.asarray(mag, np.float64), np.asarray(d, np.float64), int(i_peak), int(wait_n),
+                                 float(thr), float(default), float(lo), float(hi)))  # fmt: skip
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _partner_kernel(mag, d, i_peak, wait_n, thr, default, lo, hi):  # noqa: ANN001, ANN202
+    # the first of the largest qualifying maxima, as np.argmax over the NumPy form's
+    # selection (tests/unit/test_detector_kernels.py); a NaN never qualifies
+    best = -1
+    for j in range(i_peak + 1, min(mag.size - 1, i_peak + wait_n + 1)):
+        dd = d[j] - d[i_peak]
+        if dd >= lo and dd <= hi and mag[j] >= thr and mag[j] >= mag[j - 1] and mag[j] > mag[j + 1]:
+            if best < 0 or mag[j] > mag[best]:
+                best = j
+    return default if best < 0 else d[best] - d[i_peak]
 
 
 def _stream_step(

@@ -10,7 +10,17 @@ import pytest
 from scipy import ndimage, signal
 
 from agents import _whitening
-from agents.potholes import _block_medians, _block_sigma, _peaks, _sort_small, _trailing_max
+from agents.potholes import (
+    AXLE_SPACING_M,
+    LOBE_FRACTION,
+    _block_medians,
+    _block_sigma,
+    _first_lobe,
+    _partner,
+    _peaks,
+    _sort_small,
+    _trailing_max,
+)
 
 
 # ---------------------------------------------------------------- the NumPy formulation
@@ -160,6 +170,37 @@ def numpy_peaks(
     nxt = np.where(i + 1 < m, mag[np.minimum(i + 1, m - 1)], -np.inf)
     ok = (mag[i] > thr[i]) & (mag[i] >= mag[i - 1]) & (mag[i] > nxt) & (v[i] >= min_speed)
     return i[ok]
+
+
+def numpy_first_lobe(y: np.ndarray, i0: int, peak: float, max_back: int) -> tuple[int, int]:
+    """The first lobe's walk as NumPy took it before its kernel."""
+    lo = max(0, i0 - max_back)
+    s = np.sign(y[lo : i0 + 1])
+    change = np.flatnonzero(np.diff(s) != 0) + lo + 1  # first index of each new lobe
+    bounds = np.concatenate([[lo], change, [i0 + 1]])
+    best = i0
+    n = 1
+    for k in range(len(bounds) - 2, 0, -1):
+        a, b = bounds[k - 1], bounds[k]
+        j = a + int(np.argmax(np.abs(y[a:b])))
+        if abs(y[j]) < LOBE_FRACTION * peak:
+            break
+        best = j
+        n += 1
+    return best, n
+
+
+def numpy_partner(mag: np.ndarray, d: np.ndarray, i_peak: int, wait_n: int, thr: float, default: float) -> float:
+    """The other axle's hit as NumPy found it before its kernel."""
+    lo, hi = AXLE_SPACING_M
+    j = np.arange(i_peak + 1, min(mag.size - 1, i_peak + wait_n + 1))
+    if j.size == 0:
+        return default
+    dd = d[j] - d[i_peak]
+    j = j[(dd >= lo) & (dd <= hi) & (mag[j] >= thr) & (mag[j] >= mag[j - 1]) & (mag[j] > mag[j + 1])]
+    if j.size == 0:
+        return default
+    return float(d[j[np.argmax(mag[j])]] - d[i_peak])
 
 
 def _bits(x: np.ndarray) -> np.ndarray:
@@ -312,3 +353,38 @@ def test_peaks_match_numpy(seed):
             got = _peaks(mag, sig, v, lo, hi, k_sigma, floor, 5.0)
             assert np.array_equal(got, numpy_peaks(mag, sig, v, lo, hi, k_sigma, floor, 5.0))
     assert _peaks(mag[:0], sig[:0], v[:0], 1, -1, 4.0, 0.3, 5.0).size == 0
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_first_lobe_matches_numpy(seed):
+    rng = np.random.default_rng(seed)
+    n = 200
+    # a ringing shock on the detector's grid (ties, exact zeros), with NaNs in one case
+    y = np.round(np.sin(np.arange(n) * 0.6) * np.exp(-np.abs(np.arange(n) - 100) / 30.0) * 64) / 64
+    y += np.round(rng.normal(0, 0.05, n) * 64) / 64
+    y[rng.integers(0, n, 10)] = rng.choice([0.0, -0.0, 0.5, -0.5], 10)
+    if seed == 4:
+        y[rng.integers(0, n, 6)] = np.nan
+    for i0 in (0, 1, 5, 60, 99, 100, n - 1):
+        for peak in (0.0, 0.1, 0.5, 2.0, np.nan):
+            for max_back in (0, 1, 30, 300):
+                got = _first_lobe(y, i0, peak, max_back)
+                want = numpy_first_lobe(y, i0, peak, max_back)
+                assert got == (int(want[0]), want[1])
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_partner_matches_numpy(seed):
+    rng = np.random.default_rng(seed)
+    n = 150
+    mag = np.abs(np.round(rng.normal(0, 1, n) * 8) / 8)  # ties
+    mag[rng.integers(0, n, 4)] = np.nan
+    d = np.cumsum(rng.uniform(0.0, 0.3, n))  # steady, crawling and stopped (equal d)
+    d[40:50] = d[40]
+    for i_peak in (0, 10, 39, 100, n - 3, n - 2, n - 1):
+        for wait_n in (1, 5, 60, 1000):
+            for thr in (0.0, 0.5, 1.5, np.nan):
+                for default in (np.nan, 1.25):
+                    got = _partner(mag, d, i_peak, wait_n, thr, default)
+                    want = numpy_partner(mag, d, i_peak, wait_n, thr, default)
+                    assert _bits(np.array(got)) == _bits(np.array(want))
