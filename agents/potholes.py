@@ -914,7 +914,7 @@ def _stream_step(
                 break
 
     # 4. speed history (decimated on the absolute index) for the slowdown
-    dec = (idx_new % hist_step == 0)
+    dec = slice(-zi.n_seen % hist_step, None, hist_step)  # the new samples with idx % hist_step == 0
     hd = np.concatenate([zi.hist_d, d_new[dec]])
     hv = np.concatenate([zi.hist_v, v_kmh[dec]])
     hi_idx = np.concatenate([zi.hist_idx, idx_new[dec]])
