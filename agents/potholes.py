@@ -603,6 +603,9 @@ def compile_kernels() -> None:
     compile takes a few seconds): see :func:`agents.passes.compile_kernels`."""
     a = np.sin(np.arange(400) * 0.7)
     impact_features(a, 50.0, 0.0, 100.0, final=True)
+    # the per-impact kernels, whether or not the sine above gives an impact
+    _first_lobe(a, 10, 0.5, 5)
+    _partner(np.abs(a), np.arange(a.size) * 0.1, 10, 60, 0.5, float("nan"))
 
 
 def _validate_stream(accel: Any, speed: Any, fs: float) -> tuple[np.ndarray, np.ndarray, float]:
