@@ -25,28 +25,31 @@ _PW_BLOCK = 128  # NumPy's PW_BLOCKSIZE: pairwise sums split above this many val
 
 
 @numba.njit(**_NJIT)
-def _np_leaf(x: np.ndarray, lo: int, n: int) -> float:
+def _np_leaf(x: np.ndarray) -> float:
+    # indexed from 0 (callers pass a slice): an offset index defeats LLVM's optimisation of
+    # these loops (about 3x slower)
+    n = x.size
     if n < 8:
         res = 0.0
         for i in range(n):
-            res += x[lo + i]
+            res += x[i]
         return res
-    r0, r1, r2, r3 = x[lo], x[lo + 1], x[lo + 2], x[lo + 3]
-    r4, r5, r6, r7 = x[lo + 4], x[lo + 5], x[lo + 6], x[lo + 7]
+    r0, r1, r2, r3 = x[0], x[1], x[2], x[3]
+    r4, r5, r6, r7 = x[4], x[5], x[6], x[7]
     i = 8
     while i < n - n % 8:
-        r0 += x[lo + i]
-        r1 += x[lo + i + 1]
-        r2 += x[lo + i + 2]
-        r3 += x[lo + i + 3]
-        r4 += x[lo + i + 4]
-        r5 += x[lo + i + 5]
-        r6 += x[lo + i + 6]
-        r7 += x[lo + i + 7]
+        r0 += x[i]
+        r1 += x[i + 1]
+        r2 += x[i + 2]
+        r3 += x[i + 3]
+        r4 += x[i + 4]
+        r5 += x[i + 5]
+        r6 += x[i + 6]
+        r7 += x[i + 7]
         i += 8
     res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
     while i < n:
-        res += x[lo + i]
+        res += x[i]
         i += 1
     return res
 
@@ -56,7 +59,7 @@ def _np_sum(x: np.ndarray, n: int) -> float:
     """``np.sum(x[:n])`` to the bit: NumPy's pairwise summation (8 accumulators per leaf of
     at most 128 values, halves above that), evaluated with an explicit stack."""
     if n <= _PW_BLOCK:
-        return 0.0 + _np_leaf(x, 0, n)
+        return 0.0 + _np_leaf(x[:n])
     # tasks: (lo, n, 0) sums a range, (0, 0, 1) adds the two sums on top of the value stack
     t_lo = np.empty(256, np.int64)
     t_n = np.empty(256, np.int64)
@@ -70,7 +73,7 @@ def _np_sum(x: np.ndarray, n: int) -> float:
             nv -= 1
             vals[nv - 1] = vals[nv - 1] + vals[nv]
         elif t_n[nt] <= _PW_BLOCK:
-            vals[nv] = _np_leaf(x, t_lo[nt], t_n[nt])
+            vals[nv] = _np_leaf(x[t_lo[nt] : t_lo[nt] + t_n[nt]])
             nv += 1
         else:
             lo, m = t_lo[nt], t_n[nt]
@@ -130,20 +133,30 @@ def _whiten_kernel(yb, j0, first, b0, blk, p, lam, r, n_fold, n_blk, white):  # 
     prod = np.empty(blk)
     for j in range(n_fold):
         s = (b0 + j) * blk - base
+        cur = yb[s : s + blk]  # slices indexed from 0, as in _np_leaf
         for lag in range(p + 1):
+            lagged = yb[s - lag : s - lag + blk]
             for i in range(blk):
-                prod[i] = yb[s + i] * yb[s - lag + i]
+                prod[i] = cur[i] * lagged[i]
             hist[j + 1, lag] = lam * hist[j, lag] + _np_sum(prod, blk)
     coef = _lpc_rows(hist[:n_blk], white)
     n_new = yb.size - j0
-    e = np.empty(n_new)
-    for t in range(n_new):
-        a = coef[(first + t) // blk - b0]
-        acc = 0.0
+    # each sample's prediction accumulated lag after lag from 0.0, as the NumPy loop did;
+    # a block's samples (one predictor) side by side, on slices indexed from 0, so the
+    # inner loop vectorises (about 5x faster than one sample's lags after the other)
+    pred = np.zeros(n_new)
+    t0 = 0
+    while t0 < n_new:
+        q = (first + t0) // blk - b0
+        t1 = min(n_new, (b0 + q + 1) * blk - first)
+        out = pred[t0:t1]
         for lag in range(p):
-            acc += a[lag] * yb[j0 + t - 1 - lag]
-        e[t] = yb[j0 + t] - acc
-    return e, hist[n_fold].copy()
+            c = coef[q, lag]
+            lagged = yb[j0 + t0 - 1 - lag : j0 + t1 - 1 - lag]
+            for k in range(out.size):
+                out[k] += c * lagged[k]
+        t0 = t1
+    return yb[j0:] - pred, hist[n_fold].copy()
 
 
 def whiten(

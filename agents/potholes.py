@@ -56,6 +56,7 @@ hump").
 from __future__ import annotations
 
 import base64
+import math
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Literal, Sequence
@@ -94,19 +95,38 @@ LOBE_FRACTION = 0.35  #: a lobe belongs to the impact if its extreme is >= this 
 
 def _first_lobe(y: np.ndarray, i0: int, peak: float, max_back: int) -> tuple[int, int]:
     """Index of the extreme of the earliest lobe connected to sample ``i0``, and the number
-    of lobes walked (1 = the lobe of ``i0``)."""
+    of lobes walked (1 = the lobe of ``i0``): lobes are runs of one sign of ``y`` (at most
+    ``max_back`` samples back), walked back while their extreme is at least
+    ``LOBE_FRACTION`` of ``peak`` (compiled: :func:`_first_lobe_kernel`)."""
+    best, n = _first_lobe_kernel(np.asarray(y, np.float64), int(i0), float(peak), int(max_back), LOBE_FRACTION)
+    return int(best), int(n)
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _first_lobe_kernel(y, i0, peak, max_back, fraction):  # noqa: ANN001, ANN202
+    # the NumPy formulation's steps (tests/unit/test_detector_kernels.py keeps it as the
+    # oracle): lobe bounds where np.diff(np.sign(y)) != 0 (so at every NaN), each lobe's
+    # extreme its first largest |y| (np.argmax: the first NaN if any)
     lo = max(0, i0 - max_back)
-    s = np.sign(y[lo : i0 + 1])
-    # lobe boundaries (sign changes) going backwards from i0
-    change = np.flatnonzero(np.diff(s) != 0) + lo + 1  # first index of each new lobe
-    bounds = np.concatenate([[lo], change, [i0 + 1]])
-    best = i0
-    n = 1
-    # the lobe of i0 spans bounds[-2]:i0+1; walk to earlier lobes
-    for k in range(len(bounds) - 2, 0, -1):
-        a, b = bounds[k - 1], bounds[k]
-        j = a + int(np.argmax(np.abs(y[a:b])))
-        if abs(y[j]) < LOBE_FRACTION * peak:
+    bounds = np.empty(i0 - lo + 2, np.int64)
+    bounds[0] = lo
+    nb = 1
+    for i in range(lo, i0):
+        if np.sign(y[i + 1]) - np.sign(y[i]) != 0:
+            bounds[nb] = i + 1
+            nb += 1
+    bounds[nb] = i0 + 1
+    nb += 1
+    best, n = i0, 1
+    # the lobe of i0 spans bounds[nb - 2]:i0 + 1; walk to earlier lobes
+    for k in range(nb - 2, 0, -1):
+        j = bounds[k - 1]
+        for jj in range(bounds[k - 1] + 1, bounds[k]):
+            if np.isnan(abs(y[j])):
+                break
+            if abs(y[jj]) > abs(y[j]) or np.isnan(y[jj]):
+                j = jj
+        if abs(y[j]) < fraction * peak:
             break
         best = j
         n += 1
@@ -470,9 +490,9 @@ def kind_score(polarity: int, slowdown: float, speed_kmh: float, double_hit_m: f
         score -= 0.3
     if speed_kmh < 25.0:
         score -= 0.1
-    if np.isfinite(double_hit_m) and 1.2 <= double_hit_m <= 1.7:
+    if math.isfinite(double_hit_m) and 1.2 <= double_hit_m <= 1.7:
         score -= 0.15
-    return float(np.clip(score, 0.0, 1.0))
+    return min(max(float(score), 0.0), 1.0)
 
 
 def impact_features(
@@ -583,6 +603,9 @@ def compile_kernels() -> None:
     compile takes a few seconds): see :func:`agents.passes.compile_kernels`."""
     a = np.sin(np.arange(400) * 0.7)
     impact_features(a, 50.0, 0.0, 100.0, final=True)
+    # the per-impact kernels, whether or not the sine above gives an impact
+    _first_lobe(a, 10, 0.5, 5)
+    _partner(np.abs(a), np.arange(a.size) * 0.1, 10, 60, 0.5, float("nan"))
 
 
 def _validate_stream(accel: Any, speed: Any, fs: float) -> tuple[np.ndarray, np.ndarray, float]:
@@ -673,7 +696,7 @@ def _block_sigma_kernel(b, meds, k0, k_past, k_ahead, final, onset_ratio):  # no
         s = np.nan
         if has_past and n_meds >= k_past:
             past[:k_past] = meds[j - k_past : j]
-            past[:k_past].sort()
+            _sort_small(past, k_past)
             h = k_past // 2
             s = past[h] if k_past % 2 else (past[h - 1] + past[h]) / 2.0
         wait_b = False
@@ -685,10 +708,10 @@ def _block_sigma_kernel(b, meds, k0, k_past, k_ahead, final, onset_ratio):  # no
                 q = min(max(jj + t, 0), n_meds + k_ahead)
                 ahead[t] = meds[q] if q < n_meds else np.inf
                 n_in += ahead[t] < np.inf
-            srt = np.sort(ahead[:k_ahead])
-            lo = srt[0]
+            _sort_small(ahead, k_ahead)
+            lo = ahead[0]
             if k_ahead >= 3 and onset_ratio > 0 and n_in >= 3 and lo >= onset_ratio * s:
-                lo = srt[1]
+                lo = ahead[1]
             if n_in > 0:
                 s = lo if np.isnan(s) else (s if np.isnan(lo) else max(s, lo))
             if not has_past or wait_b:
@@ -710,12 +733,26 @@ def _block_medians(x, n_b, blk):  # noqa: ANN001, ANN202
     h = blk // 2
     for b in range(n_b):
         buf[:] = x[b * blk : (b + 1) * blk]
-        if np.isnan(buf).any():
+        _sort_small(buf, blk)
+        if np.isnan(buf[blk - 1]):  # NaN sorts last
             out[b] = np.nan
             continue
-        buf.sort()
         out[b] = buf[h] if blk % 2 else (buf[h - 1] + buf[h]) / 2.0
     return out
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _sort_small(buf, n):  # noqa: ANN001, ANN202
+    """Sort ``buf[:n]`` in place, ascending with NaN last as ``np.sort`` (equal values are
+    alike: the callers' values are >= +0 or +inf). An insertion sort: on a block's 25
+    values or a window's 4-8 it takes a third of the time of numba's quicksort."""
+    for i in range(1, n):
+        v = buf[i]
+        j = i
+        while j > 0 and (buf[j - 1] > v or (np.isnan(buf[j - 1]) and not np.isnan(v))):
+            buf[j] = buf[j - 1]
+            j -= 1
+        buf[j] = v
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -723,15 +760,26 @@ def _trailing_max(x, win, n_out):  # noqa: ANN001, ANN202
     """Largest of the ``win`` values up to each of the last ``n_out`` values of ``x`` (fewer
     at its start): ``ndimage.maximum_filter1d`` with a trailing window, the same values to
     the bit (of equal values, the latest: 0.0 after -0.0 gives 0.0, as scipy does)."""
+    # a monotone queue of the window's candidates (indices of strictly decreasing values,
+    # the latest of equal ones): O(n) instead of O(n x win). The loop this replaces kept
+    # a window's first value when it was NaN and skipped later NaNs; so do the two tests
+    # below (NaNs never enter the queue)
     out = np.empty(n_out)
-    for k in range(n_out):
-        i = x.size - n_out + k
+    q = np.empty(x.size, np.int64)
+    head, tail = 0, 0
+    start = x.size - n_out
+    for i in range(max(0, start - win + 1), x.size):
+        if not np.isnan(x[i]):
+            while tail > head and x[i] >= x[q[tail - 1]]:
+                tail -= 1
+            q[tail] = i
+            tail += 1
+        if i < start:
+            continue
         j0 = max(0, i - win + 1)
-        m = x[j0]
-        for j in range(j0 + 1, i + 1):
-            if x[j] >= m:
-                m = x[j]
-        out[k] = m
+        while head < tail and q[head] < j0:
+            head += 1
+        out[i - start] = np.nan if np.isnan(x[j0]) else x[q[head]]
     return out
 
 
@@ -749,14 +797,21 @@ def _partner(mag: np.ndarray, d: np.ndarray, i_peak: int, wait_n: int, thr: floa
     other axle's hit); ``default`` if there is none. Only samples up to ``i_peak + wait_n``
     and one more are read, so the result does not depend on how the stream was cut."""
     lo, hi = AXLE_SPACING_M
-    j = np.arange(i_peak + 1, min(mag.size - 1, i_peak + wait_n + 1))
-    if j.size == 0:
-        return default
-    dd = d[j] - d[i_peak]
-    j = j[(dd >= lo) & (dd <= hi) & (mag[j] >= thr) & (mag[j] >= mag[j - 1]) & (mag[j] > mag[j + 1])]
-    if j.size == 0:
-        return default
-    return float(d[j[np.argmax(mag[j])]] - d[i_peak])
+    return float(_partner_kernel(np.asarray(mag, np.float64), np.asarray(d, np.float64), int(i_peak), int(wait_n),
+                                 float(thr), float(default), float(lo), float(hi)))  # fmt: skip
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _partner_kernel(mag, d, i_peak, wait_n, thr, default, lo, hi):  # noqa: ANN001, ANN202
+    # the first of the largest qualifying maxima, as np.argmax over the NumPy form's
+    # selection (tests/unit/test_detector_kernels.py); a NaN never qualifies
+    best = -1
+    for j in range(i_peak + 1, min(mag.size - 1, i_peak + wait_n + 1)):
+        dd = d[j] - d[i_peak]
+        if dd >= lo and dd <= hi and mag[j] >= thr and mag[j] >= mag[j - 1] and mag[j] > mag[j + 1]:
+            if best < 0 or mag[j] > mag[best]:
+                best = j
+    return default if best < 0 else d[best] - d[i_peak]
 
 
 def _stream_step(
@@ -778,22 +833,24 @@ def _stream_step(
     blk = max(1, int(round(BLOCK_S * fs)))
     k_blocks = max(1, int(round(SCALE_WINDOW_S / BLOCK_S)))
     hist_step = max(1, int(round(_HIST_DT_S * fs)))
-    tail_y = zi.tail.get("y", np.zeros(0))
-    tail_idx = zi.tail.get("idx", np.zeros(0, np.int64))
-    idx_all = np.concatenate([tail_idx, idx_new])
+    # the window: the kept tail's samples, then the new ones (one array per column)
+    new = {"y": y_new, "v": v_kmh, "off": off, "seg": seg, "t": t, "d": d_new, "idx": idx_new, "rise": rise_new}
+    w = {k: _joined(zi.tail, k, dt, new[k]) for k, dt in _TAIL if k != "e"}
+    m = w["y"].size
+    idx = w["idx"]
     # 0. the detection signal: the band-passed acceleration whitened by a linear predictor
     #    of the recent road (its residual e), or y itself
     p_lpc = LPC_ORDER
     if p_lpc > 0:
         lam = float(np.exp(-BLOCK_S / LPC_TAU_S))
-        i0_all = int(idx_all[0]) if idx_all.size else zi.n_seen
-        e_new, lpc_r, lpc_last = _whiten(np.concatenate([tail_y, y_new]), i0_all, n, zi.lpc_r, zi.lpc_last, blk,
-                                         p_lpc, lam)  # fmt: skip
+        i0_all = int(idx[0]) if m else zi.n_seen
+        e_new, lpc_r, lpc_last = _whiten(w["y"], i0_all, n, zi.lpc_r, zi.lpc_last, blk, p_lpc, lam)
         e_new = np.round(e_new / RESOLUTION_MPS2) * RESOLUTION_MPS2
-        x_tail = zi.tail.get("e", np.zeros(0))
     else:
-        e_new, lpc_r, lpc_last, x_tail = y_new, zi.lpc_r, zi.lpc_last, tail_y
-    mag_all = np.abs(np.concatenate([x_tail, e_new]))
+        e_new, lpc_r, lpc_last = y_new, zi.lpc_r, zi.lpc_last
+    w["e"] = _joined(zi.tail, "e", "f8", e_new)
+    x = w["e"] if p_lpc > 0 else w["y"]
+    mag = np.abs(x)
 
     # 1. robust scale: median |y| per complete block (absolute blocks of `blk` samples); a
     #    sample's sigma = 1.4826 x median of the K block medians before its block, all of
@@ -801,44 +858,31 @@ def _stream_step(
     # Block medians are consecutive (block numbers k0, k0+1, ...): kept ones, then new ones.
     k0 = zi.last_block - zi.block_meds.size + 1
     meds = zi.block_meds
-    if mag_all.size:
-        i0 = int(idx_all[0])
+    if m:
+        i0 = int(idx[0])
         first_b = max(zi.last_block + 1, i0 // blk + (1 if i0 % blk else 0))
-        n_b = int((idx_all[-1] + 1) // blk) - first_b
+        n_b = int((idx[-1] + 1) // blk) - first_b
         if n_b > 0:
             if meds.size == 0:
                 k0 = first_b
             elif first_b != zi.last_block + 1:  # a gap: the kept medians are too old to use
                 k0, meds = first_b, meds[:0]
             p0 = first_b * blk - i0
-            new_meds = _block_medians(mag_all[p0 : p0 + n_b * blk], n_b, blk)
+            new_meds = _block_medians(mag[p0 : p0 + n_b * blk], n_b, blk)
             meds = np.concatenate([meds, new_meds])
     last_b = k0 + meds.size - 1
-    new = {"y": y_new, "v": v_kmh, "off": off, "seg": seg, "t": t, "d": d_new, "idx": idx_new, "e": e_new,
-           "rise": rise_new}
-    w = {k: np.concatenate([zi.tail.get(k, np.zeros(0, dt)).astype(dt), new[k].astype(dt)]) for k, dt in _TAIL}
-    m = w["y"].size
     c = zi.n_context
-    x = w["e"] if p_lpc > 0 else w["y"]
-    mag = np.abs(x)
-    idx = w["idx"]
     # sigma of every sample still in the window, from the block medians around its block
     # (recomputed each call: a sample's sigma is final once its look-ahead blocks are in)
     sig, waiting = _block_sigma(idx // blk, meds, k0, k_blocks, max(0, int(round(SCALE_AHEAD_S / BLOCK_S))), final)
     floor_x = min(E_FLOOR_MPS2, floor_mps2) if p_lpc > 0 else floor_mps2
-    thr = np.where(np.isfinite(sig), np.maximum(k_sigma * np.nan_to_num(sig), floor_x), np.inf)
 
     # 2. peaks among decidable samples (a peak needs the next sample and its sigma, unless
     #    final); samples after the first undecided one wait for the next call
-    wait = np.flatnonzero(waiting[c:])
-    hi = m if final else (min(m - 1, c + int(wait[0])) if wait.size else m - 1)
+    first_wait = int(np.argmax(waiting[c:])) if m > c else 0
+    hi = m if final else (min(m - 1, c + first_wait) if m > c and waiting[c + first_wait] else m - 1)
     lo = max(c, 1)
-    peaks: list[int] = []
-    if hi > lo:
-        i = np.arange(lo, hi)
-        nxt = np.where(i + 1 < m, mag[np.minimum(i + 1, m - 1)], -np.inf)
-        ok = (mag[i] > thr[i]) & (mag[i] >= mag[i - 1]) & (mag[i] > nxt) & (w["v"][i] >= MIN_SPEED_KMH)
-        peaks = i[ok].tolist()
+    peaks = _peaks(mag, sig, w["v"], lo, hi, float(k_sigma), float(floor_x), MIN_SPEED_KMH).tolist()
 
     # 3. group peaks (sequential rule, identical however the stream is cut)
     d = w["d"]
@@ -873,7 +917,7 @@ def _stream_step(
                 break
 
     # 4. speed history (decimated on the absolute index) for the slowdown
-    dec = (idx_new % hist_step == 0)
+    dec = slice(-zi.n_seen % hist_step, None, hist_step)  # the new samples with idx % hist_step == 0
     hd = np.concatenate([zi.hist_d, d_new[dec]])
     hv = np.concatenate([zi.hist_v, v_kmh[dec]])
     hi_idx = np.concatenate([zi.hist_idx, idx_new[dec]])
@@ -966,6 +1010,35 @@ def _stream_step(
         rise_last=rise_last,
     )
     return impacts, zf
+
+
+def _joined(tail: dict[str, np.ndarray], name: str, dtype: str, new: np.ndarray) -> np.ndarray:
+    """The tail's column ``name`` (empty if none) followed by the new samples', as ``dtype``."""
+    kept = tail.get(name)
+    if kept is None:
+        return new.astype(dtype)
+    return np.concatenate([kept.astype(dtype, copy=False), new.astype(dtype, copy=False)])
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _peaks(mag, sig, v, lo, hi, k_sigma, floor, min_speed):  # noqa: ANN001, ANN202
+    """Indices ``lo <= i < hi`` where ``mag`` (|detection signal|, m/s^2) is a local maximum
+    (``>=`` the previous value, ``>`` the next; the last sample has no next) above its
+    threshold, ``max(k_sigma x sig, floor)`` (none where the scale ``sig`` is not finite), at
+    a speed ``v >= min_speed`` (km/h). The NumPy form is the oracle of
+    ``tests/unit/test_detector_kernels.py``."""
+    m = mag.size
+    out = np.empty(max(hi - lo, 0), np.int64)
+    n = 0
+    for i in range(lo, hi):
+        x = mag[i]
+        # not (x > max(t, floor)) whenever t or floor is NaN, as np.maximum's NaN
+        if not (np.isfinite(sig[i]) and x > k_sigma * sig[i] and x > floor):
+            continue
+        if x >= mag[i - 1] and (i + 1 >= m or x > mag[i + 1]) and v[i] >= min_speed:
+            out[n] = i
+            n += 1
+    return out[:n]
 
 
 def _rise(zi: ImpactState, a: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

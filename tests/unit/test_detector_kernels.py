@@ -10,7 +10,17 @@ import pytest
 from scipy import ndimage, signal
 
 from agents import _whitening
-from agents.potholes import _block_medians, _block_sigma, _trailing_max
+from agents.potholes import (
+    AXLE_SPACING_M,
+    LOBE_FRACTION,
+    _block_medians,
+    _block_sigma,
+    _first_lobe,
+    _partner,
+    _peaks,
+    _sort_small,
+    _trailing_max,
+)
 
 
 # ---------------------------------------------------------------- the NumPy formulation
@@ -131,6 +141,68 @@ def numpy_block_sigma(
     return sig, waiting
 
 
+def loop_trailing_max(x: np.ndarray, win: int, n_out: int) -> np.ndarray:
+    """The trailing maximum as the compiled loop computed it before its monotone queue: each
+    window from its first value, a later value replacing the maximum when >= it (a window
+    starting on NaN stays NaN, later NaNs are skipped)."""
+    out = np.empty(n_out)
+    for k in range(n_out):
+        i = x.size - n_out + k
+        j0 = max(0, i - win + 1)
+        m = x[j0]
+        for j in range(j0 + 1, i + 1):
+            if x[j] >= m:
+                m = x[j]
+        out[k] = m
+    return out
+
+
+def numpy_peaks(
+    mag: np.ndarray, sig: np.ndarray, v: np.ndarray, lo: int, hi: int, k_sigma: float, floor: float, min_speed: float
+) -> np.ndarray:
+    """The stream step's peaks as NumPy found them before their kernel."""
+    m = mag.size
+    with np.errstate(all="ignore"):  # the products of infinite scales or k are not used
+        thr = np.where(np.isfinite(sig), np.maximum(k_sigma * np.nan_to_num(sig), floor), np.inf)
+    if not hi > lo:
+        return np.zeros(0, np.int64)
+    i = np.arange(lo, hi)
+    nxt = np.where(i + 1 < m, mag[np.minimum(i + 1, m - 1)], -np.inf)
+    ok = (mag[i] > thr[i]) & (mag[i] >= mag[i - 1]) & (mag[i] > nxt) & (v[i] >= min_speed)
+    return i[ok]
+
+
+def numpy_first_lobe(y: np.ndarray, i0: int, peak: float, max_back: int) -> tuple[int, int]:
+    """The first lobe's walk as NumPy took it before its kernel."""
+    lo = max(0, i0 - max_back)
+    s = np.sign(y[lo : i0 + 1])
+    change = np.flatnonzero(np.diff(s) != 0) + lo + 1  # first index of each new lobe
+    bounds = np.concatenate([[lo], change, [i0 + 1]])
+    best = i0
+    n = 1
+    for k in range(len(bounds) - 2, 0, -1):
+        a, b = bounds[k - 1], bounds[k]
+        j = a + int(np.argmax(np.abs(y[a:b])))
+        if abs(y[j]) < LOBE_FRACTION * peak:
+            break
+        best = j
+        n += 1
+    return best, n
+
+
+def numpy_partner(mag: np.ndarray, d: np.ndarray, i_peak: int, wait_n: int, thr: float, default: float) -> float:
+    """The other axle's hit as NumPy found it before its kernel."""
+    lo, hi = AXLE_SPACING_M
+    j = np.arange(i_peak + 1, min(mag.size - 1, i_peak + wait_n + 1))
+    if j.size == 0:
+        return default
+    dd = d[j] - d[i_peak]
+    j = j[(dd >= lo) & (dd <= hi) & (mag[j] >= thr) & (mag[j] >= mag[j - 1]) & (mag[j] > mag[j + 1])]
+    if j.size == 0:
+        return default
+    return float(d[j[np.argmax(mag[j])]] - d[i_peak])
+
+
 def _bits(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x, float).view(np.int64)
 
@@ -238,3 +310,81 @@ def test_trailing_max_is_the_max_filter(win):
             want = ndimage.maximum_filter1d(x, size=win, origin=(win - 1) // 2, mode="nearest")
             for n_out in {1, n // 2 + 1, n}:
                 assert np.array_equal(_bits(_trailing_max(x, win, n_out)), _bits(want[-n_out:]))
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 3, 4, 8, 25, 26, 60])
+def test_sort_small_is_numpys_sort(n):
+    rng = np.random.default_rng(n)
+    for x in (
+        np.abs(np.round(rng.normal(0, 1, n) * 8) / 8),  # ties
+        rng.choice([0.0, 1.0, np.inf, np.nan, 0.5], n),  # the look-ahead's +inf padding, NaN medians
+        rng.standard_normal(n),
+    ):
+        buf = np.r_[x, 7.0]  # a value past n stays where it is
+        _sort_small(buf, n)
+        assert np.array_equal(_bits(buf), _bits(np.r_[np.sort(x), 7.0]))
+
+
+@pytest.mark.parametrize("win", [1, 2, 3, 25, 26])
+def test_trailing_max_with_nans_is_the_loops(win):
+    rng = np.random.default_rng(win)
+    for n in (1, 3, 30, 400):
+        x = rng.choice([-0.0, 0.0, 0.001, -0.001, 0.5, np.nan], n)
+        x[: n // 3] = np.round(rng.normal(0, 1, n // 3) * 1000) / 1000
+        for n_out in {1, n // 2 + 1, n}:
+            assert np.array_equal(_bits(_trailing_max(x, win, n_out)), _bits(loop_trailing_max(x, win, n_out)))
+    assert _trailing_max(np.zeros(0), win, 0).size == 0
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_peaks_match_numpy(seed):
+    rng = np.random.default_rng(seed)
+    n = 300
+    # plateaus (ties on the grid), NaN and infinite scales, a slow stretch, NaN samples
+    mag = np.abs(np.round(rng.standard_normal(n) * 4) / 4)
+    mag[rng.integers(0, n, 5)] = np.nan
+    sig = np.abs(rng.standard_normal(n)) * 0.3
+    sig[:20] = np.nan
+    sig[rng.integers(0, n, 5)] = np.inf
+    sig[rng.integers(20, n, 5)] = 0.0
+    v = rng.choice([0.0, 4.9, 5.0, 50.0], n)
+    for lo, hi in ((1, n), (1, n - 1), (40, 41), (7, 3), (1, 1), (n - 1, n)):
+        for k_sigma, floor in ((4.0, 0.3), (0.0, 0.0), (4.0, np.nan), (np.inf, 0.3)):
+            got = _peaks(mag, sig, v, lo, hi, k_sigma, floor, 5.0)
+            assert np.array_equal(got, numpy_peaks(mag, sig, v, lo, hi, k_sigma, floor, 5.0))
+    assert _peaks(mag[:0], sig[:0], v[:0], 1, -1, 4.0, 0.3, 5.0).size == 0
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_first_lobe_matches_numpy(seed):
+    rng = np.random.default_rng(seed)
+    n = 200
+    # a ringing shock on the detector's grid (ties, exact zeros), with NaNs in one case
+    y = np.round(np.sin(np.arange(n) * 0.6) * np.exp(-np.abs(np.arange(n) - 100) / 30.0) * 64) / 64
+    y += np.round(rng.normal(0, 0.05, n) * 64) / 64
+    y[rng.integers(0, n, 10)] = rng.choice([0.0, -0.0, 0.5, -0.5], 10)
+    if seed == 4:
+        y[rng.integers(0, n, 6)] = np.nan
+    for i0 in (0, 1, 5, 60, 99, 100, n - 1):
+        for peak in (0.0, 0.1, 0.5, 2.0, np.nan):
+            for max_back in (0, 1, 30, 300):
+                got = _first_lobe(y, i0, peak, max_back)
+                want = numpy_first_lobe(y, i0, peak, max_back)
+                assert got == (int(want[0]), want[1])
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_partner_matches_numpy(seed):
+    rng = np.random.default_rng(seed)
+    n = 150
+    mag = np.abs(np.round(rng.normal(0, 1, n) * 8) / 8)  # ties
+    mag[rng.integers(0, n, 4)] = np.nan
+    d = np.cumsum(rng.uniform(0.0, 0.3, n))  # steady, crawling and stopped (equal d)
+    d[40:50] = d[40]
+    for i_peak in (0, 10, 39, 100, n - 3, n - 2, n - 1):
+        for wait_n in (1, 5, 60, 1000):
+            for thr in (0.0, 0.5, 1.5, np.nan):
+                for default in (np.nan, 1.25):
+                    got = _partner(mag, d, i_peak, wait_n, thr, default)
+                    want = numpy_partner(mag, d, i_peak, wait_n, thr, default)
+                    assert _bits(np.array(got)) == _bits(np.array(want))
