@@ -571,6 +571,14 @@ _WIN_ROWS = np.array(_WIN, np.int64)
 _NO_WIN = np.zeros((5, 0))
 
 
+def _new_pass(seg: int, entry_t: float, entry_off: float, entry_d: float) -> dict:
+    """An open pass entering segment ``seg`` at time ``entry_t`` s, offset ``entry_off`` m
+    and trip distance ``entry_d`` m, with nothing summed yet (``_SUMS``, the largest
+    block peak ``my``, events, and the five rows of its 10 m windows)."""
+    return {"seg": seg, "entry_t": entry_t, "entry_off": entry_off, "entry_d": entry_d, **dict.fromkeys(_SUMS, 0.0),
+            "my": 0.0, "n_events": 0, "win": [[], [], [], [], []]}  # fmt: skip
+
+
 def _place_chain(st: VehicleState, fixes: list, vias: list, net: RoadNetwork, recent: list) -> None:
     """Place the buffered blocks along an unbroken chain of decided fixes (t s, trip
     distance m, segment, offset m; the anchor first) and fold them into passes.
@@ -612,11 +620,7 @@ def _place_chain(st: VehicleState, fixes: list, vias: list, net: RoadNetwork, re
         op = st.open_pass
         if op is None or op["seg"] != sg:
             _close_open(st)
-            st.open_pass = op = {
-                "seg": sg, "entry_t": entry_t, "entry_off": entry_off,
-                "entry_d": entry_d, "n": 0.0, "nm": 0.0, "sq": 0.0, "siv": 0.0, "sv": 0.0,
-                "sy2": 0.0, "syn2": 0.0, "my": 0.0, "n_events": 0, "win": [[], [], [], [], []],
-            }
+            st.open_pass = op = _new_pass(sg, entry_t, entry_off, entry_d)
         for k, x in zip(_SUMS, run_sums[r]):
             op[k] += x
         op["my"] = max(op["my"], run_max[r])

@@ -430,11 +430,7 @@ def _ref_accumulate(st, blk, seg0, off0, seg1, off1, net, recent: list) -> None:
         op = st.open_pass
         if op is None or op["seg"] != sg:
             P._close_open(st)
-            st.open_pass = op = {
-                "seg": sg, "entry_t": float(blk["t0"][s]), "entry_off": float(off0[s]),
-                "entry_d": float(blk["d0"][s]), "n": 0.0, "nm": 0.0, "sq": 0.0, "siv": 0.0, "sv": 0.0,
-                "sy2": 0.0, "syn2": 0.0, "my": 0.0, "n_events": 0, "win": [[], [], [], [], []],
-            }
+            st.open_pass = op = P._new_pass(sg, float(blk["t0"][s]), float(off0[s]), float(blk["d0"][s]))
         for k, x in zip(_SUMS, run_sums[r]):
             op[k] += x
         op["my"] = max(op["my"], float(run_max[r]))
