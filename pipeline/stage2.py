@@ -71,6 +71,7 @@ _IMPACT_COLUMNS = ("t", "off", "veh", "pol", "slow", "peak", "lobes", "speed", "
 # Its passes (version 3), sorted by (entry time, vehicle): entry time, exit time (epoch s),
 # vehicle, lowest and highest offset driven (m).
 _PASS_COLUMNS = ("t0", "t1", "veh", "lo", "hi")
+_VEH, _SEV, _PVEH = _IMPACT_COLUMNS.index("veh"), _IMPACT_COLUMNS.index("sev"), _PASS_COLUMNS.index("veh")
 _DTYPES = {"veh": object, "pol": np.int64, "lobes": np.int64}  # the others float64
 _OPTIONAL = ("dh", "dip", "rise")  # NaN in memory, null when stored, None in rows
 _ZMAGIC = b"RS2Z"  # zstd-compressed state (JSON states start with "{")
@@ -325,17 +326,16 @@ class SegmentState:
         if v >= 7:
             names = np.array(d["vehicles"], dtype=object)
             imp, pas = d["impacts"], d["passes"]
-            imp[_IMPACT_COLUMNS.index("veh")] = names[np.array(imp[_IMPACT_COLUMNS.index("veh")], np.int64)]
-            pas[_PASS_COLUMNS.index("veh")] = names[np.array(pas[_PASS_COLUMNS.index("veh")], np.int64)]
+            imp[_VEH] = names[np.array(imp[_VEH], np.int64)]
+            pas[_PVEH] = names[np.array(pas[_PVEH], np.int64)]
             return cls(segment_id=d["segment_id"], impacts=_columns(_IMPACT_COLUMNS, imp), alerts=d["alerts"],
                        passes=_columns(_PASS_COLUMNS, pas), coverage_from=d.get("coverage_from"))  # fmt: skip
         rows = d["impacts"]
         passes: list[list[Any]] = []
-        veh = _IMPACT_COLUMNS.index("veh")
         if v >= 3:
             names = d["vehicles"]
-            rows = [[*r[:veh], names[r[veh]], *r[veh + 1 :]] for r in rows]
-            passes = [[r[0], r[1], names[r[2]], r[3], r[4]] for r in d["passes"]]
+            rows = [[*r[:_VEH], names[r[_VEH]], *r[_VEH + 1 :]] for r in rows]
+            passes = [[*r[:_PVEH], names[r[_PVEH]], *r[_PVEH + 1 :]] for r in d["passes"]]
         # version 1 rows lack double_hit_m: read as a single hit (axle pairs are still seen
         # between two impacts of one pass); versions 1-2 have no passes: each impact then
         # counts as a pass of its own (hit rate 1), as before passes were known
@@ -345,11 +345,10 @@ class SegmentState:
         if v < 4:
             # severities before version 4 came from the band-passed signal, on another scale
             # than the whitened detector's: such impacts never make a weak cluster a pothole
-            sev = _IMPACT_COLUMNS.index("sev")
-            impacts = [[*r[:sev], 0.0, *r[sev + 1 :]] for r in impacts]
+            impacts = [[*r[:_SEV], 0.0, *r[_SEV + 1 :]] for r in impacts]
         # older versions kept rows by time only: the arrays' order is (time, vehicle)
-        impacts.sort(key=lambda r: (r[0], r[veh]))
-        passes.sort(key=lambda r: (r[0], r[2]))
+        impacts.sort(key=lambda r: (r[0], r[_VEH]))
+        passes.sort(key=lambda r: (r[0], r[_PVEH]))
         return cls(segment_id=d["segment_id"], impacts=_columns(_IMPACT_COLUMNS, list(zip(*impacts)) or None),
                    alerts=d["alerts"], passes=_columns(_PASS_COLUMNS, list(zip(*passes)) or None),
                    coverage_from=d.get("coverage_from"))  # fmt: skip
