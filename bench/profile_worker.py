@@ -5,8 +5,10 @@
 
 A topic is pre-loaded with the frames of a simulated fleet (100 Hz, the real SQY
 network, as ``bench/throughput.py``); one ``roadsense worker`` consumes it into a fresh
-PostgreSQL database while ``py-spy record`` samples its stacks (100 Hz, idle stacks
-excluded). Each sample is charged to the first category its stack matches, from the
+PostgreSQL database. ``py-spy record`` samples its stacks (100 Hz, idle stacks excluded)
+in the steady state only: it attaches once the group has committed a share of the topic
+(``--window``, from 20 %) and detaches before the end (85 %), so the start-up (imports,
+compiles, the group join) and the last partial batches stay out. Each sample is charged to the first category its stack matches, from the
 innermost frame outwards:
 
 - ``map matching``, ``placement`` (blocks to passes), ``impacts``, ``harsh events``,
@@ -20,13 +22,13 @@ innermost frame outwards:
 Each sample is also split by call site: inside ``FrameHandler.handle`` (stage 1: decode,
 ``process_frame``, state), the own frames of the consumer's and the database's thread
 loops (waits that py-spy counts as busy), or elsewhere (Faust, aiokafka, psycopg, table
-writes, and the worker's start-up, which weighs more in a short run). From the handler's
-share of the busy samples it gives the milliseconds of a frame spent in and out of the
-handler, and the rate the plumbing alone would allow.
+writes, stage 2). From the handler's share of the busy samples and the frames the worker
+handled in the profiled seconds it gives the milliseconds of a frame spent in and out of
+the handler, and the rate the plumbing alone would allow.
 
 Prints the shares, the 15 functions with most own time, and one JSON line with the shares
 by category and call site and the samples/s the worker reached while profiled (py-spy
-slows it a little).
+slows it a little). A fleet too small to leave whole seconds in the window is an error.
 """
 
 from __future__ import annotations
@@ -34,9 +36,11 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from collections import Counter
 from pathlib import Path
@@ -45,11 +49,12 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from throughput import _rate_from_stats, drop_db, env_of, fresh_db, log, settings_for  # noqa: E402
+from throughput import drop_db, env_of, fresh_db, log, settings_for  # noqa: E402
 
 from pipeline import stack  # noqa: E402
-from pipeline.demo import wait_until_consumed  # noqa: E402
-from pipeline.topics import ensure_topics  # noqa: E402
+from pipeline.demo import stop_workers, wait_until_consumed  # noqa: E402
+from pipeline.exceptions import RoadsenseError  # noqa: E402
+from pipeline.topics import LagProbe, ensure_topics  # noqa: E402
 from schemas.frame import DEFAULT_FRAME_ENCODING, FRAME_ENCODINGS  # noqa: E402
 from simulator.cli import bundle_size  # noqa: E402
 
@@ -130,6 +135,36 @@ def frame_budget(sites: Counter, frames_per_s: float, samples_per_frame: float) 
             "samples_per_s_if_handler_free": round(1e3 / out_ms * samples_per_frame) if out_ms > 0 else None}
 
 
+def wait_for_share(bootstrap: str, group: str, topic: str, total: int, share: float, proc: subprocess.Popen,
+                   timeout_s: float = 3600.0) -> None:
+    """Block until ``group`` has committed ``share`` of the ``total`` messages of ``topic``."""
+    deadline = time.monotonic() + timeout_s
+    with LagProbe(bootstrap, group) as probe:
+        while True:
+            if proc.poll() is not None:
+                raise RoadsenseError(f"the worker exited early with code {proc.returncode}; see its log")
+            try:
+                lag, end = probe(topic)
+            except Exception:  # the group is not created yet while the worker joins
+                lag, end = total, total
+            if end >= total and end - lag >= share * total:
+                return
+            if time.monotonic() > deadline:
+                raise RoadsenseError(f"the worker did not reach {share:.0%} of the topic within {timeout_s:.0f} s")
+            time.sleep(0.5)
+
+
+def window_rate(stats_file: Path, t0: float, t1: float) -> dict:
+    """Frames, samples and seconds the worker handled in the whole seconds of [t0, t1]
+    (its stats file counts samples per second; frames from its mean samples per frame)."""
+    d = json.loads(stats_file.read_text())
+    secs = range(int(t0) + 1, int(t1))
+    samples = sum(n for sec, n in d["samples_by_s"] if sec in secs)
+    if not secs or not samples:
+        raise RuntimeError(f"no frame recorded while profiled ({t1 - t0:.1f} s); profile a larger fleet")
+    return {"messages": samples / (d["samples"] / d["frames"]), "samples": samples, "elapsed_s": float(len(secs))}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--vehicles", type=int, default=200)
@@ -139,6 +174,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="pre-load bundles of up to N frames (schemas.bundle)")
     ap.add_argument("--encoding", choices=FRAME_ENCODINGS, default=DEFAULT_FRAME_ENCODING)
     ap.add_argument("--seed", type=int, default=515)
+    ap.add_argument("--window", type=float, nargs=2, default=(0.2, 0.85), metavar=("FROM", "TO"),
+                    help="profile while the committed share of the topic goes from FROM to TO")
     args = ap.parse_args(argv)
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     if not Path(spy).exists():
@@ -167,24 +204,27 @@ def main(argv: list[str] | None = None) -> int:
 
     out_raw = work / "profile.txt"
     log_f = (work / "worker.log").open("wb")
-    proc = subprocess.Popen(
-        [spy, "record", "--rate", "100", "--format", "raw", "--output", str(out_raw), "--",
-         sys.executable, "-m", "pipeline.cli", "worker"],
-        env=env_of(s), cwd=REPO, stdout=log_f, stderr=subprocess.STDOUT, start_new_session=True,
-    )
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "worker"], env=env_of(s), cwd=REPO, stdout=log_f,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    spy_log = (work / "py-spy.log").open("wb")
     try:
+        # py-spy attaches once a share of the topic is committed and detaches before the
+        # end: the worker's start-up (imports, compiles, the group join) and its last
+        # partial batches stay out of the profile, which is of the steady state only
+        wait_for_share(info.kafka_bootstrap, s.app_id, topic, sent.messages, args.window[0], proc)
+        spy_proc = subprocess.Popen([spy, "record", "--rate", "100", "--format", "raw", "--output", str(out_raw),
+                                "--pid", str(proc.pid)], stdout=spy_log, stderr=subprocess.STDOUT)
+        t0 = time.time()
+        wait_for_share(info.kafka_bootstrap, s.app_id, topic, sent.messages, args.window[1], proc)
+        spy_proc.send_signal(signal.SIGINT)  # py-spy writes the profile and exits
+        t1 = time.time()
+        spy_proc.wait(timeout=120)
         wait_until_consumed(info.kafka_bootstrap, s.app_id, topic, total=sent.messages, proc=proc, timeout_s=3600,
                             progress=False)  # fmt: skip
     finally:
-        # SIGTERM to the worker (py-spy's child): it commits and stops, then py-spy
-        # writes the profile and exits
-        subprocess.run(["pkill", "-TERM", "-P", str(proc.pid)], check=False)
-        try:
-            proc.wait(timeout=120)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_workers(proc, timeout_s=120)
         drop_db(info, dsn)
-    rate = _rate_from_stats([work / "stats.json"])
+    rate = window_rate(work / "stats.json", t0, t1)
     cats, own, sites, total = parse_raw(out_raw)
     if not total:
         raise RuntimeError(f"py-spy wrote no samples; see {work}")
