@@ -32,7 +32,7 @@ from __future__ import annotations
 import itertools
 import math
 import struct
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 
 import numpy as np
@@ -409,7 +409,7 @@ def process_frame(
         found, st.impact = impact_features(frame.accel_vert_mps2, frame.speed_kmh, d, fs, t_s=t, zi=st.impact,
                                            final=frame.trip_end)
         for imp in found:
-            st.unplaced_impacts.append(_clean(asdict(imp)))
+            st.unplaced_impacts.append(_impact_dict(imp))
 
     # trip distance at each fix, interpolated over the samples (with the previous one)
     fix_d = np.interp(frame.fix_t_s, np.concatenate([[t_prev], t]), np.concatenate([[st.trip_dist_um * 1e-6], d]))
@@ -631,9 +631,17 @@ def _place_chain(st: VehicleState, fixes: list, vias: list, net: RoadNetwork, re
                    (3.6 * blk["sv"] / np.maximum(blk["n"], 1)).astype(np.float32)))
 
 
-def _clean(d: dict) -> dict:
-    """JSON-able values (numpy scalars to Python)."""
-    return {k: (x.item() if isinstance(x, np.generic) else x) for k, x in d.items()}
+_IMPACT_FIELDS = tuple(f.name for f in fields(Impact))
+
+
+def _impact_dict(imp: Impact) -> dict:
+    """An impact's fields as JSON-able values (NumPy scalars to Python); not
+    ``dataclasses.asdict``, whose recursive deep copy an Impact's scalars do not need."""
+    out = {}
+    for k in _IMPACT_FIELDS:
+        x = getattr(imp, k)
+        out[k] = x.item() if isinstance(x, np.generic) else x
+    return out
 
 
 def _place_impacts(st: VehicleState, net: RoadNetwork) -> None:
