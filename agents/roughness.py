@@ -557,12 +557,20 @@ def confidence(fs: float, distance_m: float, mean_speed_kmh: float) -> float:
     * coverage: ``min(1, distance / 100 m) ** 0.5`` (0 below 20 m);
     * speed: 1 within 20-110 km/h, falling linearly to 0 at 10 km/h and to 0.7 at 150.
     """
-    c_fs = float(np.interp(np.log(fs), np.log([5.0, 10.0, 25.0, 50.0]), [0.4, 0.6, 0.85, 1.0]))
+    c_fs = _confidence_of_rate(float(fs))
     if not distance_m >= MIN_DISTANCE_M or not mean_speed_kmh >= MIN_SPEED_KMH:
         return 0.0
     c_len = min(1.0, distance_m / 100.0) ** 0.5
-    c_v = float(np.interp(mean_speed_kmh, [10.0, 20.0, 110.0, 150.0], [0.0, 1.0, 1.0, 0.7]))
+    # np.interp's flat stretch gives exactly 1 there: most passes skip the call
+    c_v = 1.0 if 20.0 <= mean_speed_kmh <= 110.0 else float(
+        np.interp(mean_speed_kmh, [10.0, 20.0, 110.0, 150.0], [0.0, 1.0, 1.0, 0.7]))
     return round(c_fs * c_len * c_v, 3)
+
+
+@lru_cache(maxsize=16)
+def _confidence_of_rate(fs: float) -> float:
+    """:func:`confidence`'s sample-rate factor (a vehicle's rate is the same every pass)."""
+    return float(np.interp(np.log(fs), np.log([5.0, 10.0, 25.0, 50.0]), [0.4, 0.6, 0.85, 1.0]))
 
 
 def estimate_from_features(
@@ -597,9 +605,9 @@ def estimate_from_features(
     if partial is not None and partial.partial_n > 0:
         open_m = f.distance_m - partial.window_pos_m
         if open_m >= WINDOW_M / 2:
-            wq = np.append(wq, partial.partial_sum_q / partial.partial_n)
-            winv = np.append(winv, partial.partial_inv_vk / partial.partial_n)
-            wv = np.append(wv, partial.partial_sum_v / max(partial.partial_n_all, 1))
+            wq = np.concatenate((wq, [partial.partial_sum_q / partial.partial_n]))
+            winv = np.concatenate((winv, [partial.partial_inv_vk / partial.partial_n]))
+            wv = np.concatenate((wv, [partial.partial_sum_v / max(partial.partial_n_all, 1)]))
     if wv.size >= 3:
         # leave out windows driven much slower than the pass (the driver braked: speed
         # bump, rail crossing, junction): their response is not road roughness

@@ -166,6 +166,25 @@ class TestEstimateIri:
         assert confidence(100.0, 300.0, 15.0) < 1.0
         assert confidence(100.0, 10.0, 50.0) == 0.0
 
+    def test_confidence_equals_its_interpolation_form(self):
+        """The cached rate factor and the 20-110 km/h shortcut give np.interp's values."""
+
+        def oracle(fs, distance_m, mean_speed_kmh):
+            c_fs = float(np.interp(np.log(fs), np.log([5.0, 10.0, 25.0, 50.0]), [0.4, 0.6, 0.85, 1.0]))
+            if not distance_m >= 20.0 or not mean_speed_kmh >= 10.0:
+                return 0.0
+            c_v = float(np.interp(mean_speed_kmh, [10.0, 20.0, 110.0, 150.0], [0.0, 1.0, 1.0, 0.7]))
+            return round(c_fs * min(1.0, distance_m / 100.0) ** 0.5 * c_v, 3)
+
+        rng = np.random.default_rng(3)
+        cases = [(float(f), float(d), float(v)) for f, d, v in zip(
+            rng.choice([4.0, 5.0, 7.3, 10.0, 25.0, 50.0, 100.0], 3000), rng.uniform(0, 300, 3000),
+            rng.uniform(0, 200, 3000))]
+        cases += [(100.0, 50.0, v) for v in (10.0, 19.999, 20.0, 20.001, 65.0, 109.999, 110.0, 110.001, 150.0, 1e9)]
+        cases += [(100.0, 50.0, float("nan")), (100.0, float("nan"), 50.0), (100.0, float("inf"), 50.0)]
+        for c in cases:
+            assert confidence(*c) == oracle(*c), c
+
 
 class TestFleetCalibrate:
     def _fleet(self, rng, n_veh=8, n_seg=30):
