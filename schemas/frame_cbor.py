@@ -23,19 +23,23 @@ gets the reason a JSON frame would get (``docs/decisions.md``, "CBOR frames").
 from __future__ import annotations
 
 import io
+import math
+import sys
 import types
 from collections.abc import Mapping
 from typing import Any, Union, get_args, get_origin
 
 import annotated_types
 import cbor2
+import numba
 import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
 from schemas._errors import SchemaError
 from schemas.frame import CBOR_MAGIC, FRAME_SCHEMA_VERSION, Frame, FrameArrays, readable_error
 
-__all__ = ["CBOR_MAGIC", "CBOR_TYPED_ARRAYS", "cbor_frame_layout", "decode_frame_cbor", "encode_frame_cbor"]
+__all__ = ["CBOR_MAGIC", "CBOR_TYPED_ARRAYS", "cbor_frame_layout", "compile_kernels", "decode_frame_cbor",
+           "encode_frame_cbor"]
 
 _SELF_DESCRIBED = 55799
 _TAG_F64 = 86  # RFC 8746: float64, little-endian
@@ -70,6 +74,34 @@ class _Column:
         self.ge = next((m.ge for m in meta if isinstance(m, annotated_types.Ge)), None)
         self.le = next((m.le for m in meta if isinstance(m, annotated_types.Le)), None)
         self.finite = base is float and any(getattr(m, "allow_inf_nan", True) is False for m in meta)
+        # the kernel's form of valid(): NaN fails where it is not null and min/max would
+        # have compared it; an absent bound is one no number fails
+        self._nan_fails = not self.null_elements and (self.finite or self.ge is not None or self.le is not None)
+        self._lo = -math.inf if self.ge is None else float(self.ge)
+        self._hi = math.inf if self.le is None else float(self.le)
+        if self.finite:  # +-inf fall outside
+            self._lo, self._hi = max(self._lo, -sys.float_info.max), min(self._hi, sys.float_info.max)
+        self._increasing = name in ("t_s", "fix_t_s")  # what _consistent asks of the times
+
+    def read_checked(self, tag: cbor2.CBORTag) -> tuple[np.ndarray, bool] | None:
+        """(values, strictly increasing) of a typed array whose every element passes
+        :meth:`valid`, as the decoded frame holds them (float64, or bool for ``abs_engaged``);
+        None for anything else (the reference path then gives the reason). One compiled
+        pass copies and checks; the same result as :meth:`read`, :meth:`valid` and
+        ``_consistent``'s ``np.diff(values) > 0`` (``tests/unit/test_frame_cbor.py``)."""
+        raw = tag.value
+        if tag.tag != self.tag or type(raw) is not bytes:
+            return None
+        if self.tag == _TAG_U8:
+            out = np.empty(len(raw), np.bool_)
+            return (out, True) if _read_u8(np.frombuffer(raw, np.uint8), out) else None
+        n, odd = divmod(len(raw), 8)
+        if odd:
+            return None
+        out = np.empty(n, np.float64)
+        ok, increasing = _read_f64(np.frombuffer(raw, np.float64), out, self._lo, self._hi, self._nan_fails,
+                                   self._increasing)
+        return (out, increasing) if ok else None
 
     def read(self, tag: cbor2.CBORTag) -> np.ndarray:
         """The typed array's values (float64 or uint8), the reader's own copy."""
@@ -105,6 +137,44 @@ class _Column:
         return out
 
 
+@numba.njit(cache=True, error_model="numpy")
+def _read_f64(src: np.ndarray, out: np.ndarray, lo: float, hi: float, nan_fails: bool,
+              increasing: bool) -> tuple[bool, bool]:
+    # copy, then (every element in [lo, hi] or a NaN that does not fail, strictly
+    # increasing if asked): branch-free loops, which LLVM vectorises
+    n = src.size
+    for i in range(n):
+        out[i] = src[i]
+    ok = True
+    if nan_fails:  # NaN fails both comparisons
+        good = 0
+        for i in range(n):
+            good += (out[i] >= lo) & (out[i] <= hi)
+        ok = good == n
+    else:  # NaN passes both
+        bad = 0
+        for i in range(n):
+            bad += (out[i] < lo) | (out[i] > hi)
+        ok = bad == 0
+    if not increasing:
+        return ok, True
+    down = 0
+    for i in range(n - 1):
+        down += not out[i + 1] - out[i] > 0  # np.diff's subtraction: NaN fails
+    return ok, down == 0
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _read_u8(src: np.ndarray, out: np.ndarray) -> bool:
+    # 0/1 bytes as bools, and whether every byte is 0 or 1
+    good = 0
+    for i in range(src.size):
+        good += src[i] <= 1
+    for i in range(src.size):
+        out[i] = src[i] != 0
+    return good == src.size
+
+
 _COLUMNS: dict[str, _Column] = {
     name: _Column(name, info.annotation)
     for name, info in Frame.model_fields.items()
@@ -112,6 +182,7 @@ _COLUMNS: dict[str, _Column] = {
 }
 CBOR_TYPED_ARRAYS: dict[str, int] = {c.name: c.tag for c in _COLUMNS.values()}
 """The fields that may be typed arrays, and the tag each takes."""
+_LITTLE_ENDIAN = sys.byteorder == "little"
 _SAMPLES = [n for n in _COLUMNS if not n.startswith("fix_")]
 _FIXES = [n for n in _COLUMNS if n.startswith("fix_")]
 
@@ -172,6 +243,15 @@ def decode_frame_cbor(raw: bytes) -> FrameArrays:
         version, or any check of :class:`schemas.frame.Frame` failing (the reason is the
         model's own).
     """
+    doc = _document(raw)
+    frame = _typed(doc)
+    # anything else (a plain array, a check failing, a typed array of the wrong tag or
+    # length) takes the reference path, which gives the reason
+    return _from_document(doc) if frame is None else frame
+
+
+def _document(raw: bytes) -> Mapping:
+    """The frame's map, checked as CBOR: its keys text, its schema version this worker's."""
     fp = io.BytesIO(raw)
     try:
         doc = cbor2.CBORDecoder(fp).decode()
@@ -188,7 +268,69 @@ def decode_frame_cbor(raw: bytes) -> FrameArrays:
     version = doc.get("schema_version")
     if version != FRAME_SCHEMA_VERSION:
         raise SchemaError(f"unknown schema_version {version!r} (this worker reads {FRAME_SCHEMA_VERSION})")
+    return doc
 
+
+def _typed(doc: Mapping) -> FrameArrays | None:
+    """The frame of a document whose every array present is a typed array that passes the
+    model's checks, each read and checked in one compiled pass; None for any other
+    document. Returns what :func:`_from_document` returns for such a document
+    (``tests/unit/test_frame_cbor.py`` keeps that as the oracle)."""
+    if not _LITTLE_ENDIAN:  # pragma: no cover - the kernels read the bytes as native
+        return None
+    arrays: dict[str, np.ndarray | None] = {}
+    increasing: dict[str, bool] = {}
+    for name, col in _COLUMNS.items():
+        v = doc.get(name)
+        if type(v) is cbor2.CBORTag:
+            got = col.read_checked(v)
+            if got is None:
+                return None
+            arrays[name], increasing[name] = got
+        elif v is None and (col.optional if name in doc else not col.required):
+            arrays[name] = None
+        else:  # a plain array, or null (absent) where the model wants a list
+            return None
+    t, ft = arrays["t_s"], arrays["fix_t_s"]
+    if t is None or t.size < 1 or not increasing["t_s"]:
+        return None
+    if any(arrays[n] is not None and arrays[n].size != t.size for n in _SAMPLES):
+        return None
+    k = 0 if ft is None else ft.size
+    if any(arrays[n] is not None and arrays[n].size != k for n in _FIXES):
+        return None
+    if k >= 2 and not increasing["fix_t_s"]:
+        return None
+    head = _header({key: v for key, v in doc.items() if key not in _COLUMNS})
+    return _frame_arrays(head, arrays, arrays["abs_engaged"])
+
+
+def _header(header: dict) -> BaseModel:
+    try:
+        return _Header.model_validate(header)
+    except ValidationError as exc:
+        raise SchemaError(readable_error(exc)) from None
+
+
+def _frame_arrays(head: BaseModel, arrays: dict[str, np.ndarray | None],
+                  abs_engaged: np.ndarray | None) -> FrameArrays:
+    # an absent fix array is empty, as from_model gives it
+    fix = {n: np.zeros(0) if arrays[n] is None else arrays[n]
+           for n in ("fix_t_s", "fix_lat_deg", "fix_lon_deg")}
+    return FrameArrays(
+        vehicle_id=head.vehicle_id, seq=head.seq, trip_end=head.trip_end,
+        t_s=arrays["t_s"], speed_kmh=arrays["speed_kmh"], accel_long_mps2=arrays["accel_long_mps2"],
+        accel_lat_mps2=arrays["accel_lat_mps2"], accel_vert_mps2=arrays["accel_vert_mps2"],
+        brake_pedal_pct=arrays["brake_pedal_pct"], abs_engaged=abs_engaged,
+        fix_t_s=fix["fix_t_s"], fix_lat_deg=fix["fix_lat_deg"], fix_lon_deg=fix["fix_lon_deg"], fix_heading_deg=arrays["fix_heading_deg"],
+        fix_accuracy_m=arrays["fix_accuracy_m"], powertrain=head.powertrain, soc_pct=head.soc_pct,
+        model_year=head.model_year,
+    )  # fmt: skip
+
+
+def _from_document(doc: Mapping) -> FrameArrays:
+    """The frame of a checked document, or the model's reason it is not one: the reference
+    path (each column read, then checked as a whole; the model validates whatever fails)."""
     header = {k: v for k, v in doc.items() if k not in _COLUMNS}
     arrays: dict[str, np.ndarray | None] = {}
     plain: dict[str, Any] = {}
@@ -206,10 +348,7 @@ def decode_frame_cbor(raw: bytes) -> FrameArrays:
             else:
                 ok = ok and not col.required
     if ok and _consistent(arrays):
-        try:
-            head = _Header.model_validate(header)
-        except ValidationError as exc:
-            raise SchemaError(readable_error(exc)) from None
+        head = _header(header)
     else:
         # a plain array, or a check failed: the model validates the whole document and
         # gives the reason a JSON frame would get
@@ -218,19 +357,8 @@ def decode_frame_cbor(raw: bytes) -> FrameArrays:
             return FrameArrays.from_model(Frame.model_validate(full))
         except ValidationError as exc:
             raise SchemaError(readable_error(exc)) from None
-    # an absent fix array is empty, as from_model gives it
-    fix = {n: np.zeros(0) if arrays[n] is None else arrays[n]
-           for n in ("fix_t_s", "fix_lat_deg", "fix_lon_deg")}
     abs_engaged = arrays["abs_engaged"]
-    return FrameArrays(
-        vehicle_id=head.vehicle_id, seq=head.seq, trip_end=head.trip_end,
-        t_s=arrays["t_s"], speed_kmh=arrays["speed_kmh"], accel_long_mps2=arrays["accel_long_mps2"],
-        accel_lat_mps2=arrays["accel_lat_mps2"], accel_vert_mps2=arrays["accel_vert_mps2"],
-        brake_pedal_pct=arrays["brake_pedal_pct"], abs_engaged=None if abs_engaged is None else abs_engaged.astype(bool),
-        fix_t_s=fix["fix_t_s"], fix_lat_deg=fix["fix_lat_deg"], fix_lon_deg=fix["fix_lon_deg"], fix_heading_deg=arrays["fix_heading_deg"],
-        fix_accuracy_m=arrays["fix_accuracy_m"], powertrain=head.powertrain, soc_pct=head.soc_pct,
-        model_year=head.model_year,
-    )  # fmt: skip
+    return _frame_arrays(head, arrays, None if abs_engaged is None else abs_engaged.astype(bool))
 
 
 def _consistent(arrays: dict[str, np.ndarray | None]) -> bool:
@@ -245,3 +373,10 @@ def _consistent(arrays: dict[str, np.ndarray | None]) -> bool:
     if any(arrays[n] is not None and arrays[n].size != k for n in _FIXES):
         return False
     return bool((np.diff(t) > 0).all() and (k < 2 or (np.diff(ft) > 0).all()))
+
+
+def compile_kernels() -> None:
+    """Compile the typed-array readers (or load them from numba's cache) for the read-only
+    arrays over a message's bytes they are given, so that no frame waits for them."""
+    _read_f64(np.frombuffer(bytes(16), np.float64), np.empty(2), 0.0, 1.0, True, True)
+    _read_u8(np.frombuffer(bytes(2), np.uint8), np.empty(2, np.bool_))

@@ -202,3 +202,21 @@ def test_transforms_are_the_numpy_formulation(hint):
             assert got == want, (hint, dt, f[:4])
             seen.add(want is None)
     assert seen == {True, False}  # both outcomes: a transform that fits, one that does not
+
+
+@pytest.mark.parametrize("hint", HINTS)
+def test_put_is_the_reference_put(hint):
+    # put (lookups made once per dtype and hint, head and shape packed together) writes
+    # the bytes of _put_reference, the form it replaced
+    for a in [*_encode_cases(), None, np.zeros((2, 3)), np.float64(2.5), np.arange(24.0).reshape(2, 3, 4)]:
+        for dt in ("<f8", "<f4", "<i8", "<i4", "|u1") if a is not None and np.asarray(a).dtype.kind == "f" else (
+                np.asarray(a).dtype.str if a is not None else "<f8",):
+            with np.errstate(invalid="ignore", over="ignore"):
+                if a is not None and np.asarray(a).dtype.kind == "f" and dt[1] in "iu" and not np.isfinite(a).all():
+                    continue
+                got, want = [], []
+                codec.put(got, a, dt, hint)
+                codec._put_reference(want, a, dt, hint)
+            assert b"".join(got) == b"".join(want), (hint, dt)
+    with pytest.raises(ValueError, match="unknown array hint"):
+        codec.put([], np.zeros(2), "<f8", "nope")

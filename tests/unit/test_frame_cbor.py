@@ -228,3 +228,196 @@ def test_the_replay_commands_take_an_encoding(capsys):
     with pytest.raises(SystemExit) as exc:
         p.parse_args(["replay", "t", "--encoding", "xml"])
     assert exc.value.code == 2 and "invalid choice: 'xml'" in capsys.readouterr().err
+
+
+# ---------------------------------------------------- the compiled reader and its oracle
+def _reference(raw: bytes):
+    """The reference path alone: each column read, then checked as a whole (the oracle)."""
+    from schemas.frame_cbor import _document, _from_document
+
+    return _from_document(_document(raw))
+
+
+def _outcome(fn, raw: bytes):
+    try:
+        return fn(raw), None
+    except SchemaError as exc:
+        return None, str(exc)
+
+
+def _same_outcome(raw: bytes) -> bool:
+    """decode_frame_cbor and the reference give the same frame to the bit (and the same
+    array flags), or the same reason; True when the frame was good."""
+    got, got_err = _outcome(decode_frame_cbor, raw)
+    want, want_err = _outcome(_reference, raw)
+    assert got_err == want_err
+    if want is None:
+        return False
+    _same(got, want)
+    for name in FrameArrays.__slots__:
+        u, v = getattr(got, name), getattr(want, name)
+        if isinstance(u, np.ndarray):
+            assert (u.flags.writeable, u.flags.c_contiguous, u.flags.aligned) == (True, True, True), name
+    return True
+
+
+_SPECIALS = [math.nan, -math.nan, math.inf, -math.inf, -0.0, 0.0, 5e-324, 1e308, -1e308]
+# quiet NaNs with payloads (numpy's fmin/fmax reductions, the reference's, mishandle
+# signaling NaNs: test_a_signaling_nan_does_not_hide_a_bad_value)
+_NANS = np.frombuffer(np.array([0x7FF8000000000123, 0xFFF8DEADBEEF0001], np.uint64).tobytes(), np.float64)
+_SIGNALING_NAN = np.frombuffer(np.array([0x7FF0000000000001], np.uint64).tobytes(), np.float64)
+
+
+def _mutated(rng: np.random.Generator) -> dict:
+    """A typed-array frame document with a few random changes: values on and off the
+    bounds, NaN (with payloads), inf, -0.0, lengths, times out of order, nulls, absences."""
+    n, k = int(rng.integers(0, 5)), int(rng.integers(0, 4))
+    t = 1.7e9 + np.cumsum(rng.uniform(0.001, 0.02, n))
+    ft = 1.7e9 + np.cumsum(rng.uniform(0.01, 1.0, k))
+    doc = {"schema_version": 1, "vehicle_id": "V" * int(rng.integers(0, 3)), "seq": int(rng.integers(-1, 3)),
+           "t_s": t, "speed_kmh": rng.uniform(0, 400, n), "accel_long_mps2": rng.normal(0, 3, n),
+           "accel_lat_mps2": rng.normal(0, 3, n), "accel_vert_mps2": rng.normal(9.8, 3, n),
+           "brake_pedal_pct": rng.uniform(0, 100, n), "abs_engaged": rng.integers(0, 2, n).astype(np.uint8),
+           "fix_t_s": ft, "fix_lat_deg": rng.uniform(-90, 90, k), "fix_lon_deg": rng.uniform(-180, 180, k),
+           "fix_heading_deg": rng.uniform(0, 360, k), "fix_accuracy_m": rng.uniform(0, 50, k)}  # fmt: skip
+    for _ in range(int(rng.integers(0, 4))):
+        name = str(rng.choice(list(CBOR_TYPED_ARRAYS)))
+        v = doc.get(name)
+        if not isinstance(v, np.ndarray):  # already absent, null or plain
+            continue
+        what = int(rng.integers(0, 9))
+        if what == 0 and v.size:  # a special value
+            v = v.copy()
+            v[rng.integers(v.size)] = rng.choice(_SPECIALS) if v.dtype.kind == "f" else rng.integers(2, 256)
+        elif what == 1 and v.size and v.dtype.kind == "f":  # a bound, or just past it
+            from schemas.frame_cbor import _COLUMNS
+
+            col = _COLUMNS[name]
+            edge = rng.choice([b for b in (col.ge, col.le) if b is not None] or [0.0])
+            v = v.copy()
+            v[rng.integers(v.size)] = float(edge) + rng.choice([0.0, -1e-9, 1e-9, -0.0])
+        elif what == 2 and v.size and v.dtype.kind == "f":  # NaN with a payload
+            v = v.copy()
+            v[rng.integers(v.size)] = _NANS[rng.integers(2)]
+        elif what == 3 and v.size > 1:  # one value repeated, or two swapped
+            v = v.copy()
+            i = int(rng.integers(v.size - 1))
+            v[i + 1] = v[i] if rng.random() < 0.5 or v.dtype.kind != "f" else v[i] - 1
+        elif what == 4:  # one value more or fewer
+            v = np.append(v, v[-1:] + 1) if rng.random() < 0.5 and v.size else v[:-1]
+        elif what == 5:
+            doc.pop(name)
+            continue
+        elif what == 6:
+            doc[name] = None
+            continue
+        elif what == 7:  # the whole column NaN (null where allowed)
+            v = np.full(v.size, math.nan) if v.dtype.kind == "f" else v
+        elif what == 8:  # a plain array
+            doc[name] = [None if x != x else x for x in v.tolist()] if v.dtype.kind == "f" else [bool(x) for x in v]
+            continue
+        doc[name] = v
+    if rng.random() < 0.2:
+        doc.update(rng.choice([{"trip_end": True}, {"soc_pct": 101.0}, {"powertrain": "DIESEL"},
+                               {"model_year": 2021}, {"surprise": 1}, {"soc_pct": math.nan}]))
+    return doc
+
+
+def _cbor(doc: dict) -> bytes:
+    out = {}
+    for name, v in doc.items():
+        if isinstance(v, np.ndarray):
+            out[name] = cbor2.CBORTag(CBOR_TYPED_ARRAYS[name], v.astype("<f8" if v.dtype.kind == "f" else "u1").tobytes())
+        else:
+            out[name] = v
+    return cbor2.dumps(cbor2.CBORTag(55799, out))
+
+
+def test_compiled_reader_is_the_reference_on_random_frames():
+    rng = np.random.default_rng(2026)
+    good = 0
+    for _ in range(3000):
+        good += _same_outcome(_cbor(_mutated(rng)))
+    assert 300 < good < 2700  # both outcomes, many times
+
+
+def test_compiled_reader_is_the_reference_on_edges():
+    base = {k: np.asarray(v, float) if isinstance(v, list) and k != "abs_engaged" else v for k, v in GOOD.items()}
+    base["brake_pedal_pct"] = np.array([math.nan, 12.5, 0.0])
+    base["fix_heading_deg"] = np.array([math.nan, 90.0])
+    base["fix_accuracy_m"] = np.array([3.0, math.nan])
+    base["abs_engaged"] = np.array([0, 1, 0], np.uint8)
+    cases = [
+        {},  # good
+        {"brake_pedal_pct": np.full(3, math.nan)},  # all null
+        {"brake_pedal_pct": _NANS[[0, 1, 0]]},  # null with payloads, kept to the bit
+        {"fix_accuracy_m": np.array([math.inf, math.nan])},
+        {"fix_accuracy_m": np.array([-0.0, 1e308])},  # no upper bound
+        {"speed_kmh": np.array([0.0, -0.0, 400.0])},  # on the bounds
+        {"speed_kmh": np.array([0.0, -5e-324, 400.0])},
+        {"speed_kmh": np.array([0.0, math.nan, 400.0])},
+        {"t_s": np.array([1.7e9, 1.7e9, 1.7e9 + 1])},
+        {"t_s": np.array([1.7e9, math.inf, 1.7e9 + 1])},
+        {"t_s": np.array([1.7e9]), "speed_kmh": np.array([1.0]), "accel_long_mps2": np.zeros(1),
+         "accel_lat_mps2": np.zeros(1), "accel_vert_mps2": np.zeros(1), "brake_pedal_pct": None,
+         "abs_engaged": np.ones(1, np.uint8)},  # one sample
+        {"fix_t_s": np.array([1.7e9]), "fix_lat_deg": np.array([90.0]), "fix_lon_deg": np.array([-180.0]),
+         "fix_heading_deg": np.array([360.0]), "fix_accuracy_m": np.array([0.0])},  # one fix, on the bounds
+        {"fix_t_s": np.zeros(0), "fix_lat_deg": np.zeros(0), "fix_lon_deg": np.zeros(0),
+         "fix_heading_deg": np.zeros(0), "fix_accuracy_m": np.zeros(0)},  # no fix
+        {"fix_t_s": np.array([1.7e9, 1.7e9])},
+        {"abs_engaged": np.array([0, 2, 1], np.uint8)},
+        {"abs_engaged": np.array([255, 0, 1], np.uint8)},
+        {"t_s": np.zeros(0)},
+    ]
+    for change in cases:
+        _same_outcome(_cbor({**base, **change}))
+    for name in ("brake_pedal_pct", "abs_engaged", "fix_heading_deg", "fix_accuracy_m", "fix_t_s", "t_s"):
+        _same_outcome(_cbor({k: v for k, v in base.items() if k != name}))  # absent
+        _same_outcome(_cbor({**base, name: None}))  # null
+    for raw in (_raw(speed_kmh=cbor2.CBORTag(85, np.zeros(3, "<f4").tobytes())),
+                _raw(speed_kmh=cbor2.CBORTag(86, b"\x00" * 20)), _raw(abs_engaged=cbor2.CBORTag(86, np.zeros(3).tobytes())),
+                _raw(speed_kmh=cbor2.CBORTag(86, "text")), _raw(speed_kmh=[30.0, 30.5, 31.0])):
+        _same_outcome(raw)
+
+
+@pytest.mark.parametrize("name", sorted(CBOR_TYPED_ARRAYS))
+def test_column_kernel_is_read_then_valid(name):
+    from schemas.frame_cbor import _COLUMNS
+
+    col = _COLUMNS[name]
+    rng = np.random.default_rng(7)
+    pool = np.concatenate([_SPECIALS, _NANS, [b + d for b in (col.ge, col.le) if b is not None for d in (0.0, -1e-9, 1e-9)],
+                           rng.normal(0, 500, 8), rng.uniform(col.ge or 0, col.le or 10, 8)])  # fmt: skip
+    for n in [0, 1, 2, 3, 7, 64, 1000] * 20:
+        if col.tag == 64:
+            values = rng.choice(np.array([0, 1, 1, 0, 2, 255], np.uint8), n, p=[0.45, 0.45, 0.05, 0.03, 0.01, 0.01])
+        else:
+            values = rng.choice(pool, n) if rng.random() < 0.5 else np.sort(rng.choice(pool, n))
+        tag = cbor2.CBORTag(col.tag, values.tobytes())
+        a = col.read(tag)
+        got = col.read_checked(tag)
+        if not col.valid(a):
+            assert got is None
+            continue
+        assert got is not None
+        out, increasing = got
+        want = a.astype(bool) if col.tag == 64 else a
+        assert out.dtype == want.dtype and out.tobytes() == want.tobytes()
+        if name in ("t_s", "fix_t_s"):
+            assert increasing == bool((np.diff(a) > 0).all())
+
+
+def test_a_signaling_nan_does_not_hide_a_bad_value():
+    # numpy's fmin/fmax reductions (the reference's check) lose a bound next to a
+    # signaling NaN; the compiled reader checks each value, so the model gives the reason
+    bad = np.concatenate([_SIGNALING_NAN, [101.0, -math.inf]])
+    assert np.fmax.reduce(bad) != 101.0  # numpy's miss, which the reference inherits
+    raw = _raw(brake_pedal_pct=cbor2.CBORTag(86, bad.tobytes()))
+    with pytest.raises(SchemaError, match="brake_pedal_pct.1: Input should be less than or equal to 100"):
+        decode_frame_cbor(raw)
+    # a signaling NaN is a null like any NaN, kept to the bit
+    nulls = np.concatenate([_SIGNALING_NAN, _NANS])
+    c = decode_frame_cbor(_raw(brake_pedal_pct=cbor2.CBORTag(86, nulls.tobytes())))
+    assert c.brake_pedal_pct.tobytes() == nulls.tobytes()
+    _same(c, _reference(_raw(brake_pedal_pct=cbor2.CBORTag(86, nulls.tobytes()))))
