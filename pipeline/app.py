@@ -54,6 +54,7 @@ from pipeline.stage1 import FrameHandler, dead_letter, outbox_results, unpack_en
 from pipeline.stage2 import SegmentState, handle_records
 from pipeline.stats import WorkerStats
 from pipeline.topics import SEGMENT_TABLE, VEHICLE_TABLE
+from schemas import frame_cbor
 from schemas._errors import SchemaError
 from schemas.bundle import is_bundle, split_bundle
 from schemas.records import PassImpact, SegmentPass
@@ -87,6 +88,7 @@ def create_app(settings: Settings) -> faust.App:
     """Build the app for these settings (topics, table, agent), without starting it."""
     net = load_network(settings.network_path)
     compile_kernels(net)  # not on the first frame: a cold compile takes ~5 s
+    frame_cbor.compile_kernels()
     handler = FrameHandler(
         net=net,
         pseudonymise=Pseudonymiser(settings.pseudonym_key.get_secret_value()),
