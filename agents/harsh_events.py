@@ -85,6 +85,7 @@ import numba
 import numpy as np
 from scipy import signal
 
+from agents._harsh_runs import CHANNELS, run_table
 from agents._sosfilt import sos_rows, sosfilt_zi
 
 __all__ = ["HarshParams", "HarshDetectorState", "DetectedEvent", "EVENT_TYPES", "detect_harsh_events"]
@@ -334,22 +335,13 @@ def detect_harsh_events(
     offset = st.n_seen
     if ax.size:
         a_long, a_lat, v_lp = _compensate(ax, ay, v, fs, st, p)
-        shocked, a_v = _shocks(ax, t, v_lp, fs, st, p)
-        chunk = {"t": t, "v": v_lp, "abs": ab, "fs": fs, "shocked": shocked}
-        lat_release = min(p.corner_release_mps2, p.swerve_release_mps2)
-        for ch, mag, trig, rel, trig2, mag_v in (
-            ("brake", -a_long, -p.brake_trigger_mps2, -p.brake_release_mps2, None, None if a_v is None else -a_v),
-            ("accel", a_long, p.accel_trigger_mps2, p.accel_release_mps2, None, a_v),
-            ("latp", a_lat, p.corner_trigger_mps2, lat_release, p.swerve_trigger_mps2, None),
-            ("latn", -a_lat, p.corner_trigger_mps2, lat_release, p.swerve_trigger_mps2, None),
-        ):
-            for run in _runs(ch, mag, trig, rel, trig2, chunk, st, offset, final, mag_v=mag_v):
-                if ch in ("brake", "accel"):
-                    ev = _long_event(ch, run, p, fs, v is not None, offset)
-                    if ev is not None:
-                        events.append(ev)
-                else:
-                    st.pending_lat.append(run)
+        for ch, run in _chunk_runs(ax, a_long, a_lat, v_lp, ab, t, fs, st, p, offset, final):
+            if ch in ("brake", "accel"):
+                ev = _long_event(ch, run, p, fs, v is not None, offset)
+                if ev is not None:
+                    events.append(ev)
+            else:
+                st.pending_lat.append(run)
         st.n_seen += ax.size
         t_now = float(t[-1])
     else:
@@ -534,86 +526,57 @@ def compile_kernels() -> None:
         detect_harsh_events(a, a, t, 100.0, speed_kmh=speed, final=True)
 
 
-def _shocks(
-    ax: np.ndarray, t: np.ndarray, v_lp: np.ndarray | None, fs: float, st: HarshDetectorState, p: HarshParams
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """Samples within ``shock_memory_s`` after a raw longitudinal jerk beyond
-    ``shock_jerk_mps3`` (bool, (n,)), and the acceleration derived from the low-passed
-    speed (m/s², (n,); None without speed). Updates the carried values in ``st``."""
-    prev = ax[0] if not np.isfinite(st.last_ax) else st.last_ax
-    jerk = np.abs(np.diff(ax, prepend=prev)) * fs
+def _chunk_runs(
+    ax: np.ndarray, a_long: np.ndarray, a_lat: np.ndarray, v_lp: np.ndarray | None, ab: np.ndarray | None,
+    t: np.ndarray, fs: float, st: HarshDetectorState, p: HarshParams, offset: int, final: bool,
+) -> list[tuple[str, list]]:  # fmt: skip
+    """Closed runs of each channel (merged with the run carried from the previous chunk),
+    by channel then time; a run still open at the chunk's end goes back into
+    ``st.open_runs``. Updates the carried shock and speed values in ``st``.
+
+    The work is one compiled kernel, :func:`agents._harsh_runs.run_table`."""
+    trig = (-p.brake_trigger_mps2, p.accel_trigger_mps2, p.corner_trigger_mps2, p.corner_trigger_mps2)
+    rel_lat = min(p.corner_release_mps2, p.swerve_release_mps2)
+    counts, ints, flts, last_shock_t = run_table(
+        np.ascontiguousarray(ax), a_long, a_lat, _NO_SPEED if v_lp is None else v_lp,
+        _NO_ABS if ab is None else np.ascontiguousarray(ab), np.ascontiguousarray(t), float(fs),
+        float(st.last_ax), float(st.last_shock_t), float(st.last_v_lp), float(p.shock_jerk_mps3),
+        float(p.shock_memory_s), np.array(trig),
+        np.array((-p.brake_release_mps2, p.accel_release_mps2, rel_lat, rel_lat)),
+        np.array((*trig[:2], p.swerve_trigger_mps2, p.swerve_trigger_mps2)),
+    )  # fmt: skip
     st.last_ax = float(ax[-1])
-    shock_t = np.where(jerk >= p.shock_jerk_mps3, t, -np.inf)
-    latest = np.maximum.accumulate(np.concatenate(([st.last_shock_t], shock_t)))[1:]  # last shock at or before each sample
-    st.last_shock_t = float(latest[-1])
-    shocked = t - latest <= p.shock_memory_s
-    a_v = None
+    st.last_shock_t = float(last_shock_t)
     if v_lp is not None:
-        v_prev = v_lp[0] if not np.isfinite(st.last_v_lp) else st.last_v_lp
-        a_v = np.diff(v_lp, prepend=v_prev) * fs
         st.last_v_lp = float(v_lp[-1])
-    return shocked, a_v
-
-
-def _runs(
-    ch: str, mag: np.ndarray, trig: float, rel: float, trig2: float | None, chunk: dict,
-    st: HarshDetectorState, offset: int, final: bool, *, mag_v: np.ndarray | None = None,
-) -> list[list]:  # fmt: skip
-    """Closed runs of ``mag > rel`` (merged with the run carried from the previous chunk);
-    the run still open at the chunk's end goes back into ``st.open_runs``."""
-    t, v, ab, fs = chunk["t"], chunk["v"], chunk["abs"], chunk["fs"]
-    n = mag.size
-    above = mag > rel
-    carry = st.open_runs.pop(ch, None)
-    if not above.any():  # most chunks of most channels: no run
-        return [] if carry is None else [carry]  # the carried run ended at the chunk edge
-    edges = np.diff(above.view(np.int8), prepend=0, append=0)
-    starts = np.flatnonzero(edges == 1)
-    ends = np.flatnonzero(edges == -1)
-    out: list[list] = []
-    if carry is not None and (len(starts) == 0 or starts[0] != 0):
-        out.append(carry)  # the carried run ended exactly at the chunk edge
-        carry = None
-    if len(starts) == 0:
-        return out
-    is_trig = mag >= trig
-    is_trig2 = mag >= (trig2 if trig2 is not None else trig)
-    n_trig = _run_sums(is_trig.astype(np.int64), starts, ends)
-    n_trig2 = _run_sums(is_trig2.astype(np.int64), starts, ends)
-    sum_a = _run_sums(mag, starts, ends) / fs
-    vv = v if v is not None else np.full(n, np.nan)
-    sum_v = _run_sums(vv, starts, ends)
-    inv_v = 1.0 / np.maximum(vv, 1.0) if v is not None else np.zeros(n)
-    head = _run_sums(mag * inv_v, starts, ends) / fs
-    n_abs = _run_sums(ab.astype(np.int64), starts, ends) if ab is not None else np.zeros(len(starts), np.int64)
-    n_shock = _run_sums(chunk["shocked"].astype(np.int64), starts, ends)
-    n_trig_v = _run_sums((mag_v >= trig).astype(np.int64), starts, ends) if mag_v is not None else np.zeros(len(starts), np.int64)
-    trig_idx = np.flatnonzero(is_trig)
-    first_trig = trig_idx[np.minimum(np.searchsorted(trig_idx, starts), max(len(trig_idx) - 1, 0))] if len(trig_idx) else np.full(len(starts), -1)
-    sign = 1.0 if ch in ("accel", "latp") else -1.0
-    for k, (s, e) in enumerate(zip(starts, ends)):
-        j = s + int(np.argmax(mag[s:e]))
-        ft = int(first_trig[k]) if len(trig_idx) and s <= first_trig[k] < e else -1
-        run = [
-            offset + int(s), float(t[s]), float(t[e - 1]) + 1.0 / fs,
-            offset + ft if ft >= 0 else -1, float(t[ft]) if ft >= 0 else float("nan"),
-            int(n_trig[k]), int(n_trig2[k]), sign * float(mag[j]), float(sum_a[k]),
-            float(vv[s]), float(vv[e - 1]), int(n_abs[k]), float(sum_v[k]), int(e - s), float(head[k]), sign,
-            int(n_shock[k]), int(n_trig_v[k]),
-        ]  # fmt: skip
-        if k == 0 and s == 0 and carry is not None:
-            run = _merge(carry, run)
-        if e == n and not final:
-            st.open_runs[ch] = run
-        else:
-            out.append(run)
+    n = ax.size
+    rows_i, rows_f = ints.tolist(), flts.tolist()
+    out: list[tuple[str, list]] = []
+    r = 0
+    for ch, n_runs in zip(CHANNELS, counts.tolist()):
+        carry = st.open_runs.pop(ch, None)
+        if carry is not None and (n_runs == 0 or rows_i[r][0] != 0):
+            out.append((ch, carry))  # the carried run ended exactly at the chunk edge
+            carry = None
+        sign = 1.0 if ch in ("accel", "latp") else -1.0
+        for k in range(r, r + n_runs):
+            s, e, ft, n_trig, n_trig2, n_abs, n_shock, n_trig_v = rows_i[k]
+            start_t, end_t, trig_t, peak, sum_a, v0, v1, sum_v, head = rows_f[k]
+            run = [
+                offset + s, start_t, end_t, offset + ft if ft >= 0 else -1, trig_t, n_trig, n_trig2, peak,
+                sum_a, v0, v1, n_abs, sum_v, e - s, head, sign, n_shock, n_trig_v,
+            ]  # fmt: skip
+            if k == r and s == 0 and carry is not None:
+                run = _merge(carry, run)
+            if e == n and not final:
+                st.open_runs[ch] = run
+            else:
+                out.append((ch, run))
+        r += n_runs
     return out
 
 
-def _run_sums(x: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
-    """Sum of ``x[s:e]`` for each run (sequential cumulative sum: chunk-independent order)."""
-    c = np.concatenate([[0], np.cumsum(x)])
-    return c[ends] - c[starts]
+_NO_ABS = np.zeros(0, np.bool_)
 
 
 def _merge(a: list, b: list) -> list:
