@@ -86,7 +86,7 @@ import numpy as np
 from scipy import signal
 
 from agents._harsh_runs import CHANNELS, run_table
-from agents._sosfilt import sos_rows, sosfilt_zi
+from agents._sosfilt import sosfilt_zi
 
 __all__ = ["HarshParams", "HarshDetectorState", "DetectedEvent", "EVENT_TYPES", "detect_harsh_events"]
 
@@ -423,97 +423,129 @@ def _np_max(a: float, b: float) -> float:
 @numba.njit(cache=True, error_model="numpy")
 def _compensate_kernel(ax, ay, v, fs, sos, zi, bsos, bias_zi0, bias_zi, v_prev, alpha, straight_lat, steady_long,
                        level_zi):  # fmt: skip
-    """The body of :func:`_compensate`. ``v`` empty means no speed; ``bias_zi0`` (sections, 2),
+    """The body of :func:`_compensate`. ``v`` empty means no speed; ``bias_zi0`` (1, 2),
     when not empty, starts the offset filter at rest on its first input; ``level_zi`` empty
     starts the running means. Returns a_long, a_lat, the low-passed speed (empty without
-    speed) and the three filter states."""
+    speed) and the three filter states.
+
+    ``sos`` and ``bsos`` are one section each (order-2 designs). The eight one-section
+    filters (ax, ay, v; the offset; the four running means) step together, sample by
+    sample, with their states in locals: each is the recurrence of scipy's
+    ``_sosfilt_float`` (:func:`agents._sosfilt.sos_rows`), the same operations in the same
+    order, so the same bits; interleaved, their dependency chains overlap in the CPU
+    instead of following one another.
+    """
+    if sos.shape[0] != 1 or bsos.shape[0] != 1:
+        raise ValueError("_compensate_kernel: one-section filters only")
     n = ax.size
     has_v = v.size > 0
     m = 3 if has_v else 2
-    # low-pass of the rows (ax, ay[, v]), states in scipy's (sections, rows, 2) layout
-    y = np.empty((m, n))
-    y[0, :] = ax
-    y[1, :] = ay
+    b0, b1, b2, a1, a2 = sos[0, 0], sos[0, 1], sos[0, 2], sos[0, 4], sos[0, 5]
+    # low-pass states of the rows ax, ay, v (scipy's (sections, rows, 2) layout in zi)
+    zx0, zx1, zy0, zy1 = zi[0, 0, 0], zi[0, 0, 1], zi[0, 1, 0], zi[0, 1, 1]
+    zv0 = zi[0, 2, 0] if has_v else 0.0
+    zv1 = zi[0, 2, 1] if has_v else 0.0
+    c0, c1, c2, d1, d2 = bsos[0, 0], bsos[0, 1], bsos[0, 2], bsos[0, 4], bsos[0, 5]
+    zb0 = zb1 = 0.0
+    # the longitudinal offset: the slow part of a_x - dv/dt, dv/dt clipped to what a car
+    # can do (a glitch in the speed must not drag the offset)
+    prev = v_prev
     if has_v:
-        y[2, :] = v
-    z = np.empty((m, zi.shape[0], 2))
-    for i in range(m):
-        for s in range(zi.shape[0]):
-            z[i, s, 0] = zi[s, i, 0]
-            z[i, s, 1] = zi[s, i, 1]
-    sos_rows(sos, y, z)
-    zf = np.empty((zi.shape[0], m, 2))
-    for i in range(m):
-        for s in range(zi.shape[0]):
-            zf[s, i, 0] = z[i, s, 0]
-            zf[s, i, 1] = z[i, s, 1]
+        if bias_zi0.shape[0]:
+            d = (v[0] - prev) * fs
+            if d < -12.0:
+                d = -12.0
+            elif d > 12.0:
+                d = 12.0
+            r0 = ax[0] - d
+            zb0, zb1 = bias_zi0[0, 0] * r0, bias_zi0[0, 1] * r0
+        else:
+            zb0, zb1 = bias_zi[0, 0, 0], bias_zi[0, 0, 1]
+    # running means over standing (weight 1) or straight, steady driving (weight 0.1):
+    # the one-pole mean y = alpha x + (1 - alpha) y[-1] as one second-order section
+    lev_sos = np.array([[alpha, 0.0, 0.0, 1.0, -(1.0 - alpha), 0.0]])
+    e0, e1, e2, f1, f2 = lev_sos[0, 0], lev_sos[0, 1], lev_sos[0, 2], lev_sos[0, 4], lev_sos[0, 5]
+    zl = np.zeros((4, 2))
+    if level_zi.shape[0]:
+        for i in range(4):
+            zl[i, 0] = level_zi[i, 0]
+    zl00, zl01, zl10, zl11 = zl[0, 0], zl[0, 1], zl[1, 0], zl[1, 1]
+    zl20, zl21, zl30, zl31 = zl[2, 0], zl[2, 1], zl[3, 0], zl[3, 1]
     a_long = np.empty(n)
-    bz = np.empty((bsos.shape[0], 1, 2))
-    if has_v:
-        # the longitudinal offset: the slow part of a_x - dv/dt, dv/dt clipped to what a
-        # car can do (a glitch in the speed must not drag the offset)
-        r = np.empty((1, n))
-        prev = v_prev
-        for k in range(n):
+    a_lat = np.empty(n)
+    v_lp = np.empty(n if has_v else 0)
+    for k in range(n):
+        x = ax[k]
+        y0 = b0 * x + zx0
+        zx0 = b1 * x - a1 * y0 + zx1
+        zx1 = b2 * x - a2 * y0
+        x = ay[k]
+        y1 = b0 * x + zy0
+        zy0 = b1 * x - a1 * y1 + zy1
+        zy1 = b2 * x - a2 * y1
+        al = 0.0
+        if has_v:
+            x = v[k]
+            y2 = b0 * x + zv0
+            zv0 = b1 * x - a1 * y2 + zv1
+            zv1 = b2 * x - a2 * y2
+            v_lp[k] = y2
             d = (v[k] - prev) * fs
             if d < -12.0:
                 d = -12.0
             elif d > 12.0:
                 d = 12.0
-            r[0, k] = ax[k] - d
+            x = ax[k] - d
             prev = v[k]
-        zb = np.empty((1, bsos.shape[0], 2))
-        for s in range(bsos.shape[0]):
-            for j in range(2):
-                zb[0, s, j] = bias_zi0[s, j] * r[0, 0] if bias_zi0.shape[0] else bias_zi[s, 0, j]
-        sos_rows(bsos, r, zb)
-        for s in range(bsos.shape[0]):
-            bz[s, 0, 0] = zb[0, s, 0]
-            bz[s, 0, 1] = zb[0, s, 1]
-        for k in range(n):
-            a_long[k] = y[0, k] - r[0, k]
-    # running means over standing (weight 1) or straight, steady driving (weight 0.1):
-    # the one-pole mean y = alpha x + (1 - alpha) y[-1] as one second-order section
-    lev = np.empty((4, n))
-    for k in range(n):
-        straight = abs(y[1, k]) < straight_lat
+            bk = c0 * x + zb0
+            zb0 = c1 * x - d1 * bk + zb1
+            zb1 = c2 * x - d2 * bk
+            al = y0 - bk
+        if k == 0 and not level_zi.shape[0]:
+            prior = 1.0  # as if the trip began with the vehicle at rest on its first reading
+            c = 1.0 - alpha
+            zl00 = c * (prior * y1)
+            zl10 = c * prior
+            zl20 = c * (prior * y0)
+            zl30 = c * prior
+        straight = abs(y1) < straight_lat
         if has_v:
             if v[k] < 1.0 / 3.6:
                 w_lat = 1.0
-            elif straight and abs(a_long[k]) < 0.3:
+            elif straight and abs(al) < 0.3:
                 w_lat = 0.1
             else:
                 w_lat = 0.0
             w_long = 0.0  # unused: the speed gives the longitudinal offset
         else:
-            w_lat = 0.1 if straight and abs(y[0, k]) < steady_long else 0.0
+            w_lat = 0.1 if straight and abs(y0) < steady_long else 0.0
             w_long = w_lat
-        lev[0, k] = w_lat * y[1, k]
-        lev[1, k] = w_lat
-        lev[2, k] = w_long * y[0, k]
-        lev[3, k] = w_long
-    zl = np.zeros((4, 1, 2))
-    if level_zi.shape[0]:
-        for i in range(4):
-            zl[i, 0, 0] = level_zi[i, 0]
-    else:
-        prior = 1.0  # as if the trip began with the vehicle at rest on its first reading
-        c = 1.0 - alpha
-        zl[0, 0, 0] = c * (prior * y[1, 0])
-        zl[1, 0, 0] = c * prior
-        zl[2, 0, 0] = c * (prior * y[0, 0])
-        zl[3, 0, 0] = c * prior
-    lev_sos = np.array([[alpha, 0.0, 0.0, 1.0, -(1.0 - alpha), 0.0]])
-    sos_rows(lev_sos, lev, zl)
+        x = w_lat * y1
+        l0 = e0 * x + zl00
+        zl00 = e1 * x - f1 * l0 + zl01
+        zl01 = e2 * x - f2 * l0
+        x = w_lat
+        l1 = e0 * x + zl10
+        zl10 = e1 * x - f1 * l1 + zl11
+        zl11 = e2 * x - f2 * l1
+        x = w_long * y0
+        l2 = e0 * x + zl20
+        zl20 = e1 * x - f1 * l2 + zl21
+        zl21 = e2 * x - f2 * l2
+        x = w_long
+        l3 = e0 * x + zl30
+        zl30 = e1 * x - f1 * l3 + zl31
+        zl31 = e2 * x - f2 * l3
+        a_lat[k] = y1 - l0 / _np_max(l1, 1e-9)
+        a_long[k] = al if has_v else y0 - l2 / _np_max(l3, 1e-9)
+    zf = np.empty((1, m, 2))
+    zf[0, 0, 0], zf[0, 0, 1], zf[0, 1, 0], zf[0, 1, 1] = zx0, zx1, zy0, zy1
+    if has_v:
+        zf[0, 2, 0], zf[0, 2, 1] = zv0, zv1
+    bz = np.empty((1, 1, 2))
+    bz[0, 0, 0], bz[0, 0, 1] = zb0, zb1
     new_level = np.empty((4, 1))
-    for i in range(4):
-        new_level[i, 0] = zl[i, 0, 0]
-    a_lat = np.empty(n)
-    for k in range(n):
-        a_lat[k] = y[1, k] - lev[0, k] / _np_max(lev[1, k], 1e-9)
-        if not has_v:
-            a_long[k] = y[0, k] - lev[2, k] / _np_max(lev[3, k], 1e-9)
-    v_lp = y[2].copy() if has_v else np.zeros(0)
+    new_level[0, 0], new_level[1, 0], new_level[2, 0], new_level[3, 0] = zl00, zl10, zl20, zl30
     return a_long, a_lat, v_lp, zf, bz, new_level
 
 

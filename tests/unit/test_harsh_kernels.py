@@ -187,3 +187,4 @@ def test_non_finite_input_gives_the_numpy_runs():
     ax[199:202] = [0.0, 30.0, 0.0]
     with np.errstate(invalid="ignore"):
         _stream(rng, (ax, a_long, a_lat, v, ab, t2), [150, 400], with_speed=True, with_abs=True)
+
