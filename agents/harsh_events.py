@@ -78,6 +78,7 @@ passed without an opposite lobe (or at ``final``).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -227,7 +228,29 @@ class HarshDetectorState:
         )
 
     def copy(self) -> HarshDetectorState:
-        return HarshDetectorState.from_dict(self.to_dict())
+        """``from_dict(to_dict())`` without the lists in between: the same values, the
+        same non-finite scalars replaced (``tests/unit/test_harsh_kernels.py``)."""
+
+        def arr(a: np.ndarray | None) -> np.ndarray | None:
+            if a is None:
+                return None
+            return np.array(a, dtype=float) if a.size else np.asarray(a.tolist(), float)  # empty: as the lists shape it
+
+        def fin(x: float, default: float) -> float:
+            return float(x) if math.isfinite(x) else default
+
+        return HarshDetectorState(
+            zi=arr(self.zi),
+            bias_zi=arr(self.bias_zi),
+            level_zi=arr(self.level_zi),
+            last_speed_mps=fin(self.last_speed_mps, float("nan")),
+            last_ax=fin(self.last_ax, float("nan")),
+            last_shock_t=fin(self.last_shock_t, float("-inf")),
+            last_v_lp=fin(self.last_v_lp, float("nan")),
+            n_seen=int(self.n_seen),
+            open_runs={k: _run_from_json(v) for k, v in self.open_runs.items()},
+            pending_lat=[_run_from_json(r) for r in self.pending_lat],
+        )
 
 
 def _run_from_json(run: list) -> list:

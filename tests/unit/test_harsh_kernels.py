@@ -188,3 +188,40 @@ def test_non_finite_input_gives_the_numpy_runs():
     with np.errstate(invalid="ignore"):
         _stream(rng, (ax, a_long, a_lat, v, ab, t2), [150, 400], with_speed=True, with_abs=True)
 
+
+def _old_copy(st: HarshDetectorState) -> HarshDetectorState:
+    return HarshDetectorState.from_dict(st.to_dict())
+
+
+def _exact(st: HarshDetectorState) -> tuple:
+    def arr(a):
+        return None if a is None else (a.dtype.str, a.shape, a.flags.c_contiguous, a.tobytes())
+
+    scalars = (st.last_speed_mps, st.last_ax, st.last_shock_t, st.last_v_lp, st.n_seen)
+    return (arr(st.zi), arr(st.bias_zi), arr(st.level_zi), repr(scalars), [type(x) for x in scalars],
+            repr(st.open_runs), repr(st.pending_lat))  # fmt: skip
+
+
+def test_copy_is_the_json_round_trip():
+    rng = np.random.default_rng(5)
+    ax, a_long, a_lat, v, ab, t = _signals(rng, 2000)
+    st = HarshDetectorState()
+    for lo, hi in ((0, 700), (700, 1500)):
+        _, st = he.detect_harsh_events(ax[lo:hi], a_lat[lo:hi], t[lo:hi], 100.0, state=st, speed_kmh=3.6 * v[lo:hi])
+        assert _exact(st.copy()) == _exact(_old_copy(st))
+    assert st.open_runs or st.pending_lat  # the runs are copied too
+    run = [None, *range(5)]  # a run as read from JSON: null, and short (fields added since)
+    odd = [
+        HarshDetectorState(),
+        HarshDetectorState(zi=np.zeros((1, 2, 2), np.float32), bias_zi=np.zeros((0, 1, 2)), level_zi=np.ones((4, 1))[::1]),
+        HarshDetectorState(last_speed_mps=np.inf, last_ax=-np.inf, last_shock_t=np.nan, last_v_lp=np.float64(2.5),
+                           n_seen=np.int64(7), open_runs={"latp": list(run)}, pending_lat=[list(run)]),
+        HarshDetectorState(last_speed_mps=-0.0, last_ax=np.float64(np.nan), last_shock_t=np.inf, last_v_lp=-np.inf),
+    ]  # fmt: skip
+    for s in odd:
+        assert _exact(s.copy()) == _exact(_old_copy(s))
+    s = odd[2]
+    c = s.copy()
+    c.open_runs["latp"][1] = 99  # a copy shares no list with its original
+    c.pending_lat[0][1] = 99
+    assert s.open_runs["latp"][1] == 0 and s.pending_lat[0][1] == 0
