@@ -114,7 +114,8 @@ def _signals(rng, n, fs=100.0):
     ax[rng.random(n) < 0.01] += rng.choice([-9.0, 9.0])  # hub shocks: jerks beyond the limit
     a_long[rng.random(n) < 0.03] = -0.0  # signed zeros reach the sums
     a_lat[rng.random(n) < 0.03] = 0.0
-    a_lat[rng.integers(0, n, 3)] = 3.5  # exactly the trigger
+    a_lat[rng.integers(0, n, 12)] = rng.choice([3.5, -3.5, 3.0, -3.0, 2.5, -2.5], 12)  # exactly a trigger or release
+    a_long[rng.integers(0, n, 12)] = rng.choice([-3.0, -2.5, 2.5, 2.0], 12)
     v = np.abs(8 + 6 * np.sin(0.05 * t) + rng.normal(0, 0.5, n))
     v[rng.random(n) < 0.1] = rng.choice([0.0, 1.0, 0.5])  # standing, at the clamp
     ab = rng.random(n) < 0.05
@@ -178,7 +179,8 @@ def test_non_finite_input_gives_the_numpy_runs():
     a_long[400:420] = np.nan  # NaN is beyond no level: it ends runs
     a_long[500] = -np.inf  # an infinite run: infinite sums from there on
     a_lat[600] = np.inf
-    v[700] = np.nan
+    v[700] = np.nan  # inside a run
+    a_lat[690:710] = 5.0
     with np.errstate(invalid="ignore"):  # inf - inf in the oracle's sums
         for with_speed in (True, False):
             _stream(rng, sig, [100, 410, 650], with_speed=with_speed, with_abs=True)
@@ -225,3 +227,18 @@ def test_copy_is_the_json_round_trip():
     c.open_runs["latp"][1] = 99  # a copy shares no list with its original
     c.pending_lat[0][1] = 99
     assert s.open_runs["latp"][1] == 0 and s.pending_lat[0][1] == 0
+
+
+@pytest.mark.parametrize("last", [0.0, -0.0])
+def test_the_running_maximum_of_shock_times_is_numpys_on_signed_zeros(last):
+    p = HarshParams()
+    n = 5
+    ax = np.zeros(n)  # from -9 m/s²: a shock at the first sample only
+    t = np.array([-0.0, 0.01, 0.02, 0.03, 0.04]) if last == 0.0 else np.array([0.0, 0.01, 0.02, 0.03, 0.04])
+    z = np.zeros(n)
+    s_old = HarshDetectorState(last_ax=-9.0, last_shock_t=last)
+    s_new = HarshDetectorState(last_ax=-9.0, last_shock_t=last)
+    old = _oracle(ax, z, z, None, None, t, 100.0, s_old, p, 0, False)
+    new = he._chunk_runs(ax, z, z, None, None, t, 100.0, s_new, p, 0, False)
+    assert repr(old) == repr(new)
+    assert repr(s_old.last_shock_t) == repr(s_new.last_shock_t) == repr(float(t[0]))  # ties take the new value
