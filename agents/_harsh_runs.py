@@ -45,37 +45,47 @@ def run_table(ax, a_long, a_lat, v_lp, ab, t, fs, last_ax, last_shock_t, last_v_
     n = ax.size
     has_v = v_lp.size > 0
     has_ab = ab.size > 0
-    # shock memory: samples within shock_memory after a raw jerk beyond shock_jerk
+    # the shock memory: samples within shock_memory after a raw jerk beyond shock_jerk
     shocked = np.empty(n, np.bool_)
     prev = ax[0] if not np.isfinite(last_ax) else last_ax
     latest = last_shock_t
     for k in range(n):
         jerk = np.abs(ax[k] - prev) * fs
         prev = ax[k]
-        st = t[k] if jerk >= shock_jerk else -np.inf
-        if not (latest > st or latest != latest):  # np.maximum: NaN wins, ties take the new value
-            latest = st
+        # np.maximum(latest, t if a shock else -inf): NaN wins, ties take the new value
+        # (-inf leaves latest as it is)
+        if jerk >= shock_jerk and not (latest > t[k] or latest != latest):
+            latest = t[k]
         shocked[k] = t[k] - latest <= shock_memory
-    # the acceleration the low-passed speed gives (m/s²)
-    a_v = np.empty(n if has_v else 0)
-    if has_v:
-        pv = v_lp[0] if not np.isfinite(last_v_lp) else last_v_lp
-        for k in range(n):
-            a_v[k] = (v_lp[k] - pv) * fs
-            pv = v_lp[k]
-    counts = np.zeros(4, np.int64)
-    for c in range(4):
-        base = a_long if c < 2 else a_lat
-        neg = c == 0 or c == 3
-        was = False
-        for k in range(n):
-            above = _mag(base, k, neg) > rel[c]
-            if above and not was:
-                counts[c] += 1
-            was = above
+    # runs per channel: their starts, the four channels side by side (no carried
+    # variable, so the loop vectorises)
+    r0, r1, r2, r3 = rel[0], rel[1], rel[2], rel[3]
+    n0 = np.int64(-a_long[0] > r0)
+    n1 = np.int64(a_long[0] > r1)
+    n2 = np.int64(a_lat[0] > r2)
+    n3 = np.int64(-a_lat[0] > r3)
+    for k in range(1, n):
+        la, lt, pa, pt = a_long[k], a_lat[k], a_long[k - 1], a_lat[k - 1]
+        n0 += np.int64(-la > r0) & np.int64(not -pa > r0)
+        n1 += np.int64(la > r1) & np.int64(not pa > r1)
+        n2 += np.int64(lt > r2) & np.int64(not pt > r2)
+        n3 += np.int64(-lt > r3) & np.int64(not -pt > r3)
+    counts = np.array([n0, n1, n2, n3], np.int64)
     total = counts.sum()
     ints = np.empty((total, _NI), np.int64)
     flts = np.empty((total, _NF))
+    if total == 0:
+        return counts, ints, flts, latest
+    # the acceleration the low-passed speed gives (m/s²) and 1 / np.maximum(v, 1)
+    a_v = np.empty(n if has_v else 0)
+    inv_v = np.empty(n if has_v else 0)
+    if has_v:
+        pv = v_lp[0] if not np.isfinite(last_v_lp) else last_v_lp
+        for k in range(n):
+            vk = v_lp[k]
+            a_v[k] = (vk - pv) * fs
+            pv = vk
+            inv_v[k] = 1.0 / (vk if (vk >= 1.0 or vk != vk) else 1.0)
     r = 0
     for c in range(4):
         if counts[c] == 0:
@@ -123,12 +133,7 @@ def run_table(ax, a_long, a_lat, v_lp, ab, t, fs, last_ax, last_shock_t, last_v_
                 s, j, ft = k, k, -1
                 n_trig = n_trig2 = n_abs = n_shock = n_trig_v = 0
                 cm0, ch0, cv0 = cm, ch, cv
-            if has_v:
-                vk = v_lp[k]
-                inv = 1.0 / (vk if (vk >= 1.0 or vk != vk) else 1.0)  # 1 / np.maximum(v, 1)
-            else:
-                inv = 0.0
-            hk = mag * inv
+            hk = mag * (inv_v[k] if has_v else 0.0)
             if k == 0:  # np.cumsum starts with the first element, not 0 + it (signed zeros)
                 cm, ch = mag, hk
                 cv = v_lp[0] if has_v else 0.0
