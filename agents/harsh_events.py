@@ -198,10 +198,10 @@ class HarshDetectorState:
             "zi": arr(self.zi),
             "bias_zi": arr(self.bias_zi),
             "level_zi": arr(self.level_zi),
-            "last_speed_mps": None if not np.isfinite(self.last_speed_mps) else self.last_speed_mps,
-            "last_ax": None if not np.isfinite(self.last_ax) else self.last_ax,
-            "last_shock_t": None if not np.isfinite(self.last_shock_t) else self.last_shock_t,
-            "last_v_lp": None if not np.isfinite(self.last_v_lp) else self.last_v_lp,
+            "last_speed_mps": None if not math.isfinite(self.last_speed_mps) else self.last_speed_mps,
+            "last_ax": None if not math.isfinite(self.last_ax) else self.last_ax,
+            "last_shock_t": None if not math.isfinite(self.last_shock_t) else self.last_shock_t,
+            "last_v_lp": None if not math.isfinite(self.last_v_lp) else self.last_v_lp,
             "n_seen": self.n_seen,
             "open": {k: list(v) for k, v in self.open_runs.items()},
             "pending_lat": [list(r) for r in self.pending_lat],
@@ -230,27 +230,26 @@ class HarshDetectorState:
     def copy(self) -> HarshDetectorState:
         """``from_dict(to_dict())`` without the lists in between: the same values, the
         same non-finite scalars replaced (``tests/unit/test_harsh_kernels.py``)."""
-
-        def arr(a: np.ndarray | None) -> np.ndarray | None:
-            if a is None:
-                return None
-            return np.array(a, dtype=float) if a.size else np.asarray(a.tolist(), float)  # empty: as the lists shape it
-
-        def fin(x: float, default: float) -> float:
-            return float(x) if math.isfinite(x) else default
-
+        nan = float("nan")
         return HarshDetectorState(
-            zi=arr(self.zi),
-            bias_zi=arr(self.bias_zi),
-            level_zi=arr(self.level_zi),
-            last_speed_mps=fin(self.last_speed_mps, float("nan")),
-            last_ax=fin(self.last_ax, float("nan")),
-            last_shock_t=fin(self.last_shock_t, float("-inf")),
-            last_v_lp=fin(self.last_v_lp, float("nan")),
+            zi=_copy_array(self.zi),
+            bias_zi=_copy_array(self.bias_zi),
+            level_zi=_copy_array(self.level_zi),
+            last_speed_mps=float(self.last_speed_mps) if math.isfinite(self.last_speed_mps) else nan,
+            last_ax=float(self.last_ax) if math.isfinite(self.last_ax) else nan,
+            last_shock_t=float(self.last_shock_t) if math.isfinite(self.last_shock_t) else float("-inf"),
+            last_v_lp=float(self.last_v_lp) if math.isfinite(self.last_v_lp) else nan,
             n_seen=int(self.n_seen),
             open_runs={k: _run_from_json(v) for k, v in self.open_runs.items()},
             pending_lat=[_run_from_json(r) for r in self.pending_lat],
         )
+
+
+def _copy_array(a: np.ndarray | None) -> np.ndarray | None:
+    """``np.asarray(a.tolist(), float)``, as a state's JSON round trip makes it."""
+    if a is None:
+        return None
+    return np.array(a, dtype=float) if a.size else np.asarray(a.tolist(), float)  # empty: as the lists shape it
 
 
 def _run_from_json(run: list) -> list:
@@ -261,6 +260,12 @@ def _run_from_json(run: list) -> list:
 
 def _float_or(x: object, default: float) -> float:
     return default if x is None else float(x)  # type: ignore[arg-type]
+
+
+@lru_cache(maxsize=64)
+def _level_alpha(tau_s: float, fs: float) -> float:
+    """The running means' one-pole coefficient for a time constant ``tau_s`` (s) at ``fs`` (Hz)."""
+    return float(1.0 - np.exp(-1.0 / (tau_s * fs)))
 
 
 @lru_cache(maxsize=64)
@@ -418,11 +423,11 @@ def _compensate(
     bias_zi0 = sosfilt_zi(bsos) if v is not None and st.bias_zi is None else _NO_ZI
     bias_zi = _NO_ZI3 if st.bias_zi is None else st.bias_zi
     level_zi = _NO_LEVEL if st.level_zi is None else st.level_zi
-    v_prev = float(vv[0]) if v is not None and not np.isfinite(st.last_speed_mps) else float(st.last_speed_mps)
-    alpha = 1.0 - np.exp(-1.0 / (p.level_tau_s * fs))
+    v_prev = float(vv[0]) if v is not None and not math.isfinite(st.last_speed_mps) else float(st.last_speed_mps)
+    alpha = _level_alpha(p.level_tau_s, float(fs))
     a_long, a_lat, v_lp, st.zi, new_bias_zi, st.level_zi = _compensate_kernel(
         ax, ay, vv, float(fs), sos, np.ascontiguousarray(zi, dtype=np.float64), bsos, bias_zi0,
-        np.ascontiguousarray(bias_zi, dtype=np.float64), v_prev, float(alpha), float(p.straight_lat_mps2),
+        np.ascontiguousarray(bias_zi, dtype=np.float64), v_prev, alpha, float(p.straight_lat_mps2),
         float(p.steady_long_mps2), np.ascontiguousarray(level_zi, dtype=np.float64),
     )
     if v is not None:
@@ -590,15 +595,12 @@ def _chunk_runs(
     ``st.open_runs``. Updates the carried shock and speed values in ``st``.
 
     The work is one compiled kernel, :func:`agents._harsh_runs.run_table`."""
-    trig = (-p.brake_trigger_mps2, p.accel_trigger_mps2, p.corner_trigger_mps2, p.corner_trigger_mps2)
-    rel_lat = min(p.corner_release_mps2, p.swerve_release_mps2)
+    trig, rel, trig2 = _levels(p)
     counts, ints, flts, last_shock_t = run_table(
         np.ascontiguousarray(ax), a_long, a_lat, _NO_SPEED if v_lp is None else v_lp,
         _NO_ABS if ab is None else np.ascontiguousarray(ab), np.ascontiguousarray(t), float(fs),
         float(st.last_ax), float(st.last_shock_t), float(st.last_v_lp), float(p.shock_jerk_mps3),
-        float(p.shock_memory_s), np.array(trig),
-        np.array((-p.brake_release_mps2, p.accel_release_mps2, rel_lat, rel_lat)),
-        np.array((*trig[:2], p.swerve_trigger_mps2, p.swerve_trigger_mps2)),
+        float(p.shock_memory_s), trig, rel, trig2,
     )  # fmt: skip
     st.last_ax = float(ax[-1])
     st.last_shock_t = float(last_shock_t)
@@ -632,6 +634,29 @@ def _chunk_runs(
 
 
 _NO_ABS = np.zeros(0, np.bool_)
+
+
+def _levels(p: HarshParams) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Trigger, release and second (swerve) trigger magnitudes per channel of
+    :data:`agents._harsh_runs.CHANNELS`, m/s²: shared between calls, not to be written.
+
+    Kept per params object (by identity: hashing the 22 fields costs more than the arrays)."""
+    hit = _LEVELS.get(id(p))
+    if hit is not None and hit[0] is p:
+        return hit[1]
+    trig = (-p.brake_trigger_mps2, p.accel_trigger_mps2, p.corner_trigger_mps2, p.corner_trigger_mps2)
+    rel_lat = min(p.corner_release_mps2, p.swerve_release_mps2)
+    rel = (-p.brake_release_mps2, p.accel_release_mps2, rel_lat, rel_lat)
+    trig2 = (*trig[:2], p.swerve_trigger_mps2, p.swerve_trigger_mps2)
+    # not flagged read-only: numba types a read-only array on its slow path (~1 µs a call)
+    out = tuple(np.array(x, np.float64) for x in (trig, rel, trig2))
+    if len(_LEVELS) >= 16:
+        _LEVELS.clear()
+    _LEVELS[id(p)] = (p, out)  # the entry holds p: its id cannot be reused while cached
+    return out  # type: ignore[return-value]
+
+
+_LEVELS: dict[int, tuple[HarshParams, tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}
 
 
 def _merge(a: list, b: list) -> list:
