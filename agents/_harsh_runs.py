@@ -2,9 +2,9 @@
 
 :func:`run_table` finds, on the four channels (braking ``-a_long``, acceleration
 ``a_long``, left ``a_lat``, right ``-a_lat``), the runs beyond the release level and sums
-over each what :mod:`agents.harsh_events` keeps of a run, together with the shock memory
-(``_shocks`` before): about forty small NumPy calls per channel and chunk before, now one
-call. Sums over a run are differences of sequential prefix sums over the whole chunk, as
+over each what :mod:`agents.harsh_events` keeps of a run, together with the shock memory:
+one call where ``_shocks``, ``_runs`` and ``_run_sums`` made some thirty small NumPy calls
+per 30 s frame. Sums over a run are differences of sequential prefix sums over the whole chunk, as
 ``np.cumsum`` makes them, so the bits are those of the NumPy form that
 ``tests/unit/test_harsh_kernels.py`` keeps as its oracle.
 """
