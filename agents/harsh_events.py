@@ -78,6 +78,7 @@ passed without an opposite lobe (or at ``final``).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -85,7 +86,8 @@ import numba
 import numpy as np
 from scipy import signal
 
-from agents._sosfilt import sos_rows, sosfilt_zi
+from agents._harsh_runs import CHANNELS, run_table
+from agents._sosfilt import sosfilt_zi
 
 __all__ = ["HarshParams", "HarshDetectorState", "DetectedEvent", "EVENT_TYPES", "detect_harsh_events"]
 
@@ -196,10 +198,10 @@ class HarshDetectorState:
             "zi": arr(self.zi),
             "bias_zi": arr(self.bias_zi),
             "level_zi": arr(self.level_zi),
-            "last_speed_mps": None if not np.isfinite(self.last_speed_mps) else self.last_speed_mps,
-            "last_ax": None if not np.isfinite(self.last_ax) else self.last_ax,
-            "last_shock_t": None if not np.isfinite(self.last_shock_t) else self.last_shock_t,
-            "last_v_lp": None if not np.isfinite(self.last_v_lp) else self.last_v_lp,
+            "last_speed_mps": None if not math.isfinite(self.last_speed_mps) else self.last_speed_mps,
+            "last_ax": None if not math.isfinite(self.last_ax) else self.last_ax,
+            "last_shock_t": None if not math.isfinite(self.last_shock_t) else self.last_shock_t,
+            "last_v_lp": None if not math.isfinite(self.last_v_lp) else self.last_v_lp,
             "n_seen": self.n_seen,
             "open": {k: list(v) for k, v in self.open_runs.items()},
             "pending_lat": [list(r) for r in self.pending_lat],
@@ -226,7 +228,28 @@ class HarshDetectorState:
         )
 
     def copy(self) -> HarshDetectorState:
-        return HarshDetectorState.from_dict(self.to_dict())
+        """``from_dict(to_dict())`` without the lists in between: the same values, the
+        same non-finite scalars replaced (``tests/unit/test_harsh_kernels.py``)."""
+        nan = float("nan")
+        return HarshDetectorState(
+            zi=_copy_array(self.zi),
+            bias_zi=_copy_array(self.bias_zi),
+            level_zi=_copy_array(self.level_zi),
+            last_speed_mps=float(self.last_speed_mps) if math.isfinite(self.last_speed_mps) else nan,
+            last_ax=float(self.last_ax) if math.isfinite(self.last_ax) else nan,
+            last_shock_t=float(self.last_shock_t) if math.isfinite(self.last_shock_t) else float("-inf"),
+            last_v_lp=float(self.last_v_lp) if math.isfinite(self.last_v_lp) else nan,
+            n_seen=int(self.n_seen),
+            open_runs={k: _run_from_json(v) for k, v in self.open_runs.items()},
+            pending_lat=[_run_from_json(r) for r in self.pending_lat],
+        )
+
+
+def _copy_array(a: np.ndarray | None) -> np.ndarray | None:
+    """``np.asarray(a.tolist(), float)``, as a state's JSON round trip makes it."""
+    if a is None:
+        return None
+    return np.array(a, dtype=float) if a.size else np.asarray(a.tolist(), float)  # empty: as the lists shape it
 
 
 def _run_from_json(run: list) -> list:
@@ -237,6 +260,12 @@ def _run_from_json(run: list) -> list:
 
 def _float_or(x: object, default: float) -> float:
     return default if x is None else float(x)  # type: ignore[arg-type]
+
+
+@lru_cache(maxsize=64)
+def _level_alpha(tau_s: float, fs: float) -> float:
+    """The running means' one-pole coefficient for a time constant ``tau_s`` (s) at ``fs`` (Hz)."""
+    return float(1.0 - np.exp(-1.0 / (tau_s * fs)))
 
 
 @lru_cache(maxsize=64)
@@ -334,22 +363,13 @@ def detect_harsh_events(
     offset = st.n_seen
     if ax.size:
         a_long, a_lat, v_lp = _compensate(ax, ay, v, fs, st, p)
-        shocked, a_v = _shocks(ax, t, v_lp, fs, st, p)
-        chunk = {"t": t, "v": v_lp, "abs": ab, "fs": fs, "shocked": shocked}
-        lat_release = min(p.corner_release_mps2, p.swerve_release_mps2)
-        for ch, mag, trig, rel, trig2, mag_v in (
-            ("brake", -a_long, -p.brake_trigger_mps2, -p.brake_release_mps2, None, None if a_v is None else -a_v),
-            ("accel", a_long, p.accel_trigger_mps2, p.accel_release_mps2, None, a_v),
-            ("latp", a_lat, p.corner_trigger_mps2, lat_release, p.swerve_trigger_mps2, None),
-            ("latn", -a_lat, p.corner_trigger_mps2, lat_release, p.swerve_trigger_mps2, None),
-        ):
-            for run in _runs(ch, mag, trig, rel, trig2, chunk, st, offset, final, mag_v=mag_v):
-                if ch in ("brake", "accel"):
-                    ev = _long_event(ch, run, p, fs, v is not None, offset)
-                    if ev is not None:
-                        events.append(ev)
-                else:
-                    st.pending_lat.append(run)
+        for ch, run in _chunk_runs(ax, a_long, a_lat, v_lp, ab, t, fs, st, p, offset, final):
+            if ch in ("brake", "accel"):
+                ev = _long_event(ch, run, p, fs, v is not None, offset)
+                if ev is not None:
+                    events.append(ev)
+            else:
+                st.pending_lat.append(run)
         st.n_seen += ax.size
         t_now = float(t[-1])
     else:
@@ -403,11 +423,11 @@ def _compensate(
     bias_zi0 = sosfilt_zi(bsos) if v is not None and st.bias_zi is None else _NO_ZI
     bias_zi = _NO_ZI3 if st.bias_zi is None else st.bias_zi
     level_zi = _NO_LEVEL if st.level_zi is None else st.level_zi
-    v_prev = float(vv[0]) if v is not None and not np.isfinite(st.last_speed_mps) else float(st.last_speed_mps)
-    alpha = 1.0 - np.exp(-1.0 / (p.level_tau_s * fs))
+    v_prev = float(vv[0]) if v is not None and not math.isfinite(st.last_speed_mps) else float(st.last_speed_mps)
+    alpha = _level_alpha(p.level_tau_s, float(fs))
     a_long, a_lat, v_lp, st.zi, new_bias_zi, st.level_zi = _compensate_kernel(
         ax, ay, vv, float(fs), sos, np.ascontiguousarray(zi, dtype=np.float64), bsos, bias_zi0,
-        np.ascontiguousarray(bias_zi, dtype=np.float64), v_prev, float(alpha), float(p.straight_lat_mps2),
+        np.ascontiguousarray(bias_zi, dtype=np.float64), v_prev, alpha, float(p.straight_lat_mps2),
         float(p.steady_long_mps2), np.ascontiguousarray(level_zi, dtype=np.float64),
     )
     if v is not None:
@@ -431,97 +451,129 @@ def _np_max(a: float, b: float) -> float:
 @numba.njit(cache=True, error_model="numpy")
 def _compensate_kernel(ax, ay, v, fs, sos, zi, bsos, bias_zi0, bias_zi, v_prev, alpha, straight_lat, steady_long,
                        level_zi):  # fmt: skip
-    """The body of :func:`_compensate`. ``v`` empty means no speed; ``bias_zi0`` (sections, 2),
+    """The body of :func:`_compensate`. ``v`` empty means no speed; ``bias_zi0`` (1, 2),
     when not empty, starts the offset filter at rest on its first input; ``level_zi`` empty
     starts the running means. Returns a_long, a_lat, the low-passed speed (empty without
-    speed) and the three filter states."""
+    speed) and the three filter states.
+
+    ``sos`` and ``bsos`` are one section each (order-2 designs). The eight one-section
+    filters (ax, ay, v; the offset; the four running means) step together, sample by
+    sample, with their states in locals: each is the recurrence of scipy's
+    ``_sosfilt_float`` (:func:`agents._sosfilt.sos_rows`), the same operations in the same
+    order, so the same bits; interleaved, their dependency chains overlap in the CPU
+    instead of following one another.
+    """
+    if sos.shape[0] != 1 or bsos.shape[0] != 1:
+        raise ValueError("_compensate_kernel: one-section filters only")
     n = ax.size
     has_v = v.size > 0
     m = 3 if has_v else 2
-    # low-pass of the rows (ax, ay[, v]), states in scipy's (sections, rows, 2) layout
-    y = np.empty((m, n))
-    y[0, :] = ax
-    y[1, :] = ay
+    b0, b1, b2, a1, a2 = sos[0, 0], sos[0, 1], sos[0, 2], sos[0, 4], sos[0, 5]
+    # low-pass states of the rows ax, ay, v (scipy's (sections, rows, 2) layout in zi)
+    zx0, zx1, zy0, zy1 = zi[0, 0, 0], zi[0, 0, 1], zi[0, 1, 0], zi[0, 1, 1]
+    zv0 = zi[0, 2, 0] if has_v else 0.0
+    zv1 = zi[0, 2, 1] if has_v else 0.0
+    c0, c1, c2, d1, d2 = bsos[0, 0], bsos[0, 1], bsos[0, 2], bsos[0, 4], bsos[0, 5]
+    zb0 = zb1 = 0.0
+    # the longitudinal offset: the slow part of a_x - dv/dt, dv/dt clipped to what a car
+    # can do (a glitch in the speed must not drag the offset)
+    prev = v_prev
     if has_v:
-        y[2, :] = v
-    z = np.empty((m, zi.shape[0], 2))
-    for i in range(m):
-        for s in range(zi.shape[0]):
-            z[i, s, 0] = zi[s, i, 0]
-            z[i, s, 1] = zi[s, i, 1]
-    sos_rows(sos, y, z)
-    zf = np.empty((zi.shape[0], m, 2))
-    for i in range(m):
-        for s in range(zi.shape[0]):
-            zf[s, i, 0] = z[i, s, 0]
-            zf[s, i, 1] = z[i, s, 1]
+        if bias_zi0.shape[0]:
+            d = (v[0] - prev) * fs
+            if d < -12.0:
+                d = -12.0
+            elif d > 12.0:
+                d = 12.0
+            r0 = ax[0] - d
+            zb0, zb1 = bias_zi0[0, 0] * r0, bias_zi0[0, 1] * r0
+        else:
+            zb0, zb1 = bias_zi[0, 0, 0], bias_zi[0, 0, 1]
+    # running means over standing (weight 1) or straight, steady driving (weight 0.1):
+    # the one-pole mean y = alpha x + (1 - alpha) y[-1] as one second-order section
+    lev_sos = np.array([[alpha, 0.0, 0.0, 1.0, -(1.0 - alpha), 0.0]])
+    e0, e1, e2, f1, f2 = lev_sos[0, 0], lev_sos[0, 1], lev_sos[0, 2], lev_sos[0, 4], lev_sos[0, 5]
+    zl = np.zeros((4, 2))
+    if level_zi.shape[0]:
+        for i in range(4):
+            zl[i, 0] = level_zi[i, 0]
+    zl00, zl01, zl10, zl11 = zl[0, 0], zl[0, 1], zl[1, 0], zl[1, 1]
+    zl20, zl21, zl30, zl31 = zl[2, 0], zl[2, 1], zl[3, 0], zl[3, 1]
     a_long = np.empty(n)
-    bz = np.empty((bsos.shape[0], 1, 2))
-    if has_v:
-        # the longitudinal offset: the slow part of a_x - dv/dt, dv/dt clipped to what a
-        # car can do (a glitch in the speed must not drag the offset)
-        r = np.empty((1, n))
-        prev = v_prev
-        for k in range(n):
+    a_lat = np.empty(n)
+    v_lp = np.empty(n if has_v else 0)
+    for k in range(n):
+        x = ax[k]
+        y0 = b0 * x + zx0
+        zx0 = b1 * x - a1 * y0 + zx1
+        zx1 = b2 * x - a2 * y0
+        x = ay[k]
+        y1 = b0 * x + zy0
+        zy0 = b1 * x - a1 * y1 + zy1
+        zy1 = b2 * x - a2 * y1
+        al = 0.0
+        if has_v:
+            x = v[k]
+            y2 = b0 * x + zv0
+            zv0 = b1 * x - a1 * y2 + zv1
+            zv1 = b2 * x - a2 * y2
+            v_lp[k] = y2
             d = (v[k] - prev) * fs
             if d < -12.0:
                 d = -12.0
             elif d > 12.0:
                 d = 12.0
-            r[0, k] = ax[k] - d
+            x = ax[k] - d
             prev = v[k]
-        zb = np.empty((1, bsos.shape[0], 2))
-        for s in range(bsos.shape[0]):
-            for j in range(2):
-                zb[0, s, j] = bias_zi0[s, j] * r[0, 0] if bias_zi0.shape[0] else bias_zi[s, 0, j]
-        sos_rows(bsos, r, zb)
-        for s in range(bsos.shape[0]):
-            bz[s, 0, 0] = zb[0, s, 0]
-            bz[s, 0, 1] = zb[0, s, 1]
-        for k in range(n):
-            a_long[k] = y[0, k] - r[0, k]
-    # running means over standing (weight 1) or straight, steady driving (weight 0.1):
-    # the one-pole mean y = alpha x + (1 - alpha) y[-1] as one second-order section
-    lev = np.empty((4, n))
-    for k in range(n):
-        straight = abs(y[1, k]) < straight_lat
+            bk = c0 * x + zb0
+            zb0 = c1 * x - d1 * bk + zb1
+            zb1 = c2 * x - d2 * bk
+            al = y0 - bk
+        if k == 0 and not level_zi.shape[0]:
+            prior = 1.0  # as if the trip began with the vehicle at rest on its first reading
+            c = 1.0 - alpha
+            zl00 = c * (prior * y1)
+            zl10 = c * prior
+            zl20 = c * (prior * y0)
+            zl30 = c * prior
+        straight = abs(y1) < straight_lat
         if has_v:
             if v[k] < 1.0 / 3.6:
                 w_lat = 1.0
-            elif straight and abs(a_long[k]) < 0.3:
+            elif straight and abs(al) < 0.3:
                 w_lat = 0.1
             else:
                 w_lat = 0.0
             w_long = 0.0  # unused: the speed gives the longitudinal offset
         else:
-            w_lat = 0.1 if straight and abs(y[0, k]) < steady_long else 0.0
+            w_lat = 0.1 if straight and abs(y0) < steady_long else 0.0
             w_long = w_lat
-        lev[0, k] = w_lat * y[1, k]
-        lev[1, k] = w_lat
-        lev[2, k] = w_long * y[0, k]
-        lev[3, k] = w_long
-    zl = np.zeros((4, 1, 2))
-    if level_zi.shape[0]:
-        for i in range(4):
-            zl[i, 0, 0] = level_zi[i, 0]
-    else:
-        prior = 1.0  # as if the trip began with the vehicle at rest on its first reading
-        c = 1.0 - alpha
-        zl[0, 0, 0] = c * (prior * y[1, 0])
-        zl[1, 0, 0] = c * prior
-        zl[2, 0, 0] = c * (prior * y[0, 0])
-        zl[3, 0, 0] = c * prior
-    lev_sos = np.array([[alpha, 0.0, 0.0, 1.0, -(1.0 - alpha), 0.0]])
-    sos_rows(lev_sos, lev, zl)
+        x = w_lat * y1
+        l0 = e0 * x + zl00
+        zl00 = e1 * x - f1 * l0 + zl01
+        zl01 = e2 * x - f2 * l0
+        x = w_lat
+        l1 = e0 * x + zl10
+        zl10 = e1 * x - f1 * l1 + zl11
+        zl11 = e2 * x - f2 * l1
+        x = w_long * y0
+        l2 = e0 * x + zl20
+        zl20 = e1 * x - f1 * l2 + zl21
+        zl21 = e2 * x - f2 * l2
+        x = w_long
+        l3 = e0 * x + zl30
+        zl30 = e1 * x - f1 * l3 + zl31
+        zl31 = e2 * x - f2 * l3
+        a_lat[k] = y1 - l0 / _np_max(l1, 1e-9)
+        a_long[k] = al if has_v else y0 - l2 / _np_max(l3, 1e-9)
+    zf = np.empty((1, m, 2))
+    zf[0, 0, 0], zf[0, 0, 1], zf[0, 1, 0], zf[0, 1, 1] = zx0, zx1, zy0, zy1
+    if has_v:
+        zf[0, 2, 0], zf[0, 2, 1] = zv0, zv1
+    bz = np.empty((1, 1, 2))
+    bz[0, 0, 0], bz[0, 0, 1] = zb0, zb1
     new_level = np.empty((4, 1))
-    for i in range(4):
-        new_level[i, 0] = zl[i, 0, 0]
-    a_lat = np.empty(n)
-    for k in range(n):
-        a_lat[k] = y[1, k] - lev[0, k] / _np_max(lev[1, k], 1e-9)
-        if not has_v:
-            a_long[k] = y[0, k] - lev[2, k] / _np_max(lev[3, k], 1e-9)
-    v_lp = y[2].copy() if has_v else np.zeros(0)
+    new_level[0, 0], new_level[1, 0], new_level[2, 0], new_level[3, 0] = zl00, zl10, zl20, zl30
     return a_long, a_lat, v_lp, zf, bz, new_level
 
 
@@ -534,86 +586,77 @@ def compile_kernels() -> None:
         detect_harsh_events(a, a, t, 100.0, speed_kmh=speed, final=True)
 
 
-def _shocks(
-    ax: np.ndarray, t: np.ndarray, v_lp: np.ndarray | None, fs: float, st: HarshDetectorState, p: HarshParams
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """Samples within ``shock_memory_s`` after a raw longitudinal jerk beyond
-    ``shock_jerk_mps3`` (bool, (n,)), and the acceleration derived from the low-passed
-    speed (m/s², (n,); None without speed). Updates the carried values in ``st``."""
-    prev = ax[0] if not np.isfinite(st.last_ax) else st.last_ax
-    jerk = np.abs(np.diff(ax, prepend=prev)) * fs
+def _chunk_runs(
+    ax: np.ndarray, a_long: np.ndarray, a_lat: np.ndarray, v_lp: np.ndarray | None, ab: np.ndarray | None,
+    t: np.ndarray, fs: float, st: HarshDetectorState, p: HarshParams, offset: int, final: bool,
+) -> list[tuple[str, list]]:  # fmt: skip
+    """Closed runs of each channel (merged with the run carried from the previous chunk),
+    by channel then time; a run still open at the chunk's end goes back into
+    ``st.open_runs``. Updates the carried shock and speed values in ``st``.
+
+    The work is one compiled kernel, :func:`agents._harsh_runs.run_table`."""
+    trig, rel, trig2 = _levels(p)
+    counts, ints, flts, last_shock_t = run_table(
+        np.ascontiguousarray(ax), a_long, a_lat, _NO_SPEED if v_lp is None else v_lp,
+        _NO_ABS if ab is None else np.ascontiguousarray(ab), np.ascontiguousarray(t), float(fs),
+        float(st.last_ax), float(st.last_shock_t), float(st.last_v_lp), float(p.shock_jerk_mps3),
+        float(p.shock_memory_s), trig, rel, trig2,
+    )  # fmt: skip
     st.last_ax = float(ax[-1])
-    shock_t = np.where(jerk >= p.shock_jerk_mps3, t, -np.inf)
-    latest = np.maximum.accumulate(np.concatenate(([st.last_shock_t], shock_t)))[1:]  # last shock at or before each sample
-    st.last_shock_t = float(latest[-1])
-    shocked = t - latest <= p.shock_memory_s
-    a_v = None
+    st.last_shock_t = float(last_shock_t)
     if v_lp is not None:
-        v_prev = v_lp[0] if not np.isfinite(st.last_v_lp) else st.last_v_lp
-        a_v = np.diff(v_lp, prepend=v_prev) * fs
         st.last_v_lp = float(v_lp[-1])
-    return shocked, a_v
-
-
-def _runs(
-    ch: str, mag: np.ndarray, trig: float, rel: float, trig2: float | None, chunk: dict,
-    st: HarshDetectorState, offset: int, final: bool, *, mag_v: np.ndarray | None = None,
-) -> list[list]:  # fmt: skip
-    """Closed runs of ``mag > rel`` (merged with the run carried from the previous chunk);
-    the run still open at the chunk's end goes back into ``st.open_runs``."""
-    t, v, ab, fs = chunk["t"], chunk["v"], chunk["abs"], chunk["fs"]
-    n = mag.size
-    above = mag > rel
-    carry = st.open_runs.pop(ch, None)
-    if not above.any():  # most chunks of most channels: no run
-        return [] if carry is None else [carry]  # the carried run ended at the chunk edge
-    edges = np.diff(above.view(np.int8), prepend=0, append=0)
-    starts = np.flatnonzero(edges == 1)
-    ends = np.flatnonzero(edges == -1)
-    out: list[list] = []
-    if carry is not None and (len(starts) == 0 or starts[0] != 0):
-        out.append(carry)  # the carried run ended exactly at the chunk edge
-        carry = None
-    if len(starts) == 0:
-        return out
-    is_trig = mag >= trig
-    is_trig2 = mag >= (trig2 if trig2 is not None else trig)
-    n_trig = _run_sums(is_trig.astype(np.int64), starts, ends)
-    n_trig2 = _run_sums(is_trig2.astype(np.int64), starts, ends)
-    sum_a = _run_sums(mag, starts, ends) / fs
-    vv = v if v is not None else np.full(n, np.nan)
-    sum_v = _run_sums(vv, starts, ends)
-    inv_v = 1.0 / np.maximum(vv, 1.0) if v is not None else np.zeros(n)
-    head = _run_sums(mag * inv_v, starts, ends) / fs
-    n_abs = _run_sums(ab.astype(np.int64), starts, ends) if ab is not None else np.zeros(len(starts), np.int64)
-    n_shock = _run_sums(chunk["shocked"].astype(np.int64), starts, ends)
-    n_trig_v = _run_sums((mag_v >= trig).astype(np.int64), starts, ends) if mag_v is not None else np.zeros(len(starts), np.int64)
-    trig_idx = np.flatnonzero(is_trig)
-    first_trig = trig_idx[np.minimum(np.searchsorted(trig_idx, starts), max(len(trig_idx) - 1, 0))] if len(trig_idx) else np.full(len(starts), -1)
-    sign = 1.0 if ch in ("accel", "latp") else -1.0
-    for k, (s, e) in enumerate(zip(starts, ends)):
-        j = s + int(np.argmax(mag[s:e]))
-        ft = int(first_trig[k]) if len(trig_idx) and s <= first_trig[k] < e else -1
-        run = [
-            offset + int(s), float(t[s]), float(t[e - 1]) + 1.0 / fs,
-            offset + ft if ft >= 0 else -1, float(t[ft]) if ft >= 0 else float("nan"),
-            int(n_trig[k]), int(n_trig2[k]), sign * float(mag[j]), float(sum_a[k]),
-            float(vv[s]), float(vv[e - 1]), int(n_abs[k]), float(sum_v[k]), int(e - s), float(head[k]), sign,
-            int(n_shock[k]), int(n_trig_v[k]),
-        ]  # fmt: skip
-        if k == 0 and s == 0 and carry is not None:
-            run = _merge(carry, run)
-        if e == n and not final:
-            st.open_runs[ch] = run
-        else:
-            out.append(run)
+    n = ax.size
+    rows_i, rows_f = ints.tolist(), flts.tolist()
+    out: list[tuple[str, list]] = []
+    r = 0
+    for ch, n_runs in zip(CHANNELS, counts.tolist()):
+        carry = st.open_runs.pop(ch, None)
+        if carry is not None and (n_runs == 0 or rows_i[r][0] != 0):
+            out.append((ch, carry))  # the carried run ended exactly at the chunk edge
+            carry = None
+        sign = 1.0 if ch in ("accel", "latp") else -1.0
+        for k in range(r, r + n_runs):
+            s, e, ft, n_trig, n_trig2, n_abs, n_shock, n_trig_v = rows_i[k]
+            start_t, end_t, trig_t, peak, sum_a, v0, v1, sum_v, head = rows_f[k]
+            run = [
+                offset + s, start_t, end_t, offset + ft if ft >= 0 else -1, trig_t, n_trig, n_trig2, peak,
+                sum_a, v0, v1, n_abs, sum_v, e - s, head, sign, n_shock, n_trig_v,
+            ]  # fmt: skip
+            if k == r and s == 0 and carry is not None:
+                run = _merge(carry, run)
+            if e == n and not final:
+                st.open_runs[ch] = run
+            else:
+                out.append((ch, run))
+        r += n_runs
     return out
 
 
-def _run_sums(x: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
-    """Sum of ``x[s:e]`` for each run (sequential cumulative sum: chunk-independent order)."""
-    c = np.concatenate([[0], np.cumsum(x)])
-    return c[ends] - c[starts]
+_NO_ABS = np.zeros(0, np.bool_)
+
+
+def _levels(p: HarshParams) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Trigger, release and second (swerve) trigger magnitudes per channel of
+    :data:`agents._harsh_runs.CHANNELS`, m/s²: shared between calls, not to be written.
+
+    Kept per params object (by identity: hashing the 22 fields costs more than the arrays)."""
+    hit = _LEVELS.get(id(p))
+    if hit is not None and hit[0] is p:
+        return hit[1]
+    trig = (-p.brake_trigger_mps2, p.accel_trigger_mps2, p.corner_trigger_mps2, p.corner_trigger_mps2)
+    rel_lat = min(p.corner_release_mps2, p.swerve_release_mps2)
+    rel = (-p.brake_release_mps2, p.accel_release_mps2, rel_lat, rel_lat)
+    trig2 = (*trig[:2], p.swerve_trigger_mps2, p.swerve_trigger_mps2)
+    # not flagged read-only: numba types a read-only array on its slow path (~1 µs a call)
+    out = tuple(np.array(x, np.float64) for x in (trig, rel, trig2))
+    if len(_LEVELS) >= 16:
+        _LEVELS.clear()
+    _LEVELS[id(p)] = (p, out)  # the entry holds p: its id cannot be reused while cached
+    return out  # type: ignore[return-value]
+
+
+_LEVELS: dict[int, tuple[HarshParams, tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}
 
 
 def _merge(a: list, b: list) -> list:
