@@ -156,15 +156,19 @@ class Router:
 
 @numba.njit(cache=True, error_model="numpy")
 def _table_distances(src, dst, keys, dist, n_nodes, limit_m):  # noqa: ANN001
-    """(p, q) distances from the pair table (keys ``src * n_nodes + dst``, sorted), ``inf``
-    where a pair is not in it or is longer than ``limit_m``: the NumPy lookup it replaced
-    (one ``searchsorted`` of all keys) as one compiled loop, the same values."""
+    """(p, q) distances from the pair table (keys ``src * n_nodes + dst``, sorted, unique),
+    ``inf`` where a pair is not in it or is longer than ``limit_m``: the NumPy lookup it
+    replaced (one ``searchsorted`` of all keys) as one compiled loop, the same values."""
     out = np.empty((src.size, dst.size))
-    last = keys.size - 1
     for i in range(src.size):
+        # the source's row of keys (a few dozen) found once, then each pair searched in it:
+        # the same entry as a search of all 146 k keys, in a third of the time
+        base = src[i] * n_nodes
+        lo = np.searchsorted(keys, base)
+        row = keys[lo : np.searchsorted(keys, base + n_nodes)]
         for j in range(dst.size):
-            key = src[i] * n_nodes + dst[j]
-            pos = min(np.searchsorted(keys, key), last)
-            v = dist[pos] if keys[pos] == key else np.inf
+            key = base + dst[j]
+            pos = np.searchsorted(row, key)
+            v = dist[lo + pos] if pos < row.size and row[pos] == key else np.inf
             out[i, j] = np.inf if v > limit_m else v
     return out

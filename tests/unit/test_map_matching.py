@@ -931,3 +931,39 @@ def test_state_bytes_decode_to_the_same_state(plaisir_net, eventful_odo):
         back = MatchState.from_bytes(data)
         assert back.to_bytes() == data and numpy_encode(back.arrays) == data
         assert state.n_seen == back.n_seen == int(back.arrays["meta"][2]) == i + 1
+
+
+def test_table_distances_by_row_are_the_numpy_lookup(plaisir_net):
+    # reachable pairs (taken from the table), unreachable ones, the first and last nodes
+    # (rows at the ends of the keys) and a node to itself, on the real table and on a
+    # small one with empty rows
+    from agents._routes import Router, _table_distances
+
+    router = Router.of(plaisir_net)
+    keys, dist = router._pairs()
+    n = plaisir_net.graph.shape[0]
+    rng = np.random.default_rng(6)
+    seen = set()
+    for _ in range(200):
+        src = np.r_[rng.integers(0, n, int(rng.integers(1, 6))), rng.choice([0, n - 1], 1)].astype(np.int64)
+        own = keys[np.flatnonzero(keys // n == src[0])] % n
+        dst = np.r_[rng.choice(own, min(4, own.size)) if own.size else [], src[:2], rng.integers(0, n, 3),
+                    rng.choice([0, n - 1], 1)].astype(np.int64)
+        limit = float(rng.choice([0.5, 50.0, 150.0, 400.0]))
+        want = numpy_table_distances(router, src, dst, limit)
+        got = _table_distances(src, dst, keys, dist, n, limit)
+        assert np.array_equal(got, want)
+        seen |= {("finite", bool(np.isfinite(want).any())), ("inf", bool(np.isinf(want).any()))}
+    assert seen == {("finite", True), ("inf", True)}
+    # a 5-node table: node 1 and 4 have no row, node 0's row is first, node 3's last
+    m = 5
+    pairs = np.array([[0, 0], [0, 2], [0, 4], [2, 2], [2, 1], [3, 0], [3, 3], [3, 4]])
+    k = np.sort(pairs[:, 0] * m + pairs[:, 1])
+    d = np.arange(k.size, dtype=float) * 10.0
+    src, dst = np.arange(m, dtype=np.int64), np.arange(m, dtype=np.int64)
+    q = src[:, None] * m + dst[None, :]
+    pos = np.minimum(np.searchsorted(k, q), k.size - 1)
+    for limit in (0.0, 25.0, 1e3):
+        want = np.where(k[pos] == q, d[pos], np.inf)
+        want[want > limit] = np.inf
+        assert np.array_equal(_table_distances(src, dst, k, d, m, limit), want)
