@@ -257,7 +257,8 @@ def _same_outcome(raw: bytes) -> bool:
     for name in FrameArrays.__slots__:
         u, v = getattr(got, name), getattr(want, name)
         if isinstance(u, np.ndarray):
-            assert (u.flags.writeable, u.flags.c_contiguous, u.flags.aligned) == (True, True, True), name
+            flags = (u.flags.writeable, u.flags.c_contiguous, u.flags.aligned)
+            assert flags == (v.flags.writeable, v.flags.c_contiguous, v.flags.aligned) == (True, True, True), name
     return True
 
 
