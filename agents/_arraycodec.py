@@ -237,7 +237,8 @@ def put(out: list[bytes], a: np.ndarray | None, dtype: str, hint: str = "raw") -
         out.append(_NONE_RECORD)
         return
     # a state writes some thirty records per frame: the lookups are made once per
-    # (dtype, hint), header and shape are packed in one call (the bytes of _put_reference)
+    # (dtype, hint), header and shape are packed in one call (the bytes of the form it
+    # replaced, tests/unit/test_arraycodec.py)
     plan = _PLANS.get((dtype, hint)) or _plan(dtype, hint)
     dt, code, tf, order, digits = plan
     b = np.ascontiguousarray(a, dtype=dt)
@@ -251,7 +252,7 @@ def put(out: list[bytes], a: np.ndarray | None, dtype: str, hint: str = "raw") -
         enc = (_PLAIN, 0, 0, flat.tobytes())
     tf, par, w, payload = enc
     if code is None:
-        code = _CODE[dt]  # a dtype the records do not hold: KeyError, as _put_reference
+        code = _CODE[dt]  # a dtype the records do not hold: KeyError, as before
     out += (_RECORD_HEAD[b.ndim].pack(code, tf, par, w, b.ndim, *b.shape), payload)
 
 
@@ -269,29 +270,6 @@ def _plan(dtype: str, hint: str) -> tuple[np.dtype, int | None, int, int, tuple[
     dt = _DT.get(dtype) or np.dtype(dtype)
     _PLANS[(dtype, hint)] = plan = (dt, _CODE.get(dt), tf, order, digits)
     return plan
-
-
-def _put_reference(out: list[bytes], a: np.ndarray | None, dtype: str, hint: str = "raw") -> None:
-    """:func:`put` as first written: the tests' oracle."""
-    if a is None:
-        out.append(_NONE_RECORD)
-        return
-    try:
-        tf, order, digits = _HINTS[hint]
-    except KeyError:
-        raise ValueError(f"unknown array hint {hint!r}") from None
-    dt = _DT.get(dtype) or np.dtype(dtype)
-    b = np.ascontiguousarray(a, dtype=dt)
-    flat = b.reshape(-1)
-    enc = None
-    if tf == _SHUF:
-        enc = (_SHUF, 0, 0, _shuffle(flat))
-    elif tf != _PLAIN and flat.size > 1:
-        enc = _encode(flat, tf, order, digits)
-    if enc is None:
-        enc = (_PLAIN, 0, 0, flat.tobytes())
-    tf, par, w, payload = enc
-    out += (_HEAD.pack(_CODE[dt], tf, par, w, b.ndim), _DIMS[b.ndim].pack(*b.shape), payload)  # joined by the caller
 
 
 def _encode(flat: np.ndarray, tf: int, order: int, digits: tuple[int, ...]) -> tuple[int, int, int, bytes] | None:
