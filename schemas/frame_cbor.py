@@ -291,15 +291,7 @@ def _typed(doc: Mapping) -> FrameArrays | None:
             arrays[name] = None
         else:  # a plain array, or null (absent) where the model wants a list
             return None
-    t, ft = arrays["t_s"], arrays["fix_t_s"]
-    if t is None or t.size < 1 or not increasing["t_s"]:
-        return None
-    if any(arrays[n] is not None and arrays[n].size != t.size for n in _SAMPLES):
-        return None
-    k = 0 if ft is None else ft.size
-    if any(arrays[n] is not None and arrays[n].size != k for n in _FIXES):
-        return None
-    if k >= 2 and not increasing["fix_t_s"]:
+    if not _consistent(arrays, increasing):
         return None
     head = _header({key: v for key, v in doc.items() if key not in _COLUMNS})
     return _frame_arrays(head, arrays, arrays["abs_engaged"])
@@ -361,9 +353,10 @@ def _from_document(doc: Mapping) -> FrameArrays:
     return _frame_arrays(head, arrays, None if abs_engaged is None else abs_engaged.astype(bool))
 
 
-def _consistent(arrays: dict[str, np.ndarray | None]) -> bool:
+def _consistent(arrays: dict[str, np.ndarray | None], increasing: dict[str, bool] | None = None) -> bool:
     """The model's cross-field checks, vectorised: a first sample, equal lengths, times
-    strictly increasing."""
+    strictly increasing (``increasing``: the readers' answers for ``t_s`` and ``fix_t_s``,
+    else computed here)."""
     t, ft = arrays["t_s"], arrays["fix_t_s"]
     if t is None or t.size < 1:
         return False
@@ -372,6 +365,8 @@ def _consistent(arrays: dict[str, np.ndarray | None]) -> bool:
     k = 0 if ft is None else ft.size
     if any(arrays[n] is not None and arrays[n].size != k for n in _FIXES):
         return False
+    if increasing is not None:
+        return increasing["t_s"] and (k < 2 or increasing["fix_t_s"])
     return bool((np.diff(t) > 0).all() and (k < 2 or (np.diff(ft) > 0).all()))
 
 
