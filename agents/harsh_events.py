@@ -448,6 +448,14 @@ def _np_max(a: float, b: float) -> float:
     return a if not a < b else b
 
 
+@numba.njit(inline="always")
+def _section_step(x, z0, z1, b0, b1, b2, a1, a2):  # noqa: ANN001, ANN202
+    """One sample through one second-order section, as scipy's ``sosfilt`` steps it
+    (transposed direct form II): the output and the section's next two states."""
+    y = b0 * x + z0
+    return y, b1 * x - a1 * y + z1, b2 * x - a2 * y
+
+
 @numba.njit(cache=True, error_model="numpy")
 def _compensate_kernel(ax, ay, v, fs, sos, zi, bsos, bias_zi0, bias_zi, v_prev, alpha, straight_lat, steady_long,
                        level_zi):  # fmt: skip
@@ -503,31 +511,19 @@ def _compensate_kernel(ax, ay, v, fs, sos, zi, bsos, bias_zi0, bias_zi, v_prev, 
     a_lat = np.empty(n)
     v_lp = np.empty(n if has_v else 0)
     for k in range(n):
-        x = ax[k]
-        y0 = b0 * x + zx0
-        zx0 = b1 * x - a1 * y0 + zx1
-        zx1 = b2 * x - a2 * y0
-        x = ay[k]
-        y1 = b0 * x + zy0
-        zy0 = b1 * x - a1 * y1 + zy1
-        zy1 = b2 * x - a2 * y1
+        y0, zx0, zx1 = _section_step(ax[k], zx0, zx1, b0, b1, b2, a1, a2)
+        y1, zy0, zy1 = _section_step(ay[k], zy0, zy1, b0, b1, b2, a1, a2)
         al = 0.0
         if has_v:
-            x = v[k]
-            y2 = b0 * x + zv0
-            zv0 = b1 * x - a1 * y2 + zv1
-            zv1 = b2 * x - a2 * y2
+            y2, zv0, zv1 = _section_step(v[k], zv0, zv1, b0, b1, b2, a1, a2)
             v_lp[k] = y2
             d = (v[k] - prev) * fs
             if d < -12.0:
                 d = -12.0
             elif d > 12.0:
                 d = 12.0
-            x = ax[k] - d
+            bk, zb0, zb1 = _section_step(ax[k] - d, zb0, zb1, c0, c1, c2, d1, d2)
             prev = v[k]
-            bk = c0 * x + zb0
-            zb0 = c1 * x - d1 * bk + zb1
-            zb1 = c2 * x - d2 * bk
             al = y0 - bk
         if k == 0 and not level_zi.shape[0]:
             prior = 1.0  # as if the trip began with the vehicle at rest on its first reading
@@ -548,22 +544,10 @@ def _compensate_kernel(ax, ay, v, fs, sos, zi, bsos, bias_zi0, bias_zi, v_prev, 
         else:
             w_lat = 0.1 if straight and abs(y0) < steady_long else 0.0
             w_long = w_lat
-        x = w_lat * y1
-        l0 = e0 * x + zl00
-        zl00 = e1 * x - f1 * l0 + zl01
-        zl01 = e2 * x - f2 * l0
-        x = w_lat
-        l1 = e0 * x + zl10
-        zl10 = e1 * x - f1 * l1 + zl11
-        zl11 = e2 * x - f2 * l1
-        x = w_long * y0
-        l2 = e0 * x + zl20
-        zl20 = e1 * x - f1 * l2 + zl21
-        zl21 = e2 * x - f2 * l2
-        x = w_long
-        l3 = e0 * x + zl30
-        zl30 = e1 * x - f1 * l3 + zl31
-        zl31 = e2 * x - f2 * l3
+        l0, zl00, zl01 = _section_step(w_lat * y1, zl00, zl01, e0, e1, e2, f1, f2)
+        l1, zl10, zl11 = _section_step(w_lat, zl10, zl11, e0, e1, e2, f1, f2)
+        l2, zl20, zl21 = _section_step(w_long * y0, zl20, zl21, e0, e1, e2, f1, f2)
+        l3, zl30, zl31 = _section_step(w_long, zl30, zl31, e0, e1, e2, f1, f2)
         a_lat[k] = y1 - l0 / _np_max(l1, 1e-9)
         a_long[k] = al if has_v else y0 - l2 / _np_max(l3, 1e-9)
     zf = np.empty((1, m, 2))
