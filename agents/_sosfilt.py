@@ -6,14 +6,12 @@ Stage 1 filters a few hundred samples per call, several times per frame; scipy's
 :func:`sosfilt` calls the compiled kernel scipy's own ``sosfilt`` calls, on the same arrays
 it would build, so the output is the same to the bit (``tests/unit/test_sosfilt.py``). The
 kernel is scipy's private ``_sosfilt``: scipy is pinned exactly, and if a release moves it
-this module falls back to the public function. :func:`sos_rows` is the same recurrence for
-numba kernels that filter as one step of a larger loop (the harsh-event compensation).
-:func:`sosfilt_zi` is ``scipy.signal.sosfilt_zi`` computed once per filter design.
+this module falls back to the public function. :func:`sosfilt_zi` is
+``scipy.signal.sosfilt_zi`` computed once per filter design.
 """
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 from scipy import signal
 
@@ -22,7 +20,7 @@ try:  # the kernel behind scipy.signal.sosfilt (scipy 1.17)
 except ImportError:  # pragma: no cover - another scipy layout: the public path
     _kernel = None
 
-__all__ = ["sos_rows", "sosfilt", "sosfilt_zi"]
+__all__ = ["sosfilt", "sosfilt_zi"]
 
 _ZI: dict[bytes, np.ndarray] = {}
 
@@ -65,20 +63,3 @@ def sosfilt_zi(sos: np.ndarray) -> np.ndarray:
             _ZI.clear()
         zi = _ZI[key] = signal.sosfilt_zi(sos)
     return zi.copy()
-
-
-@numba.njit(cache=True, error_model="numpy")
-def sos_rows(sos: np.ndarray, x: np.ndarray, z: np.ndarray) -> None:
-    """The recurrence of scipy's ``_sosfilt_float`` (scipy 1.17) as a numba function, for
-    compiled kernels that filter inside a larger loop: the rows of ``x`` (m, n) and their
-    states ``z`` (m, n_sections, 2) in place, the same operations in the same order, so the
-    same bits as :func:`sosfilt` (``tests/unit/test_harsh_kernel.py``)."""
-    for i in range(x.shape[0]):
-        for n in range(x.shape[1]):
-            x_cur = x[i, n]
-            for s in range(sos.shape[0]):
-                x_new = sos[s, 0] * x_cur + z[i, s, 0]
-                z[i, s, 0] = sos[s, 1] * x_cur - sos[s, 4] * x_new + z[i, s, 1]
-                z[i, s, 1] = sos[s, 2] * x_cur - sos[s, 5] * x_new
-                x_cur = x_new
-            x[i, n] = x_cur

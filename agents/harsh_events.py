@@ -467,8 +467,8 @@ def _compensate_kernel(ax, ay, v, fs, sos, zi, bsos, bias_zi0, bias_zi, v_prev, 
     ``sos`` and ``bsos`` are one section each (order-2 designs). The eight one-section
     filters (ax, ay, v; the offset; the four running means) step together, sample by
     sample, with their states in locals: each is the recurrence of scipy's
-    ``_sosfilt_float`` (:func:`agents._sosfilt.sos_rows`), the same operations in the same
-    order, so the same bits; interleaved, their dependency chains overlap in the CPU
+    ``_sosfilt_float`` (:func:`_section_step`), the same operations in the same order, so
+    the same bits; interleaved, their dependency chains overlap in the CPU
     instead of following one another.
     """
     if sos.shape[0] != 1 or bsos.shape[0] != 1:
@@ -499,14 +499,12 @@ def _compensate_kernel(ax, ay, v, fs, sos, zi, bsos, bias_zi0, bias_zi, v_prev, 
             zb0, zb1 = bias_zi[0, 0, 0], bias_zi[0, 0, 1]
     # running means over standing (weight 1) or straight, steady driving (weight 0.1):
     # the one-pole mean y = alpha x + (1 - alpha) y[-1] as one second-order section
-    lev_sos = np.array([[alpha, 0.0, 0.0, 1.0, -(1.0 - alpha), 0.0]])
-    e0, e1, e2, f1, f2 = lev_sos[0, 0], lev_sos[0, 1], lev_sos[0, 2], lev_sos[0, 4], lev_sos[0, 5]
-    zl = np.zeros((4, 2))
+    # (the section [alpha, 0, 0, 1, -(1 - alpha), 0]; its second state stays 0)
+    e0, e1, e2, f1, f2 = alpha, 0.0, 0.0, -(1.0 - alpha), 0.0
+    zl00 = zl10 = zl20 = zl30 = 0.0
     if level_zi.shape[0]:
-        for i in range(4):
-            zl[i, 0] = level_zi[i, 0]
-    zl00, zl01, zl10, zl11 = zl[0, 0], zl[0, 1], zl[1, 0], zl[1, 1]
-    zl20, zl21, zl30, zl31 = zl[2, 0], zl[2, 1], zl[3, 0], zl[3, 1]
+        zl00, zl10, zl20, zl30 = level_zi[0, 0], level_zi[1, 0], level_zi[2, 0], level_zi[3, 0]
+    zl01 = zl11 = zl21 = zl31 = 0.0
     a_long = np.empty(n)
     a_lat = np.empty(n)
     v_lp = np.empty(n if has_v else 0)
