@@ -54,8 +54,7 @@ from throughput import drop_db, env_of, fresh_db, log, settings_for  # noqa: E40
 
 from pipeline import stack  # noqa: E402
 from pipeline.demo import stop_workers, wait_until_consumed  # noqa: E402
-from pipeline.exceptions import RoadsenseError  # noqa: E402
-from pipeline.topics import LagProbe, ensure_topics  # noqa: E402
+from pipeline.topics import ensure_topics  # noqa: E402
 from schemas.frame import DEFAULT_FRAME_ENCODING, FRAME_ENCODINGS  # noqa: E402
 from simulator.cli import bundle_size  # noqa: E402
 
@@ -147,25 +146,6 @@ def frame_budget(sites: Counter, frames_per_s: float, samples_per_frame: float) 
             "samples_per_s_if_handler_free": round(1e3 / out_ms * samples_per_frame) if out_ms > 0 else None}
 
 
-def wait_for_share(bootstrap: str, group: str, topic: str, total: int, share: float, proc: subprocess.Popen,
-                   timeout_s: float = 3600.0) -> None:
-    """Block until ``group`` has committed ``share`` of the ``total`` messages of ``topic``."""
-    deadline = time.monotonic() + timeout_s
-    with LagProbe(bootstrap, group) as probe:
-        while True:
-            if proc.poll() is not None:
-                raise RoadsenseError(f"the worker exited early with code {proc.returncode}; see its log")
-            try:
-                lag, end = probe(topic)
-            except Exception:  # the group is not created yet while the worker joins
-                lag, end = total, total
-            if end >= total and end - lag >= share * total:
-                return
-            if time.monotonic() > deadline:
-                raise RoadsenseError(f"the worker did not reach {share:.0%} of the topic within {timeout_s:.0f} s")
-            time.sleep(0.5)
-
-
 def window_rate(stats_file: Path, t0: float, t1: float) -> dict:
     """Frames, samples and seconds the worker handled in the whole seconds of [t0, t1]
     (its stats file counts samples per second; frames from its mean samples per frame)."""
@@ -223,11 +203,13 @@ def main(argv: list[str] | None = None) -> int:
         # py-spy attaches once a share of the topic is committed and detaches before the
         # end: the worker's start-up (imports, compiles, the group join) and its last
         # partial batches stay out of the profile, which is of the steady state only
-        wait_for_share(info.kafka_bootstrap, s.app_id, topic, sent.messages, args.window[0], proc)
+        wait_until_consumed(info.kafka_bootstrap, s.app_id, topic, total=sent.messages, proc=proc, timeout_s=3600,
+                            progress=False, share=args.window[0])  # fmt: skip
         spy_proc = subprocess.Popen([spy, "record", "--rate", "100", "--format", "raw", "--output", str(out_raw),
                                 "--pid", str(proc.pid)], stdout=spy_log, stderr=subprocess.STDOUT)
         t0 = time.time()
-        wait_for_share(info.kafka_bootstrap, s.app_id, topic, sent.messages, args.window[1], proc)
+        wait_until_consumed(info.kafka_bootstrap, s.app_id, topic, total=sent.messages, proc=proc, timeout_s=3600,
+                            progress=False, share=args.window[1])  # fmt: skip
         spy_proc.send_signal(signal.SIGINT)  # py-spy writes the profile and exits
         t1 = time.time()
         spy_proc.wait(timeout=120)

@@ -22,8 +22,9 @@ __all__ = ["run_demo", "wait_until_consumed"]
 
 
 def wait_until_consumed(bootstrap: str, group: str, topic: str, *, total: int, proc: subprocess.Popen | None = None,
-                        timeout_s: float = 900.0, progress: bool = True) -> None:
-    """Block until ``group`` has committed every message of ``topic`` (or fail clearly)."""
+                        timeout_s: float = 900.0, progress: bool = True, share: float = 1.0) -> None:
+    """Block until ``group`` has committed every message of ``topic`` (or fail clearly);
+    with ``share`` < 1, until it has committed that share of the ``total`` messages."""
     from tqdm import tqdm
 
     from pipeline.topics import LagProbe
@@ -44,7 +45,7 @@ def wait_until_consumed(bootstrap: str, group: str, topic: str, *, total: int, p
             now_done = max(0, end - lag)
             bar.update(max(0, now_done - done))
             done = max(done, now_done)
-            if end >= total and lag == 0:
+            if end >= total and (lag == 0 if share >= 1.0 else done >= share * total):
                 return
             if time.monotonic() > deadline:
                 raise RoadsenseError(f"the worker did not catch up within {timeout_s:.0f}s (lag {lag})")
