@@ -118,6 +118,7 @@ KAFKA_START_TIMEOUT_S = 90.0
 PG_START_TIMEOUT_S = 60.0
 PGLITE_START_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 30.0
+EXEC_TIMEOUT_S = 10.0  # a spawned program gets its argument list (see _wait_exec_done)
 
 
 # --------------------------------------------------------------------------------------
@@ -246,19 +247,41 @@ def _tail(path: Path, lines: int = 40) -> str:
     return "\n".join(text.splitlines()[-lines:]) or f"({path} is empty)"
 
 
+def _proc_state(pid: int) -> tuple[str, str] | None:
+    """(state letter, command line with spaces) of `pid` from /proc, or None if it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    return stat.rsplit(")", 1)[-1].split()[0], cmdline
+
+
 def _pid_alive(pid: int, marker: str) -> bool:
     """True if `pid` runs, is not a zombie, and its command line contains `marker`.
 
     The marker guards against a recycled pid. Zombies count as dead: the detached
     processes are re-parented to PID 1, which may not reap them in a container.
     """
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        return False
-    state = stat.rsplit(")", 1)[-1].split()[0]
-    return state not in ("Z", "X") and marker in cmdline
+    ps = _proc_state(pid)
+    return ps is not None and ps[0] not in ("Z", "X") and marker in ps[1]
+
+
+def _wait_exec_done(pid: int, timeout_s: float = EXEC_TIMEOUT_S) -> None:
+    """Return once `pid` has an argument list, or is gone, or after `timeout_s`.
+
+    ``Popen`` returns as soon as the exec is past its point of no return, but the kernel
+    sets the new program's arguments only after it has loaded its image: /proc/PID/cmdline
+    reads empty meanwhile (about 15 ms for node here, longer from a cold page cache), and
+    ``_pid_alive`` would call a server that is still starting dead. It did once, on a new
+    machine: the caller reported pglite "exited during startup" and left it running.
+    """
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        ps = _proc_state(pid)
+        if ps is None or ps[0] in ("Z", "X") or ps[1]:
+            return
+        time.sleep(0.005)
 
 
 def _read_pid(pid_file: Path, marker: str) -> int | None:
@@ -329,6 +352,7 @@ def _spawn_detached(cmd: Sequence[str], *, cwd: Path, log_path: Path, pid_file: 
         raise StackError(f"could not launch {cmd[0]}: {out.stderr.strip() or out.stdout}")
     pid = int(out.stdout.strip())
     pid_file.write_text(f"{pid}\n")
+    _wait_exec_done(pid)
     return pid
 
 
