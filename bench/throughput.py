@@ -474,6 +474,8 @@ def main(argv: list[str] | None = None) -> int:
         "steady_worker_cores_2_workers": p2.get("steady_worker_cores"),
         "steady_cpu_s_per_million_1_worker": p1.get("steady_cpu_s_per_million_samples"),
         "steady_cpu_s_per_million_2_workers": p2.get("steady_cpu_s_per_million_samples"),
+        "steady_commit_wait_share_1_worker": p1.get("steady_commit_wait_share"),
+        "steady_commit_wait_share_2_workers": p2.get("steady_commit_wait_share"),
         # the most 2 workers could give on this machine: one worker is bound by its own core;
         # two share os.cpu_count() cores with the broker and the database, which spend
         # stack_cpu_s for every cpu_s of a worker (CPU per sample, so the machine's other
@@ -583,7 +585,9 @@ def _steady_rate(docs: list[dict]) -> dict:
            "steady_start_delay_s": start - min(d["first_t"] for d in docs)}
     # each worker's cores (CPU seconds of its process per second) and CPU per million
     # samples over the same seconds: tells a worker that waits from one that got slower
-    cores, cpu_per_m = [], []
+    # samples over the same seconds, and the share of them its stage 1 spent in its batch
+    # commit (database, producer flush, acks) rather than reading frames
+    cores, cpu_per_m, commit_share = [], [], []
     for d in docs:
         cpu = dict(d.get("cpu_at_s", []))
         if secs.start in cpu and secs.stop in cpu:
@@ -591,9 +595,14 @@ def _steady_rate(docs: list[dict]) -> dict:
             n = sum(k for sec, k in d.get("samples_by_s", []) if secs.start <= sec < secs.stop)
             cores.append(c / len(secs))
             cpu_per_m.append(c / (n / 1e6) if n else None)
+        wait = dict(d.get("commit_wait_at_s", []))
+        if secs.start in wait and secs.stop in wait:
+            commit_share.append((wait[secs.stop] - wait[secs.start]) / len(secs))
     if cores:
         out["steady_worker_cores"] = cores
         out["steady_cpu_s_per_million_samples"] = cpu_per_m
+    if commit_share:
+        out["steady_commit_wait_share"] = commit_share
     return out
 
 

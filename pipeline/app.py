@@ -215,6 +215,7 @@ def create_app(settings: Settings) -> faust.App:
         async with lock:
             if not batch:
                 return
+            t0 = time.monotonic()
             passes = [p for r in batch.results for p in r[1]]
             events = [e for r in batch.results for e in r[2]]
             if passes or events:
@@ -235,6 +236,7 @@ def create_app(settings: Settings) -> faust.App:
                 await stream.ack(ev)
             for key, seq in batch.confirm:
                 handler.confirm(key, seq)
+            stats.commit_wait_s += time.monotonic() - t0  # before the records: they mark the seconds
             for kw in batch.stats:
                 stats.record(**kw)
             batch.__init__()

@@ -28,6 +28,11 @@ class WorkerStats:
         # process CPU seconds (all threads) at the first frame of each of those seconds:
         # how busy the worker was over any stretch of them
         self.cpu_at_s: dict[int, float] = {}
+        # seconds stage 1 spent in its batch commit (database, producer flush, acks), in
+        # total and at the first frame of each second: the share of a stretch its agent
+        # waited on the commit instead of reading frames
+        self.commit_wait_s = 0.0
+        self.commit_wait_at_s: dict[int, float] = {}
         self.every = every
         self.keep = keep
         self.latency_s: list[float] = []
@@ -51,11 +56,13 @@ class WorkerStats:
         sec = int(now)
         if sec not in self.samples_by_s:
             self.cpu_at_s[sec] = time.process_time()
+            self.commit_wait_at_s[sec] = self.commit_wait_s
         self.samples_by_s[sec] = self.samples_by_s.get(sec, 0) + samples
         if len(self.samples_by_s) > self.keep_s:  # seconds arrive in order: the first key is the oldest
             oldest = next(iter(self.samples_by_s))
             del self.samples_by_s[oldest]
             self.cpu_at_s.pop(oldest, None)
+            self.commit_wait_at_s.pop(oldest, None)
         self.passes += passes
         self.dead_letters += int(dead)
         if vehicle is not None:
@@ -87,6 +94,8 @@ class WorkerStats:
             "latency_s": lat[-20000:].round(4).tolist(),
             "samples_by_s": sorted(self.samples_by_s.items()),
             "cpu_at_s": sorted(self.cpu_at_s.items()),
+            "commit_wait_s": self.commit_wait_s,
+            "commit_wait_at_s": sorted(self.commit_wait_at_s.items()),
         }
         tmp = self.path.with_suffix(".tmp")
         tmp.write_bytes(orjson.dumps(doc))

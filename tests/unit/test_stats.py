@@ -58,6 +58,32 @@ def test_steady_window_gives_each_workers_cores_and_cpu_per_sample():
     assert r["steady_cpu_s_per_million_samples"] == pytest.approx([900.0, 2000.0])
 
 
+def test_commit_wait_is_kept_at_the_first_frame_of_each_second(tmp_path, monkeypatch):
+    clock = iter([100.2, 100.7, 101.1, 103.9])
+    monkeypatch.setattr(stats_mod.time, "time", lambda: next(clock))
+    s = WorkerStats(tmp_path / "w.json", every=1)
+    for wait in (0.0, 0.25, 0.5, 0.25):  # the commit that precedes each record
+        s.commit_wait_s += wait
+        s.record(kafka_ts_ms=None, samples=10, passes=0, vehicle="v", dead=False)
+    doc = json.loads((tmp_path / "w.json").read_text())
+    assert doc["commit_wait_at_s"] == [[100, 0.0], [101, 0.75], [103, 1.0]]
+    assert doc["commit_wait_s"] == 1.0
+
+
+def test_steady_window_gives_each_workers_commit_wait_share():
+    bench = _bench()
+    # a waits 0.1 s per second on its commits, b 0.3 s; b joins at 12.5
+    a = {"first_t": 10.0, "last_t": 40.0, "samples_by_s": [[t, 1000] for t in range(10, 41)],
+         "commit_wait_at_s": [[t, 0.1 * t] for t in range(10, 41)]}
+    b = {"first_t": 12.5, "last_t": 30.2, "samples_by_s": [[t, 250] for t in range(12, 31)],
+         "commit_wait_at_s": [[t, 5 + 0.3 * t] for t in range(12, 31)]}
+    r = bench._steady_rate([a, b])
+    assert r["steady_commit_wait_share"] == pytest.approx([0.1, 0.3])
+    # stats files written before the counter existed: no share, no error
+    del a["commit_wait_at_s"], b["commit_wait_at_s"]
+    assert "steady_commit_wait_share" not in bench._steady_rate([a, b])
+
+
 def test_latency_replay_is_paced_on_the_busiest_window():
     bench = _bench()
     # 100 Hz: one trace for 60 s, a second one for the first 10 s only -> busiest 10 s at
