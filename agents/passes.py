@@ -441,6 +441,9 @@ def process_frame(
     # 3. events, privacy release -----------------------------------------------------
     _place_events(st, net, vehicle, params)
     _place_impacts(st, net)
+    # again, now that this frame's events and impacts have their places: ``_place`` trimmed
+    # while they still waited, which kept up to a frame's length of positions in the state
+    _trim_recent(st, params)
     _release(st, params, passes, events, net, vehicle, impacts)
     if frame.trip_end:
         _end_trip(st)

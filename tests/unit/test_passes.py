@@ -300,6 +300,33 @@ class TestRecentPositions:
         assert st.recent_t[0] <= 31.0 - 0.2 + 1e-9 and st.recent_t[-1] > 59.7
 
 
+    def test_a_stored_state_keeps_only_what_is_still_waiting(self, net):
+        # 60 s frames of simulated vehicles (impacts and harsh events): once a frame's
+        # events and impacts are placed, the positions kept reach back no further than the
+        # history or what still waits. They used to be trimmed before this frame's events
+        # and impacts were placed, which kept up to a frame's length of positions (10,288 B
+        # per vehicle at 60 s frames against 9,954 B after; docs/benchmarks.md).
+        from agents.passes import BLOCK_S
+        from schemas.tracefile import iter_frames
+        from simulator import simulate_fleet
+
+        params = PassParams()
+        fleet = simulate_fleet(net, n_vehicles=4, seed=3, trip_km=(1.5, 2.0), departure_spread_s=0, fs_hz=100.0)
+        checked = 0
+        for vid, tr in fleet.traces.items():
+            st = None
+            for f in iter_frames(tr, vid, frame_s=60.0):
+                res = process_frame(st, FrameArrays.from_model(f), net, vehicle="p" * 32, params=params)
+                st = res.state
+                if f.trip_end or not st.recent_t.size:
+                    continue
+                waiting = [e[1] for e in st.unplaced_events] + [i["t_s"] for i in st.unplaced_impacts]
+                cut = min([st.frontier_t_s - params.event_history_s, *(t - 2 * BLOCK_S for t in waiting)])
+                assert st.recent_t[0] >= cut - 1e-9, (vid, f.seq)
+                checked += 1
+        assert checked >= 8
+
+
 def test_roughness_windows_start_after_the_entry_skip():
     """A pass's 10 m roughness windows start ENTRY_SKIP_M after its entry: blocks whose
     middle is in the first 3 m (the rear axle still on the previous segment) are in no
