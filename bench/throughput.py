@@ -476,6 +476,8 @@ def main(argv: list[str] | None = None) -> int:
         "steady_cpu_s_per_million_2_workers": p2.get("steady_cpu_s_per_million_samples"),
         "steady_commit_wait_share_1_worker": p1.get("steady_commit_wait_share"),
         "steady_commit_wait_share_2_workers": p2.get("steady_commit_wait_share"),
+        "steady_worker_cores_naive": out["naive"].get("steady_worker_cores"),
+        "steady_commit_wait_share_naive": out["naive"].get("steady_commit_wait_share"),
         # the most 2 workers could give on this machine: one worker is bound by its own core;
         # two share os.cpu_count() cores with the broker and the database, which spend
         # stack_cpu_s for every cpu_s of a worker (CPU per sample, so the machine's other
