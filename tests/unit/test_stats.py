@@ -45,17 +45,22 @@ def test_steady_rate_leaves_out_the_join_and_the_tail():
     assert r["steady_s"] == 14 and r["steady_start_delay_s"] == pytest.approx(5.5)
 
 
-def test_steady_window_gives_each_workers_cores_and_cpu_per_sample():
+def test_steady_window_gives_each_workers_cores_cpu_per_sample_and_commit_wait():
     bench = _bench()
-    # a: 0.9 CPU-s per second at 1000 samples/s; b: 0.5 CPU-s per second at 250 samples/s
+    # a: 0.9 CPU-s per second at 1000 samples/s, 0.1 s of it in commits; b: 0.5 CPU-s per
+    # second at 250 samples/s, 0.3 s in commits
     a = {"first_t": 10.0, "last_t": 40.0, "samples_by_s": [[t, 1000] for t in range(10, 41)],
-         "cpu_at_s": [[t, 0.9 * t] for t in range(10, 41)]}
+         "cpu_at_s": [[t, 0.9 * t] for t in range(10, 41)], "commit_wait_at_s": [[t, 0.1 * t] for t in range(10, 41)]}
     b = {"first_t": 12.5, "last_t": 30.2, "samples_by_s": [[t, 250] for t in range(12, 31)],
-         "cpu_at_s": [[t, 100 + 0.5 * t] for t in range(12, 31)]}
+         "cpu_at_s": [[t, 100 + 0.5 * t] for t in range(12, 31)], "commit_wait_at_s": [[t, 5 + 0.3 * t] for t in range(12, 31)]}
     r = bench._steady_rate([a, b])
     assert r["steady_s"] == 17  # seconds 13..29
     assert r["steady_worker_cores"] == pytest.approx([0.9, 0.5])
     assert r["steady_cpu_s_per_million_samples"] == pytest.approx([900.0, 2000.0])
+    assert r["steady_commit_wait_share"] == pytest.approx([0.1, 0.3])
+    # stats files written before the commit counter existed: no share, no error
+    del a["commit_wait_at_s"], b["commit_wait_at_s"]
+    assert "steady_commit_wait_share" not in bench._steady_rate([a, b])
 
 
 def test_commit_wait_is_kept_at_the_first_frame_of_each_second(tmp_path, monkeypatch):
@@ -68,20 +73,6 @@ def test_commit_wait_is_kept_at_the_first_frame_of_each_second(tmp_path, monkeyp
     doc = json.loads((tmp_path / "w.json").read_text())
     assert doc["commit_wait_at_s"] == [[100, 0.0], [101, 0.75], [103, 1.0]]
     assert doc["commit_wait_s"] == 1.0
-
-
-def test_steady_window_gives_each_workers_commit_wait_share():
-    bench = _bench()
-    # a waits 0.1 s per second on its commits, b 0.3 s; b joins at 12.5
-    a = {"first_t": 10.0, "last_t": 40.0, "samples_by_s": [[t, 1000] for t in range(10, 41)],
-         "commit_wait_at_s": [[t, 0.1 * t] for t in range(10, 41)]}
-    b = {"first_t": 12.5, "last_t": 30.2, "samples_by_s": [[t, 250] for t in range(12, 31)],
-         "commit_wait_at_s": [[t, 5 + 0.3 * t] for t in range(12, 31)]}
-    r = bench._steady_rate([a, b])
-    assert r["steady_commit_wait_share"] == pytest.approx([0.1, 0.3])
-    # stats files written before the counter existed: no share, no error
-    del a["commit_wait_at_s"], b["commit_wait_at_s"]
-    assert "steady_commit_wait_share" not in bench._steady_rate([a, b])
 
 
 def test_latency_replay_is_paced_on_the_busiest_window():
