@@ -436,13 +436,13 @@ def process_frame(
     st.match_live = mstate
     st.fix_index = np.concatenate([st.fix_index, np.arange(n_before, n_before + len(fix_d))])
     st.fix_dist_m = np.concatenate([st.fix_dist_m, fix_d])
-    _place(st, result, net, vehicle, params, passes)
+    _place(st, result, net)
 
     # 3. events, privacy release -----------------------------------------------------
     _place_events(st, net, vehicle, params)
     _place_impacts(st, net)
-    # again, now that this frame's events and impacts have their places: ``_place`` trimmed
-    # while they still waited, which kept up to a frame's length of positions in the state
+    # once this frame's events and impacts have their places: trimmed while they still
+    # waited, the state kept up to a frame's length of positions
     _trim_recent(st, params)
     _release(st, params, passes, events, net, vehicle, impacts)
     if frame.trip_end:
@@ -472,7 +472,7 @@ def _sel(a: np.ndarray | None, idx: np.ndarray) -> np.ndarray | None:
     return None if a is None else a[idx]
 
 
-def _place(st: VehicleState, res: mm.MatchResult, net: RoadNetwork, vehicle: str, params: PassParams, passes: list) -> None:
+def _place(st: VehicleState, res: mm.MatchResult, net: RoadNetwork) -> None:
     """Place buffered samples along the path between consecutive decided fixes (each
     unbroken chain of this frame at once)."""
     if len(res.t_s) == 0:
@@ -513,7 +513,6 @@ def _place(st: VehicleState, res: mm.MatchResult, net: RoadNetwork, vehicle: str
         st.recent_off = np.concatenate([st.recent_off, *off0])
         st.recent_d = np.concatenate([st.recent_d, *d0])
         st.recent_v = np.concatenate([st.recent_v, *v0])
-        _trim_recent(st, params)
 
 
 def _trim_recent(st: VehicleState, params: PassParams) -> None:

@@ -364,7 +364,7 @@ from agents.roughness import ENTRY_SKIP_M, WINDOW_M  # noqa: E402
 _SUMS, _WIN = P._SUMS, P._WIN
 
 
-def _ref_place(st: VehicleState, res, net, vehicle: str, params: PassParams, passes: list) -> None:
+def _ref_place(st: VehicleState, res, net) -> None:
     """Place buffered samples along the path between consecutive decided fixes."""
     if len(res.t_s) == 0:
         return
@@ -396,7 +396,6 @@ def _ref_place(st: VehicleState, res, net, vehicle: str, params: PassParams, pas
         st.recent_off = np.concatenate([st.recent_off, *off0])
         st.recent_d = np.concatenate([st.recent_d, *d0])
         st.recent_v = np.concatenate([st.recent_v, *v0])
-        P._trim_recent(st, params)
 
 
 
@@ -589,7 +588,7 @@ def test_batched_placement_groups_float_sums_as_pairwise(seed):
         for a, b in zip([0, *cuts], [*cuts, seg.size]):
             res = SimpleNamespace(t_s=t_fix[a:b], fix_index=np.arange(a, b), segment=seg[a:b], offset_m=off[a:b],
                                   break_before=brk[a:b], via=via[a:b])
-            place(st, res, net, "p", PassParams(), [])
+            place(st, res, net)
             out.append(st.to_bytes())
         return out
 
