@@ -563,7 +563,7 @@ def _rate_from_stats(files: list[Path]) -> dict:
     workers' stats files (the consumer-group lag is only committed every second or so)."""
     docs = [json.loads(f.read_text()) for f in files if f.exists()]
     first = min(d["first_t"] for d in docs if d["first_t"])
-    last = max(d["last_t"] for d in docs)
+    last = max(d["last_t"] for d in docs if d["last_t"])  # a worker may get no frame at all
     return {"messages": sum(d["frames"] for d in docs), "samples": sum(d["samples"] for d in docs),
             "elapsed_s": max(last - first, 1e-6), "elapsed_wall_s_lag_based": None, **_steady_rate(docs)}
 
@@ -572,7 +572,10 @@ def _steady_rate(docs: list[dict]) -> dict:
     """Samples/s while every worker is consuming: the whole seconds after the last worker's
     first frame and before the first worker's last frame. A group's start (the second
     worker joins a group the first already consumes alone, then both wait for the
-    rebalance) and its end (one worker's partitions run dry first) are left out."""
+    rebalance) and its end (one worker's partitions run dry first) are left out. None when a
+    worker got no frame (a small topic consumed before it joined)."""
+    if any(d["first_t"] is None for d in docs):
+        return {"steady_samples_per_s": None, "steady_s": 0}
     start = max(d["first_t"] for d in docs)
     end = min(d["last_t"] for d in docs)
     secs = range(int(start) + 1, int(end))  # whole seconds strictly inside

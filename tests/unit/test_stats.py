@@ -45,6 +45,18 @@ def test_steady_rate_leaves_out_the_join_and_the_tail():
     assert r["steady_s"] == 14 and r["steady_start_delay_s"] == pytest.approx(5.5)
 
 
+def test_a_worker_without_frames_leaves_no_steady_window(tmp_path):
+    # on a small topic the first worker may consume everything before the second joins
+    bench = _bench()
+    a = {"frames": 69, "samples": 1000, "first_t": 10.0, "last_t": 20.0, "samples_by_s": [[t, 100] for t in range(10, 20)]}
+    b = {"frames": 0, "samples": 0, "first_t": None, "last_t": None, "samples_by_s": []}
+    for name, d in (("a", a), ("b", b)):
+        (tmp_path / f"{name}.json").write_text(json.dumps(d))
+    r = bench._rate_from_stats([tmp_path / "a.json", tmp_path / "b.json"])
+    assert r["messages"] == 69 and r["elapsed_s"] == pytest.approx(10.0)
+    assert r["steady_samples_per_s"] is None and r["steady_s"] == 0
+
+
 def test_steady_window_gives_each_workers_cores_cpu_per_sample_and_commit_wait():
     bench = _bench()
     # a: 0.9 CPU-s per second at 1000 samples/s, 0.1 s of it in commits; b: 0.5 CPU-s per
