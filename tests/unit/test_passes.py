@@ -249,6 +249,31 @@ class TestStateBytes:
         for k, a in _arrays(st).items():
             assert _arrays(back)[k].tobytes() == a.tobytes(), k
 
+    def test_block_sums_keep_16_significant_bits(self, mid_trip):
+        from agents import passes
+
+        st = mid_trip[True]
+        for k in passes._BLK_ROUNDED:
+            assert st.blk[k].dtype == np.float32 and not (st.blk[k].view(np.uint32) & 0xFF).any(), k
+
+    def test_the_cleared_byte_costs_nothing_stored(self, mid_trip):
+        # What the table stores: the state record compressed in its envelope. Refilling the
+        # sums' cleared low byte with noise (what full float32 sums hold) must cost about
+        # one byte per value; that is what the rounding saves.
+        from agents import passes
+        from pipeline.stage1 import pack_envelope
+
+        st = mid_trip[True]
+        noisy = VehicleState.from_bytes(st.to_bytes())
+        rng = np.random.default_rng(0)
+        n = 0
+        for k in passes._BLK_ROUNDED:
+            u = noisy.blk[k].view(np.uint32)
+            u |= rng.integers(0, 256, u.size, dtype=np.uint32)
+            n += u.size
+        saved = len(pack_envelope(noisy.to_bytes(), [])) - len(pack_envelope(st.to_bytes(), []))
+        assert saved > 0.8 * n, (saved, n)
+
     @pytest.mark.parametrize("magic, version", [(b"RSV7", 7), (b"RSV8", 7), (b"RSV8", 9)])
     def test_other_versions_are_refused(self, mid_trip, magic, version):
         raw = mid_trip[True].to_bytes()
@@ -629,3 +654,32 @@ print(json.dumps([before, [len(k.signatures) for k in kernels], len(found)]))
     assert out.returncode == 0, out.stderr
     before, after, n_passes = json.loads(out.stdout.strip().splitlines()[-1])
     assert all(before) and after == before and n_passes > 0
+
+
+class TestRoundMantissa:
+    def test_relative_error_and_cleared_byte(self):
+        from agents.passes import _round_mantissa
+
+        x = np.random.default_rng(1).lognormal(0.0, 8.0, 100_000).astype(np.float32)
+        x[::2] *= -1
+        r = _round_mantissa(x)
+        assert r.dtype == np.float32 and not (r.view(np.uint32) & 0xFF).any()
+        rel = np.abs(r.astype(np.float64) / x.astype(np.float64) - 1.0)
+        assert rel.max() <= 2.0**-16 and rel.max() > 2.0**-17  # nearest, not truncated
+
+    def test_ties_go_to_even_and_carries_reach_the_exponent(self):
+        from agents.passes import _round_mantissa
+
+        one = np.float32(1.0).view(np.uint32)
+        u = np.array([one + 0x80, one + 0x180, one + 0x7F, 0x3FFFFFFF], np.uint32)  # last: just under 2
+        got = _round_mantissa(u.view(np.float32)).view(np.uint32)
+        assert got.tolist() == [one, one + 0x200, one, 0x40000000]
+
+    def test_non_finite_values_are_kept(self):
+        from agents.passes import _round_mantissa
+
+        x = np.array([np.inf, -np.inf, np.nan, 0.0, -0.0], np.float32)
+        nan_payload = np.array([0x7F800001], np.uint32).view(np.float32)  # rounding would make it inf
+        got = _round_mantissa(np.concatenate([x, nan_payload]))
+        assert got[0] == np.inf and got[1] == -np.inf and np.isnan(got[2]) and np.isnan(got[5])
+        assert got[3:5].view(np.uint32).tolist() == [0, 0x80000000]
