@@ -37,10 +37,11 @@ DEFAULT_FRAME_ENCODING: FrameEncoding = "cbor"
 """What this project's producers write (the replay, the offline scorer); the worker reads
 both. CBOR because a worker reads it in a tenth of the time (``schemas.frame_cbor``,
 docs/decisions.md "CBOR frames"); JSON stays for producers that prefer text."""
-DEFAULT_FRAME_S = 30.0
+DEFAULT_FRAME_S = 60.0
 """Seconds of samples per frame message unless configured (``ROADSENSE_FRAME_S``): chosen
-by ``bench/throughput.py --frame-sweep`` (docs/decisions.md, "Frames, not samples": 30 s
-frames cost ~40 % less CPU per sample than 10 s ones; results do not depend on framing)."""
+by ``bench/throughput.py --frame-sweep`` (docs/decisions.md, "Frames, not samples": 60 s
+frames cost about a quarter less CPU per sample than 30 s ones, 30 s ones ~40 % less than
+10 s ones; results do not depend on framing)."""
 Finite = Annotated[float, Field(allow_inf_nan=False)]
 
 
