@@ -68,6 +68,9 @@ BLOCK_S = 0.2
 _TAIL = ("t", "d", "v", "m", "q", "iv", "y2", "yn2", "ay")
 _BLK = ("t0", "dt", "d0", "dd", "n", "nm", "sq", "siv", "sv", "sy2", "syn2", "my")
 """Block columns: start time and trip distance, the span to the last sample (float32), sums."""
+_BLK_ROUNDED = ("sq", "siv", "sy2", "syn2", "my")
+"""Block sums kept to 16 significant bits (``_round_mantissa``): their stored low byte is
+then zero and costs nothing once shuffled and compressed (docs/decisions.md, "Compact state")."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -529,6 +532,15 @@ def _trim_recent(st: VehicleState, params: PassParams) -> None:
     st.recent_d, st.recent_v = st.recent_d[keep], st.recent_v[keep]
 
 
+def _round_mantissa(x: np.ndarray) -> np.ndarray:
+    """float32 values rounded to nearest (ties to even) with the mantissa's low 8 bits
+    cleared: 16 significant bits, relative error <= 2**-16 (a value within that of
+    float32's largest becomes infinite). Non-finite values are kept."""
+    u = x.view(np.uint32)
+    r = ((u + np.uint32(0x7F) + ((u >> np.uint32(8)) & np.uint32(1))) & np.uint32(0xFFFFFF00)).view(np.float32)
+    return np.where(np.isfinite(x), r, x)
+
+
 def _add_blocks(st: VehicleState, t, d, terms, fs: float, *, final: bool) -> None:
     """Sum per-sample terms into blocks of ``BLOCK_S`` seconds, aligned on the trip's sample
     count (the unfinished block's samples are carried), so any framing gives the same blocks."""
@@ -553,22 +565,8 @@ def _add_blocks(st: VehicleState, t, d, terms, fs: float, *, final: bool) -> Non
     }
     # float32 (rounded when made, so a restored state holds the same values), counts too
     new = {k: v.astype(np.float64 if k in ("t0", "d0") else np.float32, copy=False) for k, v in new.items()}
-    for k in _BLK_ROUNDED:
-        new[k] = _round_mantissa(new[k])
+    new.update(zip(_BLK_ROUNDED, _round_mantissa(np.array([new[k] for k in _BLK_ROUNDED]))))  # one call, rows
     st.blk = {k: np.concatenate([st.blk[k], new[k]]) for k in _BLK} if st.blk else new
-
-
-_BLK_ROUNDED = ("sq", "siv", "sy2", "syn2", "my")
-"""Block sums kept to 16 significant bits (``_round_mantissa``): their stored low byte is
-then zero and costs nothing once shuffled and compressed."""
-
-
-def _round_mantissa(x: np.ndarray) -> np.ndarray:
-    """float32 values rounded to nearest (ties to even) with the mantissa's low 8 bits
-    cleared: 16 significant bits, relative error <= 2**-16. Non-finite values are kept."""
-    u = x.view(np.uint32)
-    r = ((u + np.uint32(0x7F) + ((u >> np.uint32(8)) & np.uint32(1))) & np.uint32(0xFFFFFF00)).view(np.float32)
-    return np.where(np.isfinite(x), r, x)
 
 
 def _take_blocks(st: VehicleState, n: int) -> dict:
