@@ -551,7 +551,7 @@ def _add_blocks(st: VehicleState, t, d, terms, fs: float, *, final: bool) -> Non
     n = cols["t"].size
     size = max(1, int(round(BLOCK_S * fs)))
     full = n if final else (n // size) * size
-    st.tail = {k: cols[k][full:] for k in _TAIL} if full < n else {}
+    st.tail = {k: cols[k][full:].copy() for k in _TAIL} if full < n else {}  # not views of the frame
     if full == 0:
         return
     starts = np.arange(0, full, size)
@@ -571,7 +571,7 @@ def _add_blocks(st: VehicleState, t, d, terms, fs: float, *, final: bool) -> Non
 
 def _take_blocks(st: VehicleState, n: int) -> dict:
     out = {k: v[:n] for k, v in st.blk.items()}
-    st.blk = {k: v[n:] for k, v in st.blk.items()}
+    st.blk = {k: v[n:].copy() for k, v in st.blk.items()}  # what stays owns its memory (no view of the frame's)
     return out
 
 

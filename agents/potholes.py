@@ -983,12 +983,13 @@ def _stream_step(
         keep_from = min(keep_from, max(0, cur_block_start - max(p_lpc, 0)))  # the predictor's lags
     if final:
         keep_from = m
-    tail = {k: w[k][keep_from:] for k, _ in _TAIL}
+    # copies: views would keep the frame's whole columns alive in a worker's cached state
+    tail = {k: w[k][keep_from:].copy() for k, _ in _TAIL}
     # block medians still needed: the history of the oldest kept sample and of the next ones
     need_from = last_b + 1 - k_blocks
     if keep_from < m:
         need_from = min(need_from, int(idx[keep_from] // blk) - k_blocks)
-    meds = meds[max(0, need_from - k0):]
+    meds = meds[max(0, need_from - k0):].copy()
     d_keep = d[keep_from] if keep_from < m else (d[-1] if m else zi.dist_m)
     hist_keep = hd >= d_keep - LOOKBACK_M - 1.0
     zf = ImpactState(
@@ -1055,7 +1056,7 @@ def _rise(zi: ImpactState, a: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nd
     ext = np.concatenate([zi.rise_last, lf])
     # a trailing window; at a stream's start, the samples so far
     run = _trailing_max(ext, win, a.size)
-    return run, np.asarray(zf, float), ext[ext.size - (win - 1) :] if win > 1 else ext[:0]
+    return run, np.asarray(zf, float), ext[ext.size - (win - 1) :].copy() if win > 1 else ext[:0].copy()
 
 
 @dataclass(frozen=True)

@@ -180,6 +180,25 @@ class TestProcessFrame:
         assert max(sizes) < 30_000, max(sizes)
 
 
+class TestLiveStateMemory:
+    def test_a_live_state_holds_no_view_of_a_frame(self, net):
+        # A worker caches live states (pipeline.stage1); an array sliced from a frame's
+        # column kept the whole column alive: 558 KB per vehicle at 60 s frames against
+        # 65 KB since. Every buffer the state's arrays keep must be about their own size.
+        tr, _ = _drive(net, seed=5)
+        st = None
+        for f in _frames(tr, 60.0)[:-1]:
+            st = process_frame(st, f, net, vehicle="p" * 32).state
+            own, bases = 0, {}
+            for a in _arrays(st).values():
+                b = a
+                while isinstance(b.base, np.ndarray):
+                    b = b.base
+                own += a.nbytes
+                bases[id(b)] = b.nbytes
+            assert sum(bases.values()) <= 1.5 * own + 4096, (sum(bases.values()), own)
+
+
 def _arrays(st: VehicleState) -> dict:
     """Every array of a state (nested ones by path), for bit-for-bit comparisons."""
     out = {}
