@@ -571,7 +571,7 @@ def _add_blocks(st: VehicleState, t, d, terms, fs: float, *, final: bool) -> Non
 
 def _take_blocks(st: VehicleState, n: int) -> dict:
     out = {k: v[:n] for k, v in st.blk.items()}
-    st.blk = {k: v[n:].copy() for k, v in st.blk.items()}  # what stays owns its memory (no view of the frame's)
+    st.blk = {k: v[n:].copy() for k, v in st.blk.items()}  # a view would keep the taken blocks alive too
     return out
 
 

@@ -1056,7 +1056,7 @@ def _rise(zi: ImpactState, a: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nd
     ext = np.concatenate([zi.rise_last, lf])
     # a trailing window; at a stream's start, the samples so far
     run = _trailing_max(ext, win, a.size)
-    return run, np.asarray(zf, float), ext[ext.size - (win - 1) :].copy() if win > 1 else ext[:0].copy()
+    return run, np.asarray(zf, float), ext[ext.size - (win - 1) :].copy() if win > 1 else np.zeros(0)
 
 
 @dataclass(frozen=True)
