@@ -538,8 +538,12 @@ def _evaluate_network_potholes(f: dict, alerts: list, n_passes: dict, min_passes
             at_bumps += 1
             k = int(np.flatnonzero(near)[np.argmin(np.abs(off[near] - a.position_m))])
             bump_detail.append(f"{a.segment_id} alert at {a.position_m:.1f} m, {kind[k]} at {off[k]:.1f} m")
-    de = np.array([str(iso_class[net.index_of(s)]) in "DE" for s in segs], bool)
+    cls = np.array([str(iso_class[net.index_of(s)]) for s in segs], dtype=object)
+    de = np.isin(cls, ["D", "E"])
     hit = np.array([k in matched for k in range(len(segs))], bool)
+    # recall follows the road: a hole in a rough road does not stand out of it
+    by_class = {c: [int(hit[true_idx][cls[true_idx] == c].sum()), int((cls[true_idx] == c).sum())]
+                for c in ISO_CLASSES if (cls[true_idx] == c).any()}  # fmt: skip
     sel_de = true_idx[de[true_idx]]
     reach = true_idx[drivers[true_idx] >= min_vehicles] if truth_passes is not None else true_idx
     contrast = np.asarray(f.get("contrast", np.full(segs.size, np.nan)), float)
@@ -558,6 +562,7 @@ def _evaluate_network_potholes(f: dict, alerts: list, n_passes: dict, min_passes
         "location_error_m_p90": float(np.percentile(errors, 90)) if errors else float("nan"),
         "false_potholes_at_bumps": at_bumps,
         "n_designed_features": int(((kind != "pothole") & ok_seg).sum()),
+        "found_by_class": by_class,
     }
 
 
@@ -565,6 +570,14 @@ def _json_line(line: dict) -> str:
     """The closing JSON line; a figure with nothing to measure (NaN: precision with no alert
     at 10 Hz) is null, as JSON has no NaN."""
     return json.dumps({k: None if isinstance(v, float) and not np.isfinite(v) else v for k, v in line.items()})
+
+
+def _by_class(found: list[dict]) -> dict:
+    """Pothole recall per ISO class of the hole's segment, over seeds (``{class: [found, n]}``
+    per seed)."""
+    tot = {c: [sum(f.get(c, (0, 0))[0] for f in found), sum(f.get(c, (0, 0))[1] for f in found)] for c in ISO_CLASSES}
+    return {"n_true_potholes_by_class": {c: n for c, (_, n) in tot.items() if n},
+            "pothole_recall_by_class": {c: round(k / n, 4) for c, (k, n) in tot.items() if n}}  # fmt: skip
 
 
 def _pool(rs: list[dict]) -> dict:
@@ -589,6 +602,7 @@ def _pool(rs: list[dict]) -> dict:
             "n_segments": sum(x["roughness"]["n_segments"] for x in rs), "n_true_potholes": n_true,
             "n_true_potholes_reachable": n_reach, "pothole_recall_reachable": rec_reach,
             "n_true_potholes_clear": n_clear, "pothole_recall_clear": rec_clear,
+            **_by_class([p["found_by_class"] for p in tp]),
             "n_level_errors": sum(x["roughness"]["n_level_errors"] for x in rs),
             "n_level_errors_near_threshold": sum(x["roughness"]["n_level_errors_near_threshold"] for x in rs)}  # fmt: skip
 
@@ -625,7 +639,8 @@ def main_network(args: argparse.Namespace) -> int:
                   f"precision {ph['precision']:.3f}, recall {ph['recall']:.3f} (D-E roads {ph['recall_on_de_roads']:.3f}), "
                   f"loc err p90 {ph['location_error_m_p90']:.1f} m, false at bumps/rails {ph['false_potholes_at_bumps']} "
                   f"of {ph['n_designed_features']}; holes standing out of their road (contrast >= {CLEAR_CONTRAST:g}) "
-                  f"{ph['n_true_clear']}, recall on those {ph['recall_clear']:.3f}")  # fmt: skip
+                  f"{ph['n_true_clear']}, recall on those {ph['recall_clear']:.3f}; found by ISO class of the road "
+                  + ", ".join(f"{c} {k}/{n}" for c, (k, n) in ph["found_by_class"].items()))  # fmt: skip
             for d in ph["designed_detail"]:
                 print(f"  alert within {MATCH_M:g} m of a designed feature, no hole: {d}")
     print(f"\n({time.time() - t0:.0f} s)")
@@ -765,6 +780,7 @@ def main_through_kafka(args: argparse.Namespace) -> int:
     line = {"mode": "through-kafka", "seeds": seeds, "fs": fs, "families": list(families), "vehicles": args.vehicles}
     line.update({k: db_pool[k] for k in headline})
     line.update({f"offline_{k}": off_pool[k] for k in headline})
+    line.update({k: db_pool[k] for k in ("n_true_potholes", "n_true_potholes_by_class", "pothole_recall_by_class")})
     line.update({"n_passes": sum(r["n_passes"] for r in results),
                  "offline_n_passes": sum(r["offline"]["n_passes"] for r in results),
                  "n_alerts": sum(r["n_alerts"] for r in results),
