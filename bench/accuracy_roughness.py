@@ -32,7 +32,10 @@ streaming detector :func:`agents.potholes.impact_features` runs on every chunk t
 processor places (``agents.passes``); impacts of published passes only go to stage 2
 (:func:`pipeline.stage2.handle_records`, with the published passes as coverage for the hit
 rate), which confirms across vehicles (``run.alerts``).
-The JSON line then has ``mode``, ``seeds``, ``fs`` and the pooled figures.
+The JSON line then has ``mode``, ``seeds``, ``fs`` and the pooled figures, among them the
+pothole recall per ISO class of the hole's road (``pothole_recall_by_class``, with
+``n_true_potholes_by_class``): holes on class D-E roads do not stand out of their road, and a
+seed's recall follows how many it has.
 
 ``--network --through-kafka`` (the local stack, started if not up): per seed, the same fleet
 and references, the trace file replayed into fresh topics, one worker process (stage 1 and
@@ -42,7 +45,8 @@ the figures of what the maintenance team reads there (``segment_scores``, ``road
 beside the offline scorer's on the same file (same pseudonym key, 2 s frames), with the
 differences: passes (row for row), alerts (by id), every headline figure. Only the highest
 frame rate of ``--rates`` is run. The JSON line has ``mode: through-kafka``, the database's
-figures, the offline ones prefixed ``offline_`` and both runs' pass and alert counts.
+figures, the offline ones prefixed ``offline_``, the database's recall per ISO class and
+both runs' pass and alert counts.
 
 Ends with one JSON line: spearman, median_rel_error, level_accuracy, pothole_precision,
 pothole_recall, pothole_location_error_m_p90, false_potholes_at_bumps, and the 10 Hz
