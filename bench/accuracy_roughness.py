@@ -546,8 +546,8 @@ def _evaluate_network_potholes(f: dict, alerts: list, n_passes: dict, min_passes
     de = np.isin(cls, ["D", "E"])
     hit = np.array([k in matched for k in range(len(segs))], bool)
     # recall follows the road: a hole in a rough road does not stand out of it
-    by_class = {c: [int(hit[true_idx][cls[true_idx] == c].sum()), int((cls[true_idx] == c).sum())]
-                for c in ISO_CLASSES if (cls[true_idx] == c).any()}  # fmt: skip
+    true_cls, true_hit = cls[true_idx], hit[true_idx]
+    by_class = {c: [int(true_hit[true_cls == c].sum()), int((true_cls == c).sum())] for c in np.unique(true_cls)}
     sel_de = true_idx[de[true_idx]]
     reach = true_idx[drivers[true_idx] >= min_vehicles] if truth_passes is not None else true_idx
     contrast = np.asarray(f.get("contrast", np.full(segs.size, np.nan)), float)
