@@ -78,6 +78,7 @@ __all__ = [
     "ImpactState",
     "cluster_impacts",
     "confirm",
+    "pothole_confidence",
     "BAND_HZ",
 ]
 
@@ -1241,7 +1242,8 @@ class ConfirmedFeature:
     segment_id, position_m (m along the segment)
     kind : 'pothole' or 'bump' (speed bump / rail crossing: reported, never a pothole)
     n_vehicles, n_impacts
-    confidence : 0..1
+    confidence : 0..1; a pothole's is the probability that it is a real hole
+        (:func:`pothole_confidence`), a bump's the agreement of its impacts
     """
 
     segment_id: Any
@@ -1250,6 +1252,47 @@ class ConfirmedFeature:
     n_vehicles: int
     n_impacts: int
     confidence: float
+
+
+#: Logistic model of the probability that a confirmed pothole is a real hole: intercept,
+#: coefficient of ln(distinct vehicles), coefficient of ln(median severity). Fitted by
+#: ``bench/pothole_confidence.py`` on the final alerts of 16 recorded seeds (see there).
+CONFIDENCE_LOGIT = (-13.06, 1.63, 7.71)
+LOW_RATE_CONFIDENCE = 0.6  #: confidence factor of evidence sampled below 50 Hz (not calibrated)
+
+
+def pothole_confidence(n_vehicles: int, median_severity: float, fs_hz: float = 100.0) -> float:
+    """Probability that a confirmed pothole is a real hole, from its evidence.
+
+    Parameters
+    ----------
+    n_vehicles : int
+        Distinct vehicles whose impacts confirm it (>= 1).
+    median_severity : float
+        Median of its impacts' :attr:`Impact.severity` (peak over the road's local scale;
+        NaN counts as the detection threshold :data:`K_SIGMA`). A hole stands out of its
+        road, the road's own repeatable shocks hardly do.
+    fs_hz : float
+        Lowest sample rate of the evidence, Hz. Below 50 Hz the probability is scaled by
+        :data:`LOW_RATE_CONFIDENCE`: the model was fitted on 100 Hz fleets only.
+
+    Returns
+    -------
+    float in [0, 1].
+
+    Examples
+    --------
+    >>> round(pothole_confidence(3, 4.5), 3), round(pothole_confidence(3, 8.0), 3)
+    (0.581, 0.992)
+    """
+    if n_vehicles < 1:
+        raise ValueError(f"n_vehicles must be >= 1, got {n_vehicles=}")
+    b0, b_veh, b_sev = CONFIDENCE_LOGIT
+    # an impact's severity is at least the detection threshold: unknown (NaN) counts as that
+    sev = median_severity if median_severity > K_SIGMA else K_SIGMA
+    z = b0 + b_veh * math.log(n_vehicles) + b_sev * math.log(sev)
+    p = 0.5 * (1.0 + math.tanh(0.5 * z))  # the logistic, without overflow
+    return p * (1.0 if fs_hz >= 50 else LOW_RATE_CONFIDENCE)
 
 
 def confirm(
@@ -1335,12 +1378,13 @@ def confirm(
 
     Notes
     -----
-    Confidence = ``(1 - 0.5 ** (n_vehicles - 1)) * agreement * rate`` where agreement is
-    the pothole fraction (or its complement for bumps) and rate 1 (>= 50 Hz) or 0.6.
+    A pothole's confidence is :func:`pothole_confidence` of its vehicles and
+    :attr:`Cluster.median_severity`. A bump's is ``(1 - 0.5 ** (n_vehicles - 1)) * agreement
+    * rate``, agreement the share of bump-like impacts and rate 1 (>= 50 Hz) or 0.6.
     """
     if min_vehicles < 1:
         raise ValueError(f"min_vehicles must be >= 1, got {min_vehicles=}")
-    rate = 1.0 if fs_hz >= 50 else 0.6
+    rate = 1.0 if fs_hz >= 50 else LOW_RATE_CONFIDENCE
     out: list[ConfirmedFeature] = []
     if signature not in ("polarity+slowdown", "polarity"):
         raise ValueError(f"{signature=} must be 'polarity+slowdown' or 'polarity'")
@@ -1380,6 +1424,9 @@ def confirm(
             agree = 1 - c.pothole_fraction
         else:
             continue  # mixed signatures: not enough evidence either way
-        conf = (1 - 0.5 ** (c.n_vehicles - 1)) * agree * rate
+        if kind == "pothole":
+            conf = pothole_confidence(c.n_vehicles, c.median_severity, fs_hz)
+        else:
+            conf = (1 - 0.5 ** (c.n_vehicles - 1)) * agree * rate
         out.append(ConfirmedFeature(c.segment_id, c.position_m, kind, c.n_vehicles, c.n_impacts, round(conf, 3)))
     return out

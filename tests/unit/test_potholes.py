@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from agents.potholes import Impact, cluster_impacts, confirm, detect_impacts
+from agents.potholes import (
+    K_SIGMA,
+    Impact,
+    cluster_impacts,
+    confirm,
+    detect_impacts,
+    pothole_confidence,
+)
 from simulator.profiles import ISO_GD0_M3, Feature, segment_truth
 from simulator.quarter_car import draw_vehicle, drive
 
@@ -136,6 +143,32 @@ class TestConfirm:
     def test_exceptions(self):
         with pytest.raises(ValueError, match="min_vehicles"):
             confirm([], min_vehicles=0)
+
+    def test_pothole_confidence_is_the_calibrated_probability(self):
+        c = cluster_impacts([_imp(10.0), _imp(11.0), _imp(10.5)], ["s"] * 3, ["a", "b", "c"])
+        (f,) = confirm(c)
+        assert f.confidence == round(pothole_confidence(3, c[0].median_severity), 3)
+
+
+class TestPotholeConfidence:
+    def test_grows_with_vehicles_and_severity(self):
+        by_vehicles = [pothole_confidence(n, 5.0) for n in (3, 5, 10, 30)]
+        by_severity = [pothole_confidence(3, s) for s in (4.5, 6.0, 9.0, 20.0)]
+        assert np.all(np.diff(by_vehicles) > 0) and np.all(np.diff(by_severity) > 0)
+        assert 0 < min(by_vehicles + by_severity) and max(by_vehicles + by_severity) < 1
+
+    def test_unknown_or_low_severity_counts_as_the_threshold(self):
+        at_threshold = pothole_confidence(4, K_SIGMA)
+        assert pothole_confidence(4, float("nan")) == pothole_confidence(4, 1.0) == at_threshold
+        assert pothole_confidence(4, float("inf")) == 1.0
+
+    def test_lower_below_50_hz(self):
+        assert pothole_confidence(5, 6.0, 10.0) == pytest.approx(0.6 * pothole_confidence(5, 6.0, 100.0))
+        assert pothole_confidence(5, 6.0, 50.0) == pothole_confidence(5, 6.0, 100.0)
+
+    def test_needs_a_vehicle(self):
+        with pytest.raises(ValueError, match="n_vehicles"):
+            pothole_confidence(0, 6.0)
 
 
 class TestSpeedDip:
