@@ -529,10 +529,11 @@ def _evaluate_network_potholes(f: dict, alerts: list, n_passes: dict, min_passes
     # with >= 5 passes), reported apart so that the cause of a miss is visible
     drivers = _drivers_over(f, truth_passes)
     matched: set[int] = set()
-    errors, tp, at_bumps, bump_detail = [], 0, 0, []
+    errors, tp, at_bumps, bump_detail, conf_real = [], 0, 0, [], []
     for a in sorted(alerts, key=lambda a: -a.confidence):
         cand = [(abs(off[k] - a.position_m), k) for k in np.flatnonzero((segs == a.segment_id) & (kind == "pothole"))
                 if k not in matched and abs(off[k] - a.position_m) <= MATCH_M]  # fmt: skip
+        conf_real.append((float(a.confidence), bool(cand)))
         if cand:
             d, k = min(cand)
             matched.add(k)
@@ -567,7 +568,33 @@ def _evaluate_network_potholes(f: dict, alerts: list, n_passes: dict, min_passes
         "false_potholes_at_bumps": at_bumps,
         "n_designed_features": int(((kind != "pothole") & ok_seg).sum()),
         "found_by_class": by_class,
+        "confidence_real": conf_real,
     }
+
+
+CONFIDENCE_BINS = (0.0, 0.5, 0.7, 0.8, 0.9, 0.95, 1.0)  #: reliability table of the alerts' confidence
+
+
+def _calibration(conf_real: list[tuple[float, bool]]) -> dict:
+    """How well the alerts' confidence states the chance that an alert is a real hole: Brier
+    score (mean squared difference, 0 best), expected calibration error over
+    :data:`CONFIDENCE_BINS` (alert-weighted mean |mean confidence - share real|) and, per bin,
+    ``[lo, hi, n, mean confidence, share real]``."""
+    if not conf_real:
+        return {"brier": float("nan"), "ece": float("nan"), "bins": []}
+    p, y = (np.asarray(x, float) for x in zip(*conf_real))
+    k = np.clip(np.searchsorted(CONFIDENCE_BINS, p, side="right") - 1, 0, len(CONFIDENCE_BINS) - 2)
+    bins, ece = [], 0.0
+    for b in np.unique(k):
+        m = k == b
+        bins.append([CONFIDENCE_BINS[b], CONFIDENCE_BINS[b + 1], int(m.sum()), float(p[m].mean()), float(y[m].mean())])
+        ece += m.sum() * abs(p[m].mean() - y[m].mean())
+    return {"brier": float(np.mean((p - y) ** 2)), "ece": float(ece / p.size), "bins": bins}
+
+
+def _calibration_text(cal: dict) -> str:
+    return (f"alert confidence: Brier {cal['brier']:.4f}, calibration error {cal['ece']:.3f}; by confidence "
+            + ", ".join(f"[{lo:g}, {hi:g}) {n} alerts, mean {c:.2f}, real {r:.2f}" for lo, hi, n, c, r in cal["bins"]))
 
 
 def _json_line(line: dict) -> str:
@@ -600,7 +627,9 @@ def _pool(rs: list[dict]) -> dict:
     n_clear = sum(p["n_true_clear"] for p in tp)
     rec_clear = (sum(p["recall_clear"] * p["n_true_clear"] for p in tp if p["n_true_clear"]) / n_clear
                  if n_clear else float("nan"))  # fmt: skip
+    cal = _calibration([x for p in tp for x in p["confidence_real"]])
     return {**r, "pothole_precision": prec, "pothole_recall": rec,
+            "pothole_confidence_brier": cal["brier"], "pothole_confidence_ece": cal["ece"],
             "pothole_location_error_m_p90": float(np.nanmax([p["location_error_m_p90"] for p in tp])),
             "false_potholes_at_bumps": sum(p["false_potholes_at_bumps"] for p in tp),
             "n_segments": sum(x["roughness"]["n_segments"] for x in rs), "n_true_potholes": n_true,
@@ -645,6 +674,7 @@ def main_network(args: argparse.Namespace) -> int:
                   f"of {ph['n_designed_features']}; holes standing out of their road (contrast >= {CLEAR_CONTRAST:g}) "
                   f"{ph['n_true_clear']}, recall on those {ph['recall_clear']:.3f}; found by ISO class of the road "
                   + ", ".join(f"{c} {k}/{n}" for c, (k, n) in ph["found_by_class"].items()))  # fmt: skip
+            print(_calibration_text(_calibration(ph["confidence_real"])))
             for d in ph["designed_detail"]:
                 print(f"  alert within {MATCH_M:g} m of a designed feature, no hole: {d}")
     print(f"\n({time.time() - t0:.0f} s)")
@@ -772,6 +802,7 @@ def main_through_kafka(args: argparse.Namespace) -> int:
               f"{res['passes_identical']}; gains: same vehicles {res['gains_same_vehicles']}, largest relative "
               f"difference {res['gain_max_rel_diff']:.1e}, "
               f"anchor {res['roughness']['anchor']}")  # fmt: skip
+        print(f"database {_calibration_text(_calibration(res['potholes']['confidence_real']))}")
         print(f"alerts by id: {al['same']} identical, {al['changed']} with other fields (revision, evidence), "
               f"{al['only_first']} only in the database, {al['only_second']} only offline, of which "
               f"{al['moved']} pairs on the same segment within {MATCH_M:g} m (another id: first confirmed "
@@ -784,7 +815,8 @@ def main_through_kafka(args: argparse.Namespace) -> int:
     line = {"mode": "through-kafka", "seeds": seeds, "fs": fs, "families": list(families), "vehicles": args.vehicles}
     line.update({k: db_pool[k] for k in headline})
     line.update({f"offline_{k}": off_pool[k] for k in headline})
-    line.update({k: db_pool[k] for k in ("n_true_potholes", "n_true_potholes_by_class", "pothole_recall_by_class")})
+    line.update({k: db_pool[k] for k in ("n_true_potholes", "n_true_potholes_by_class", "pothole_recall_by_class",
+                                         "pothole_confidence_brier", "pothole_confidence_ece")})
     line.update({"n_passes": sum(r["n_passes"] for r in results),
                  "offline_n_passes": sum(r["offline"]["n_passes"] for r in results),
                  "n_alerts": sum(r["n_alerts"] for r in results),

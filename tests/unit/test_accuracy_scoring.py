@@ -6,6 +6,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+import pytest
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
 import accuracy_roughness as bench  # noqa: E402
@@ -54,3 +57,20 @@ def test_pooled_recall_by_class_sums_the_seeds():
     pooled = bench._by_class([a["found_by_class"], b["found_by_class"]])
     assert pooled["n_true_potholes_by_class"] == {"B": 4, "D": 4}
     assert pooled["pothole_recall_by_class"] == {"B": 0.75, "D": 0.75}
+
+
+def test_alerts_are_labelled_for_the_calibration_of_their_confidence():
+    ph = _score([_Alert("s1", 21.0, 0.9), _Alert("s2", 61.0, 0.6), _Alert("s2", 150.0, 0.2)])
+    assert sorted(ph["confidence_real"]) == [(0.2, False), (0.6, False), (0.9, True)]
+    cal = bench._calibration(ph["confidence_real"])
+    assert cal["brier"] == pytest.approx((0.1**2 + 0.6**2 + 0.2**2) / 3)
+    # bins [0, 0.5), [0.5, 0.7), [0.9, 0.95): each off by its own gap, weighted by its alerts
+    assert cal["ece"] == pytest.approx((0.2 + 0.6 + 0.1) / 3)
+    assert [b[:3] for b in cal["bins"]] == [[0.0, 0.5, 1], [0.5, 0.7, 1], [0.9, 0.95, 1]]
+
+
+def test_a_perfectly_calibrated_confidence_has_no_calibration_error():
+    pairs = [(0.75, True)] * 3 + [(0.75, False)] + [(1.0, True)] * 4
+    cal = bench._calibration(pairs)
+    assert cal["ece"] == pytest.approx(0.0) and cal["brier"] == pytest.approx(3 * 0.25**2 / 8 + 0.75**2 / 8)
+    assert np.isnan(bench._calibration([])["brier"])
