@@ -35,7 +35,9 @@ rate), which confirms across vehicles (``run.alerts``).
 The JSON line then has ``mode``, ``seeds``, ``fs`` and the pooled figures, among them the
 pothole recall per ISO class of the hole's road (``pothole_recall_by_class``, with
 ``n_true_potholes_by_class``): holes on class D-E roads do not stand out of their road, and a
-seed's recall follows how many it has.
+seed's recall follows how many it has. How well the alerts' confidence states their chance of
+being a real hole: ``pothole_confidence_brier`` and ``pothole_confidence_ece`` (calibration
+error over ``CONFIDENCE_BINS``), with a reliability table per seed.
 
 ``--network --through-kafka`` (the local stack, started if not up): per seed, the same fleet
 and references, the trace file replayed into fresh topics, one worker process (stage 1 and
@@ -46,7 +48,7 @@ beside the offline scorer's on the same file (same pseudonym key, 2 s frames), w
 differences: passes (row for row), alerts (by id), every headline figure. Only the highest
 frame rate of ``--rates`` is run. The JSON line has ``mode: through-kafka``, the database's
 figures, the offline ones prefixed ``offline_``, the database's recall per ISO class and
-both runs' pass and alert counts.
+both runs' pass and alert counts, and the database alerts' confidence figures.
 
 Ends with one JSON line: spearman, median_rel_error, level_accuracy, pothole_precision,
 pothole_recall, pothole_location_error_m_p90, false_potholes_at_bumps, and the 10 Hz
