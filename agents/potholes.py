@@ -21,8 +21,9 @@
 3. :func:`confirm`: a cluster is a *pothole* when at least ``min_vehicles`` (3) distinct
    vehicles hit it, most hits have the pothole signature (``pothole_fraction`` >= 0.6,
    down-first and no slowdown) and drivers do not consistently slow down there (median
-   slowdown >= 0.8). Its position is the median impact position, its confidence grows with
-   the number of vehicles and the agreement of their signatures. Clusters with the
+   slowdown >= 0.8). Its position is the median impact position, its confidence the
+   probability that it is a real hole (:func:`pothole_confidence`: from the number of
+   vehicles and how far their impacts stand out of the road). Clusters with the
    up-first / slow-down signature are reported as ``bump`` (speed bump or rail crossing)
    so the caller can see them, never as potholes.
 

@@ -144,7 +144,7 @@ class RoadAlert(_Record):
     position_m: Finite = Field(ge=0, description="distance along the segment, m")
     lat_deg: Finite | None = None
     lon_deg: Finite | None = None
-    confidence: Finite = Field(ge=0, le=1)
+    confidence: Finite = Field(ge=0, le=1, description="probability that it is a real pothole (below 50 Hz x 0.6)")
     n_vehicles: int = Field(ge=0, description="distinct vehicles whose impacts confirm it")
     n_impacts: int = Field(ge=0)
     first_seen: AwareDatetime
