@@ -1412,14 +1412,13 @@ def confirm(
             level = c.rise_ratio < level_rise_ratio  # NaN (unknown): not level
             need = slowed_pothole_fraction if slowed and not level else min_pothole_fraction
             if frac >= need and strong:
-                kind, agree = "pothole", frac
+                kind = "pothole"
             elif frac <= 1 - min_pothole_fraction or (slowed and frac < need):
                 kind, agree = "bump", 1 - frac
             else:
                 continue  # mixed or weak: not enough evidence either way
         elif c.pothole_fraction >= min_pothole_fraction and not slowed and strong:
             kind = "pothole"
-            agree = c.pothole_fraction
         elif c.pothole_fraction <= 1 - min_pothole_fraction or slowed:
             kind = "bump"
             agree = 1 - c.pothole_fraction
@@ -1427,7 +1426,7 @@ def confirm(
             continue  # mixed signatures: not enough evidence either way
         if kind == "pothole":
             conf = pothole_confidence(c.n_vehicles, c.median_severity, fs_hz)
-        else:
+        else:  # agree: the share of bump-like impacts
             conf = (1 - 0.5 ** (c.n_vehicles - 1)) * agree * rate
         out.append(ConfirmedFeature(c.segment_id, c.position_m, kind, c.n_vehicles, c.n_impacts, round(conf, 3)))
     return out
