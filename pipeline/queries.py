@@ -1,8 +1,9 @@
-"""The read side: segment scores and harsh spots for the CLI, the demo and the HTTP API.
+"""The read side: segment scores, pothole alerts and harsh spots for the CLI, the demo and
+the HTTP API.
 
 Every query reads only objects granted to ``roadsense_reader`` (``segment_scores``,
-``segment_scores_between()``, ``harsh_spots``, ``pass_totals``), never the raw per-vehicle
-tables, and gives the same answer on TimescaleDB and plain PostgreSQL. Results are small
+``segment_scores_between()``, ``harsh_spots``, ``pass_totals``, ``road_alerts``,
+``segments``), never the raw per-vehicle tables, and gives the same answer on TimescaleDB and plain PostgreSQL. Results are small
 frozen dataclasses; IRI in m/km, speeds in km/h, days are UTC midnights (aware datetimes).
 
 Orderings are total (ties broken by ``segment_id``); IRI is compared rounded to 1e-6 m/km,
@@ -23,9 +24,11 @@ from pipeline.exceptions import DatabaseError
 __all__ = [
     "HarshSpot",
     "PassCount",
+    "PotholeAlert",
     "SegmentScore",
     "harshest_spots",
     "pass_count",
+    "potholes",
     "roughest_segments",
     "segment_label",
     "segment_score",
@@ -48,8 +51,9 @@ def segment_label(
     if highway is None and lat is None:
         return f"segment {segment_id}"
     road = ref or (f"OSM way {osm_way_id}" if osm_way_id is not None else f"segment {segment_id}")
+    kind = f" ({highway})" if highway is not None else ""
     where = f" at {lat:.5f}, {lon:.5f}" if lat is not None and lon is not None else ""
-    return f"{road} ({highway}){where}"
+    return f"{road}{kind}{where}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +109,29 @@ class HarshSpot:
     n_harsh_accel: int
     n_harsh_corner: int
     events_per_1000_passes: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class PotholeAlert:
+    """A pothole confirmed across vehicles (``road_alerts``, stage 2).
+
+    ``position_m`` is along the segment; ``lat``/``lon`` the alert's own place (WGS84), and
+    ``label`` names the road there. ``confidence`` is the probability that it is a real hole
+    (``agents.potholes.pothole_confidence``; x 0.6 when its evidence was sampled below 50
+    Hz). ``n_vehicles`` distinct vehicles confirmed it with ``n_impacts`` impacts.
+    """
+
+    alert_id: str
+    segment_id: str
+    label: str
+    position_m: float
+    lat: float | None
+    lon: float | None
+    confidence: float
+    n_vehicles: int
+    n_impacts: int
+    first_seen: datetime
+    last_seen: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,6 +273,45 @@ def harshest_spots(
             n_harsh_accel=r["n_harsh_accel"],
             n_harsh_corner=r["n_harsh_corner"],
             events_per_1000_passes=r["events_per_1000_passes"],
+        )
+        for r in rows
+    ]
+
+
+def potholes(
+    conn: psycopg.Connection, *, limit: int = 10, min_confidence: float = 0.0
+) -> list[PotholeAlert]:
+    """Confirmed potholes, the most probable first (ties: more vehicles, then ``alert_id``).
+
+    Only alerts whose confidence is at least ``min_confidence`` (0..1).
+    """
+    _check_limits(limit, 0)
+    if not 0.0 <= min_confidence <= 1.0:
+        raise ValueError(f"{min_confidence=} must be within [0, 1]")
+    rows = _fetch(
+        conn,
+        "SELECT a.alert_id, a.segment_id, a.position_m, a.lat_deg, a.lon_deg, a.confidence,"
+        " a.n_vehicles, a.n_impacts, a.first_seen, a.last_seen, s.ref, s.osm_way_id, s.highway"
+        " FROM road_alerts a LEFT JOIN segments s ON s.segment_id = a.segment_id"
+        " WHERE a.kind = 'pothole' AND a.confidence >= %s"
+        " ORDER BY round(a.confidence::numeric, 6) DESC, a.n_vehicles DESC, a.alert_id LIMIT %s",
+        (min_confidence, limit),
+    )
+    return [
+        PotholeAlert(
+            alert_id=r["alert_id"],
+            segment_id=r["segment_id"],
+            label=segment_label(
+                r["segment_id"], r["ref"], r["osm_way_id"], r["highway"], r["lat_deg"], r["lon_deg"]
+            ),
+            position_m=r["position_m"],
+            lat=r["lat_deg"],
+            lon=r["lon_deg"],
+            confidence=r["confidence"],
+            n_vehicles=r["n_vehicles"],
+            n_impacts=r["n_impacts"],
+            first_seen=r["first_seen"],
+            last_seen=r["last_seen"],
         )
         for r in rows
     ]

@@ -16,7 +16,8 @@ def _fmt(x: float | None, spec: str = ".2f") -> str:
 
 
 def print_top(conn: psycopg.Connection, *, limit: int = 10, min_passes: int = 2) -> None:
-    """Print the roughest segments and the harshest spots, each labelled for a person."""
+    """Print the roughest segments, the confirmed potholes and the harshest spots, each
+    labelled for a person."""
     total = queries.pass_count(conn)
     print(f"{total.n_passes} segment passes by {total.n_vehicles} vehicles on {total.n_segments} segments, "
           f"{total.n_events} harsh events")
@@ -29,6 +30,14 @@ def print_top(conn: psycopg.Connection, *, limit: int = 10, min_passes: int = 2)
               f"[segment {s.segment_id}]")
     if not rough:
         print("  (no segment has enough passes yet)")
+    holes = queries.potholes(conn, limit=limit)
+    print("\nConfirmed potholes (the most probable first; conf = probability that it is a real hole)")
+    print(f"{'conf':>4} {'veh':>4} {'impacts':>7} {'at m':>6}  where")
+    for a in holes:
+        print(f"{a.confidence:>4.2f} {a.n_vehicles:>4} {a.n_impacts:>7} {a.position_m:>6.1f}  {a.label}  "
+              f"[segment {a.segment_id}]")
+    if not holes:
+        print("  (no pothole confirmed yet: it takes 3 distinct vehicles)")
     spots = queries.harshest_spots(conn, limit=limit, min_passes=min_passes)
     print(f"\nHarshest spots (harsh events per 1,000 passes; >= {min_passes} passes)")
     print(f"{'rate':>7} {'events':>6} {'brake/accel/corner':>18} {'passes':>6} {'veh':>4}  where")
