@@ -10,7 +10,7 @@ is a bug and shows its traceback.
     roadsense worker                              one stage-1 worker (until SIGTERM)
     roadsense score TRACES... --network FILE --out DIR [--references CSV]
     roadsense calibrate [--references CSV] [--days 90]   fleet self-calibration (vehicle gains)
-    roadsense top [--limit 10]                    roughest segments and harshest spots
+    roadsense top [--limit 10]                    roughest segments, potholes, harshest spots
     roadsense hotspots [--limit 10]               accident-prone zones (empirical Bayes)
     roadsense before-after --date D --zone ID...  did safety works change a zone's harsh-event rate?
     roadsense db migrate
@@ -249,7 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     ca.add_argument("--days", type=float, default=90.0, help="days of data read, ending at the newest day stored")
     ca.set_defaults(func=cmd_calibrate)
 
-    t = sub.add_parser("top", help="roughest segments and harshest spots from the database")
+    t = sub.add_parser("top", help="roughest segments, confirmed potholes and harshest spots from the database")
     t.add_argument("--limit", type=int, default=10)
     t.set_defaults(func=cmd_top)
 

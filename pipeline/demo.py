@@ -1,8 +1,9 @@
 """``roadsense demo``: the whole pipeline on the real SQY network, end to end.
 
 stack up -> migrations + road network in the database -> simulate a fleet (trace files
-with ground truth) -> replay into Kafka -> one stage-1 worker until the consumer group has
-caught up -> the roughest segments and harshest spots, read back from the database.
+with ground truth) -> replay into Kafka -> one worker (stages 1 and 2) until the consumer
+group has caught up with the frames and then the impacts -> the roughest segments, the
+confirmed potholes and the harshest spots, read back from the database.
 """
 
 from __future__ import annotations
@@ -108,7 +109,8 @@ def run_demo(*, vehicles: int = 40, seed: int = 7, out: Path = Path("out/demo"),
     print(f"    {sent.frames:,} frames of {frame_s:g} s in {sent.messages:,} messages"
           + (f" (bundles of up to {bundle}, as an ingestion gateway sends them)" if bundle > 1 else ""))
 
-    print("5/6 running a stage-1 worker until every frame is processed ...", flush=True)
+    print("5/6 running a worker (stages 1 and 2) until every frame and impact is processed ...",
+          flush=True)
     log_path = Path(s.data_dir).parent / "worker-demo.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, **settings_env(s)}
@@ -123,6 +125,9 @@ def run_demo(*, vehicles: int = 40, seed: int = 7, out: Path = Path("out/demo"),
                                 stderr=subprocess.STDOUT, start_new_session=True)
         try:
             wait_until_consumed(s.kafka_bootstrap, s.app_id, s.frames_topic, total=end_before, proc=proc)
+            # every frame committed: its impacts are on the broker, and stage 2 confirms potholes from them
+            _, impacts_end = group_lag(s.kafka_bootstrap, s.app_id, s.impacts_topic)
+            wait_until_consumed(s.kafka_bootstrap, s.app_id, s.impacts_topic, total=impacts_end, proc=proc)
         finally:
             stop_workers(proc)
 
