@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 from contextlib import ExitStack
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +72,7 @@ def test_dashboard_shape():
     assert ATTRIBUTION in dash["description"]
     types = {p["type"] for p in _panels(dash)}
     assert {"table", "timeseries", "geomap"} <= types
+    assert any("road_alerts" in sql for _, sql in dashboard_queries())  # the potholes
     geomap = next(p for p in _panels(dash) if p["type"] == "geomap")
     assert ATTRIBUTION in geomap["description"]
     assert len(QUERIES) >= 5
@@ -85,8 +87,17 @@ def grafana_schemas(db_conns, fresh_schema, db_fixture_records):
     """Both dialects: migrated schema with the network and the fixture data, refreshed."""
     from roadnet import load_network
 
-    passes, events, _ = db_fixture_records
+    from pipeline.alerts_sink import write_alerts
+    from schemas.records import RoadAlert
+
+    passes, events, segment_ids = db_fixture_records
     net = load_network()
+    # potholes last seen in March 2025, one on a segment the network does not have
+    t0 = datetime(2025, 3, 10, tzinfo=UTC)
+    alerts = [RoadAlert(alert_id=f"pothole-grafana{k:08d}", segment_id=seg, position_m=10.0 + k, lat_deg=48.8,
+                        lon_deg=1.95, confidence=0.9 - 0.1 * k, n_vehicles=3 + k, n_impacts=4 + k,
+                        first_seen=t0, last_seen=t0 + timedelta(days=k))
+              for k, seg in enumerate([segment_ids[0], segment_ids[2], segment_ids[-1]])]  # fmt: skip
     schemas = {}
     with ExitStack() as stack:
         for name, conn in db_conns.items():
@@ -94,6 +105,7 @@ def grafana_schemas(db_conns, fresh_schema, db_fixture_records):
             db.migrate(conn)
             db.load_network(conn, net)
             sink.write_results(conn, passes, events)
+            write_alerts(conn, alerts)
             db.refresh(conn)
         yield schemas
 
