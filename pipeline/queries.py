@@ -3,8 +3,9 @@ the HTTP API.
 
 Every query reads only objects granted to ``roadsense_reader`` (``segment_scores``,
 ``segment_scores_between()``, ``harsh_spots``, ``pass_totals``, ``road_alerts``,
-``segments``), never the raw per-vehicle tables, and gives the same answer on TimescaleDB and plain PostgreSQL. Results are small
-frozen dataclasses; IRI in m/km, speeds in km/h, days are UTC midnights (aware datetimes).
+``segments``), never the raw per-vehicle tables, and gives the same answer on TimescaleDB
+and plain PostgreSQL. Results are small frozen dataclasses; IRI in m/km, speeds in km/h,
+days are UTC midnights (aware datetimes).
 
 Orderings are total (ties broken by ``segment_id``); IRI is compared rounded to 1e-6 m/km,
 so float rounding differences between the two dialects cannot reorder results.
@@ -187,9 +188,13 @@ def _fetch(conn: psycopg.Connection, query: str, params: tuple[Any, ...]) -> lis
         raise DatabaseError(f"query failed: {exc}", sqlstate=exc.sqlstate) from exc
 
 
-def _check_limits(limit: int, min_passes: int) -> None:
+def _check_limit(limit: int) -> None:
     if not isinstance(limit, int) or limit < 1:
         raise ValueError(f"{limit=} must be an integer >= 1")
+
+
+def _check_limits(limit: int, min_passes: int) -> None:
+    _check_limit(limit)
     if not isinstance(min_passes, int) or min_passes < 0:
         raise ValueError(f"{min_passes=} must be an integer >= 0")
 
@@ -285,7 +290,7 @@ def potholes(
 
     Only alerts whose confidence is at least ``min_confidence`` (0..1).
     """
-    _check_limits(limit, 0)
+    _check_limit(limit)
     if not 0.0 <= min_confidence <= 1.0:
         raise ValueError(f"{min_confidence=} must be within [0, 1]")
     rows = _fetch(
