@@ -80,6 +80,7 @@ __all__ = [
     "cluster_impacts",
     "confirm",
     "pothole_confidence",
+    "confidence_features",
     "BAND_HZ",
 ]
 
@@ -1262,6 +1263,14 @@ CONFIDENCE_LOGIT = (-13.06, 1.63, 7.71)
 LOW_RATE_CONFIDENCE = 0.6  #: confidence factor of evidence sampled below 50 Hz (not calibrated)
 
 
+def confidence_features(n_vehicles: int, median_severity: float) -> tuple[float, float]:
+    """The inputs of :data:`CONFIDENCE_LOGIT`: ``ln(n_vehicles)`` and ``ln(median severity)``,
+    the severity floored at the detection threshold :data:`K_SIGMA` (an impact's severity is
+    at least that; unknown, NaN, counts as that)."""
+    sev = median_severity if median_severity > K_SIGMA else K_SIGMA
+    return math.log(n_vehicles), math.log(sev)
+
+
 def pothole_confidence(n_vehicles: int, median_severity: float, fs_hz: float = 100.0) -> float:
     """Probability that a confirmed pothole is a real hole, from its evidence.
 
@@ -1289,9 +1298,8 @@ def pothole_confidence(n_vehicles: int, median_severity: float, fs_hz: float = 1
     if n_vehicles < 1:
         raise ValueError(f"n_vehicles must be >= 1, got {n_vehicles=}")
     b0, b_veh, b_sev = CONFIDENCE_LOGIT
-    # an impact's severity is at least the detection threshold: unknown (NaN) counts as that
-    sev = median_severity if median_severity > K_SIGMA else K_SIGMA
-    z = b0 + b_veh * math.log(n_vehicles) + b_sev * math.log(sev)
+    ln_veh, ln_sev = confidence_features(n_vehicles, median_severity)
+    z = b0 + b_veh * ln_veh + b_sev * ln_sev
     p = 0.5 * (1.0 + math.tanh(0.5 * z))  # the logistic, without overflow
     return p * (1.0 if fs_hz >= 50 else LOW_RATE_CONFIDENCE)
 

@@ -79,9 +79,9 @@ def alert_evidence(rec: dict) -> list[dict]:
 
 
 def design(rows: list[dict]) -> np.ndarray:
-    """Columns 1, ln(vehicles), ln(severity) (severity below the threshold: the threshold)."""
-    sev = np.array([r["severity"] if r["severity"] > potholes.K_SIGMA else potholes.K_SIGMA for r in rows])
-    return np.column_stack([np.ones(len(rows)), np.log([r["n_vehicles"] for r in rows]), np.log(sev)])
+    """Columns 1 and :func:`agents.potholes.confidence_features` (ln vehicles, ln severity)."""
+    feats = [potholes.confidence_features(r["n_vehicles"], r["severity"]) for r in rows]
+    return np.column_stack([np.ones(len(rows)), np.asarray(feats, float).reshape(-1, 2)])
 
 
 def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-2) -> np.ndarray:
